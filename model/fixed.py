@@ -28,6 +28,7 @@ __all__ = [
     "narrow",
     "saturate",
     "shift_round",
+    "bit_length",
     "int_matmul",
     "MAX_WIDTH",
 ]
@@ -149,22 +150,38 @@ def saturate(x, fmt: QFormat) -> np.ndarray:
     return np.clip(np.asarray(x, dtype=np.int64), fmt.min_int, fmt.max_int)
 
 
-def shift_round(x, shift: int) -> np.ndarray:
+def shift_round(x, shift) -> np.ndarray:
     """Divide by ``2**shift`` rounding half up (``shift`` > 0), or multiply by ``2**-shift`` (``shift`` <= 0).
 
     This is the rounding half of :func:`narrow`: ``(x + 2**(shift-1)) >> shift`` with an arithmetic shift.
+    ``shift`` may be an array broadcastable against ``x`` (a per-row shift).
     """
     x = np.asarray(x, dtype=np.int64)
-    if shift > 0:
-        return (x + (np.int64(1) << np.int64(shift - 1))) >> np.int64(shift)
-    return x << np.int64(-shift)
+    shift = np.asarray(shift, dtype=np.int64)
+    right = np.maximum(shift, 0)
+    half = np.where(right > 0, np.int64(1) << np.maximum(right - 1, 0), 0)
+    return ((x + half) >> right) << np.maximum(-shift, 0)
 
 
-def narrow(x, frac: int, out: QFormat) -> np.ndarray:
+def bit_length(x) -> np.ndarray:
+    """Number of bits of non-negative integers (0 for 0): a priority encoder, exact for any int64."""
+    x = np.asarray(x, dtype=np.int64)
+    if np.any(x < 0):
+        raise ValueError("bit_length of a negative number")
+    n = np.zeros(x.shape, dtype=np.int64)
+    for s in (32, 16, 8, 4, 2, 1):
+        big = x >= (np.int64(1) << np.int64(s))
+        n += np.where(big, s, 0)
+        x = np.where(big, x >> np.int64(s), x)
+    return n + (x > 0)
+
+
+def narrow(x, frac, out: QFormat) -> np.ndarray:
     """The shared narrowing: an integer with ``frac`` fractional bits to format ``out``.
 
     Rounds half up (``floor(v + 1/2)`` in units of ``out``'s last place), then saturates to ``out``.
-    Widening (``out.frac > frac``) is an exact left shift, then saturation.
+    Widening (``out.frac > frac``) is an exact left shift, then saturation. ``frac`` may be an array
+    broadcastable against ``x``.
     """
     return saturate(shift_round(x, frac - out.frac), out)
 
