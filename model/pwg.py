@@ -1,0 +1,675 @@
+"""ParallelWaveGAN generator: checkpoint loading, a float64 model and a bit-exact fixed-point model.
+
+The network is the ``ParallelWaveGANGenerator`` of the ``parallel-wavegan`` package (kan-bayashi) with its
+``ConvInUpsampleNetwork``, in the non-causal configuration only (``use_causal_conv=False``), with biases on
+every layer that has them in the package (``bias=True``) and no dropout (inference). Shapes follow PyTorch
+without the batch axis: signals are ``(channels, time)``.
+
+Float model, per output sample ``t`` (``PWGGenerator``)::
+
+    c   = upsample(mel)                        # conv_in (kernel 2w+1, no padding), then per scale s:
+                                               #   repeat every frame s times, filter every channel with the
+                                               #   same (2s+1)-tap kernel, zero padding s
+    x   = first_conv(z)                        # 1x1, in_channels -> R, bias
+    for each layer l (dilation 2**(l mod layers_per_stack)):
+        h    = conv_l(x) + aux_l(c)            # K taps dilated, zero padding (K-1)/2*d, bias; aux 1x1 no bias
+        g    = tanh(h[:G/2]) * sigmoid(h[G/2:])
+        s   += skip_l(g)                       # 1x1 G/2 -> S, bias
+        x    = (out_l(g) + x) * sqrt(0.5)      # 1x1 G/2 -> R, bias
+    y   = last_2(relu(last_1(relu(s * sqrt(1/layers)))))
+
+Every convolution carries weight norm ``w = g v / ||v||`` (norm over all axes but the first) when
+``use_weight_norm`` is set, stored as ``weight_g`` / ``weight_v`` as PyTorch's ``weight_norm`` names them.
+
+Fixed-point model (``PWGFixed``, :func:`residual_layer_fixed`): the same graph on integers with the kernels
+of :mod:`~wavefabric.model.kernels`; the formats and every narrowing are stated on the functions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .fixed import MAX_WIDTH, QFormat, accumulator_width, saturate
+from .kernels import Numerics, conv1d, gated_activation, im2col, linear, mul_const, quantize_weight_norm, relu
+
+__all__ = [
+    "PWG_NUMERICS",
+    "PWGConfig",
+    "ResidualLayer",
+    "PWGGenerator",
+    "PWGFixed",
+    "random_state_dict",
+    "from_state_dict",
+    "load_checkpoint",
+    "residual_layer",
+    "residual_layer_fixed",
+    "snr_db",
+]
+
+#: Default formats of the PWG datapath. Weights are Q3.13 (range [-4, 4)) rather than the Numerics()
+#: default Q2.14: the first 1x1 conv has a single input channel, so its weight-normed weights are
+#: ``g * sign(v)`` and Kaiming initialisation puts them at std sqrt(2), which Q2.14 saturates.
+PWG_NUMERICS = Numerics(weight=QFormat(16, 13))
+
+
+@dataclass(frozen=True)
+class PWGConfig:
+    """Sizes and formats of a ParallelWaveGAN generator (defaults: ``parallel_wavegan.v1.yaml``, LJSpeech).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Channels of the noise input and of the waveform output (>= 1).
+    kernel_size : int
+        Taps of the dilated convolutions: odd (non-causal, symmetric padding), >= 1.
+    layers, stacks : int
+        Residual layers (>= 1) in ``stacks`` dilation cycles; ``layers`` must be divisible by ``stacks``.
+        Layer ``l`` has dilation ``2**(l mod (layers / stacks))``.
+    residual_channels, gate_channels, skip_channels, aux_channels : int
+        R, G, S and A (>= 1); ``gate_channels`` is even (split into tanh and sigmoid halves).
+    aux_context_window : int
+        w >= 0: ``conv_in`` has ``2w + 1`` taps and the mel input is padded by w frames on each side.
+    upsample_scales : tuple of int
+        Nearest-neighbour stretch factors (each >= 1, at least one); their product is the hop size.
+    sample_rate : int
+        Output sample rate in Hz (>= 1); only the real-time figures use it.
+    use_weight_norm : bool
+        Whether checkpoints store ``weight_g``/``weight_v`` (True) or plain ``weight`` tensors.
+    numerics : Numerics
+        Fixed-point formats (default :data:`PWG_NUMERICS`). Only the non-causal network is modelled.
+    """
+
+    in_channels: int = 1
+    out_channels: int = 1
+    kernel_size: int = 3
+    layers: int = 30
+    stacks: int = 3
+    residual_channels: int = 64
+    gate_channels: int = 128
+    skip_channels: int = 64
+    aux_channels: int = 80
+    aux_context_window: int = 2
+    upsample_scales: tuple[int, ...] = (4, 4, 4, 4)
+    sample_rate: int = 22050
+    use_weight_norm: bool = True
+    numerics: Numerics = PWG_NUMERICS
+
+    def __post_init__(self):
+        def is_int(value) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        for name in ("in_channels", "out_channels", "kernel_size", "layers", "stacks", "residual_channels",
+                     "gate_channels", "skip_channels", "aux_channels", "sample_rate"):
+            value = getattr(self, name)
+            if not is_int(value) or value < 1:
+                raise ValueError(f"PWGConfig.{name} must be an integer >= 1, not {value!r}")
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"PWGConfig.kernel_size must be odd (non-causal only), not {self.kernel_size}")
+        if self.layers % self.stacks:
+            raise ValueError(
+                f"PWGConfig.layers must be divisible by stacks = {self.stacks}, not {self.layers}"
+            )
+        if self.gate_channels % 2:
+            raise ValueError(f"PWGConfig.gate_channels must be even, not {self.gate_channels}")
+        if not is_int(self.aux_context_window) or self.aux_context_window < 0:
+            raise ValueError(
+                f"PWGConfig.aux_context_window must be an integer >= 0, not {self.aux_context_window!r}"
+            )
+        # A list (as read from the package's YAML) is accepted and frozen into a tuple.
+        scales = self.upsample_scales
+        if (not isinstance(scales, tuple | list) or not scales
+                or not all(is_int(s) and s >= 1 for s in scales)):
+            raise ValueError(
+                f"PWGConfig.upsample_scales must be a non-empty sequence of integers >= 1, not {scales!r}"
+            )
+        object.__setattr__(self, "upsample_scales", tuple(int(s) for s in scales))
+        if not isinstance(self.use_weight_norm, bool):
+            raise ValueError(f"PWGConfig.use_weight_norm must be a bool, not {self.use_weight_norm!r}")
+        if not isinstance(self.numerics, Numerics):
+            raise ValueError(f"PWGConfig.numerics must be a Numerics, not {self.numerics!r}")
+        self._check_widths()
+
+    def _check_widths(self) -> None:
+        """Raise if an accumulator of the fixed-point model could exceed MAX_WIDTH bits."""
+        num = self.numerics
+        w = self.aux_context_window
+        reductions = {
+            "first_conv": self.in_channels,
+            "conv_in": self.aux_channels * (2 * w + 1),
+            "upsample conv": 2 * max(self.upsample_scales) + 1,
+            "dilated conv + aux": self.residual_channels * self.kernel_size + self.aux_channels,
+            "skip/out 1x1": self.gate_channels // 2,
+            "last 1x1": self.skip_channels,
+        }
+        # The out 1x1 accumulator is preloaded with bias + residual: one bit wider than act.
+        preload = QFormat(num.act.width + 1, num.act.frac)
+        for what, length in reductions.items():
+            width = accumulator_width(num.act, num.weight, length, preload)
+            if width > MAX_WIDTH:
+                raise ValueError(
+                    f"PWGConfig.numerics: the {what} accumulator (reduction {length}) needs {width} bits, "
+                    f"more than {MAX_WIDTH}"
+                )
+        skip_sum = num.act.width + self.layers.bit_length()
+        if skip_sum + num.gate.width > MAX_WIDTH:
+            raise ValueError(
+                f"PWGConfig.numerics: the skip sum ({skip_sum} bits) times a {num.gate.width}-bit constant "
+                f"exceeds {MAX_WIDTH} bits"
+            )
+
+    @property
+    def hop_size(self) -> int:
+        """Output samples per mel frame: the product of ``upsample_scales``."""
+        return math.prod(self.upsample_scales)
+
+    @property
+    def layers_per_stack(self) -> int:
+        return self.layers // self.stacks
+
+    def dilation(self, layer: int) -> int:
+        """Dilation of residual layer ``layer``: ``2**(layer mod layers_per_stack)``."""
+        return 2 ** (layer % self.layers_per_stack)
+
+    def conv_shapes(self) -> dict[str, tuple[tuple[int, ...], bool]]:
+        """Every convolution of the generator: state-dict module name to (weight shape, has bias).
+
+        Names are the package's: ``upsample_net.upsample.up_layers`` alternates Stretch2d (even indices, no
+        parameters) and Conv2d (odd indices); ``last_conv_layers`` is ReLU, 1x1, ReLU, 1x1.
+        """
+        r, g, s, a = self.residual_channels, self.gate_channels, self.skip_channels, self.aux_channels
+        shapes = {"first_conv": ((r, self.in_channels, 1), True),
+                  "upsample_net.conv_in": ((a, a, 2 * self.aux_context_window + 1), False)}
+        for i, scale in enumerate(self.upsample_scales):
+            shapes[f"upsample_net.upsample.up_layers.{2 * i + 1}"] = ((1, 1, 1, 2 * scale + 1), False)
+        for layer in range(self.layers):
+            prefix = f"conv_layers.{layer}."
+            shapes[prefix + "conv"] = ((g, r, self.kernel_size), True)
+            shapes[prefix + "conv1x1_aux"] = ((g, a, 1), False)
+            shapes[prefix + "conv1x1_skip"] = ((s, g // 2, 1), True)
+            shapes[prefix + "conv1x1_out"] = ((r, g // 2, 1), True)
+        shapes["last_conv_layers.1"] = ((s, s, 1), True)
+        shapes["last_conv_layers.3"] = ((self.out_channels, s, 1), True)
+        return shapes
+
+    def tensor_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every tensor of a generator state dict with this config: name to shape, in the package's order."""
+        tensors = {}
+        for module, (shape, has_bias) in self.conv_shapes().items():
+            if has_bias:
+                tensors[module + ".bias"] = (shape[0],)
+            if self.use_weight_norm:
+                tensors[module + ".weight_g"] = (shape[0],) + (1,) * (len(shape) - 1)
+                tensors[module + ".weight_v"] = shape
+            else:
+                tensors[module + ".weight"] = shape
+        return tensors
+
+
+def random_state_dict(config: PWGConfig, seed: int = 0) -> dict[str, np.ndarray]:
+    """A float32 generator state dict with the package's names and shapes and trained-like scales.
+
+    Convolutions get the package's Kaiming-normal initialisation (ReLU gain, ``std = sqrt(2 / fan_in)``);
+    upsampling Conv2d kernels are ``1/(2s+1)`` (the package's constant init) times ``1 + 0.1 N(0, 1)``.
+    Unlike a fresh network, biases are ``0.1 N(0, 1)`` and ``weight_g`` is ``||v|| (1 + 0.1 N(0, 1))``, so
+    that bias paths and the weight-norm scale are exercised as in a trained checkpoint.
+    """
+    rng = np.random.default_rng(seed)
+    state = {}
+    for module, (shape, has_bias) in config.conv_shapes().items():
+        if module.startswith("upsample_net.upsample."):
+            weight = (1 + 0.1 * rng.standard_normal(shape)) / shape[-1]
+        else:
+            weight = rng.standard_normal(shape) * math.sqrt(2.0 / math.prod(shape[1:]))
+        if has_bias:
+            state[module + ".bias"] = 0.1 * rng.standard_normal(shape[0])
+        if config.use_weight_norm:
+            norm = np.sqrt(np.sum(weight**2, axis=tuple(range(1, weight.ndim)), keepdims=True))
+            state[module + ".weight_g"] = norm * (1 + 0.1 * rng.standard_normal(norm.shape))
+            state[module + ".weight_v"] = weight
+        else:
+            state[module + ".weight"] = weight
+    return {name: value.astype(np.float32) for name, value in state.items()}
+
+
+#: Buffers ``register_stats`` may add to a generator state dict; the models here take normalised mels.
+_IGNORED_TENSORS = ("mean", "scale")
+
+
+def _to_numpy(name: str, value) -> np.ndarray:
+    """A state-dict value (NumPy array or torch tensor, duck-typed) as a float64 array."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    array = np.asarray(value, dtype=np.float64)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"tensor '{name}' has non-finite values")
+    return array
+
+
+def _normalize_names(state_dict: Mapping) -> dict:
+    """Rename ``torch.nn.utils.parametrizations.weight_norm`` tensors to the ``weight_g``/``weight_v`` names."""
+    renames = {".parametrizations.weight.original0": ".weight_g",
+               ".parametrizations.weight.original1": ".weight_v"}
+    out = {}
+    for name, value in state_dict.items():
+        for old, new in renames.items():
+            name = name.replace(old, new)
+        out[name] = value
+    return out
+
+
+def _weight_norm(g: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``g * v / ||v||`` with the norm over every axis but the first (PyTorch ``weight_norm(dim=0)``)."""
+    norm = np.sqrt(np.sum(v * v, axis=tuple(range(1, v.ndim)), keepdims=True))
+    return v * (g / norm)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    # The tanh identity never overflows, unlike 1 / (1 + exp(-x)).
+    return 0.5 + 0.5 * np.tanh(0.5 * x)
+
+
+def _conv_taps(x: np.ndarray, w: np.ndarray, dilation: int, padding: int) -> np.ndarray:
+    """Float ``Conv1d`` (no bias) of x ``(C, T)`` by w ``(O, C, K)``: one matrix product per tap."""
+    k_size = w.shape[2]
+    t_out = x.shape[1] + 2 * padding - dilation * (k_size - 1)
+    xp = np.pad(x, ((0, 0), (padding, padding))) if padding else x
+    y = w[:, :, 0] @ xp[:, :t_out]
+    for k in range(1, k_size):
+        y += w[:, :, k] @ xp[:, k * dilation:k * dilation + t_out]
+    return y
+
+
+def _time_filter(x: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Filter every row of x ``(C, T)`` with the same odd-length kernel h, zero padding ``len(h) // 2``."""
+    pad = len(h) // 2
+    xp = np.pad(x, ((0, 0), (pad, pad)))
+    y = h[0] * xp[:, :x.shape[1]]
+    for j in range(1, len(h)):
+        y += h[j] * xp[:, j:j + x.shape[1]]
+    return y
+
+
+@dataclass(frozen=True)
+class ResidualLayer:
+    """Weights of one residual block: float64 for the float model, int64 for the fixed-point model.
+
+    In the fixed-point model the weight matrices are ``num.weight`` integers and the biases ``num.act``
+    integers. ``G`` gate, ``R`` residual, ``S`` skip, ``A`` aux channels, ``K`` taps.
+
+    Attributes
+    ----------
+    conv : (G, R, K) dilated convolution weight (PyTorch layout).
+    conv_bias : (G,)
+    aux : (G, A) 1x1 conditioning weight (no bias).
+    skip, skip_bias : (S, G/2), (S,)
+    out, out_bias : (R, G/2), (R,)
+    dilation : int
+    """
+
+    conv: np.ndarray
+    conv_bias: np.ndarray
+    aux: np.ndarray
+    skip: np.ndarray
+    skip_bias: np.ndarray
+    out: np.ndarray
+    out_bias: np.ndarray
+    dilation: int
+
+    @property
+    def kernel_size(self) -> int:
+        return self.conv.shape[2]
+
+    @property
+    def padding(self) -> int:
+        """Zero padding at each end: ``(K - 1) / 2 * dilation`` keeps the length (non-causal)."""
+        return (self.kernel_size - 1) // 2 * self.dilation
+
+    def gemm_weight(self) -> np.ndarray:
+        """The ``(G, R*K + A)`` matrix of the gate GEMM: ``[conv.reshape(G, R*K) | aux]``.
+
+        Column ``r*K + k`` multiplies tap ``k`` of residual channel ``r`` (the :func:`~.kernels.im2col` row
+        order); columns ``R*K + a`` multiply conditioning channel ``a``.
+        """
+        return np.concatenate([self.conv.reshape(self.conv.shape[0], -1), self.aux], axis=1)
+
+
+def residual_layer(x: np.ndarray, c: np.ndarray, layer: ResidualLayer) -> tuple[np.ndarray, np.ndarray]:
+    """Float residual block: ``(x_next, skip)`` from x ``(R, T)`` and upsampled conditioning c ``(A, T)``.
+
+    ``h = conv(x) + conv_bias + aux @ c``; ``g = tanh(h[:G/2]) * sigmoid(h[G/2:])``;
+    ``skip = skip @ g + skip_bias``; ``x_next = (out @ g + out_bias + x) * sqrt(0.5)``.
+    """
+    half = layer.conv.shape[0] // 2
+    h = _conv_taps(x, layer.conv, layer.dilation, layer.padding)
+    h += layer.aux @ c
+    h += layer.conv_bias[:, None]
+    g = np.tanh(h[:half]) * _sigmoid(h[half:])
+    skip = layer.skip @ g + layer.skip_bias[:, None]
+    x_next = (layer.out @ g + layer.out_bias[:, None] + x) * math.sqrt(0.5)
+    return x_next, skip
+
+
+def residual_layer_fixed(x: np.ndarray, c: np.ndarray, layer: ResidualLayer,
+                         num: Numerics) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed-point residual block: the integers the conv engine must produce for one layer.
+
+    Parameters
+    ----------
+    x : (R, T) int64 in ``num.act``
+        Residual input.
+    c : (A, T) int64 in ``num.act``
+        Upsampled conditioning (the output of :meth:`PWGFixed.upsample`).
+    layer : ResidualLayer
+        Weights in ``num.weight``, biases in ``num.act`` (as :class:`PWGFixed` builds them).
+    num : Numerics
+
+    Returns
+    -------
+    x_next : (R, T) int64 in ``num.act``
+    skip : (S, T) int64 in ``num.act``
+
+    Notes
+    -----
+    1. Gate GEMM, one exact accumulation of ``R*K + A`` products per output, narrowed once to ``act``::
+
+           cols = [im2col(x, K, dilation, padding) ; c]          # (R*K + A, T), zero padding at both ends
+           h    = linear(layer.gemm_weight(), cols, conv_bias)  # (G, T) act
+
+    2. ``g = gated_activation(h[:G/2], h[G/2:])``: tanh and sigmoid tables to ``gate``, product narrowed
+       to ``act``.
+    3. ``skip = linear(layer.skip, g, skip_bias)``, narrowed to ``act``.
+    4. The residual is added inside the out 1x1's accumulator, which is preloaded with
+       ``(out_bias + x) << weight.frac`` (exact), and narrowed once to ``Q(act.width + 1, act.frac)``: one
+       bit wider than ``act``, so the sum of two act-range values cannot saturate. Then
+       ``x_next = mul_const(y, sqrt(0.5))``: times sqrt(0.5) quantised to ``gate``, narrowed to ``act``
+       (a 17 x 16-bit product at the defaults, one DSP48E1).
+    """
+    num_act = num.act
+    cols = np.concatenate([im2col(x, layer.kernel_size, layer.dilation, layer.padding), c], axis=0)
+    h = linear(layer.gemm_weight(), cols, layer.conv_bias, num)
+    half = h.shape[0] // 2
+    g = gated_activation(h[:half], h[half:], num)
+    skip = linear(layer.skip, g, layer.skip_bias, num)
+    wide = QFormat(num_act.width + 1, num_act.frac)
+    y = linear(layer.out, g, layer.out_bias[:, None] + x, num, out=wide)
+    return mul_const(y, math.sqrt(0.5), num), skip
+
+
+def _check_inputs(config: PWGConfig, z: np.ndarray, c: np.ndarray) -> None:
+    """Raise ValueError unless z is ``(in_channels, T)`` and c ``(aux_channels, T / hop + 2w)``."""
+    if z.ndim != 2 or z.shape[0] != config.in_channels:
+        raise ValueError(f"z must have shape (in_channels={config.in_channels}, T), not {z.shape}")
+    frames = z.shape[1] // config.hop_size
+    padded = frames + 2 * config.aux_context_window
+    if frames < 1 or z.shape[1] % config.hop_size or c.shape != (config.aux_channels, padded):
+        raise ValueError(
+            f"c must have shape (aux_channels={config.aux_channels}, T / hop_size + 2 * aux_context_window) "
+            f"with T a positive multiple of hop_size={config.hop_size}; got z {z.shape}, c {c.shape}"
+        )
+
+
+def _pad_mel(config: PWGConfig, c: np.ndarray) -> np.ndarray:
+    """Package-layout mel ``(frames, A)`` to ``(A, frames + 2w)`` with edge replication (ReplicationPad1d)."""
+    c = np.asarray(c, dtype=np.float64)
+    if c.ndim != 2 or c.shape[1] != config.aux_channels or c.shape[0] < 1:
+        raise ValueError(f"c must have shape (frames >= 1, aux_channels={config.aux_channels}), not {c.shape}")
+    w = config.aux_context_window
+    return np.pad(c.T, ((0, 0), (w, w)), mode="edge")
+
+
+def _noise(config: PWGConfig, frames: int, seed: int) -> np.ndarray:
+    """The ``(in_channels, frames * hop)`` standard normal input of :meth:`PWGGenerator.inference`."""
+    return np.random.default_rng(seed).standard_normal((config.in_channels, frames * config.hop_size))
+
+
+class PWGGenerator:
+    """Float64 ParallelWaveGAN generator built from a package state dict (see :func:`from_state_dict`).
+
+    Parameters
+    ----------
+    config : PWGConfig
+    state_dict : mapping of name to NumPy array or torch tensor
+        The generator's tensors, validated as :func:`from_state_dict` describes.
+    fold_weight_norm : bool
+        True: compute ``w = g v / ||v||`` once here. False: recompute it on every forward call (as the
+        package does while training); the results are identical.
+
+    Attributes
+    ----------
+    params : dict of str to float64 ndarray
+        The checkpoint's tensors (``weight_g``, ``weight_v``, ``bias`` or ``weight``).
+    """
+
+    def __init__(self, config: PWGConfig, state_dict: Mapping, fold_weight_norm: bool = True):
+        if not isinstance(config, PWGConfig):
+            raise ValueError(f"config must be a PWGConfig, not {config!r}")
+        state_dict = _normalize_names(state_dict)
+        expected = config.tensor_shapes()
+        for name, shape in expected.items():
+            if name not in state_dict:
+                raise ValueError(f"checkpoint is missing tensor '{name}'")
+            actual = tuple(getattr(state_dict[name], "shape", np.shape(state_dict[name])))
+            if actual != shape:
+                raise ValueError(f"tensor '{name}' has shape {actual}, expected {shape}")
+        for name in state_dict:
+            if name not in expected and name not in _IGNORED_TENSORS:
+                raise ValueError(f"checkpoint has unexpected tensor '{name}' (does the config match it?)")
+        self.config = config
+        self.fold_weight_norm = fold_weight_norm
+        self.params = {name: _to_numpy(name, state_dict[name]) for name in expected}
+        self._folded = {m: self._compute_weight(m) for m in config.conv_shapes()} if fold_weight_norm else None
+
+    def _compute_weight(self, module: str) -> np.ndarray:
+        if self.config.use_weight_norm:
+            return _weight_norm(self.params[module + ".weight_g"], self.params[module + ".weight_v"])
+        return self.params[module + ".weight"]
+
+    def weight(self, module: str) -> np.ndarray:
+        """Effective float weight of a convolution (state-dict module name, e.g. ``'conv_layers.3.conv'``)."""
+        return self._folded[module] if self._folded is not None else self._compute_weight(module)
+
+    def bias(self, module: str) -> np.ndarray:
+        return self.params[module + ".bias"]
+
+    def layer(self, index: int) -> ResidualLayer:
+        """Float weights of residual layer ``index``."""
+        p = f"conv_layers.{index}."
+        return ResidualLayer(
+            conv=self.weight(p + "conv"), conv_bias=self.bias(p + "conv"),
+            aux=self.weight(p + "conv1x1_aux")[:, :, 0],
+            skip=self.weight(p + "conv1x1_skip")[:, :, 0], skip_bias=self.bias(p + "conv1x1_skip"),
+            out=self.weight(p + "conv1x1_out")[:, :, 0], out_bias=self.bias(p + "conv1x1_out"),
+            dilation=self.config.dilation(index),
+        )
+
+    def upsample(self, c: np.ndarray) -> np.ndarray:
+        """ConvInUpsampleNetwork: mel ``(A, frames + 2w)`` to conditioning ``(A, frames * hop)``.
+
+        ``conv_in`` (``2w + 1`` taps, no padding, no bias), then for each scale s: repeat every column s
+        times (nearest ``Stretch2d``) and filter every channel with the ``(1, 2s+1)`` Conv2d kernel, zero
+        padding s.
+        """
+        c = _conv_taps(np.asarray(c, dtype=np.float64), self.weight("upsample_net.conv_in"), 1, 0)
+        for i, scale in enumerate(self.config.upsample_scales):
+            h = self.weight(f"upsample_net.upsample.up_layers.{2 * i + 1}").reshape(-1)
+            c = _time_filter(np.repeat(c, scale, axis=1), h)
+        return c
+
+    def forward(self, z: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """Generator forward: noise z ``(in_channels, T)`` and padded mel c ``(A, T / hop + 2w)`` to
+        ``(out_channels, T)`` (the package's ``forward`` without the batch axis)."""
+        z = np.asarray(z, dtype=np.float64)
+        c = np.asarray(c, dtype=np.float64)
+        _check_inputs(self.config, z, c)
+        c = self.upsample(c)
+        x = self.weight("first_conv")[:, :, 0] @ z + self.bias("first_conv")[:, None]
+        skips = 0.0
+        for index in range(self.config.layers):
+            x, skip = residual_layer(x, c, self.layer(index))
+            skips = skips + skip
+        h = np.maximum(skips * math.sqrt(1.0 / self.config.layers), 0.0)
+        h = np.maximum(self.weight("last_conv_layers.1")[:, :, 0] @ h + self.bias("last_conv_layers.1")[:, None],
+                       0.0)
+        return self.weight("last_conv_layers.3")[:, :, 0] @ h + self.bias("last_conv_layers.3")[:, None]
+
+    def inference(self, c: np.ndarray, seed: int = 0) -> np.ndarray:
+        """Waveform ``(frames * hop, out_channels)`` from a normalised mel ``(frames, A)`` (package layout).
+
+        As the package's ``inference``: the mel is edge-padded by ``aux_context_window`` frames each side and
+        the noise is standard normal, here drawn from ``np.random.default_rng(seed)``.
+        """
+        padded = _pad_mel(self.config, c)
+        z = _noise(self.config, padded.shape[1] - 2 * self.config.aux_context_window, seed)
+        return self.forward(z, padded).T
+
+
+def from_state_dict(config: PWGConfig, state_dict: Mapping, fold_weight_norm: bool = True) -> PWGGenerator:
+    """A float generator from a ``ParallelWaveGANGenerator`` state dict.
+
+    Every tensor ``config.tensor_shapes()`` lists must be present with that shape; values may be NumPy
+    arrays or torch tensors (read through ``.detach().cpu().numpy()``; torch is not imported). Names from
+    ``torch.nn.utils.parametrizations.weight_norm`` (``...parametrizations.weight.original0/1``) are
+    accepted as ``weight_g``/``weight_v``. The ``mean``/``scale`` buffers of ``register_stats`` are ignored.
+
+    Raises
+    ------
+    ValueError
+        One line naming the first missing, mis-shaped, non-finite or unexpected tensor.
+    """
+    return PWGGenerator(config, state_dict, fold_weight_norm)
+
+
+def load_checkpoint(path: str | Path, config: PWGConfig, fold_weight_norm: bool = True) -> PWGGenerator:
+    """A float generator from a ``parallel-wavegan`` ``.pkl``/``.pt`` file (loaded with torch, on the CPU).
+
+    Training checkpoints hold ``{"model": {"generator": state_dict, ...}, ...}``; a bare generator state
+    dict is accepted too. Loading uses ``torch.load(weights_only=True)``, which runs no pickled code.
+    """
+    import torch  # only this loader needs torch
+
+    checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if isinstance(checkpoint.get("model"), Mapping) and "generator" in checkpoint["model"]:
+        checkpoint = checkpoint["model"]["generator"]
+    return from_state_dict(config, checkpoint, fold_weight_norm)
+
+
+class PWGFixed:
+    """Fixed-point ParallelWaveGAN generator with ``generator.config.numerics`` formats.
+
+    Weights are quantised once, as the hardware loader does: weight-normed convolutions through
+    :func:`~.kernels.quantize_weight_norm` (the weight-norm unit's arithmetic) into ``num.weight``, plain
+    weights by ``num.weight.quantize``; biases into ``num.act``.
+
+    Attributes
+    ----------
+    config : PWGConfig
+    numerics : Numerics
+    first_conv, first_bias : (R, in_channels), (R,)
+    conv_in : (A, A, 2w + 1)
+    upsample_kernels : tuple of (2s + 1,) arrays, one per scale
+    layers : tuple of ResidualLayer (integers)
+    last1, last1_bias, last2, last2_bias : (S, S), (S,), (out_channels, S), (out_channels,)
+    """
+
+    def __init__(self, generator: PWGGenerator):
+        config = generator.config
+        num = config.numerics
+        self.config = config
+        self.numerics = num
+
+        def weight(module: str) -> np.ndarray:
+            if config.use_weight_norm:
+                return quantize_weight_norm(generator.params[module + ".weight_g"],
+                                            generator.params[module + ".weight_v"], num)
+            return num.weight.quantize(generator.params[module + ".weight"])
+
+        def bias(module: str) -> np.ndarray:
+            return num.act.quantize(generator.bias(module))
+
+        self.first_conv = weight("first_conv")[:, :, 0]
+        self.first_bias = bias("first_conv")
+        self.conv_in = weight("upsample_net.conv_in")
+        self.upsample_kernels = tuple(weight(f"upsample_net.upsample.up_layers.{2 * i + 1}").reshape(-1)
+                                      for i in range(len(config.upsample_scales)))
+        layers = []
+        for index in range(config.layers):
+            p = f"conv_layers.{index}."
+            layers.append(ResidualLayer(
+                conv=weight(p + "conv"), conv_bias=bias(p + "conv"), aux=weight(p + "conv1x1_aux")[:, :, 0],
+                skip=weight(p + "conv1x1_skip")[:, :, 0], skip_bias=bias(p + "conv1x1_skip"),
+                out=weight(p + "conv1x1_out")[:, :, 0], out_bias=bias(p + "conv1x1_out"),
+                dilation=config.dilation(index),
+            ))
+        self.layers = tuple(layers)
+        self.last1 = weight("last_conv_layers.1")[:, :, 0]
+        self.last1_bias = bias("last_conv_layers.1")
+        self.last2 = weight("last_conv_layers.3")[:, :, 0]
+        self.last2_bias = bias("last_conv_layers.3")
+
+    def upsample(self, c: np.ndarray) -> np.ndarray:
+        """Fixed-point ConvInUpsampleNetwork: act ints ``(A, frames + 2w)`` to act ints ``(A, frames * hop)``.
+
+        ``conv_in`` is :func:`~.kernels.conv1d` (``A * (2w+1)`` products, one narrowing to act). Each stage
+        repeats columns (exact) and filters every channel with its ``2s + 1`` weight ints, zero padding s:
+        one accumulation of ``2s + 1`` products narrowed to act per output.
+        """
+        num = self.numerics
+        c = conv1d(c, self.conv_in, None, num)
+        for scale, kernel in zip(self.config.upsample_scales, self.upsample_kernels, strict=True):
+            c = np.repeat(c, scale, axis=1)
+            channels, length = c.shape
+            taps = len(kernel)
+            # im2col of every channel, regrouped so that the taps are the reduction and (channel, time) the
+            # columns: one (1, 2s+1) x (2s+1, A*T) product for all channels.
+            cols = im2col(c, taps, 1, scale).reshape(channels, taps, length).transpose(1, 0, 2)
+            c = linear(kernel[None, :], cols.reshape(taps, channels * length), None, num).reshape(channels, length)
+        return c
+
+    def forward(self, z: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """Fixed-point generator: act ints z ``(in_channels, T)``, c ``(A, T / hop + 2w)`` to act ints
+        ``(out_channels, T)``.
+
+        ``first_conv`` is a :func:`~.kernels.linear`; layers run :func:`residual_layer_fixed`; their skips are
+        summed exactly in a wide integer (``act.width + bit_length(layers)`` bits, no saturation) and scaled
+        by ``mul_const(sqrt(1/layers))`` into act (with one layer the scale is 1: saturation only); then
+        ReLU, 1x1 (narrowed to act), ReLU, 1x1 (narrowed to act).
+        """
+        num = self.numerics
+        z = np.asarray(z, dtype=np.int64)
+        c = np.asarray(c, dtype=np.int64)
+        _check_inputs(self.config, z, c)
+        c = self.upsample(c)
+        x = linear(self.first_conv, z, self.first_bias, num)
+        skips = np.zeros((self.config.skip_channels, z.shape[1]), dtype=np.int64)
+        for layer in self.layers:
+            x, skip = residual_layer_fixed(x, c, layer, num)
+            skips += skip
+        if self.config.layers > 1:
+            h = mul_const(skips, math.sqrt(1.0 / self.config.layers), num)
+        else:
+            h = saturate(skips, num.act)
+        h = relu(linear(self.last1, relu(h), self.last1_bias, num))
+        return linear(self.last2, h, self.last2_bias, num)
+
+    def inference(self, c: np.ndarray, seed: int = 0) -> np.ndarray:
+        """Float waveform ``(frames * hop, out_channels)`` through the fixed-point model.
+
+        The same padding and noise as :meth:`PWGGenerator.inference` with the same seed; mel and noise are
+        quantised to ``num.act`` and the output dequantised.
+        """
+        act = self.numerics.act
+        padded = _pad_mel(self.config, c)
+        z = _noise(self.config, padded.shape[1] - 2 * self.config.aux_context_window, seed)
+        return act.dequantize(self.forward(act.quantize(z), act.quantize(padded))).T
+
+
+def snr_db(reference: np.ndarray, test: np.ndarray) -> float:
+    """Signal-to-noise ratio of ``test`` against ``reference`` in dB: ``10 log10(sum(ref**2) / sum(err**2))``."""
+    reference = np.asarray(reference, dtype=np.float64)
+    error = np.asarray(test, dtype=np.float64) - reference
+    return float(10.0 * np.log10(np.sum(reference**2) / np.sum(error**2)))
