@@ -183,6 +183,11 @@ def narrow(x, frac, out: QFormat) -> np.ndarray:
     Widening (``out.frac > frac``) is an exact left shift, then saturation. ``frac`` may be an array
     broadcastable against ``x``.
     """
+    x = np.asarray(x, dtype=np.int64)
+    left = np.maximum(out.frac - np.asarray(frac, dtype=np.int64), 0)
+    # Before a left shift, clip to just outside the range that can survive saturation: same result, and the
+    # shift cannot overflow int64.
+    x = np.where(left > 0, np.clip(x, (out.min_int >> left) - 1, (out.max_int >> left) + 1), x)
     return saturate(shift_round(x, frac - out.frac), out)
 
 

@@ -1,0 +1,837 @@
+"""SampleRNN (samplernn-pytorch) as float and fixed-point NumPy models.
+
+The network is the one of ``deepsound-project/samplernn-pytorch`` (``model.py``, ``nn.py``):
+
+* ``len(frame_sizes)`` frame-level tiers. Tier ``k`` sees the previous ``n_frame_samples[k] =
+  prod(frame_sizes[:k+1])`` samples as one frame, scaled to ``2 * (s / (q/2) - 1)`` (values in [-2, 2)), and
+  computes ``input_expand`` (1x1 conv, ``n_frame_samples -> dim``, with bias), adds the conditioning from the
+  tier above, runs ``nn.GRU(dim, dim, n_rnn)`` one step per frame from the (learned) ``h0``, and upsamples the
+  GRU output by ``LearnedUpsampling1d``: a ``ConvTranspose1d(dim, dim, kernel = stride = frame_size)`` without
+  bias plus a bias of shape ``(dim, frame_size)``, so every frame becomes ``frame_size`` conditioning vectors::
+
+      out[t * fs + j, d] = sum_c W[c, d, j] * h[t, c] + bias[d, j]
+
+* a sample-level MLP: ``Embedding(q, q)`` of the previous ``frame_sizes[0]`` samples, ``Conv1d(q -> dim,
+  kernel frame_sizes[0])`` without bias, plus the bottom tier's conditioning, ReLU, 1x1 conv ``dim -> dim``,
+  ReLU, 1x1 conv ``dim -> q``, log-softmax.
+
+Generation follows samplernn-pytorch's ``Generator``: the sequence starts with ``lookback`` samples of
+``q // 2``; at sample ``i`` every tier with ``i % n_frame_samples == 0`` runs, top down, a lower tier taking
+row ``(i // n_frame_samples) % frame_size_above`` of the upper tier's latest output; the MLP takes the last
+``frame_sizes[0]`` samples and row ``i % frame_sizes[0]`` of the bottom tier's output.
+
+Sampling is Gumbel-max: ``argmax(logits + G)`` with ``G`` i.i.d. standard Gumbel noise drawn from
+``np.random.default_rng(seed)``. ``argmax(log p + G)`` is distributed exactly as the categorical distribution
+``p`` (the Gumbel-max trick), which is what samplernn-pytorch draws with ``torch.multinomial``; the random
+streams differ, so individual samples do not. Log-softmax only shifts the logits by a constant, so the
+argmax is taken on the logits directly. The fixed-point model uses the same noise on its dequantised logits,
+so with one seed both models make the same draw wherever their distributions agree.
+
+Weight-normed layers hold ``weight_g`` and ``weight_v`` with ``w = g * v / ||v||``, the norm taken over every
+axis but 0, as PyTorch's ``weight_norm(dim=0)`` does. Axis 0 is the output channel for ``Conv1d`` but the
+*input* channel for ``ConvTranspose1d`` (weight ``(in, out, k)``), so the upsampling's ``g`` scales
+input-channel slices.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from .fixed import narrow
+from .kernels import Numerics, gru_cell, linear, quantize_weight_norm, relu
+
+__all__ = [
+    "SampleRNNConfig",
+    "LayerWeight",
+    "TierParams",
+    "MLPParams",
+    "SampleRNNParams",
+    "SampleRNNFloat",
+    "SampleRNNFixed",
+    "TeacherForcedError",
+    "state_dict_shapes",
+    "random_state_dict",
+    "load_checkpoint",
+    "compare_teacher_forced",
+]
+
+#: Rows of Gumbel noise drawn at a time in :meth:`generate` (also how often ``progress`` is called), and
+#: steps of the MLP evaluated at once in :meth:`teacher_forced` (bounds the memory of the batched MLP).
+_BLOCK = 1024
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int | np.integer) and not isinstance(x, bool)
+
+
+@dataclass(frozen=True)
+class SampleRNNConfig:
+    """Sizes and number formats of a SampleRNN (the samplernn-pytorch hyperparameters).
+
+    Parameters
+    ----------
+    frame_sizes : tuple of int
+        Frame size of each tier, bottom tier first (samplernn-pytorch's ``--frame_sizes``); a list is
+        accepted and stored as a tuple. Every entry >= 1.
+    n_rnn : int
+        GRU layers per tier, >= 1.
+    dim : int
+        Width of the GRUs, the conditioning and the MLP, >= 1.
+    q_levels : int
+        Quantisation levels of the samples (linear quantisation), >= 2.
+    learn_h0 : bool
+        Whether ``h0`` is a learned parameter. Both kinds are saved in checkpoints (as a parameter or a
+        buffer), so this only decides whether :func:`random_state_dict` draws ``h0`` or sets it to zero.
+    weight_norm : bool
+        Whether the convolutions carry ``weight_g`` / ``weight_v`` (True) or a plain ``weight``.
+    numerics : Numerics
+        Number formats of the fixed-point model. ``numerics.act`` must hold the tier inputs, [-2, 2).
+
+    Raises
+    ------
+    ValueError
+        Naming the field and its legal range, for any invalid field.
+    """
+
+    frame_sizes: tuple[int, ...] = (16, 4)
+    n_rnn: int = 2
+    dim: int = 64
+    q_levels: int = 256
+    learn_h0: bool = True
+    weight_norm: bool = True
+    numerics: Numerics = Numerics()
+
+    def __post_init__(self):
+        sizes = self.frame_sizes
+        if (not isinstance(sizes, tuple | list) or len(sizes) == 0
+                or not all(_is_int(s) and s >= 1 for s in sizes)):
+            raise ValueError(
+                f"SampleRNNConfig.frame_sizes must be a non-empty tuple of integers >= 1, not {sizes!r}"
+            )
+        object.__setattr__(self, "frame_sizes", tuple(int(s) for s in sizes))
+        for name, low in (("n_rnn", 1), ("dim", 1), ("q_levels", 2)):
+            value = getattr(self, name)
+            if not _is_int(value) or value < low:
+                raise ValueError(f"SampleRNNConfig.{name} must be an integer >= {low}, not {value!r}")
+            object.__setattr__(self, name, int(value))
+        for name in ("learn_h0", "weight_norm"):
+            if not isinstance(getattr(self, name), bool | np.bool_):
+                raise ValueError(f"SampleRNNConfig.{name} must be True or False, not {getattr(self, name)!r}")
+            object.__setattr__(self, name, bool(getattr(self, name)))
+        if not isinstance(self.numerics, Numerics):
+            raise ValueError(f"SampleRNNConfig.numerics must be a kernels.Numerics, not {self.numerics!r}")
+        act = self.numerics.act
+        if act.min_value > -2.0 or act.max_value < 2.0 - 4.0 / self.q_levels:
+            raise ValueError(
+                f"SampleRNNConfig.numerics.act ({act}, range [{act.min_value}, {act.max_value}]) must hold "
+                f"the tier inputs in [-2, 2): it needs at least 2 integer bits including the sign"
+            )
+
+    @property
+    def n_tiers(self) -> int:
+        """Number of frame-level tiers."""
+        return len(self.frame_sizes)
+
+    @property
+    def n_frame_samples(self) -> tuple[int, ...]:
+        """Samples per frame of each tier, ``cumprod(frame_sizes)`` (tier ``k`` runs every that many)."""
+        return tuple(math.prod(self.frame_sizes[:k + 1]) for k in range(self.n_tiers))
+
+    @property
+    def lookback(self) -> int:
+        """Samples of history the network sees: the top tier's frame."""
+        return self.n_frame_samples[-1]
+
+
+def _weight_keys(prefix: str, shape: tuple[int, ...], weight_norm: bool) -> dict[str, tuple[int, ...]]:
+    if not weight_norm:
+        return {f"{prefix}.weight": shape}
+    return {f"{prefix}.weight_g": (shape[0],) + (1,) * (len(shape) - 1), f"{prefix}.weight_v": shape}
+
+
+def state_dict_shapes(config: SampleRNNConfig) -> dict[str, tuple[int, ...]]:
+    """Every tensor a samplernn-pytorch ``SampleRNN`` state dict holds for ``config``, with its shape.
+
+    Names are those of ``SampleRNN.state_dict()`` (no ``model.`` prefix), in PyTorch's order.
+    """
+    dim, q, wn = config.dim, config.q_levels, config.weight_norm
+    shapes: dict[str, tuple[int, ...]] = {}
+    for k, (fs, nfs) in enumerate(zip(config.frame_sizes, config.n_frame_samples, strict=True)):
+        p = f"frame_level_rnns.{k}"
+        shapes[f"{p}.h0"] = (config.n_rnn, dim)
+        shapes.update(_weight_keys(f"{p}.input_expand", (dim, nfs, 1), wn))
+        shapes[f"{p}.input_expand.bias"] = (dim,)
+        for layer in range(config.n_rnn):
+            shapes[f"{p}.rnn.weight_ih_l{layer}"] = (3 * dim, dim)
+            shapes[f"{p}.rnn.weight_hh_l{layer}"] = (3 * dim, dim)
+            shapes[f"{p}.rnn.bias_ih_l{layer}"] = (3 * dim,)
+            shapes[f"{p}.rnn.bias_hh_l{layer}"] = (3 * dim,)
+        shapes[f"{p}.upsampling.bias"] = (dim, fs)
+        shapes.update(_weight_keys(f"{p}.upsampling.conv_t", (dim, dim, fs), wn))
+    p = "sample_level_mlp"
+    shapes[f"{p}.embedding.weight"] = (q, q)
+    shapes.update(_weight_keys(f"{p}.input", (dim, q, config.frame_sizes[0]), wn))
+    shapes.update(_weight_keys(f"{p}.hidden", (dim, dim, 1), wn))
+    shapes[f"{p}.hidden.bias"] = (dim,)
+    shapes.update(_weight_keys(f"{p}.output", (q, dim, 1), wn))
+    shapes[f"{p}.output.bias"] = (q,)
+    return shapes
+
+
+def _row_norm(v: np.ndarray) -> np.ndarray:
+    """``||v||`` over every axis but 0, kept broadcastable against ``v`` (PyTorch's ``norm_except_dim``)."""
+    return np.sqrt(np.sum(v * v, axis=tuple(range(1, v.ndim)), keepdims=True))
+
+
+def random_state_dict(config: SampleRNNConfig, seed: int) -> dict[str, np.ndarray]:
+    """A float32 state dict with samplernn-pytorch's names and shapes and realistic random values.
+
+    Scales follow samplernn-pytorch's initialisation: Kaiming-uniform ``input_expand`` and MLP ``input`` /
+    ``hidden`` weights (bound ``sqrt(6 / fan_in)``), LeCun-uniform GRU and MLP ``output`` weights (bound
+    ``sqrt(3 / fan_in)``) with an orthogonal candidate block in ``weight_hh``, upsampling weights uniform in
+    ``±sqrt(6 / dim)``, a standard normal embedding. Where samplernn-pytorch starts biases and ``h0`` at
+    zero, they are drawn here (biases uniform in ``±1/sqrt(fan_in)``, ``h0`` normal with deviation 0.3,
+    zero if not ``learn_h0``) so that tests exercise them. ``weight_g`` is ``||v||`` per axis-0 slice times
+    a factor uniform in [0.75, 1.25].
+    """
+    rng = np.random.default_rng(seed)
+    dim, q = config.dim, config.q_levels
+    sd: dict[str, np.ndarray] = {}
+
+    def uniform(bound: float, shape: tuple[int, ...]) -> np.ndarray:
+        return rng.uniform(-bound, bound, size=shape)
+
+    def weight(prefix: str, v: np.ndarray) -> None:
+        g = _row_norm(v) * rng.uniform(0.75, 1.25, size=(v.shape[0],) + (1,) * (v.ndim - 1))
+        if config.weight_norm:
+            sd[f"{prefix}.weight_g"], sd[f"{prefix}.weight_v"] = g, v
+        else:
+            sd[f"{prefix}.weight"] = g * v / _row_norm(v)
+
+    def orthogonal(n: int) -> np.ndarray:
+        q_mat, r_mat = np.linalg.qr(rng.standard_normal((n, n)))
+        return q_mat * np.sign(np.diag(r_mat))
+
+    lecun = math.sqrt(3 / dim)
+    for k, (fs, nfs) in enumerate(zip(config.frame_sizes, config.n_frame_samples, strict=True)):
+        p = f"frame_level_rnns.{k}"
+        sd[f"{p}.h0"] = (0.3 * rng.standard_normal((config.n_rnn, dim)) if config.learn_h0
+                         else np.zeros((config.n_rnn, dim)))
+        weight(f"{p}.input_expand", uniform(math.sqrt(6 / nfs), (dim, nfs, 1)))
+        sd[f"{p}.input_expand.bias"] = uniform(1 / math.sqrt(nfs), (dim,))
+        for layer in range(config.n_rnn):
+            sd[f"{p}.rnn.weight_ih_l{layer}"] = uniform(lecun, (3 * dim, dim))
+            sd[f"{p}.rnn.weight_hh_l{layer}"] = np.concatenate([uniform(lecun, (2 * dim, dim)), orthogonal(dim)])
+            sd[f"{p}.rnn.bias_ih_l{layer}"] = uniform(1 / math.sqrt(dim), (3 * dim,))
+            sd[f"{p}.rnn.bias_hh_l{layer}"] = uniform(1 / math.sqrt(dim), (3 * dim,))
+        sd[f"{p}.upsampling.bias"] = uniform(1 / math.sqrt(dim), (dim, fs))
+        weight(f"{p}.upsampling.conv_t", uniform(math.sqrt(6 / dim), (dim, dim, fs)))
+    p = "sample_level_mlp"
+    sd[f"{p}.embedding.weight"] = rng.standard_normal((q, q))
+    fs0 = config.frame_sizes[0]
+    weight(f"{p}.input", uniform(math.sqrt(6 / (q * fs0)), (dim, q, fs0)))
+    weight(f"{p}.hidden", uniform(math.sqrt(6 / dim), (dim, dim, 1)))
+    sd[f"{p}.hidden.bias"] = uniform(1 / math.sqrt(dim), (dim,))
+    weight(f"{p}.output", uniform(lecun, (q, dim, 1)))
+    sd[f"{p}.output.bias"] = uniform(1 / math.sqrt(dim), (q,))
+    return {name: value.astype(np.float32) for name, value in sd.items()}
+
+
+@dataclass(frozen=True)
+class LayerWeight:
+    """One convolution weight in PyTorch layout: plain (``w``), or weight-normed (``g``, ``v``).
+
+    A weight-normed layer keeps ``g`` and ``v`` (the fixed-point model normalises them as the hardware's
+    weight-norm unit does) and, when folded at load, also the float ``w = g * v / ||v||``.
+    """
+
+    w: np.ndarray | None = None
+    g: np.ndarray | None = None
+    v: np.ndarray | None = None
+
+    def float(self) -> np.ndarray:
+        """The float64 weight: ``w`` if stored, else ``g * v / ||v||`` recomputed now."""
+        if self.w is not None:
+            return self.w
+        return self.g * self.v / _row_norm(self.v)
+
+    def quantize(self, num: Numerics) -> np.ndarray:
+        """The weight as ``num.weight`` ints: the load-time weight-norm unit on ``(g, v)``, else rounding."""
+        if self.g is not None:
+            return quantize_weight_norm(self.g, self.v, num)
+        return num.weight.quantize(self.w)
+
+
+@dataclass(frozen=True)
+class TierParams:
+    """The float64 parameters of one ``FrameLevelRNN`` (PyTorch layouts).
+
+    ``input_expand`` (dim, n_frame_samples, 1) and ``input_expand_bias`` (dim,); per GRU layer
+    ``weight_ih`` / ``weight_hh`` (3 dim, dim) and ``bias_ih`` / ``bias_hh`` (3 dim,), gates r, z, n;
+    ``h0`` (n_rnn, dim); ``upsampling`` (dim in, dim out, frame_size) and ``upsampling_bias`` (dim,
+    frame_size).
+    """
+
+    frame_size: int
+    n_frame_samples: int
+    input_expand: LayerWeight
+    input_expand_bias: np.ndarray
+    weight_ih: tuple[np.ndarray, ...]
+    weight_hh: tuple[np.ndarray, ...]
+    bias_ih: tuple[np.ndarray, ...]
+    bias_hh: tuple[np.ndarray, ...]
+    h0: np.ndarray
+    upsampling: LayerWeight
+    upsampling_bias: np.ndarray
+
+
+@dataclass(frozen=True)
+class MLPParams:
+    """The float64 parameters of the ``SampleLevelMLP`` (PyTorch layouts).
+
+    ``embedding`` (q, q); ``input`` (dim, q, frame_sizes[0]), no bias; ``hidden`` (dim, dim, 1) and
+    ``hidden_bias`` (dim,); ``output`` (q, dim, 1) and ``output_bias`` (q,).
+    """
+
+    embedding: np.ndarray
+    input: LayerWeight
+    hidden: LayerWeight
+    hidden_bias: np.ndarray
+    output: LayerWeight
+    output_bias: np.ndarray
+
+
+_PARAMETRIZATION = re.compile(r"\.parametrizations\.weight\.original([01])$")
+
+
+def _normalise_keys(state_dict: Mapping) -> dict[str, object]:
+    """Key spellings to samplernn-pytorch's: strip ``model.``, rename ``parametrizations`` weight norm."""
+    keys = list(state_dict)
+    # Checkpoints saved from the Predictor wrap the SampleRNN as ``model``.
+    strip = bool(keys) and all(key.startswith("model.") for key in keys)
+    out = {}
+    for key, value in state_dict.items():
+        name = key[len("model."):] if strip else key
+        # torch.nn.utils.parametrizations.weight_norm stores g as original0 and v as original1.
+        name = _PARAMETRIZATION.sub(lambda m: ".weight_g" if m.group(1) == "0" else ".weight_v", name)
+        out[name] = value
+    return out
+
+
+def _to_numpy(value) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor, converted without importing torch
+        value = value.detach().cpu().numpy()
+    return np.asarray(value, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class SampleRNNParams:
+    """The parameters of a SampleRNN, validated against its config, as float64 arrays.
+
+    Build with :meth:`from_state_dict` or :func:`load_checkpoint`.
+    """
+
+    config: SampleRNNConfig
+    tiers: tuple[TierParams, ...]
+    mlp: MLPParams
+
+    @classmethod
+    def from_state_dict(cls, config: SampleRNNConfig, state_dict: Mapping,
+                        fold_weight_norm: bool = True) -> SampleRNNParams:
+        """Validate a samplernn-pytorch state dict against ``config`` and take its tensors.
+
+        Parameters
+        ----------
+        config : SampleRNNConfig
+        state_dict : mapping of str to array
+            NumPy arrays or torch tensors. A ``model.`` prefix on every key (checkpoints of the training
+            ``Predictor``) is stripped, and ``X.parametrizations.weight.original0/1`` (PyTorch's newer
+            ``weight_norm``) are read as ``X.weight_g`` / ``X.weight_v``.
+        fold_weight_norm : bool
+            True: compute every ``w = g * v / ||v||`` once now. False: keep ``(g, v)`` only and recompute
+            ``w`` on every forward call of the float model (for checking; both give the same outputs).
+            The fixed-point model always normalises ``(g, v)`` itself.
+
+        Raises
+        ------
+        ValueError
+            One line naming the first tensor that is missing, has the wrong shape or is not finite, or
+            the first unexpected tensor: a key the config does not expect is an error, as in PyTorch's
+            strict ``load_state_dict`` (it means the checkpoint and the config disagree).
+        """
+        if not isinstance(config, SampleRNNConfig):
+            raise ValueError(f"config must be a SampleRNNConfig, not {type(config).__name__}")
+        tensors = _normalise_keys(state_dict)
+        expected = state_dict_shapes(config)
+        arrays: dict[str, np.ndarray] = {}
+        for name, shape in expected.items():
+            if name not in tensors:
+                hint = ""
+                plain = re.sub(r"\.weight_[gv]$", ".weight", name)
+                if plain != name and plain in tensors:
+                    hint = f" (it has '{plain}': the checkpoint has no weight norm, set weight_norm=False)"
+                elif name.endswith(".weight") and name + "_v" in tensors:
+                    hint = f" (it has '{name}_v': the checkpoint uses weight norm, set weight_norm=True)"
+                raise ValueError(f"checkpoint is missing tensor '{name}'{hint}")
+            array = _to_numpy(tensors[name])
+            if array.shape != shape:
+                raise ValueError(f"tensor '{name}' has shape {array.shape}, expected {shape}")
+            if not np.all(np.isfinite(array)):
+                raise ValueError(f"tensor '{name}' contains NaN or infinite values")
+            arrays[name] = array
+        extra = sorted(set(tensors) - set(expected))
+        if extra:
+            more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+            raise ValueError(f"checkpoint has unexpected tensor '{extra[0]}'{more} for this config")
+
+        def layer(prefix: str) -> LayerWeight:
+            if not config.weight_norm:
+                return LayerWeight(w=arrays[f"{prefix}.weight"])
+            g, v = arrays[f"{prefix}.weight_g"], arrays[f"{prefix}.weight_v"]
+            return LayerWeight(w=g * v / _row_norm(v) if fold_weight_norm else None, g=g, v=v)
+
+        tiers = []
+        for k, (fs, nfs) in enumerate(zip(config.frame_sizes, config.n_frame_samples, strict=True)):
+            p = f"frame_level_rnns.{k}"
+            layers = range(config.n_rnn)
+            tiers.append(TierParams(
+                frame_size=fs,
+                n_frame_samples=nfs,
+                input_expand=layer(f"{p}.input_expand"),
+                input_expand_bias=arrays[f"{p}.input_expand.bias"],
+                weight_ih=tuple(arrays[f"{p}.rnn.weight_ih_l{i}"] for i in layers),
+                weight_hh=tuple(arrays[f"{p}.rnn.weight_hh_l{i}"] for i in layers),
+                bias_ih=tuple(arrays[f"{p}.rnn.bias_ih_l{i}"] for i in layers),
+                bias_hh=tuple(arrays[f"{p}.rnn.bias_hh_l{i}"] for i in layers),
+                h0=arrays[f"{p}.h0"],
+                upsampling=layer(f"{p}.upsampling.conv_t"),
+                upsampling_bias=arrays[f"{p}.upsampling.bias"],
+            ))
+        p = "sample_level_mlp"
+        mlp = MLPParams(
+            embedding=arrays[f"{p}.embedding.weight"],
+            input=layer(f"{p}.input"),
+            hidden=layer(f"{p}.hidden"),
+            hidden_bias=arrays[f"{p}.hidden.bias"],
+            output=layer(f"{p}.output"),
+            output_bias=arrays[f"{p}.output.bias"],
+        )
+        return cls(config, tuple(tiers), mlp)
+
+
+def load_checkpoint(path, config: SampleRNNConfig, fold_weight_norm: bool = True) -> SampleRNNParams:
+    """Load a samplernn-pytorch ``.pt`` checkpoint (a state dict) with PyTorch and validate it.
+
+    PyTorch is imported only here. A ``model.`` prefix (training checkpoints) is stripped; see
+    :meth:`SampleRNNParams.from_state_dict` for the rest.
+
+    Raises
+    ------
+    ImportError
+        If PyTorch is not installed.
+    ValueError
+        If the file does not hold a state dict, or its tensors do not match ``config``.
+    """
+    try:
+        import torch
+    except ImportError as error:
+        raise ImportError(
+            "loading a .pt checkpoint needs PyTorch (pip install torch); without it, pass a dict of NumPy "
+            "arrays to SampleRNNParams.from_state_dict"
+        ) from error
+    state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state_dict, Mapping):
+        raise ValueError(f"{path} holds a {type(state_dict).__name__}, not a state dict")
+    return SampleRNNParams.from_state_dict(config, state_dict, fold_weight_norm)
+
+
+def _upsampling_matrix(w: np.ndarray) -> np.ndarray:
+    """ConvTranspose1d weight ``(c, d, fs)`` as a matrix ``(fs * d, c)`` whose row ``j * dim + d`` is output
+    position ``j``, channel ``d``, so ``(M @ h).reshape(fs, dim)`` is a frame's upsampled output in time order."""
+    return w.transpose(2, 1, 0).reshape(-1, w.shape[0])
+
+
+class _SampleRNNModel:
+    """What the float and fixed-point models share: the generation loop and teacher forcing.
+
+    Subclasses provide ``tier_forward``, ``_logits`` (MLP logits, batched over steps) and
+    ``_logit_scale`` (real value of one logit unit).
+    """
+
+    params: SampleRNNParams
+    _logit_scale: float
+
+    def __init__(self, params: SampleRNNParams):
+        if not isinstance(params, SampleRNNParams):
+            raise ValueError(f"params must be SampleRNNParams, not {type(params).__name__}")
+        self.params = params
+        self.config = params.config
+
+    def _check_samples(self, samples, name: str, ndim: int) -> np.ndarray:
+        samples = np.asarray(samples)
+        q = self.config.q_levels
+        if samples.ndim != ndim or not np.issubdtype(samples.dtype, np.integer):
+            raise ValueError(f"{name} must be a {ndim}-D integer array, not {samples.dtype} {samples.shape}")
+        if samples.size and (samples.min() < 0 or samples.max() >= q):
+            raise ValueError(f"{name} must lie in [0, {q}), found [{samples.min()}, {samples.max()}]")
+        return samples.astype(np.int64, copy=False)
+
+    def _check_tier_args(self, tier: int, prev_samples) -> np.ndarray:
+        if not 0 <= tier < self.config.n_tiers:
+            raise ValueError(f"tier must be in [0, {self.config.n_tiers}), not {tier}")
+        prev_samples = np.asarray(prev_samples)
+        nfs = self.config.n_frame_samples[tier]
+        if prev_samples.ndim != 2 or prev_samples.shape[1] != nfs:
+            raise ValueError(f"prev_samples of tier {tier} must have shape (n_frames, {nfs}), "
+                             f"not {prev_samples.shape}")
+        return prev_samples
+
+    def generate(self, n_samples: int, seed: int,
+                 progress: Callable[[int], object] | None = None) -> np.ndarray:
+        """Generate ``n_samples`` samples autoregressively, as samplernn-pytorch's ``Generator`` does.
+
+        Parameters
+        ----------
+        n_samples : int
+            Number of samples, >= 0.
+        seed : int
+            Seed of ``np.random.default_rng``. Sample ``i`` is ``argmax(logits_i + noise[i])`` with
+            ``noise = rng.gumbel(size=(n_samples, q_levels))`` (drawn in blocks of 1024 rows, which is the
+            same stream), ``logits_i`` real-valued (the fixed model's dequantised).
+        progress : callable, optional
+            Called with the number of samples just produced (blocks of up to 1024), e.g. ``tqdm.update``.
+
+        Returns
+        -------
+        (n_samples,) int64 array of sample codes in ``[0, q_levels)``.
+        """
+        if not _is_int(n_samples) or n_samples < 0:
+            raise ValueError(f"n_samples must be an integer >= 0, not {n_samples!r}")
+        cfg = self.config
+        lookback, q, fs0, top = cfg.lookback, cfg.q_levels, cfg.frame_sizes[0], cfg.n_tiers - 1
+        tiers = [(k, cfg.n_frame_samples[k], cfg.frame_sizes[k + 1] if k < top else 0)
+                 for k in range(top, -1, -1)]
+        rng = np.random.default_rng(seed)
+        seq = np.full(lookback + n_samples, q // 2, dtype=np.int64)
+        hidden: list = [None] * cfg.n_tiers
+        outputs: list = [None] * cfg.n_tiers
+        tier_forward, logits, scale = self.tier_forward, self._logits, self._logit_scale
+        for start in range(0, n_samples, _BLOCK):
+            stop = min(start + _BLOCK, n_samples)
+            noise = rng.gumbel(size=(stop - start, q))
+            for i in range(lookback + start, lookback + stop):
+                # Every n_frame_samples is a multiple of fs0, so no tier runs unless i % fs0 == 0.
+                if i % fs0 == 0:
+                    for k, nfs, fs_above in tiers:
+                        if i % nfs == 0:
+                            cond = None if k == top else outputs[k + 1][None, (i // nfs) % fs_above]
+                            outputs[k], hidden[k] = tier_forward(k, seq[None, i - nfs:i], cond, hidden[k])
+                step = logits(seq[None, i - fs0:i], outputs[0][None, i % fs0])[0]
+                seq[i] = np.argmax(step * scale + noise[i - lookback - start])
+            if progress is not None:
+                progress(stop - start)
+        return seq[lookback:].copy()
+
+    def _teacher_forced_logits(self, samples) -> np.ndarray:
+        """MLP logits ``(N, q)`` for every step of ``samples`` (step ``t`` predicts ``samples[t]``)."""
+        samples = self._check_samples(samples, "samples", 1)
+        cfg = self.config
+        n, lookback, fs0 = len(samples), cfg.lookback, cfg.frame_sizes[0]
+        seq = np.concatenate([np.full(lookback, cfg.q_levels // 2, dtype=np.int64), samples])
+        cond = None
+        for k in range(cfg.n_tiers - 1, -1, -1):
+            # Frame m of tier k is the nfs samples before step m * nfs; the tier above has produced one
+            # conditioning row per frame of this tier, in order.
+            nfs = cfg.n_frame_samples[k]
+            frames = -(-n // nfs)
+            prev = seq[lookback - nfs:lookback - nfs + frames * nfs].reshape(frames, nfs)
+            cond, _ = self.tier_forward(k, prev, None if cond is None else cond[:frames], None)
+        windows = np.lib.stride_tricks.sliding_window_view(seq[lookback - fs0:lookback + n - 1], fs0)
+        return np.concatenate([self._logits(windows[s:s + _BLOCK], cond[s:s + _BLOCK])
+                               for s in range(0, n, _BLOCK)] or [np.zeros((0, cfg.q_levels))])
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+
+
+class SampleRNNFloat(_SampleRNNModel):
+    """The float64 SampleRNN.
+
+    Parameters
+    ----------
+    params : SampleRNNParams
+    fold_embedding : bool
+        Fold the embedding into the MLP input convolution: ``T[j, s, :] = W[:, :, j] @ E[s]`` (shape
+        ``(frame_sizes[0], q, dim)``), so the convolution becomes ``frame_sizes[0]`` table rows summed
+        (exact algebra; equal to the unfolded model up to float rounding). The table is built once from
+        the normalised weight, also when the params keep ``(g, v)``.
+    """
+
+    _logit_scale = 1.0
+
+    def __init__(self, params: SampleRNNParams, fold_embedding: bool = True):
+        super().__init__(params)
+        self.fold_embedding = fold_embedding
+        mlp = params.mlp
+        q, fs0 = self.config.q_levels, self.config.frame_sizes[0]
+        # Tier inputs: 2 * linear_dequantize(s) = 2 * (s / (q/2) - 1), computed as samplernn-pytorch does.
+        self._sample_value = 2.0 * (np.arange(q) / (q / 2) - 1.0)
+        if fold_embedding:
+            table = np.einsum("dcj,sc->jsd", mlp.input.float(), mlp.embedding)
+            self._table = table.reshape(fs0 * q, -1)
+            self._table_offset = np.arange(fs0) * q
+
+    def tier_forward(self, tier: int, prev_samples, conditioning=None, hidden=None):
+        """Run frame-level tier ``tier`` over consecutive frames.
+
+        Parameters
+        ----------
+        tier : int
+            0 is the bottom tier.
+        prev_samples : (n_frames, n_frame_samples) int array
+            Sample codes; row ``m`` is the frame before the ``m``-th step of the tier.
+        conditioning : (n_frames, dim) float array or None
+            The upper tier's output rows (None for the top tier), added after ``input_expand``.
+        hidden : (n_rnn, dim) float array or None
+            GRU state; None starts from ``h0``.
+
+        Returns
+        -------
+        output : (n_frames * frame_size, dim) float array
+            Upsampled conditioning for the tier below (or the MLP), in time order.
+        hidden : (n_rnn, dim) float array
+            The GRU state after the last frame.
+        """
+        prev_samples = self._check_tier_args(tier, prev_samples)
+        p = self.params.tiers[tier]
+        dim = self.config.dim
+        x = self._sample_value[prev_samples] @ p.input_expand.float()[:, :, 0].T + p.input_expand_bias
+        if conditioning is not None:
+            x = x + conditioning
+        h_all = p.h0 if hidden is None else hidden
+        new_hidden = np.empty_like(h_all)
+        for layer in range(self.config.n_rnn):
+            gi = x @ p.weight_ih[layer].T + p.bias_ih[layer]
+            w_hh, b_hh = p.weight_hh[layer], p.bias_hh[layer]
+            h = h_all[layer]
+            x = np.empty((len(gi), dim))
+            for t in range(len(gi)):
+                gh = w_hh @ h + b_hh
+                rz = _sigmoid(gi[t, :2 * dim] + gh[:2 * dim])
+                n = np.tanh(gi[t, 2 * dim:] + rz[:dim] * gh[2 * dim:])
+                h = n + rz[dim:] * (h - n)  # (1 - z) * n + z * h
+                x[t] = h
+            new_hidden[layer] = h
+        up = x @ _upsampling_matrix(p.upsampling.float()).T + p.upsampling_bias.T.reshape(-1)
+        return up.reshape(-1, dim), new_hidden
+
+    def _logits(self, prev: np.ndarray, cond: np.ndarray) -> np.ndarray:
+        mlp = self.params.mlp
+        if self.fold_embedding:
+            x = self._table[prev + self._table_offset].sum(axis=1)
+        else:
+            emb = mlp.embedding[prev]  # (T, fs0, q); the conv's flattened weight index is c * fs0 + j
+            w = mlp.input.float()
+            x = emb.transpose(0, 2, 1).reshape(len(prev), -1) @ w.reshape(w.shape[0], -1).T
+        x = np.maximum(x + cond, 0.0)
+        x = np.maximum(x @ mlp.hidden.float()[:, :, 0].T + mlp.hidden_bias, 0.0)
+        return x @ mlp.output.float()[:, :, 0].T + mlp.output_bias
+
+    def mlp_log_probs(self, prev_samples, conditioning) -> np.ndarray:
+        """The sample-level MLP: log-probabilities of the next sample.
+
+        Parameters
+        ----------
+        prev_samples : (T, frame_sizes[0]) int array
+            For each of T steps, the previous samples, oldest first.
+        conditioning : (T, dim) float array
+            The bottom tier's output row for each step.
+
+        Returns
+        -------
+        (T, q_levels) float array of log-probabilities.
+        """
+        prev = self._check_samples(prev_samples, "prev_samples", 2)
+        return _log_softmax(self._logits(prev, np.asarray(conditioning, dtype=np.float64)))
+
+    def teacher_forced(self, samples) -> np.ndarray:
+        """Log-probabilities ``(N, q)`` of each of the N ``samples`` given the samples before it.
+
+        The network runs on ``lookback`` samples of ``q // 2`` followed by ``samples`` (as in
+        generation, and as samplernn-pytorch's ``Predictor`` does on a padded sequence); row ``t`` is the
+        distribution generation would have drawn ``samples[t]`` from.
+        """
+        return _log_softmax(self._teacher_forced_logits(samples))
+
+
+class SampleRNNFixed(_SampleRNNModel):
+    """The fixed-point SampleRNN on integers, built from the :mod:`~wavefabric.model.kernels` models.
+
+    Formats are ``config.numerics``: tier inputs, hidden states, conditioning, biases, ``h0``, the
+    embedding and the logits are ``act`` ints; weights are ``weight`` ints (weight-normed layers through
+    :func:`~wavefabric.model.kernels.quantize_weight_norm`, the load-time weight-norm unit).
+
+    * Tier inputs ``2 * (s / (q/2) - 1)`` are multiples of ``4 / q`` in [-2, 2): exact in ``act`` when
+      ``q`` is a power of two and ``act.frac >= log2(q) - 2`` (so at the defaults), else rounded.
+    * ``input_expand``: one :func:`linear` whose bias is ``bias + conditioning`` (added before narrowing).
+    * GRU: :func:`gru_cell` per frame and layer. Upsampling: one :func:`linear` per frame.
+    * MLP input convolution: an exact sum of ``frame_sizes[0] * q`` products at ``acc_frac`` plus the
+      conditioning, narrowed once, then ReLU; hidden and output 1x1 convs by :func:`linear`; logits in
+      ``act``.
+
+    Parameters
+    ----------
+    params : SampleRNNParams
+    fold_embedding : bool
+        Fold the quantised embedding into the quantised input convolution: the table
+        ``T[j, s, d] = sum_c W[d, c, j] * E[s, c]`` holds the exact integer products at ``acc_frac`` (no
+        rounding), so the folded and unfolded models are bit-identical.
+    """
+
+    def __init__(self, params: SampleRNNParams, fold_embedding: bool = True):
+        super().__init__(params)
+        cfg = self.config
+        num = self.numerics = cfg.numerics
+        self._logit_scale = num.act.lsb
+        self.fold_embedding = fold_embedding
+        q, fs0 = cfg.q_levels, cfg.frame_sizes[0]
+        self._sample_value = num.act.quantize(2.0 * (np.arange(q) / (q / 2) - 1.0))
+        self._tiers = []
+        for p in params.tiers:
+            self._tiers.append(dict(
+                input_expand=p.input_expand.quantize(num)[:, :, 0],
+                input_expand_bias=num.act.quantize(p.input_expand_bias),
+                weight_ih=[num.weight.quantize(w) for w in p.weight_ih],
+                weight_hh=[num.weight.quantize(w) for w in p.weight_hh],
+                bias_ih=[num.act.quantize(b) for b in p.bias_ih],
+                bias_hh=[num.act.quantize(b) for b in p.bias_hh],
+                h0=num.act.quantize(p.h0),
+                upsampling=_upsampling_matrix(p.upsampling.quantize(num)),
+                upsampling_bias=num.act.quantize(p.upsampling_bias).T.reshape(-1),
+            ))
+        mlp = params.mlp
+        self._embedding = num.act.quantize(mlp.embedding)
+        w_in = mlp.input.quantize(num)  # (dim, q, fs0)
+        self._input = w_in.reshape(w_in.shape[0], -1)
+        if fold_embedding:
+            table = np.stack([self._embedding @ w_in[:, :, j].T for j in range(fs0)])  # exact int64
+            self._table = table.reshape(fs0 * q, -1)
+            self._table_offset = np.arange(fs0) * q
+        self._hidden = mlp.hidden.quantize(num)[:, :, 0]
+        self._hidden_bias = num.act.quantize(mlp.hidden_bias)
+        self._output = mlp.output.quantize(num)[:, :, 0]
+        self._output_bias = num.act.quantize(mlp.output_bias)
+
+    def tier_forward(self, tier: int, prev_samples, conditioning=None, hidden=None):
+        """Run frame-level tier ``tier`` over consecutive frames, in fixed point.
+
+        Parameters
+        ----------
+        tier : int
+            0 is the bottom tier.
+        prev_samples : (n_frames, n_frame_samples) int array
+            Sample codes.
+        conditioning : (n_frames, dim) act int array or None
+            The upper tier's output rows (None for the top tier).
+        hidden : (n_rnn, dim) act int array or None
+            GRU state; None starts from the quantised ``h0``.
+
+        Returns
+        -------
+        output : (n_frames * frame_size, dim) act int array
+        hidden : (n_rnn, dim) act int array
+        """
+        prev_samples = self._check_tier_args(tier, prev_samples)
+        p, num = self._tiers[tier], self.numerics
+        bias = p["input_expand_bias"][:, None]
+        if conditioning is not None:
+            bias = bias + np.asarray(conditioning, dtype=np.int64).T
+        x = linear(p["input_expand"], self._sample_value[prev_samples].T, bias, num).T  # (n_frames, dim)
+        h_all = p["h0"] if hidden is None else np.asarray(hidden, dtype=np.int64)
+        new_hidden = np.empty_like(h_all)
+        for layer in range(self.config.n_rnn):
+            args = (p["weight_ih"][layer], p["weight_hh"][layer], p["bias_ih"][layer], p["bias_hh"][layer])
+            h = h_all[layer]
+            out = np.empty_like(x)
+            for t in range(len(x)):
+                h = out[t] = gru_cell(x[t], h, *args, num)
+            x = out
+            new_hidden[layer] = h
+        up = linear(p["upsampling"], x.T, p["upsampling_bias"], num)  # (fs * dim, n_frames)
+        return up.T.reshape(-1, self.config.dim), new_hidden
+
+    def _logits(self, prev: np.ndarray, cond: np.ndarray) -> np.ndarray:
+        num = self.numerics
+        cond = np.asarray(cond, dtype=np.int64)
+        if self.fold_embedding:
+            acc = self._table[prev + self._table_offset].sum(axis=1) + (cond << num.weight.frac)
+            x = narrow(acc, num.acc_frac, num.act)
+        else:
+            # Column of step t: E[prev[t, j], c] at row c * fs0 + j, the conv's flattened weight order.
+            cols = self._embedding[prev].transpose(2, 1, 0).reshape(-1, len(prev))
+            x = linear(self._input, cols, cond.T, num).T
+        x = relu(x)
+        x = relu(linear(self._hidden, x.T, self._hidden_bias, num))
+        return linear(self._output, x, self._output_bias, num).T
+
+    def mlp_logits(self, prev_samples, conditioning) -> np.ndarray:
+        """The sample-level MLP in fixed point: logits (before log-softmax) of the next sample.
+
+        Parameters
+        ----------
+        prev_samples : (T, frame_sizes[0]) int array
+            For each of T steps, the previous samples, oldest first.
+        conditioning : (T, dim) act int array
+            The bottom tier's output row for each step.
+
+        Returns
+        -------
+        (T, q_levels) act int array.
+        """
+        prev = self._check_samples(prev_samples, "prev_samples", 2)
+        return self._logits(prev, conditioning)
+
+    def teacher_forced(self, samples) -> np.ndarray:
+        """Logits ``(N, q)`` (act ints) for each of the N ``samples`` given the samples before it.
+
+        Same sequence convention as :meth:`SampleRNNFloat.teacher_forced`.
+        """
+        return self._teacher_forced_logits(samples)
+
+
+@dataclass(frozen=True)
+class TeacherForcedError:
+    """Fixed-point against float on one teacher-forced sequence.
+
+    Attributes
+    ----------
+    top1 : float
+        Fraction of steps whose most likely sample is the same.
+    kl_mean, kl_max : float
+        Mean and largest ``KL(float || fixed)`` of the per-step distributions, in nats.
+    """
+
+    top1: float
+    kl_mean: float
+    kl_max: float
+
+
+def compare_teacher_forced(float_model: SampleRNNFloat, fixed_model: SampleRNNFixed,
+                           samples) -> TeacherForcedError:
+    """Run both models teacher-forced on ``samples`` and compare their next-sample distributions."""
+    log_p = float_model.teacher_forced(samples)
+    log_q = _log_softmax(fixed_model.numerics.act.dequantize(fixed_model.teacher_forced(samples)))
+    kl = np.sum(np.exp(log_p) * (log_p - log_q), axis=1)
+    top1 = np.mean(np.argmax(log_p, axis=1) == np.argmax(log_q, axis=1))
+    return TeacherForcedError(float(top1), float(kl.mean()), float(kl.max()))
