@@ -134,7 +134,8 @@ def cmd_generate(args) -> int:
         mel = _mel(args, config)
         model = pwg.PWGFixed(generator) if args.fixed else generator
         start = time.perf_counter()
-        audio = model.inference(mel, seed=args.seed)
+        # Whole mel frames give a multiple of hop_size samples: keep the duration asked for.
+        audio = model.inference(mel, seed=args.seed)[:round(args.seconds * config.sample_rate)]
         elapsed = time.perf_counter() - start
         n = len(audio)
         write_wav(args.output, audio, config.sample_rate)
@@ -185,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_samplernn_options(demo)
     demo.add_argument("--seconds", type=_seconds, default=1.0, help="audio to generate (default: 1)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the weights and the sampling (default: 0)")
-    demo.add_argument("-o", "--output", type=_output_path, default="demo.wav", help="WAV file to write (default: demo.wav)")
+    demo.add_argument("-o", "--output", type=_output_path, default="demo.wav",
+                      help="WAV file to write (default: demo.wav)")
     demo.set_defaults(run=cmd_demo)
 
     models = commands.add_parser("models", help="MACs per output sample of the supported networks")
