@@ -161,20 +161,20 @@ def cmd_demo(args) -> int:
     sample_rate = 16000
     params = _samplernn_params(config, None, args.seed)
     sizes = " ".join(map(str, config.frame_sizes))
-    print(f"SampleRNN: frame sizes {sizes}, {config.n_rnn} GRU layers, dim {config.dim}, {config.q_levels} levels, "
-          f"random weights (seed {args.seed})")
+    print(f"SampleRNN (frame sizes {sizes}, {config.n_rnn} GRU layers, dim {config.dim}, {config.q_levels} levels), "
+          f"random weights, seed {args.seed}")
     work, folded = perf.samplernn_macs(config), perf.samplernn_macs(config, fold_embedding=True)
-    print(f"  work: {work.total:,.0f} MACs per sample ({folded.total:,.0f} with the embedding folded into a "
-          f"table); {work.macs_per_second / 1e9:.2f} GMAC/s at {sample_rate // 1000} kHz")
+    print(f"  work            {work.total:,.0f} MACs/sample ({folded.total:,.0f} with the embedding folded), "
+          f"{work.macs_per_second / 1e9:.2f} GMAC/s at {sample_rate / 1000:g} kHz")
     codes, elapsed = _generate_samplernn(config, params, args.seconds, args.seed, True, sample_rate)
     write_wav(args.output, _samplernn_audio(codes, config.q_levels), sample_rate)
-    print(f"  generated {len(codes) / sample_rate:.2f} s ({len(codes):,} samples) with the fixed-point model in "
+    print(f"  generated       {len(codes) / sample_rate:.2f} s ({len(codes):,} samples) in fixed point in "
           f"{elapsed:.1f} s -> {args.output}")
     error = samplernn.compare_teacher_forced(samplernn.SampleRNNFloat(params), samplernn.SampleRNNFixed(params),
                                             codes)
     num = config.numerics
-    print(f"  fixed point ({num.act} activations, {num.weight} weights) against float, teacher forced on those "
-          f"samples: top-1 agreement {error.top1:.1%}, KL {error.kl_mean:.2e} nats mean, {error.kl_max:.2e} max")
+    print(f"  fixed vs float  {num.act} activations, {num.weight} weights, teacher forced on those samples: "
+          f"top-1 agreement {error.top1:.1%}, KL {error.kl_mean:.1e} nats mean ({error.kl_max:.1e} max)")
     return 0
 
 

@@ -1,0 +1,82 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from wavefabric.cli import main
+from wavefabric.model.audio import read_wav
+
+
+def run(capsys, *argv):
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_models_json(capsys):
+    status, out, _ = run(capsys, "models", "--json")
+    assert status == 0
+    data = json.loads(out)
+    assert data["samplernn"]["macs_per_sample"] == 290944
+    assert data["samplernn (embedding folded)"]["macs_per_sample"] == 28800
+    assert 1.29e6 < data["pwg ljspeech v1"]["macs_per_sample"] < 1.31e6
+
+
+def test_demo_writes_wav_and_reports(capsys, tmp_path):
+    out_wav = tmp_path / "demo.wav"
+    status, out, _ = run(capsys, "demo", "--seconds", "0.05", "--dim", "16", "--frame-sizes", "4", "2",
+                         "-o", str(out_wav))
+    assert status == 0
+    audio, rate = read_wav(out_wav)
+    assert rate == 16000 and len(audio) == 800
+    assert "MACs per sample" in out and "top-1 agreement" in out
+
+
+@pytest.mark.parametrize("model, rate, n", [("samplernn", 16000, 400), ("pwg", 22050, 551)])
+def test_generate(capsys, tmp_path, model, rate, n):
+    out_wav = tmp_path / "out.wav"
+    extra = ["--dim", "8", "--frame_sizes", "2", "2"] if model == "samplernn" else []
+    status, out, _ = run(capsys, "generate", model, "--seconds", "0.025", "--fixed", "-o", str(out_wav), *extra)
+    assert status == 0, out
+    audio, got_rate = read_wav(out_wav)
+    assert (got_rate, len(audio)) == (rate, n)
+    assert np.all(np.abs(audio) <= 1)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["demo", "--dim", "0"], "argument --dim: must be >= 1, not 0"),
+    (["demo", "--seconds", "abc"], "expected a number of seconds"),
+    (["generate", "samplernn", "--seconds", "1", "-o", "/nonexistent/x.wav"], "folder '/nonexistent' does not exist"),
+    (["generate", "wavenet", "--seconds", "1", "-o", "x.wav"], "invalid choice: 'wavenet'"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+])
+def test_bad_arguments_one_line(capsys, argv, message):
+    status, out, err = run(capsys, *argv)
+    assert status == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_bad_checkpoint_names_tensor_and_writes_nothing(capsys, tmp_path):
+    torch = pytest.importorskip("torch")
+    from wavefabric.model import samplernn
+
+    config = samplernn.SampleRNNConfig(frame_sizes=(2, 2), dim=8)
+    state = {k: torch.from_numpy(np.asarray(v)) for k, v in samplernn.random_state_dict(config, 0).items()}
+    del state["sample_level_mlp.output.bias"]
+    ckpt = tmp_path / "bad.pt"
+    torch.save(state, ckpt)
+    out_wav = tmp_path / "out.wav"
+    status, _, err = run(capsys, "generate", "samplernn", "--checkpoint", str(ckpt), "--seconds", "0.01",
+                         "--dim", "8", "--frame-sizes", "2", "2", "-o", str(out_wav))
+    assert status == 2
+    assert len(err.strip().splitlines()) == 1 and "sample_level_mlp.output.bias" in err
+    assert list(tmp_path.iterdir()) == [ckpt]
+
+
+def test_python_dash_m(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "wavefabric", "models"], capture_output=True, text=True,
+                            check=True)
+    assert "290,944 MACs per sample" in result.stdout
