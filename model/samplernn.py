@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fixed import narrow
+from .fixed import int_matmul, narrow
 from .kernels import Numerics, gru_cell, linear, quantize_weight_norm, relu
 
 __all__ = [
@@ -542,6 +542,8 @@ class _SampleRNNModel:
         samples = self._check_samples(samples, "samples", 1)
         cfg = self.config
         n, lookback, fs0 = len(samples), cfg.lookback, cfg.frame_sizes[0]
+        if n == 0:
+            return np.zeros((0, cfg.q_levels), dtype=np.int64)
         seq = np.concatenate([np.full(lookback, cfg.q_levels // 2, dtype=np.int64), samples])
         cond = None
         for k in range(cfg.n_tiers - 1, -1, -1):
@@ -552,8 +554,9 @@ class _SampleRNNModel:
             prev = seq[lookback - nfs:lookback - nfs + frames * nfs].reshape(frames, nfs)
             cond, _ = self.tier_forward(k, prev, None if cond is None else cond[:frames], None)
         windows = np.lib.stride_tricks.sliding_window_view(seq[lookback - fs0:lookback + n - 1], fs0)
+        cond = cond[:n]
         return np.concatenate([self._logits(windows[s:s + _BLOCK], cond[s:s + _BLOCK])
-                               for s in range(0, n, _BLOCK)] or [np.zeros((0, cfg.q_levels))])
+                               for s in range(0, n, _BLOCK)])
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -588,8 +591,8 @@ class SampleRNNFloat(_SampleRNNModel):
         # Tier inputs: 2 * linear_dequantize(s) = 2 * (s / (q/2) - 1), computed as samplernn-pytorch does.
         self._sample_value = 2.0 * (np.arange(q) / (q / 2) - 1.0)
         if fold_embedding:
-            table = np.einsum("dcj,sc->jsd", mlp.input.float(), mlp.embedding)
-            self._table = table.reshape(fs0 * q, -1)
+            w = mlp.input.float()
+            self._table = np.concatenate([mlp.embedding @ w[:, :, j].T for j in range(fs0)])
             self._table_offset = np.arange(fs0) * q
 
     def tier_forward(self, tier: int, prev_samples, conditioning=None, hidden=None):
@@ -619,7 +622,7 @@ class SampleRNNFloat(_SampleRNNModel):
         x = self._sample_value[prev_samples] @ p.input_expand.float()[:, :, 0].T + p.input_expand_bias
         if conditioning is not None:
             x = x + conditioning
-        h_all = p.h0 if hidden is None else hidden
+        h_all = p.h0 if hidden is None else np.asarray(hidden, dtype=np.float64)
         new_hidden = np.empty_like(h_all)
         for layer in range(self.config.n_rnn):
             gi = x @ p.weight_ih[layer].T + p.bias_ih[layer]
@@ -685,7 +688,7 @@ class SampleRNNFixed(_SampleRNNModel):
     * Tier inputs ``2 * (s / (q/2) - 1)`` are multiples of ``4 / q`` in [-2, 2): exact in ``act`` when
       ``q`` is a power of two and ``act.frac >= log2(q) - 2`` (so at the defaults), else rounded.
     * ``input_expand``: one :func:`linear` whose bias is ``bias + conditioning`` (added before narrowing).
-    * GRU: :func:`gru_cell` per frame and layer. Upsampling: one :func:`linear` per frame.
+    * GRU: :func:`gru_cell` per frame and layer. Upsampling: one :func:`linear`, a column per frame.
     * MLP input convolution: an exact sum of ``frame_sizes[0] * q`` products at ``acc_frac`` plus the
       conditioning, narrowed once, then ReLU; hidden and output 1x1 convs by :func:`linear`; logits in
       ``act``.
@@ -725,8 +728,8 @@ class SampleRNNFixed(_SampleRNNModel):
         w_in = mlp.input.quantize(num)  # (dim, q, fs0)
         self._input = w_in.reshape(w_in.shape[0], -1)
         if fold_embedding:
-            table = np.stack([self._embedding @ w_in[:, :, j].T for j in range(fs0)])  # exact int64
-            self._table = table.reshape(fs0 * q, -1)
+            # Row j * q + s: the exact products at acc_frac, no rounding.
+            self._table = np.concatenate([int_matmul(self._embedding, w_in[:, :, j].T) for j in range(fs0)])
             self._table_offset = np.arange(fs0) * q
         self._hidden = mlp.hidden.quantize(num)[:, :, 0]
         self._hidden_bias = num.act.quantize(mlp.hidden_bias)
