@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fixed import int_matmul, narrow
+from .fixed import QFormat, int_matmul, narrow
 from .kernels import Numerics, gru_cell, linear, quantize_weight_norm, relu
 
 __all__ = [
@@ -91,6 +91,10 @@ class SampleRNNConfig:
         Whether the convolutions carry ``weight_g`` / ``weight_v`` (True) or a plain ``weight``.
     numerics : Numerics
         Number formats of the fixed-point model. ``numerics.act`` must hold the tier inputs, [-2, 2).
+    logits : QFormat or None
+        Format of the MLP's output logits. Trained networks give sharp distributions whose logits exceed the
+        act range, so the default (None) is ``act.width`` bits with two fewer fractional bits than ``act``
+        (Q6.10 at the defaults: [-32, 32)).
 
     Raises
     ------
@@ -105,6 +109,7 @@ class SampleRNNConfig:
     learn_h0: bool = True
     weight_norm: bool = True
     numerics: Numerics = Numerics()
+    logits: QFormat | None = None
 
     def __post_init__(self):
         sizes = self.frame_sizes
@@ -131,6 +136,10 @@ class SampleRNNConfig:
                 f"SampleRNNConfig.numerics.act ({act}, range [{act.min_value}, {act.max_value}]) must hold "
                 f"the tier inputs in [-2, 2): it needs at least 2 integer bits including the sign"
             )
+        if self.logits is None:
+            object.__setattr__(self, "logits", QFormat(act.width, max(act.frac - 2, 0)))
+        elif not isinstance(self.logits, QFormat):
+            raise ValueError(f"SampleRNNConfig.logits must be a QFormat or None, not {self.logits!r}")
 
     @property
     def n_tiers(self) -> int:
@@ -691,7 +700,7 @@ class SampleRNNFixed(_SampleRNNModel):
     * GRU: :func:`gru_cell` per frame and layer. Upsampling: one :func:`linear`, a column per frame.
     * MLP input convolution: an exact sum of ``frame_sizes[0] * q`` products at ``acc_frac`` plus the
       conditioning, narrowed once, then ReLU; hidden and output 1x1 convs by :func:`linear`; logits in
-      ``act``.
+      ``config.logits``.
 
     Parameters
     ----------
@@ -706,7 +715,7 @@ class SampleRNNFixed(_SampleRNNModel):
         super().__init__(params)
         cfg = self.config
         num = self.numerics = cfg.numerics
-        self._logit_scale = num.act.lsb
+        self._logit_scale = cfg.logits.lsb
         self.fold_embedding = fold_embedding
         q, fs0 = cfg.q_levels, cfg.frame_sizes[0]
         self._sample_value = num.act.quantize(2.0 * (np.arange(q) / (q / 2) - 1.0))
@@ -786,7 +795,7 @@ class SampleRNNFixed(_SampleRNNModel):
             x = linear(self._input, cols, cond.T, num).T
         x = relu(x)
         x = relu(linear(self._hidden, x.T, self._hidden_bias, num))
-        return linear(self._output, x, self._output_bias, num).T
+        return linear(self._output, x, self._output_bias, num, out=self.config.logits).T
 
     def mlp_logits(self, prev_samples, conditioning) -> np.ndarray:
         """The sample-level MLP in fixed point: logits (before log-softmax) of the next sample.
@@ -800,13 +809,13 @@ class SampleRNNFixed(_SampleRNNModel):
 
         Returns
         -------
-        (T, q_levels) act int array.
+        (T, q_levels) int array in ``config.logits``.
         """
         prev = self._check_samples(prev_samples, "prev_samples", 2)
         return self._logits(prev, conditioning)
 
     def teacher_forced(self, samples) -> np.ndarray:
-        """Logits ``(N, q)`` (act ints) for each of the N ``samples`` given the samples before it.
+        """Logits ``(N, q)`` (``config.logits`` ints) for each of the N ``samples`` given the samples before it.
 
         Same sequence convention as :meth:`SampleRNNFloat.teacher_forced`.
         """
@@ -834,7 +843,7 @@ def compare_teacher_forced(float_model: SampleRNNFloat, fixed_model: SampleRNNFi
                            samples) -> TeacherForcedError:
     """Run both models teacher-forced on ``samples`` and compare their next-sample distributions."""
     log_p = float_model.teacher_forced(samples)
-    log_q = _log_softmax(fixed_model.numerics.act.dequantize(fixed_model.teacher_forced(samples)))
+    log_q = _log_softmax(fixed_model.config.logits.dequantize(fixed_model.teacher_forced(samples)))
     kl = np.sum(np.exp(log_p) * (log_p - log_q), axis=1)
     top1 = np.mean(np.argmax(log_p, axis=1) == np.argmax(log_q, axis=1))
     return TeacherForcedError(float(top1), float(kl.mean()), float(kl.max()))

@@ -392,7 +392,7 @@ def test_generation_draws_from_the_teacher_forced_distributions(seed_float, seed
     samples = seed_float.generate(n, seed)
     assert np.array_equal(np.argmax(seed_float.teacher_forced(samples) + noise, axis=1), samples)
     samples = seed_fixed.generate(n, seed)
-    logits = seed_fixed.numerics.act.dequantize(seed_fixed.teacher_forced(samples))
+    logits = seed_fixed.config.logits.dequantize(seed_fixed.teacher_forced(samples))
     assert np.array_equal(np.argmax(logits + noise, axis=1), samples)
 
 
@@ -435,3 +435,10 @@ def test_fixed_tier_inputs_are_exact(seed_fixed):
     act = SEED_CONFIG.numerics.act
     codes = np.arange(SEED_CONFIG.q_levels)
     assert np.array_equal(act.dequantize(seed_fixed._sample_value), 2 * (codes / 128 - 1))
+
+
+def test_logits_format():
+    assert SampleRNNConfig().logits == QFormat(16, 10)
+    assert SampleRNNConfig(logits=QFormat(20, 12)).logits == QFormat(20, 12)
+    with pytest.raises(ValueError, match="SampleRNNConfig.logits must be a QFormat or None"):
+        SampleRNNConfig(logits=16)
