@@ -17,6 +17,7 @@ from .fixed import QFormat, bit_length, int_matmul, narrow, saturate, shift_roun
 __all__ = [
     "Numerics",
     "ActivationTable",
+    "float_sigmoid",
     "linear",
     "relu",
     "mul_const",
@@ -29,6 +30,11 @@ __all__ = [
     "weight_norm",
     "quantize_weight_norm",
 ]
+
+
+def float_sigmoid(x) -> np.ndarray:
+    """The logistic function in float64, by the tanh identity (which never overflows, unlike ``1/(1+e**-x)``)."""
+    return 0.5 + 0.5 * np.tanh(0.5 * np.asarray(x, dtype=np.float64))
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,7 @@ class ActivationTable:
     table: np.ndarray = field(init=False, repr=False, compare=False)
 
     _FUNCTIONS = {
-        "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
+        "sigmoid": float_sigmoid,
         "tanh": np.tanh,
     }
 

@@ -94,3 +94,82 @@ def pwg_macs(config) -> WorkReport:
     report.layers["residual_layers"] = config.layers * per_layer
     report.layers["last_conv"] = skip * skip + skip * config.out_channels
     return report
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# GEMM on the output-stationary systolic array (rtl/systolic.py, rtl/gemm.py)
+# ---------------------------------------------------------------------------------------------------------------
+
+__all__ += ["gemm_tiles", "gemm_cycles", "gemm_ideal_cycles", "gemm_fill_drain_cycles", "estimate_gemm"]
+
+#: Cycles from a tile's last k-step transfer to its first result row on the GemmEngine's output, minus ``cols``:
+#: skew of the top-right cell (cols - 1), its operand, product and sum registers (3), the shadow and row read
+#: (2), the narrowing register (1).
+GEMM_LATENCY_BASE = 5
+
+
+def _check_gemm(rows: int, cols: int, m: int, n: int, k: int) -> None:
+    for name, value in (("rows", rows), ("cols", cols), ("m", m), ("n", n), ("k", k)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
+
+
+def gemm_tiles(rows: int, cols: int, m: int, n: int) -> int:
+    """Number of R x C output tiles of an M x N result: ``ceil(M / R) * ceil(N / C)``."""
+    _check_gemm(rows, cols, m, n, 1)
+    return -(-m // rows) * -(-n // cols)
+
+
+def gemm_cycles(rows: int, cols: int, m: int, n: int, k: int) -> int:
+    """Exact cycles of one ``M x K`` by ``K x N`` GEMM on :class:`~wavefabric.rtl.gemm.GemmEngine` (R x C).
+
+    Counted from the first cycle in which operands are offered (the engine idle, every operand stream valid
+    and the result stream ready from then on) to the transfer of the last result beat, inclusive::
+
+        T = ceil(M / R) * ceil(N / C)                      tiles
+        P = max(K, R, C)                                   cycles per tile, back to back
+        cycles = (T - 1) * P + K + (C + 5) + (M - R * (ceil(M / R) - 1)) - 1
+
+    The tiles stream back to back (``P = K`` when ``K >= max(R, C)``: the drain of one tile, one row per cycle,
+    hides under the next tile's reduction); the last tile's K k-steps then take ``C + 5`` cycles to reach the
+    output (the engine's ``latency``), followed by the rows of the last row-block that lie inside M.
+    """
+    _check_gemm(rows, cols, m, n, k)
+    tiles = gemm_tiles(rows, cols, m, n)
+    last_block_rows = m - rows * (-(-m // rows) - 1)
+    return (tiles - 1) * max(k, rows, cols) + k + cols + GEMM_LATENCY_BASE + last_block_rows - 1
+
+
+def gemm_ideal_cycles(rows: int, cols: int, m: int, n: int, k: int) -> float:
+    """``M * N * K / (R * C)``: every processing element busy in every cycle."""
+    _check_gemm(rows, cols, m, n, k)
+    return m * n * k / (rows * cols)
+
+
+def gemm_fill_drain_cycles(rows: int, cols: int, m: int, n: int, k: int) -> int:
+    """Cycles of the same GEMM on an array that fills and drains its skew for every tile (no double buffer).
+
+    Each tile then costs ``K + R + C - 2`` cycles (the last k-step reaches the bottom-right element
+    ``R + C - 2`` cycles after it enters): the comparison point for the double-buffered array.
+    """
+    return gemm_tiles(rows, cols, m, n) * (k + rows + cols - 2)
+
+
+def estimate_gemm(rows: int, cols: int, m: int, n: int, k: int) -> dict:
+    """The cycle model's figures for one GEMM, as a JSON-ready dict.
+
+    Keys: ``rows``, ``cols``, ``m``, ``n``, ``k``, ``tiles``, ``model_cycles`` (:func:`gemm_cycles`),
+    ``ideal_cycles``, ``utilization`` (ideal / model), ``fill_drain_cycles`` and ``fill_drain_utilization``.
+    """
+    cycles = gemm_cycles(rows, cols, m, n, k)
+    ideal = gemm_ideal_cycles(rows, cols, m, n, k)
+    fill_drain = gemm_fill_drain_cycles(rows, cols, m, n, k)
+    return {
+        "rows": rows, "cols": cols, "m": m, "n": n, "k": k,
+        "tiles": gemm_tiles(rows, cols, m, n),
+        "model_cycles": cycles,
+        "ideal_cycles": ideal,
+        "utilization": ideal / cycles,
+        "fill_drain_cycles": fill_drain,
+        "fill_drain_utilization": ideal / fill_drain,
+    }

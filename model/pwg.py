@@ -34,8 +34,19 @@ from pathlib import Path
 
 import numpy as np
 
+from .checkpoint import load_torch_file, read_state_dict, weight_norm
 from .fixed import MAX_WIDTH, QFormat, accumulator_width, saturate
-from .kernels import Numerics, conv1d, gated_activation, im2col, linear, mul_const, quantize_weight_norm, relu
+from .kernels import (
+    Numerics,
+    conv1d,
+    float_sigmoid,
+    gated_activation,
+    im2col,
+    linear,
+    mul_const,
+    quantize_weight_norm,
+    relu,
+)
 
 __all__ = [
     "PWG_NUMERICS",
@@ -243,39 +254,6 @@ def random_state_dict(config: PWGConfig, seed: int = 0) -> dict[str, np.ndarray]
 _IGNORED_TENSORS = ("mean", "scale")
 
 
-def _to_numpy(name: str, value) -> np.ndarray:
-    """A state-dict value (NumPy array or torch tensor, duck-typed) as a float64 array."""
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    array = np.asarray(value, dtype=np.float64)
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"tensor '{name}' has non-finite values")
-    return array
-
-
-def _normalize_names(state_dict: Mapping) -> dict:
-    """Rename ``torch.nn.utils.parametrizations.weight_norm`` tensors to the ``weight_g``/``weight_v`` names."""
-    renames = {".parametrizations.weight.original0": ".weight_g",
-               ".parametrizations.weight.original1": ".weight_v"}
-    out = {}
-    for name, value in state_dict.items():
-        for old, new in renames.items():
-            name = name.replace(old, new)
-        out[name] = value
-    return out
-
-
-def _weight_norm(g: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """``g * v / ||v||`` with the norm over every axis but the first (PyTorch ``weight_norm(dim=0)``)."""
-    norm = np.sqrt(np.sum(v * v, axis=tuple(range(1, v.ndim)), keepdims=True))
-    return v * (g / norm)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    # The tanh identity never overflows, unlike 1 / (1 + exp(-x)).
-    return 0.5 + 0.5 * np.tanh(0.5 * x)
-
-
 def _conv_taps(x: np.ndarray, w: np.ndarray, dilation: int, padding: int) -> np.ndarray:
     """Float ``Conv1d`` (no bias) of x ``(C, T)`` by w ``(O, C, K)``: one matrix product per tap."""
     k_size = w.shape[2]
@@ -351,7 +329,7 @@ def residual_layer(x: np.ndarray, c: np.ndarray, layer: ResidualLayer) -> tuple[
     h = _conv_taps(x, layer.conv, layer.dilation, layer.padding)
     h += layer.aux @ c
     h += layer.conv_bias[:, None]
-    g = np.tanh(h[:half]) * _sigmoid(h[half:])
+    g = np.tanh(h[:half]) * float_sigmoid(h[half:])
     skip = layer.skip @ g + layer.skip_bias[:, None]
     x_next = (layer.out @ g + layer.out_bias[:, None] + x) * math.sqrt(0.5)
     return x_next, skip
@@ -451,25 +429,16 @@ class PWGGenerator:
     def __init__(self, config: PWGConfig, state_dict: Mapping, fold_weight_norm: bool = True):
         if not isinstance(config, PWGConfig):
             raise ValueError(f"config must be a PWGConfig, not {config!r}")
-        state_dict = _normalize_names(state_dict)
-        expected = config.tensor_shapes()
-        for name, shape in expected.items():
-            if name not in state_dict:
-                raise ValueError(f"checkpoint is missing tensor '{name}'")
-            actual = tuple(getattr(state_dict[name], "shape", np.shape(state_dict[name])))
-            if actual != shape:
-                raise ValueError(f"tensor '{name}' has shape {actual}, expected {shape}")
-        for name in state_dict:
-            if name not in expected and name not in _IGNORED_TENSORS:
-                raise ValueError(f"checkpoint has unexpected tensor '{name}' (does the config match it?)")
+        arrays = read_state_dict(state_dict, config.tensor_shapes(), weight_norm_option="use_weight_norm",
+                                 ignored=_IGNORED_TENSORS)
         self.config = config
         self.fold_weight_norm = fold_weight_norm
-        self.params = {name: _to_numpy(name, state_dict[name]) for name in expected}
+        self.params = arrays
         self._folded = {m: self._compute_weight(m) for m in config.conv_shapes()} if fold_weight_norm else None
 
     def _compute_weight(self, module: str) -> np.ndarray:
         if self.config.use_weight_norm:
-            return _weight_norm(self.params[module + ".weight_g"], self.params[module + ".weight_v"])
+            return weight_norm(self.params[module + ".weight_g"], self.params[module + ".weight_v"])
         return self.params[module + ".weight"]
 
     def weight(self, module: str) -> np.ndarray:
@@ -553,10 +522,9 @@ def load_checkpoint(path: str | Path, config: PWGConfig, fold_weight_norm: bool 
     Training checkpoints hold ``{"model": {"generator": state_dict, ...}, ...}``; a bare generator state
     dict is accepted too. Loading uses ``torch.load(weights_only=True)``, which runs no pickled code.
     """
-    import torch  # only this loader needs torch
-
-    checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if isinstance(checkpoint.get("model"), Mapping) and "generator" in checkpoint["model"]:
+    checkpoint = load_torch_file(path)
+    if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("model"), Mapping) \
+            and "generator" in checkpoint["model"]:
         checkpoint = checkpoint["model"]["generator"]
     return from_state_dict(config, checkpoint, fold_weight_norm)
 

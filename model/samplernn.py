@@ -36,14 +36,14 @@ input-channel slices.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
+from .checkpoint import load_torch_file, read_state_dict, row_norm, weight_norm
 from .fixed import QFormat, int_matmul, narrow
-from .kernels import Numerics, gru_cell, linear, quantize_weight_norm, relu
+from .kernels import Numerics, float_sigmoid, gru_cell, linear, quantize_weight_norm, relu
 
 __all__ = [
     "SampleRNNConfig",
@@ -192,11 +192,6 @@ def state_dict_shapes(config: SampleRNNConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _row_norm(v: np.ndarray) -> np.ndarray:
-    """``||v||`` over every axis but 0, kept broadcastable against ``v`` (PyTorch's ``norm_except_dim``)."""
-    return np.sqrt(np.sum(v * v, axis=tuple(range(1, v.ndim)), keepdims=True))
-
-
 def random_state_dict(config: SampleRNNConfig, seed: int) -> dict[str, np.ndarray]:
     """A float32 state dict with samplernn-pytorch's names and shapes and realistic random values.
 
@@ -216,11 +211,11 @@ def random_state_dict(config: SampleRNNConfig, seed: int) -> dict[str, np.ndarra
         return rng.uniform(-bound, bound, size=shape)
 
     def weight(prefix: str, v: np.ndarray) -> None:
-        g = _row_norm(v) * rng.uniform(0.75, 1.25, size=(v.shape[0],) + (1,) * (v.ndim - 1))
+        g = row_norm(v) * rng.uniform(0.75, 1.25, size=(v.shape[0],) + (1,) * (v.ndim - 1))
         if config.weight_norm:
             sd[f"{prefix}.weight_g"], sd[f"{prefix}.weight_v"] = g, v
         else:
-            sd[f"{prefix}.weight"] = g * v / _row_norm(v)
+            sd[f"{prefix}.weight"] = weight_norm(g, v)
 
     def orthogonal(n: int) -> np.ndarray:
         q_mat, r_mat = np.linalg.qr(rng.standard_normal((n, n)))
@@ -267,7 +262,7 @@ class LayerWeight:
         """The float64 weight: ``w`` if stored, else ``g * v / ||v||`` recomputed now."""
         if self.w is not None:
             return self.w
-        return self.g * self.v / _row_norm(self.v)
+        return weight_norm(self.g, self.v)
 
     def quantize(self, num: Numerics) -> np.ndarray:
         """The weight as ``num.weight`` ints: the load-time weight-norm unit on ``(g, v)``, else rounding."""
@@ -315,29 +310,6 @@ class MLPParams:
     output_bias: np.ndarray
 
 
-_PARAMETRIZATION = re.compile(r"\.parametrizations\.weight\.original([01])$")
-
-
-def _normalise_keys(state_dict: Mapping) -> dict[str, object]:
-    """Key spellings to samplernn-pytorch's: strip ``model.``, rename ``parametrizations`` weight norm."""
-    keys = list(state_dict)
-    # Checkpoints saved from the Predictor wrap the SampleRNN as ``model``.
-    strip = bool(keys) and all(key.startswith("model.") for key in keys)
-    out = {}
-    for key, value in state_dict.items():
-        name = key[len("model."):] if strip else key
-        # torch.nn.utils.parametrizations.weight_norm stores g as original0 and v as original1.
-        name = _PARAMETRIZATION.sub(lambda m: ".weight_g" if m.group(1) == "0" else ".weight_v", name)
-        out[name] = value
-    return out
-
-
-def _to_numpy(value) -> np.ndarray:
-    if hasattr(value, "detach"):  # a torch tensor, converted without importing torch
-        value = value.detach().cpu().numpy()
-    return np.asarray(value, dtype=np.float64)
-
-
 @dataclass(frozen=True)
 class SampleRNNParams:
     """The parameters of a SampleRNN, validated against its config, as float64 arrays.
@@ -375,34 +347,14 @@ class SampleRNNParams:
         """
         if not isinstance(config, SampleRNNConfig):
             raise ValueError(f"config must be a SampleRNNConfig, not {type(config).__name__}")
-        tensors = _normalise_keys(state_dict)
-        expected = state_dict_shapes(config)
-        arrays: dict[str, np.ndarray] = {}
-        for name, shape in expected.items():
-            if name not in tensors:
-                hint = ""
-                plain = re.sub(r"\.weight_[gv]$", ".weight", name)
-                if plain != name and plain in tensors:
-                    hint = f" (it has '{plain}': the checkpoint has no weight norm, set weight_norm=False)"
-                elif name.endswith(".weight") and name + "_v" in tensors:
-                    hint = f" (it has '{name}_v': the checkpoint uses weight norm, set weight_norm=True)"
-                raise ValueError(f"checkpoint is missing tensor '{name}'{hint}")
-            array = _to_numpy(tensors[name])
-            if array.shape != shape:
-                raise ValueError(f"tensor '{name}' has shape {array.shape}, expected {shape}")
-            if not np.all(np.isfinite(array)):
-                raise ValueError(f"tensor '{name}' contains NaN or infinite values")
-            arrays[name] = array
-        extra = sorted(set(tensors) - set(expected))
-        if extra:
-            more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
-            raise ValueError(f"checkpoint has unexpected tensor '{extra[0]}'{more} for this config")
+        arrays = read_state_dict(state_dict, state_dict_shapes(config), weight_norm_option="weight_norm",
+                                 strip_prefix="model.")
 
         def layer(prefix: str) -> LayerWeight:
             if not config.weight_norm:
                 return LayerWeight(w=arrays[f"{prefix}.weight"])
             g, v = arrays[f"{prefix}.weight_g"], arrays[f"{prefix}.weight_v"]
-            return LayerWeight(w=g * v / _row_norm(v) if fold_weight_norm else None, g=g, v=v)
+            return LayerWeight(w=weight_norm(g, v) if fold_weight_norm else None, g=g, v=v)
 
         tiers = []
         for k, (fs, nfs) in enumerate(zip(config.frame_sizes, config.n_frame_samples, strict=True)):
@@ -446,14 +398,7 @@ def load_checkpoint(path, config: SampleRNNConfig, fold_weight_norm: bool = True
     ValueError
         If the file does not hold a state dict, or its tensors do not match ``config``.
     """
-    try:
-        import torch
-    except ImportError as error:
-        raise ImportError(
-            "loading a .pt checkpoint needs PyTorch (pip install torch); without it, pass a dict of NumPy "
-            "arrays to SampleRNNParams.from_state_dict"
-        ) from error
-    state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    state_dict = load_torch_file(path)
     if not isinstance(state_dict, Mapping):
         raise ValueError(f"{path} holds a {type(state_dict).__name__}, not a state dict")
     return SampleRNNParams.from_state_dict(config, state_dict, fold_weight_norm)
@@ -568,10 +513,6 @@ class _SampleRNNModel:
                                for s in range(0, n, _BLOCK)])
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 def _log_softmax(x: np.ndarray) -> np.ndarray:
     shifted = x - x.max(axis=-1, keepdims=True)
     return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
@@ -640,7 +581,7 @@ class SampleRNNFloat(_SampleRNNModel):
             x = np.empty((len(gi), dim))
             for t in range(len(gi)):
                 gh = w_hh @ h + b_hh
-                rz = _sigmoid(gi[t, :2 * dim] + gh[:2 * dim])
+                rz = float_sigmoid(gi[t, :2 * dim] + gh[:2 * dim])
                 n = np.tanh(gi[t, 2 * dim:] + rz[:dim] * gh[2 * dim:])
                 h = n + rz[dim:] * (h - n)  # (1 - z) * n + z * h
                 x[t] = h

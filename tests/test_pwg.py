@@ -139,7 +139,7 @@ def test_unexpected_tensor_is_named():
 def test_non_finite_tensor_is_named():
     state = random_state_dict(SMALL, seed=0)
     state["first_conv.bias"][3] = np.nan
-    with pytest.raises(ValueError, match="tensor 'first_conv.bias' has non-finite values"):
+    with pytest.raises(ValueError, match="tensor 'first_conv.bias' contains NaN or infinite values"):
         from_state_dict(SMALL, state)
 
 

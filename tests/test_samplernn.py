@@ -316,7 +316,7 @@ def test_torch_state_dict_with_prefix_and_parametrizations_loads(tmp_path):
 
 def test_load_checkpoint_without_torch_says_so(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "torch", None)
-    with pytest.raises(ImportError, match="needs PyTorch"):
+    with pytest.raises(ImportError, match="needs torch"):
         load_checkpoint(tmp_path / "checkpoint.pt", SEED_CONFIG)
 
 
