@@ -28,6 +28,7 @@ __all__ = [
     "RsqrtFormat",
     "rsqrt",
     "weight_norm",
+    "weight_norm_operands",
     "quantize_weight_norm",
 ]
 
@@ -386,21 +387,30 @@ def _fit_frac(peak: np.ndarray, width: int) -> np.ndarray:
     return np.clip(frac, 0, 2 * width)
 
 
-def quantize_weight_norm(g, v, num: Numerics, rsqrt_fmt: RsqrtFormat = RsqrtFormat()) -> np.ndarray:
-    """Load-time weight norm of float ``(g, v)`` into ``num.weight`` ints, as the hardware loader does it.
+def weight_norm_operands(g, v, width: int) -> tuple[np.ndarray, np.ndarray, QFormat]:
+    """The integers the loader gives the weight-norm unit for float ``(g, v)``: ``(v_int, g_int, g_fmt)``.
 
-    Each row of ``v`` is quantised to ``num.weight.width`` bits with its own power-of-two scale (the most
-    fractional bits that hold the row): a row's scale cancels in ``v / ||v||``, so this costs nothing in
-    hardware and keeps rows of small norm precise. ``g`` gets one per-tensor format. Then :func:`weight_norm`
-    runs on the integers.
+    Each row of ``v`` (every axis after the first, flattened) is quantised to ``width`` bits with its own
+    power-of-two scale, the most fractional bits that hold the row: a row's scale cancels in ``v / ||v||``, so
+    this costs nothing in hardware and keeps rows of small norm precise. ``g`` gets one per-tensor format.
+    ``v_int`` has shape ``(rows, -1)``.
     """
-    g = np.asarray(g, dtype=np.float64)
     v = np.asarray(v, dtype=np.float64)
-    width = num.weight.width
+    g = np.asarray(g, dtype=np.float64).reshape(v.shape[0])
     rows = v.reshape(v.shape[0], -1)
     v_frac = _fit_frac(np.max(np.abs(rows), axis=1, initial=0.0), width)
     lim = 1 << (width - 1)
     v_int = np.clip(np.floor(rows * 2.0 ** v_frac[:, None] + 0.5), -lim, lim - 1).astype(np.int64)
     g_fmt = QFormat(width, int(_fit_frac(np.max(np.abs(g), initial=0.0), width)))
-    w, _ = weight_norm(v_int.reshape(v.shape), g_fmt.quantize(g), g_fmt, num.weight, rsqrt_fmt)
-    return w
+    return v_int, g_fmt.quantize(g), g_fmt
+
+
+def quantize_weight_norm(g, v, num: Numerics, rsqrt_fmt: RsqrtFormat = RsqrtFormat()) -> np.ndarray:
+    """Load-time weight norm of float ``(g, v)`` into ``num.weight`` ints, as the hardware loader does it.
+
+    :func:`weight_norm_operands` at ``num.weight.width`` bits, then :func:`weight_norm` on the integers.
+    """
+    v = np.asarray(v, dtype=np.float64)
+    v_int, g_int, g_fmt = weight_norm_operands(g, v, num.weight.width)
+    w, _ = weight_norm(v_int, g_int, g_fmt, num.weight, rsqrt_fmt)
+    return w.reshape(v.shape)

@@ -173,3 +173,92 @@ def estimate_gemm(rows: int, cols: int, m: int, n: int, k: int) -> dict:
         "fill_drain_cycles": fill_drain,
         "fill_drain_utilization": ideal / fill_drain,
     }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Weight-norm unit (rtl/weightnorm.py)
+# ---------------------------------------------------------------------------------------------------------------
+
+__all__ += ["weightnorm_latency", "weightnorm_cycles"]
+
+
+def weightnorm_latency(newton_steps: int = 2) -> int:
+    """Cycles from a row's last ``v`` transfer to its first valid ``w`` beat on the weight-norm unit.
+
+    ``10 + 3 * newton_steps`` for :class:`~wavefabric.rtl.weightnorm.WeightNormUnit`: squares, adder tree,
+    sum (3); leading-zero count, normalising shift, seed ROM (3); three multiplies per Newton step; queueing the
+    row scale (1); reading the row buffer, multiplying, narrowing (3). Valid when the output side is idle.
+    """
+    if isinstance(newton_steps, bool) or not isinstance(newton_steps, int) or newton_steps < 0:
+        raise ValueError(f"newton_steps must be an integer >= 0, not {newton_steps!r}")
+    return 10 + 3 * newton_steps
+
+
+def weightnorm_cycles(rows: int, cols: int, lanes: int, newton_steps: int = 2) -> int:
+    """Exact cycles to weight-normalise ``rows`` rows of ``cols`` elements on a ``lanes``-lane WeightNormUnit.
+
+    Counted from the first ``v`` beat offered to an idle unit (``v`` and ``g`` valid, ``w`` ready throughout)
+    to the last ``w`` transfer, inclusive. Each row is ``b = ceil(cols / lanes)`` beats; pass 1 takes one beat
+    per cycle without a stall, and pass 2 emits row ``r`` from ``latency`` cycles after row ``r``'s last beat,
+    one beat per cycle, so it finishes just as row ``r + 1`` becomes ready::
+
+        cycles = rows * b + b + latency - 1,   latency = weightnorm_latency(newton_steps)
+    """
+    for name, value in (("rows", rows), ("cols", cols), ("lanes", lanes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
+    beats = -(-cols // lanes)
+    return rows * beats + beats + weightnorm_latency(newton_steps) - 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# GRU engine: batch-1 steps of a multi-layer GRU (rtl/gru.py)
+# ---------------------------------------------------------------------------------------------------------------
+
+__all__ += ["GRU_PIPELINE_TAIL", "gru_macs", "gru_layer_cycles", "gru_step_cycles", "gru_step_latency"]
+
+#: Cycles from a layer's last multiply to its next layer's first, beyond the adder tree's levels and one cycle
+#: per lane: weight read (1), processing element (4), narrowing (1), gate pipeline (sigmoid 3, r * h_n 2, add 1,
+#: tanh 3, h - n' 1, z * (h - n') 2), state write (1). The gate products are built in LUTs, pipelined.
+GRU_PIPELINE_TAIL = 17
+
+
+def _check_gru(**sizes: int) -> None:
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
+
+
+def gru_macs(input_size: int, hidden: int, layers: int = 1) -> int:
+    """Multiply-accumulates of one step of an L-layer GRU: ``3H * (I + H)`` for layer 0, ``3H * 2H`` above."""
+    _check_gru(input_size=input_size, hidden=hidden, layers=layers)
+    return 3 * hidden * (input_size + hidden) + (layers - 1) * 3 * hidden * 2 * hidden
+
+
+def gru_layer_cycles(input_size: int, hidden: int, lanes: int, simd: int) -> int:
+    """Exact cycles of one layer of a step on :class:`~wavefabric.rtl.gru.GruEngine`, first multiply to next.
+
+    ``ceil(H / P)`` slots of ``3 * (ceil(I / S) + ceil(H / S))`` multiply cycles (each lane computes r and z over
+    the x and h words, then i_n over x and h_n over h, S products per cycle), then the tail: the adder tree's
+    ``ceil(log2 S)`` levels, one cycle per lane into the gate pipeline, and :data:`GRU_PIPELINE_TAIL`.
+    """
+    _check_gru(input_size=input_size, hidden=hidden, lanes=lanes, simd=simd)
+    x_words, h_words = -(-input_size // simd), -(-hidden // simd)
+    return -(-hidden // lanes) * 3 * (x_words + h_words) + (simd - 1).bit_length() + lanes + GRU_PIPELINE_TAIL
+
+
+def gru_step_cycles(input_size: int, hidden: int, layers: int, lanes: int, simd: int) -> int:
+    """Exact cycles per step of back-to-back steps on :class:`~wavefabric.rtl.gru.GruEngine` (P lanes x S).
+
+    ``sum(gru_layer_cycles)``, layer 0 with input size I, the others H. This
+    is the period of steps when the next x is queued in time and the output is always ready. The seed size (64,
+    64) at P = S = 8 takes 384 + 3 + 8 + 17 = 412 cycles per layer (384 is the multiply bound at 64 MACs/cycle).
+    """
+    _check_gru(layers=layers)
+    return (gru_layer_cycles(input_size, hidden, lanes, simd)
+            + (layers - 1) * gru_layer_cycles(hidden, hidden, lanes, simd))
+
+
+def gru_step_latency(input_size: int, hidden: int, layers: int, lanes: int, simd: int) -> int:
+    """Cycles from a step's last input beat (engine idle) to its last output beat: ``step + ceil(H / S) + 2``."""
+    return gru_step_cycles(input_size, hidden, layers, lanes, simd) + -(-hidden // simd) + 2

@@ -80,3 +80,47 @@ def test_python_dash_m(tmp_path):
     result = subprocess.run([sys.executable, "-m", "wavefabric", "models"], capture_output=True, text=True,
                             check=True)
     assert "290,944 MACs per sample" in result.stdout
+
+
+def test_estimate_gemm_json(capsys):
+    status, out, _ = run(capsys, "estimate", "gemm", "--rows", "8", "--cols", "8", "--m", "128", "--n", "1024",
+                         "--k", "192", "--json")
+    figures = json.loads(out)
+    assert status == 0
+    assert figures["ideal_cycles"] == 128 * 1024 * 192 / 64
+    assert figures["utilization"] >= 0.99 and figures["fill_drain_utilization"] < 0.94
+
+
+@pytest.mark.parametrize("argv", [
+    ["sim", "gemm", "--rows", "2", "--cols", "3", "--m", "5", "--n", "4", "--k", "7", "--seed", "2"],
+    ["sim", "weightnorm", "--rows", "3", "--cols", "10", "--lanes", "4", "--max-row-length", "16", "--seed", "1"],
+])
+def test_sim_json_is_bit_exact_and_on_model(capsys, argv):
+    status, out, _ = run(capsys, *argv, "--json")
+    figures = json.loads(out)
+    assert status == 0
+    assert figures["bit_exact"] is True
+    assert figures["cycles"] == figures["model_cycles"]
+
+
+def test_verilog_and_synth(capsys, tmp_path):
+    path = tmp_path / "array.v"
+    status, out, _ = run(capsys, "verilog", "systolic", "--rows", "2", "--cols", "2", "--max-k", "8", "-o", str(path))
+    assert status == 0 and "module systolic(" in path.read_text()
+    status, out, _ = run(capsys, "synth", "systolic", "--rows", "1", "--cols", "1", "--max-k", "4", "--json")
+    counts = json.loads(out)
+    assert status == 0 and counts["dsp48e1"] == 1 and counts["share"]["dsp48e1"] == 1 / 220
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["verilog", "gemm", "--rows", "0", "-o", "x.v"], "argument --rows: must be >= 1, not 0"),
+    (["sim", "gemm", "--weight", "Q20.14"], "weight width 34 does not fit the 25x18 DSP48E1 multiplier"),
+    (["sim", "gemm", "--act", "16"], "expected a format like Q4.12"),
+    (["sim", "gemm", "--k", "5000"], "--k 5000 exceeds --max-k 4096"),
+    (["sim", "gemm", "--stall", "0"], "must be in (0, 1]"),
+    (["estimate", "weightnorm"], "invalid choice: 'weightnorm'"),
+])
+def test_engine_errors_are_one_line(capsys, argv, message):
+    status, out, err = run(capsys, *argv)
+    assert status == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and message in err

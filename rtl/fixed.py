@@ -1,0 +1,50 @@
+"""Amaranth twins of :mod:`~wavefabric.model.fixed`: the one narrowing operation, as expressions.
+
+Every engine that turns an accumulator into a storage format calls :func:`narrow` here, exactly as the
+NumPy models call :func:`wavefabric.model.fixed.narrow`: round half up (add ``2**(shift - 1)``, shift right
+arithmetically), then saturate. The rounding constant is exposed separately (:func:`rounding_offset`) so that
+an engine can fold it into a constant it adds anyway (a bias) and save an adder.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Mux, Value, ValueLike, signed
+
+from ..model.fixed import QFormat
+
+__all__ = ["rounding_offset", "saturate", "narrow"]
+
+
+def rounding_offset(frac: int, out: QFormat) -> int:
+    """The constant that makes the right shift of :func:`narrow` round half up (0 when nothing is shifted out)."""
+    shift = frac - out.frac
+    return 1 << (shift - 1) if shift > 0 else 0
+
+
+def saturate(x: ValueLike, out: QFormat) -> Value:
+    """Clamp a signed value to ``out``'s integer range; the result has shape ``signed(out.width)``."""
+    x = Value.cast(x)
+    if not x.shape().signed:
+        x = Cat(x, Const(0, 1)).as_signed()
+    shape = signed(out.width)
+    # A value no wider than the format needs no wrap; the comparisons below are then constant and vanish.
+    wrapped = x if len(x) <= out.width else x[:out.width].as_signed()
+    return Mux(x > out.max_int, Const(out.max_int, shape), Mux(x < out.min_int, Const(out.min_int, shape), wrapped))
+
+
+def narrow(x: ValueLike, frac: int, out: QFormat, *, add_offset: bool = True) -> Value:
+    """The shared narrowing as an expression: ``x`` with ``frac`` fractional bits to format ``out``.
+
+    Bit-exact with :func:`wavefabric.model.fixed.narrow`: round half up, then saturate; widening
+    (``out.frac > frac``) is an exact left shift. Pass ``add_offset=False`` when the caller has already added
+    :func:`rounding_offset` ``(frac, out)`` to ``x`` (folded into another constant). Purely combinational.
+    """
+    x = Value.cast(x)
+    shift = frac - out.frac
+    if shift > 0:
+        if add_offset:
+            x = x + rounding_offset(frac, out)
+        x = x >> shift  # arithmetic for a signed value: floor division by 2**shift
+    elif shift < 0:
+        x = x << -shift
+    return saturate(x, out)
