@@ -14,8 +14,9 @@ Usage: ``python benchmarks/gemm_utilization.py [--no-synth]`` (synthesis takes a
 from __future__ import annotations
 
 import argparse
-import json
 import time
+
+from report import publish, table
 
 from wavefabric.model.perf import estimate_gemm
 from wavefabric.rtl.gemm import GemmEngine
@@ -53,7 +54,26 @@ def main() -> None:
             "systolic_8x16": synthesis_report(SystolicArray(8, 16), "systolic_8x16"),
             "gemm_8x8": synthesis_report(GemmEngine(8, 8), "gemm_8x8"),
         }
-    print(json.dumps(result, indent=2))
+    publish("gemm", "Systolic array and GEMM engine", result, markdown(result))
+
+
+def markdown(result: dict) -> str:
+    model, sim = result["cycle_model"], result["simulation"]
+    text = (f"GEMM (M, N, K) = (128, 1024, 192) on 8x8 by the cycle model: {model['model_cycles']:,} cycles against "
+            f"{model['ideal_cycles']:,.0f} ideal, **{model['utilization']:.3%} PE utilisation** (target >= 99%); an "
+            f"array that fills and drains per tile would take {model['fill_drain_cycles']:,} "
+            f"({model['fill_drain_utilization']:.1%}).\n\n"
+            f"Simulated (Amaranth's simulator) on 8x8, (M, N, K) = ({sim['m']}, {sim['n']}, {sim['k']}): "
+            f"{sim['cycles']:,} cycles, cycle model {sim['model_cycles']:,}, utilisation {sim['utilization']:.1%}, "
+            f"bit-exact: {sim['bit_exact']}, {sim['simulated_cycles_per_second']:,} simulated cycles/s.")
+    if "synthesis" in result:
+        rows = [{"design": name, "LUT": r["lut"], "LUTRAM": r["lutram"], "FF": r["ff"], "DSP48E1": r["dsp48e1"],
+                 "CARRY4": r["carry4"], "BRAM36": r["bram36"],
+                 "DSP share of xc7z020": f"{r['share']['dsp48e1']:.0%}"}
+                for name, r in result["synthesis"].items()]
+        text += ("\n\nyowasp-yosys `synth_xilinx -family xc7`, out of context, 16-bit operands, 44-bit accumulators:"
+                 "\n\n" + table(rows, list(rows[0])))
+    return text
 
 
 if __name__ == "__main__":

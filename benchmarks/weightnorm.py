@@ -19,11 +19,11 @@ Run: ``python benchmarks/weightnorm.py [--quick] [--no-synth]``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 
 import numpy as np
+from report import publish, table
 
 from wavefabric.model.kernels import quantize_weight_norm, weight_norm_operands
 from wavefabric.model.perf import weightnorm_cycles
@@ -108,7 +108,26 @@ def main() -> None:
     report = {"cycle_model": cycle_model(config), "simulated": simulated(config, args.quick)}
     if not args.no_synth:
         report["synthesis"] = synthesis()
-    print(json.dumps(report, indent=2))
+    publish("weightnorm", "Weight-norm unit", report, markdown(report))
+
+
+def markdown(report: dict) -> str:
+    model, sim = report["cycle_model"], report["simulated"]
+    text = (f"Every weight-normed tensor of the SampleRNN seed config ({model['elements']:,} elements) with "
+            f"L = {model['lanes']} lanes, one tensor after another: **{model['cycles']:,} cycles** by the cycle model "
+            f"(target < {model['target_cycles']:,}; ideal {model['ideal_cycles']:,.0f}, "
+            f"{model['elements_per_cycle']:.1f} elements per cycle). One 64 x 64 tensor: "
+            f"{model['ours_64x64_cycles']} cycles against the earlier HLS design's {model['hls_64x64_cycles']:,}.\n\n"
+            "Simulated in Amaranth's simulator, quantised as the loader does it:\n\n")
+    rows = [{"tensor": t["name"], "rows x cols": f"{t['rows']} x {t['cols']}", "cycles": t["cycles"],
+             "model": t["model_cycles"], "bit-exact": t["bit_exact"],
+             "max error (Q2.14 LSB)": f"{t['max_abs_error_lsb']:.2f}"} for t in sim["tensors"]]
+    text += table(rows, list(rows[0]))
+    if "synthesis" in report:
+        r = report["synthesis"]
+        text += (f"\n\nSynthesis of `WeightNormUnit(max_row_length=4096, lanes=16)`: {r['lut']:,} LUT, {r['ff']:,} FF, "
+                 f"{r['dsp48e1']} DSP48E1, {r['bram36']:g} BRAM36.")
+    return text
 
 
 if __name__ == "__main__":

@@ -124,3 +124,13 @@ def test_engine_errors_are_one_line(capsys, argv, message):
     status, out, err = run(capsys, *argv)
     assert status == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_sim_and_estimate_gru(capsys):
+    argv = ["--input", "5", "--hidden", "3", "--layers", "2", "--lanes", "2", "--simd", "2"]
+    status, out, _ = run(capsys, "sim", "gru", *argv, "--steps", "3", "--seed", "4", "--json")
+    sim = json.loads(out)
+    assert status == 0 and sim["bit_exact"] is True
+    assert sim["cycles_per_step"] == sim["model_cycles_per_step"]
+    status, out, _ = run(capsys, "estimate", "gru", *argv, "--json")
+    assert status == 0 and json.loads(out)["model_cycles_per_step"] == sim["model_cycles_per_step"]

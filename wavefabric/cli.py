@@ -168,6 +168,7 @@ def cmd_demo(args) -> int:
     print(f"  fixed vs float  {num.act} activations, {num.weight} weights, teacher forced on those samples: "
           f"top-1 agreement {error.top1:.1%}, KL {error.kl_mean:.1e} nats mean ({error.kl_max:.1e} max)")
     _demo_gemm(args.seed)
+    _demo_gru(args.seed)
     return 0
 
 
@@ -256,6 +257,23 @@ def _demo_gemm(seed: int) -> None:
           f"{big['utilization']:.2%} (fill and drain per tile: {big['fill_drain_utilization']:.1%})")
     if not sim["bit_exact"]:
         raise CliError("wavefabric demo: the simulated GEMM does not match the model")
+
+
+def _demo_gru(seed: int) -> None:
+    """Simulate a few steps of a seed-size GRU layer on the GRU engine."""
+    from .sim.gru import simulate_gru
+
+    size, lanes, simd, steps = 64, 8, 8, 3
+    start = time.perf_counter()
+    sim = simulate_gru(size, size, 1, lanes, simd, steps, seed=seed)
+    elapsed = time.perf_counter() - start
+    print(f"GRU engine {lanes}x{simd} multipliers, {steps} steps of a {size} -> {size} layer simulated in "
+          f"{elapsed:.1f} s")
+    print(f"  cycles per step {sim['cycles_per_step']:g} (cycle model {sim['model_cycles_per_step']}, multiply bound "
+          f"{6 * size * size // (lanes * simd)}), {sim['macs_per_cycle']:.1f} MACs/cycle, "
+          f"bit-exact: {'yes' if sim['bit_exact'] else 'NO'}")
+    if not sim["bit_exact"]:
+        raise CliError("wavefabric demo: the simulated GRU steps do not match the model")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The engines the command line knows: their options, how to build them, simulate them and estimate them.
 
 One :class:`Engine` per hardware block. ``wavefabric verilog|synth|sim|estimate ENGINE`` all read the same
@@ -149,6 +150,54 @@ def _simulate_weightnorm(args) -> dict:
                                g_fmt=args.g, out_fmt=args.out, p_valid=args.stall, p_ready=args.stall)
 
 
+def _gru_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", type=positive, default=64, help="input size of the first layer (default: 64)")
+    parser.add_argument("--hidden", type=positive, default=64, help="hidden size (default: 64)")
+    parser.add_argument("--layers", type=positive, default=1, help="stacked GRU layers (default: 1)")
+    parser.add_argument("--lanes", type=positive, default=8, help="P: hidden units computed at once (default: 8)")
+    parser.add_argument("--simd", type=positive, default=8, help="S: multipliers per lane (default: 8)")
+    parser.add_argument("--act", type=qformat, default=QFormat(16, 12), help="activation format (default: Q4.12)")
+    parser.add_argument("--weight", type=qformat, default=QFormat(16, 14), help="weight format (default: Q2.14)")
+
+
+def _gru_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--steps", type=positive, default=4, help="consecutive GRU steps (default: 4)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights, inputs and stalls")
+    parser.add_argument("--stall", type=probability, default=1.0,
+                        help="probability that a stream is valid/ready in a cycle (default: 1, no stalls)")
+
+
+def _gru_numerics(args):
+    from .model.kernels import Numerics
+
+    return Numerics(act=args.act, weight=args.weight)
+
+
+def _build_gru(args) -> wiring.Component:
+    from .rtl.gru import GruEngine
+
+    return GruEngine(args.input, args.hidden, args.layers, args.lanes, args.simd, _gru_numerics(args))
+
+
+def _simulate_gru(args) -> dict:
+    from .sim.gru import simulate_gru
+
+    return simulate_gru(args.input, args.hidden, args.layers, args.lanes, args.simd, args.steps, seed=args.seed,
+                        num=_gru_numerics(args), p_valid=args.stall, p_ready=args.stall)
+
+
+def _estimate_gru(args) -> dict:
+    from .model.perf import gru_macs, gru_step_cycles
+
+    _build_gru(args)  # validates the parameters as the hardware would
+    cycles = gru_step_cycles(args.input, args.hidden, args.layers, args.lanes, args.simd)
+    macs = gru_macs(args.input, args.hidden, args.layers)
+    return {"input": args.input, "hidden": args.hidden, "layers": args.layers, "lanes": args.lanes,
+            "simd": args.simd, "model_cycles_per_step": cycles, "macs_per_step": macs,
+            "macs_per_cycle": macs / cycles, "multipliers": args.lanes * args.simd,
+            "utilization": macs / cycles / (args.lanes * args.simd)}
+
+
 ENGINES: dict[str, Engine] = {
     engine.name: engine for engine in [
         Engine("systolic", "output-stationary systolic array (rows x cols processing elements)",
@@ -157,5 +206,7 @@ ENGINES: dict[str, Engine] = {
                _array_options, _build_gemm, _gemm_run_options, _simulate_gemm, _estimate_gemm),
         Engine("weightnorm", "weight-norm unit: w = g * v / ||v|| per row, L elements per cycle",
                _weightnorm_options, _build_weightnorm, _weightnorm_run_options, _simulate_weightnorm),
+        Engine("gru", "GRU engine: whole batch-1 GRU steps, P lanes x S multipliers, weights in block RAM",
+               _gru_options, _build_gru, _gru_run_options, _simulate_gru, _estimate_gru),
     ]
 }

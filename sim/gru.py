@@ -1,0 +1,210 @@
+"""Simulating :class:`~wavefabric.rtl.gru.GruEngine`: parameters, command beats, one-call runs and checks."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..model.fixed import QFormat
+from ..model.kernels import Numerics, gru_cell
+from ..model.perf import gru_macs, gru_step_cycles
+from ..rtl.gru import GruCommand, GruEngine, GruGeometry
+from .stream import run_simulation, stream_get, stream_put
+
+__all__ = ["GruParams", "random_gru_params", "gru_reference", "command_beats", "weight_beats", "GruRun", "run_gru",
+           "simulate_gru"]
+
+
+@dataclass
+class GruParams:
+    """Integer parameters of an L-layer GRU in PyTorch layout (gate order r, z, n).
+
+    Attributes
+    ----------
+    w_ih : list of (3H, I_l) weight ints. w_hh : list of (3H, H) weight ints.
+    b_ih, b_hh : list of (3H,) act ints.
+    """
+
+    w_ih: list[np.ndarray]
+    w_hh: list[np.ndarray]
+    b_ih: list[np.ndarray]
+    b_hh: list[np.ndarray]
+
+
+def _uniform(rng: np.random.Generator, fmt: QFormat, shape, scale: float | None) -> np.ndarray:
+    if scale is None:
+        return rng.integers(fmt.min_int, fmt.max_int, shape, endpoint=True)
+    return fmt.quantize(rng.uniform(-scale, scale, shape))
+
+
+def random_gru_params(input_size: int, hidden: int, layers: int, num: Numerics, rng: np.random.Generator,
+                      full_scale: bool = False) -> GruParams:
+    """Random parameters: PyTorch's initialisation range ``U(-1/sqrt(H), 1/sqrt(H))``, quantised.
+
+    With ``full_scale`` every integer is uniform over its whole format (the gates then saturate).
+    """
+    scale = None if full_scale else 1 / np.sqrt(hidden)
+    sizes = [input_size] + [hidden] * (layers - 1)
+    return GruParams(
+        w_ih=[_uniform(rng, num.weight, (3 * hidden, n), scale) for n in sizes],
+        w_hh=[_uniform(rng, num.weight, (3 * hidden, hidden), scale) for _ in sizes],
+        b_ih=[_uniform(rng, num.act, 3 * hidden, scale) for _ in sizes],
+        b_hh=[_uniform(rng, num.act, 3 * hidden, scale) for _ in sizes],
+    )
+
+
+def gru_reference(params: GruParams, h0: np.ndarray, xs: np.ndarray, num: Numerics,
+                  resets: dict[int, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed-point model: :func:`~wavefabric.model.kernels.gru_cell` per step and layer.
+
+    ``resets`` maps a step index to the state ``(L, H)`` loaded just before that step. Returns
+    ``(outputs, h)``: the last layer's h' after every step ``(T, H)``, and the final state ``(L, H)``.
+    """
+    h = np.array(h0, dtype=np.int64)
+    outputs = []
+    for t, x in enumerate(np.asarray(xs, dtype=np.int64)):
+        if resets and t in resets:
+            h = np.array(resets[t], dtype=np.int64)
+        for layer in range(len(params.w_ih)):
+            x = h[layer] = gru_cell(x, h[layer], params.w_ih[layer], params.w_hh[layer], params.b_ih[layer],
+                                    params.b_hh[layer], num)
+        outputs.append(x)
+    return np.array(outputs).reshape(len(outputs), h.shape[1]), h
+
+
+def _frame(values: np.ndarray, simd: int, kind: GruCommand) -> list[dict]:
+    """A command's beats: ``values`` packed ``simd`` per beat, zero padded, ``first`` / ``last`` set."""
+    padded = np.pad(np.asarray(values, dtype=np.int64), (0, -len(values) % simd)).reshape(-1, simd)
+    return [{"data": row.tolist(), "kind": kind, "first": i == 0, "last": i == len(padded) - 1}
+            for i, row in enumerate(padded)]
+
+
+def command_beats(geometry: GruGeometry, kind: GruCommand, values) -> list[dict]:
+    """``cmd`` payloads of one command: ``STEP`` (x, ``(I,)``), ``STATE`` (h0, ``(L, H)``, each layer padded to
+    whole words) or ``BIAS`` (``values`` as :meth:`~wavefabric.rtl.gru.GruGeometry.bias_values` gives them)."""
+    if kind == GruCommand.STATE:
+        words = np.asarray(values, dtype=np.int64).reshape(geometry.layers, geometry.hidden)
+        words = np.pad(words, ((0, 0), (0, geometry.h_words * geometry.simd - geometry.hidden)))
+        return _frame(words.reshape(-1), geometry.simd, kind)
+    return _frame(values, geometry.simd, kind)
+
+
+def weight_beats(geometry: GruGeometry, params: GruParams) -> list[dict]:
+    """``weights`` payloads: :meth:`~wavefabric.rtl.gru.GruGeometry.weight_words`, address-major."""
+    words = geometry.weight_words(params.w_ih, params.w_hh).reshape(-1, geometry.simd)
+    return [{"data": row.tolist(), "first": i == 0, "last": i == len(words) - 1} for i, row in enumerate(words)]
+
+
+@dataclass
+class GruRun:
+    """Outcome of :func:`run_gru`.
+
+    Attributes
+    ----------
+    outputs : (T, H) int64 array: the last layer's h' after each step, as the engine sent it.
+    framing_ok : bool
+        ``first`` / ``last`` on the right output beats, padding lanes zero, and the engine's ``error`` low.
+    step_done : list[int]
+        Cycle of each step's last output beat transfer.
+    step_sent : list[int]
+        Cycle of each step's last ``cmd`` beat transfer.
+    """
+
+    outputs: np.ndarray
+    framing_ok: bool
+    step_done: list[int]
+    step_sent: list[int]
+
+
+def run_gru(engine: GruEngine, params: GruParams, h0, xs, *, resets: dict[int, np.ndarray] | None = None,
+            seed: int = 0, p_valid: float = 1.0, p_ready: float = 1.0, name: str = "gru") -> GruRun:
+    """Load ``params`` and ``h0`` into ``engine``, run one step per row of ``xs`` in Amaranth's simulator.
+
+    The ``cmd`` stream carries BIAS, STATE, then the STEP commands, with a STATE command before step ``t`` for
+    every ``t`` in ``resets`` (the state to load); the STEPs wait until every weight beat has been taken. With
+    ``p_valid`` / ``p_ready`` below 1 the input streams have random gaps and ``out`` random stalls, from
+    generators seeded by ``seed``. ``name`` names the VCD trace (:func:`~wavefabric.sim.stream.run_simulation`).
+    """
+    geo = engine.geometry
+    xs = np.asarray(xs, dtype=np.int64).reshape(-1, geo.input_size)
+    setup = (command_beats(geo, GruCommand.BIAS, geo.bias_values(params.b_ih, params.b_hh))
+             + command_beats(geo, GruCommand.STATE, h0))
+    steps, step_ends = [], []
+    for t, x in enumerate(xs):
+        if resets and t in resets:
+            steps += command_beats(geo, GruCommand.STATE, resets[t])
+        steps += command_beats(geo, GruCommand.STEP, x)
+        step_ends.append(len(steps) - 1)
+    w_beats = weight_beats(geo, params)
+    rngs = {stream: random.Random(f"{seed}-{stream}") if p < 1 else None
+            for stream, p in (("weights", p_valid), ("cmd", p_valid), ("out", p_ready))}
+    got = {"weights_done": False}
+
+    async def put_weights(ctx):
+        await stream_put(ctx, engine.weights, w_beats, rng=rngs["weights"], p_valid=p_valid)
+        got["weights_done"] = True
+
+    async def put_cmd(ctx):
+        times = await stream_put(ctx, engine.cmd, setup, rng=rngs["cmd"], p_valid=p_valid)
+        cycle = times[-1] + 1
+        while not got["weights_done"]:
+            await ctx.tick()
+            cycle += 1
+        step_times = await stream_put(ctx, engine.cmd, steps, rng=rngs["cmd"], p_valid=p_valid)
+        got["sent"] = [cycle + step_times[end] for end in step_ends]
+
+    async def get_out(ctx):
+        got["beats"], got["times"] = await stream_get(ctx, engine.out, len(xs) * geo.h_words, rng=rngs["out"],
+                                                      p_ready=p_ready)
+        got["error"] = ctx.get(engine.error)
+
+    run_simulation(engine, [put_weights, put_cmd, get_out], name=name)
+    beats, ch = got["beats"], geo.h_words
+    data = np.array([b["data"] for b in beats], dtype=np.int64).reshape(len(xs), ch * geo.simd)
+    framing_ok = not got["error"] and not data[:, geo.hidden:].any()
+    for i, beat in enumerate(beats):
+        framing_ok &= bool(beat["first"]) == (i % ch == 0) and bool(beat["last"]) == (i % ch == ch - 1)
+    done = [got["times"][(i + 1) * ch - 1] for i in range(len(xs))]
+    return GruRun(data[:, :geo.hidden], bool(framing_ok), done, got["sent"])
+
+
+def simulate_gru(input_size: int, hidden: int, layers: int = 1, lanes: int = 8, simd: int = 8, steps: int = 2,
+                 seed: int = 0, num: Numerics = Numerics(), full_scale: bool = False, p_valid: float = 1.0,
+                 p_ready: float = 1.0) -> dict:
+    """Run ``steps`` GRU steps of seeded random parameters and inputs on a P x S engine; check against the model.
+
+    Parameters are :func:`random_gru_params` (``numpy.random.default_rng(seed)``), h0 and the inputs uniform in
+    [-1, 1] (the whole act range with ``full_scale``). Returns a JSON-ready dict: the sizes and ``seed``,
+    ``cycles_per_step`` (simulated: the mean period between the last output beats of consecutive steps, or for a
+    single step its latency minus ``ceil(H / S) + 2``, see ``GruEngine.latency``), ``model_cycles_per_step``
+    (:func:`~wavefabric.model.perf.gru_step_cycles`), ``latency`` (simulated, first step: last ``cmd`` beat to last
+    output beat) and ``model_latency``, ``macs_per_cycle`` (MACs of a step over the simulated cycles),
+    ``bit_exact`` (``np.array_equal`` with :func:`gru_reference`, and correct framing). Random stalls
+    (``p_valid``, ``p_ready`` < 1) make the simulated cycles exceed the model's.
+    """
+    engine = GruEngine(input_size, hidden, layers, lanes, simd, num)
+    rng = np.random.default_rng(seed)
+    params = random_gru_params(input_size, hidden, layers, num, rng, full_scale)
+    scale = None if full_scale else 1.0
+    h0 = _uniform(rng, num.act, (layers, hidden), scale)
+    xs = _uniform(rng, num.act, (steps, input_size), scale)
+    run = run_gru(engine, params, h0, xs, seed=seed, p_valid=p_valid, p_ready=p_ready,
+                  name=f"gru_{input_size}x{hidden}x{layers}_p{lanes}s{simd}_seed{seed}")
+    expected, _ = gru_reference(params, h0, xs, num)
+    latency = run.step_done[0] - run.step_sent[0]
+    if steps > 1:
+        cycles = (run.step_done[-1] - run.step_done[0]) / (steps - 1)
+    else:
+        cycles = latency - engine.geometry.h_words - 2
+    return {
+        "input": input_size, "hidden": hidden, "layers": layers, "lanes": lanes, "simd": simd, "steps": steps,
+        "seed": seed,
+        "cycles_per_step": cycles,
+        "model_cycles_per_step": gru_step_cycles(input_size, hidden, layers, lanes, simd),
+        "latency": latency,
+        "model_latency": engine.latency,
+        "macs_per_cycle": gru_macs(input_size, hidden, layers) / cycles,
+        "bit_exact": bool(np.array_equal(run.outputs, expected) and run.framing_ok),
+    }
