@@ -177,9 +177,15 @@ def _print_figures(figures: dict, as_json: bool) -> None:
         print(json.dumps(figures, indent=2))
         return
     for key, value in figures.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict | list):
             continue
-        print(f"{key:24s} {value:.4g}" if isinstance(value, float) else f"{key:24s} {value}")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            text = str(value)
+        elif isinstance(value, int) or value.is_integer():
+            text = f"{value:,.0f}"
+        else:
+            text = f"{value:.4g}" if abs(value) < 1000 else f"{value:,.1f}"
+        print(f"{key:24s} {text}")
 
 
 def cmd_verilog(args) -> int:
