@@ -262,3 +262,268 @@ def gru_step_cycles(input_size: int, hidden: int, layers: int, lanes: int, simd:
 def gru_step_latency(input_size: int, hidden: int, layers: int, lanes: int, simd: int) -> int:
     """Cycles from a step's last input beat (engine idle) to its last output beat: ``step + ceil(H / S) + 2``."""
     return gru_step_cycles(input_size, hidden, layers, lanes, simd) + -(-hidden // simd) + 2
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ParallelWaveGAN residual layers on the systolic array (rtl/conv1d.py), and the whole generator
+# ---------------------------------------------------------------------------------------------------------------
+
+__all__ += ["pwg_skip_width", "pwg_line_slots", "pwg_gate_lanes"]
+
+
+def pwg_skip_width(act_width: int, layers: int) -> int:
+    """Bits of the running skip sum of ``layers`` act values: ``act_width + bit_length(layers)`` (no overflow)."""
+    return act_width + layers.bit_length()
+
+
+def pwg_line_slots(cols: int, kernel_size: int, max_dilation: int) -> int:
+    """Blocks of C time steps the residual engine's line buffer holds for dilations up to ``max_dilation``.
+
+    The gate GEMM of block n reads blocks ``n + floor(-p / C)`` to ``n + floor((p + C - 1) / C)``
+    (``p = (K - 1) / 2 * d``, the padding); two more slots let the input run one block ahead.
+    """
+    pad = (kernel_size - 1) // 2 * max_dilation
+    return (pad + cols - 1) // cols - (-pad) // cols + 1 + 2
+
+
+#: Cycles from the transfer of a gate GEMM's last k-step into the array to the gate unit's first read of the
+#: block's h, beyond ``cols`` and the row ``(G - 1) mod rows`` of the last h row: the array's result (4: skew
+#: out of the last cell is in ``cols``, product, sum, shadow, row read), the result register (1), the h write
+#: (1).
+PWG_H_LATENCY = 6
+#: Cycles from the gate unit's last read of a block to the first 1x1 k-step it allows, beyond one cycle per
+#: read: h read (1), tanh and sigmoid (3), product (1), g write and the block count (1).
+PWG_GATE_LATENCY = 5
+#: Cycles from the transfer of the last 1x1 k-step to the transfer of the last output row, beyond ``cols`` and
+#: its row in the tile: the array's result (4), the result register (1), the output register (1), inclusive
+#: count (1).
+PWG_OUT_LATENCY = 7
+
+
+def _pwg_tile_period(rows: int, cols: int, k: int) -> int:
+    return max(k, rows, cols)
+
+
+def pwg_gate_lanes(rows: int, cols: int, residual: int, gate: int, skip: int, aux: int, kernel_size: int) -> int:
+    """The fewest gate-unit lanes L (a power of two dividing ``cols``) that keep the gate off the critical path.
+
+    The gate unit turns block n's h into g while the array runs the next block's gate GEMM; g(n) must be
+    complete when the 1x1 GEMM of block n would start, ``ceil(G / rows) * max(K_g, rows, cols)`` cycles after
+    the gate GEMM of block n ended (at the least, for block 0)::
+
+        cols + PWG_H_LATENCY + (G - 1) mod rows + (G / 2) * cols / L + PWG_GATE_LATENCY
+            <= ceil(G / rows) * max(K_g, rows, cols)
+
+    Raises ``ValueError`` if even ``L = cols`` is too slow (tiny reductions on a wide array).
+    """
+    k_gate = residual * kernel_size + aux
+    budget = -(-gate // rows) * _pwg_tile_period(rows, cols, k_gate)
+    lanes = 1
+    while lanes <= cols:
+        need = cols + PWG_H_LATENCY + (gate - 1) % rows + gate // 2 * (cols // lanes) + PWG_GATE_LATENCY
+        if need <= budget:
+            return lanes
+        lanes *= 2
+    raise ValueError(f"the gate unit cannot keep up with a {rows}x{cols} array on gate GEMMs of "
+                     f"{-(-gate // rows)} tiles of K = {k_gate}: use more channels or a smaller array")
+
+
+def pwg_layer_ideal_cycles(rows: int, cols: int, t: int, residual: int = 64, gate: int = 128, skip: int = 64,
+                           aux: int = 80, kernel_size: int = 3) -> float:
+    """A residual layer's MACs divided by ``rows * cols``: every processing element busy in every cycle."""
+    macs = t * (gate * (residual * kernel_size + aux) + gate // 2 * (skip + residual))
+    return macs / (rows * cols)
+
+
+def pwg_layer_cycles(rows: int, cols: int, t: int, dilation: int, residual: int = 64, gate: int = 128,
+                     skip: int = 64, aux: int = 80, kernel_size: int = 3, gate_lanes: int | None = None) -> int:
+    """Exact cycles of one residual layer on :class:`~wavefabric.rtl.conv1d.ResidualEngine` (R x C array).
+
+    Counted from cycle 0 of an idle engine whose inputs are valid and outputs ready from then on, to the
+    transfer of the last ``x_next`` beat, inclusive. With ``N = ceil(T / C)`` blocks, ``t_g = ceil(G / R)``
+    gate tiles of ``P_g = max(K_g, R, C)`` cycles (``K_g = R_ch K + A``) and ``t_o = ceil((S + R_ch) / R)``
+    1x1 tiles of ``P_o = max(G / 2, R, C)`` cycles per block, and ``q = ceil((p + C - 1) / C)`` blocks of
+    look-ahead for the padding ``p = (K - 1) / 2 * dilation``::
+
+        s0     = 1 + max(min(q + 1, N) * R_ch, A)              first k-step (line buffer and c filled)
+        L_g    = s0 + K_g + (N t_g - 1) P_g + max(N - 2, 0) t_o P_o       last k-step of G(N-1)
+        L_prev = L_g + t_o P_o if N > 1 else L_g                 last k-step of O(N-2)
+        ready  = L_g + C + H + (G - 1) mod R + (G / 2)(C / L) + E      g(N-1) complete (H, E: latencies)
+        L_o    = max(ready + K_o, L_prev + P_o) + (t_o - 1) P_o             last k-step of O(N-1)
+        cycles = L_o + C + F + (S + R_ch - 1) mod R
+
+    Every tile follows the previous one back to back (the array's ``max(K, R, C)`` spacing) except the last
+    block's 1x1 GEMM, which waits for its own gate; ``H``, ``E``, ``F`` are :data:`PWG_H_LATENCY`,
+    :data:`PWG_GATE_LATENCY` and :data:`PWG_OUT_LATENCY`. Assumes the biases (``G + S + R_ch`` beats) have
+    arrived before the first result row (``G + S <= K_g + C + 5``; checked).
+    """
+    for name, value in (("rows", rows), ("cols", cols), ("t", t), ("dilation", dilation), ("residual", residual),
+                        ("gate", gate), ("skip", skip), ("aux", aux), ("kernel_size", kernel_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
+    if gate_lanes is None:
+        gate_lanes = pwg_gate_lanes(rows, cols, residual, gate, skip, aux, kernel_size)
+    k_gate, k_out = residual * kernel_size + aux, gate // 2
+    if gate + skip > k_gate + cols + 5:
+        raise ValueError(f"the cycle model assumes gate + skip <= K_g + cols + 5 = {k_gate + cols + 5}")
+    blocks = -(-t // cols)
+    pad = (kernel_size - 1) // 2 * dilation
+    look_ahead = (pad + cols - 1) // cols
+    tiles_g, tiles_o = -(-gate // rows), -(-(skip + residual) // rows)
+    p_g, p_o = _pwg_tile_period(rows, cols, k_gate), _pwg_tile_period(rows, cols, k_out)
+    start = 1 + max(min(look_ahead + 1, blocks) * residual, aux)
+    last_g = start + k_gate + (blocks * tiles_g - 1) * p_g + max(blocks - 2, 0) * tiles_o * p_o
+    last_prev = last_g + tiles_o * p_o if blocks > 1 else last_g
+    ready = (last_g + cols + PWG_H_LATENCY + (gate - 1) % rows + k_out * (cols // gate_lanes)
+             + PWG_GATE_LATENCY)
+    last_o = max(ready + k_out, last_prev + p_o) + (tiles_o - 1) * p_o
+    return last_o + cols + PWG_OUT_LATENCY + (skip + residual - 1) % rows
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# GRU weight loader: weight-normed (g, v) through the weight-norm unit into the GRU engine (rtl/loader.py)
+# ---------------------------------------------------------------------------------------------------------------
+
+__all__ += ["gru_weight_load_cycles"]
+
+
+def gru_weight_load_cycles(input_size: int, hidden: int, layers: int, lanes: int, simd: int,
+                           newton_steps: int = 2) -> int:
+    """Exact cycles to load a GRU's weight-normed weights through :class:`~wavefabric.rtl.loader.GruWeightLoader`.
+
+    Counted from the first ``v`` beat offered to an idle loader (``v`` and ``g`` valid throughout, the engine
+    accepting weights) to the engine's last ``weights`` transfer, inclusive. The loader's weight-norm unit has
+    S lanes: a row of n elements is ``ceil(n / S)`` beats, one engine weight word each. Phase 1 normalises the
+    ``B = sum_l 3H * (ceil(I_l / S) + ceil(H / S))`` beats of every tensor back to back into the reorder buffer
+    (the unit's :func:`weightnorm_cycles` for rows of mixed length: its output trails by the longest row,
+    ``b_max = max(ceil(I / S), ceil(H / S))`` beats, plus its latency); phase 2 starts the cycle after the last
+    write and streams the buffer's ``N = weight_depth * P`` words, one per cycle after a read cycle::
+
+        cycles = B + b_max + weightnorm_latency(newton_steps) + N
+
+    ``N`` exceeds ``B`` only by the zero words of lanes past H in the last slot (``ceil(H / P) * P > H``).
+    The seed size (64 x 64, one layer) at P = S = 8: 3072 + 8 + 16 + 3072 = 6168 cycles.
+    """
+    _check_gru(input_size=input_size, hidden=hidden, layers=layers, lanes=lanes, simd=simd)
+    x_words, h_words = -(-input_size // simd), -(-hidden // simd)
+    words = [x_words + h_words] + [2 * h_words] * (layers - 1)
+    beats = sum(3 * hidden * n for n in words)
+    buffered = sum(-(-hidden // lanes) * lanes * 3 * n for n in words)
+    return beats + max(x_words, h_words) + weightnorm_latency(newton_steps) + buffered
+
+
+__all__ += ["PWG_H_LATENCY", "PWG_GATE_LATENCY", "PWG_OUT_LATENCY", "pwg_layer_ideal_cycles", "pwg_layer_cycles",
+            "pwg_layer_traffic", "pwg_generator_cycles", "estimate_pwg", "PYNQ_Z1_HP_PORT_BYTES_PER_S",
+            "PYNQ_Z1_DDR_BYTES_PER_S", "XC7Z020_DSP48E1", "XC7Z020_BRAM_BYTES"]
+
+#: One Zynq-7000 AXI_HP port: 64 bits at up to 150 MHz (Zynq-7000 TRM, UG585, "AXI_HP interfaces"): 1.2 GB/s.
+PYNQ_Z1_HP_PORT_BYTES_PER_S = 8 * 150e6
+#: The PYNQ-Z1's DDR3 peak: a 16-bit interface at 1066 MT/s (PYNQ-Z1 reference manual, 512 MB DDR3): 2.13 GB/s,
+#: shared by all four HP ports and the processors.
+PYNQ_Z1_DDR_BYTES_PER_S = 2 * 1066e6
+#: DSP48E1 slices and block-RAM bytes (140 BRAM36 of 4.5 KB) of the xc7z020.
+XC7Z020_DSP48E1 = 220
+XC7Z020_BRAM_BYTES = 140 * 4608
+
+
+def pwg_layer_traffic(t: int, rows: int, residual: int = 64, gate: int = 128, skip: int = 64, aux: int = 80,
+                      kernel_size: int = 3, act_bytes: int = 2, skip_bytes: int = 4) -> dict:
+    """External-memory bytes of one residual layer over T time steps, activations streamed from DDR.
+
+    Reads ``x`` (``R_ch`` act values per step), ``c`` (A) and the skip sum (S values of ``skip_bytes``, the
+    sum's 21 bits in a 32-bit word), writes ``x_next`` and the skip sum, and loads the layer's weights once
+    (``ceil(G / rows) K_g + ceil((S + R_ch) / rows) G / 2`` words of ``rows`` lanes) and biases. Returns the
+    bytes by stream and ``total``.
+    """
+    k_gate = residual * kernel_size + aux
+    words = (-(-gate // rows) * k_gate + -(-(skip + residual) // rows) * (gate // 2)) * rows
+    traffic = {
+        "x": t * residual * act_bytes,
+        "c": t * aux * act_bytes,
+        "skip_in": t * skip * skip_bytes,
+        "x_next": t * residual * act_bytes,
+        "skip_out": t * skip * skip_bytes,
+        "weights": words * act_bytes + (gate + skip + residual) * act_bytes,
+    }
+    traffic["total"] = sum(traffic.values())
+    return traffic
+
+
+def pwg_generator_cycles(config, rows: int, cols: int, t: int) -> dict:
+    """Cycles of the whole ParallelWaveGAN generator over T output samples on one R x C array.
+
+    The schedule runs everything on the same array, one pass after the other, activations in DDR between
+    passes: the upsampler (``conv_in`` as a GEMM of ``A x A (2w + 1)`` by frames, each stage's
+    ``(2s + 1)``-tap filter as a 1-row GEMM over every channel and step, :func:`gemm_cycles`), ``first_conv``
+    (a K = ``in_channels`` GEMM), the ``config.layers`` residual layers (:func:`pwg_layer_cycles`, each from an
+    idle engine, dilation ``2**(l mod layers_per_stack)``), and the two output 1x1s (GEMMs of K = S). The
+    skip scale and ReLUs are in the narrowing stages. Returns cycles by part and ``total``.
+    """
+    hop = config.hop_size
+    frames = -(-t // hop)
+    a, s, w = config.aux_channels, config.skip_channels, config.aux_context_window
+    parts = {"upsample.conv_in": gemm_cycles(rows, cols, a, frames, a * (2 * w + 1))}
+    length = frames
+    for stage, scale in enumerate(config.upsample_scales):
+        length *= scale
+        parts[f"upsample.stage{stage}"] = gemm_cycles(rows, cols, 1, a * length, 2 * scale + 1)
+    parts["first_conv"] = gemm_cycles(rows, cols, config.residual_channels, t, config.in_channels)
+    parts["residual_layers"] = sum(
+        pwg_layer_cycles(rows, cols, t, config.dilation(layer), config.residual_channels, config.gate_channels,
+                         s, a, config.kernel_size) for layer in range(config.layers))
+    parts["last_conv"] = gemm_cycles(rows, cols, s, t, s) + gemm_cycles(rows, cols, config.out_channels, t, s)
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def estimate_pwg(rows: int, cols: int, clock_hz: float, int8_pack: bool = False, t: int = 22050,
+                 config=None) -> dict:
+    """Real-time figures of the ParallelWaveGAN generator on an R x C array at ``clock_hz``, by the cycle models.
+
+    ``t`` output samples are generated per pass (default one second at 22.05 kHz). With ``int8_pack`` two 8-bit
+    multiplies share one DSP48E1 (``ceil(R C / 2)`` slices; 8-bit activations, 16-bit skip sums in DDR);
+    otherwise one 16-bit multiply per slice. Returns a JSON-ready dict: ``cycles_per_sample``,
+    ``real_time_factor`` (samples per second generated / ``sample_rate``), ``utilization`` (MACs / (R C
+    cycles)) overall and on the residual layers, ``dsp48e1`` and ``fits_dsp`` (<= 220), ``ddr_bytes_per_layer``
+    (:func:`pwg_layer_traffic` at T), ``ddr_bytes_per_sample`` (all passes), ``ddr_bandwidth_needed`` (bytes/s
+    at the rate generated), against ``hp_port_bandwidth`` and ``ddr_peak_bandwidth`` of the PYNQ-Z1, and the
+    activation footprint of one pass against the xc7z020's block RAM.
+    """
+    from .pwg import PWGConfig
+
+    config = PWGConfig() if config is None else config
+    for name, value in (("rows", rows), ("cols", cols), ("t", t)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
+    if not clock_hz > 0:
+        raise ValueError(f"clock_hz must be > 0, not {clock_hz!r}")
+    cycles = pwg_generator_cycles(config, rows, cols, t)
+    macs = pwg_macs(config)
+    per_sample = cycles["total"] / t
+    rate = clock_hz / per_sample
+    res, gate, skip, aux = (config.residual_channels, config.gate_channels, config.skip_channels,
+                            config.aux_channels)
+    act_bytes, skip_bytes = (1, 2) if int8_pack else (2, 4)
+    layer = pwg_layer_traffic(t, rows, res, gate, skip, aux, config.kernel_size, act_bytes, skip_bytes)
+    per_pass = config.layers * layer["total"] + t * (config.in_channels + res + config.out_channels) * act_bytes
+    dsp = -(-rows * cols // 2) if int8_pack else rows * cols
+    layer_macs = macs.layers["residual_layers"] * t
+    return {
+        "rows": rows, "cols": cols, "clock_hz": clock_hz, "int8_pack": int8_pack, "t": t,
+        "sample_rate": config.sample_rate,
+        "cycles": cycles,
+        "cycles_per_sample": per_sample,
+        "macs_per_sample": macs.total,
+        "real_time_factor": rate / config.sample_rate,
+        "utilization": macs.total * t / (rows * cols * cycles["total"]),
+        "residual_utilization": layer_macs / (rows * cols * cycles["residual_layers"]),
+        "dsp48e1": dsp,
+        "fits_dsp": dsp <= XC7Z020_DSP48E1,
+        "ddr_bytes_per_layer": layer,
+        "ddr_bytes_per_sample": per_pass / t,
+        "ddr_bandwidth_needed": per_pass / t * rate,
+        "hp_port_bandwidth": PYNQ_Z1_HP_PORT_BYTES_PER_S,
+        "ddr_peak_bandwidth": PYNQ_Z1_DDR_BYTES_PER_S,
+        "activation_bytes_per_pass": t * (res + aux + skip * skip_bytes // act_bytes) * act_bytes,
+        "bram_bytes": XC7Z020_BRAM_BYTES,
+    }

@@ -89,6 +89,12 @@ class WeightNormUnit(wiring.Component):
         Format of ``w`` (default the engines' weight format Q2.14); ``out_fmt.frac <= g_fmt.frac + 5``.
     rsqrt_fmt : RsqrtFormat
         The reciprocal square root's parameters (mantissa, seed table, result bits, Newton steps).
+    g_frac_max : int, optional
+        With it, ``g``'s fractional bits are chosen per row at run time on the ``g_frac`` port, from
+        ``g_fmt.frac`` (the fewest: ``g_fmt`` is then the widest-range format) to ``g_frac_max`` (from
+        ``g_fmt.frac`` to ``g_fmt.frac + 64``). A float loader picks one ``g`` format per tensor
+        (:func:`~wavefabric.model.kernels.weight_norm_operands`), so tensors of different formats can follow
+        back to back. ``g``'s format only moves the final shift: it costs a wider shift, nothing else.
 
     Ports
     -----
@@ -104,6 +110,10 @@ class WeightNormUnit(wiring.Component):
         Sticky: some row had ``||v|| = 0`` (its ``w`` are zeros). Raised when the row's norm is computed.
     clear : In(1)
         Clears ``zero_row`` (a zero row found in the same cycle sets it again). Reset clears it too.
+    g_frac : In(range(g_fmt.frac, g_frac_max + 1))
+        Only with ``g_frac_max``: the fractional bits of the ``g`` beat being offered, sampled with it (drive it
+        with ``g``'s payload). Each row is then bit-exact with ``weight_norm(v, g, QFormat(g_fmt.width,
+        g_frac), out_fmt)``. Other values give undefined results.
 
     Attributes
     ----------
@@ -130,7 +140,8 @@ class WeightNormUnit(wiring.Component):
     """
 
     def __init__(self, max_row_length: int, lanes: int = 1, v_width: int = 16, g_fmt: QFormat = QFormat(16, 12),
-                 out_fmt: QFormat = QFormat(16, 14), rsqrt_fmt: RsqrtFormat = RsqrtFormat()):
+                 out_fmt: QFormat = QFormat(16, 14), rsqrt_fmt: RsqrtFormat = RsqrtFormat(),
+                 g_frac_max: int | None = None):
         if isinstance(max_row_length, bool) or not isinstance(max_row_length, int) or max_row_length < 1:
             raise ValueError(f"max_row_length must be an integer >= 1, not {max_row_length!r}")
         if isinstance(lanes, bool) or not isinstance(lanes, int) or not 1 <= lanes <= max_row_length:
@@ -147,6 +158,10 @@ class WeightNormUnit(wiring.Component):
                              f"not {out_fmt!r}")
         if not isinstance(rsqrt_fmt, RsqrtFormat):
             raise ValueError(f"rsqrt_fmt must be an RsqrtFormat, not {rsqrt_fmt!r}")
+        if g_frac_max is not None and (isinstance(g_frac_max, bool) or not isinstance(g_frac_max, int)
+                                       or not g_fmt.frac <= g_frac_max <= g_fmt.frac + 64):
+            raise ValueError(f"g_frac_max must be None or an integer from g_fmt.frac = {g_fmt.frac} to "
+                             f"{g_fmt.frac + 64}, not {g_frac_max!r}")
         v_fmt = QFormat(v_width, 0)
         acc_width = accumulator_width(v_fmt, v_fmt, max_row_length)
         if acc_width > MAX_WIDTH:
@@ -154,7 +169,7 @@ class WeightNormUnit(wiring.Component):
                              f"{v_width}-bit v, more than {MAX_WIDTH}: max_row_length must be at most "
                              f"{((1 << (MAX_WIDTH - 1)) - 1) // (v_fmt.min_int ** 2)}")
         self.max_row_length, self.lanes, self.v_width = max_row_length, lanes, v_width
-        self.g_fmt, self.out_fmt, self.rsqrt_fmt = g_fmt, out_fmt, rsqrt_fmt
+        self.g_fmt, self.out_fmt, self.rsqrt_fmt, self.g_frac_max = g_fmt, out_fmt, rsqrt_fmt, g_frac_max
         # The sum of squares is non-negative: its sign bit is dropped.
         self.ss_width = acc_width - 1
         self.max_half_k = -(-(max_row_length * v_fmt.min_int ** 2).bit_length() // 2)
@@ -164,14 +179,17 @@ class WeightNormUnit(wiring.Component):
         self.beats_per_row_max = -(-max_row_length // lanes)
         self.buffer_depth = 1 << ceil_log2(self.beats_per_row_max + self._issue_delay)
         self.scale_depth = 1 << ceil_log2(self._issue_delay + 1)
-        super().__init__({
+        ports = {
             "v": In(stream.Signature(frame_layout(signed(v_width), lanes))),
             "g": In(stream.Signature(signed(g_fmt.width))),
             "w": Out(stream.Signature(frame_layout(signed(out_fmt.width), lanes))),
             "row_length": In(range(1, max_row_length + 1)),
             "zero_row": Out(1),
             "clear": In(1),
-        })
+        }
+        if g_frac_max is not None:
+            ports["g_frac"] = In(range(g_fmt.frac, g_frac_max + 1))
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -181,10 +199,11 @@ class WeightNormUnit(wiring.Component):
         c_shape = signed(self.g_fmt.width + 8)
         # Right shift before the one-bit narrowing: s - 1 with s = g.frac + 6 + k/2 - out.frac (>= 1 for k >= 2).
         shift_base = self.g_fmt.frac + extra - 1 - self.out_fmt.frac
+        g_frac_span = 0 if self.g_frac_max is None else self.g_frac_max - self.g_fmt.frac
         beat_index = unsigned(max(1, ceil_log2(self.beats_per_row_max)))
         scale_layout = data.StructLayout({
             "c": c_shape,
-            "shift": range(shift_base + self.max_half_k + 1),
+            "shift": range(shift_base + g_frac_span + self.max_half_k + 1),
             "last_beat": beat_index,
         })
 
@@ -313,13 +332,23 @@ class WeightNormUnit(wiring.Component):
             m.d.sync += y.eq(_shift_round(y_b * ((3 << f) - my2), f + 1))
             row = delay(*row)
         stage_valid, _, stage_h, stage_g, stage_last = row
+        shift = shift_base + stage_h
+        if self.g_frac_max is not None:
+            # The pipeline from pass 1 to here never stalls: a row reaches this stage latency - 4 cycles after its
+            # last v beat (and g) was taken, so g's run-time format follows it on a delay line of that length.
+            g_frac_offset = self.g_frac - self.g_fmt.frac
+            for n in range(self.latency - 4):
+                stage = Signal(range(g_frac_span + 1), name=f"g_frac_offset_d{n + 1}")
+                m.d.sync += stage.eq(g_frac_offset)
+                g_frac_offset = stage
+            shift = shift + g_frac_offset
 
         # The row scale c = g * y with 6 fractional bits beyond g's, queued with its shift and beat count.
         m.d.comb += [
             sc_w.addr.eq(sc_wr),
             sc_w.en.eq(stage_valid),
             sc_w.data.c.eq(_shift_round(stage_g * y, f - extra)),
-            sc_w.data.shift.eq(shift_base + stage_h),
+            sc_w.data.shift.eq(shift),
             sc_w.data.last_beat.eq(stage_last),
         ]
         with m.If(stage_valid):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,38 +10,51 @@ from ..model.fixed import QFormat
 from ..model.kernels import Numerics, linear
 from ..model.perf import gemm_cycles, gemm_ideal_cycles
 from ..rtl.gemm import GemmEngine
-from .stream import run_simulation, stream_get, stream_put
+from .streams import StreamRun, run_streams
 
-__all__ = ["gemm_beats", "gemm_result", "GemmRun", "run_gemm", "simulate_gemm"]
-
-
-def _frame(beats: list[dict]) -> list[dict]:
-    if beats:
-        beats[0]["first"] = True
-        beats[-1]["last"] = True
-    return beats
+__all__ = ["gemm_columns", "gemm_beats", "gemm_result", "GemmRun", "run_gemm", "simulate_gemm"]
 
 
-def _block(values: np.ndarray, lanes: int) -> list[int]:
-    return np.pad(values, (0, lanes - len(values))).tolist()
+def _framing(count: int) -> tuple[np.ndarray, np.ndarray]:
+    first, last = np.zeros(count, dtype=bool), np.zeros(count, dtype=bool)
+    if count:
+        first[0] = last[-1] = True
+    return first, last
+
+
+def _columns(data: np.ndarray) -> dict:
+    first, last = _framing(len(data))
+    return {"data": data, "first": first, "last": last}
+
+
+def gemm_columns(a: np.ndarray, b: np.ndarray, bias: np.ndarray, rows: int, cols: int) -> tuple[dict, dict, dict]:
+    """The ``a``, ``b`` and ``bias`` payloads of one GEMM as columns (see :func:`~wavefabric.sim.streams.pack`).
+
+    Each is ``{"data": (beats, lanes) ints, "first": (beats,) bools, "last": (beats,) bools}``, beats in the
+    order GemmEngine documents; edge lanes beyond M or N are zeros.
+    """
+    a, b, bias = (np.asarray(x, dtype=np.int64) for x in (a, b, bias))
+    m, k = a.shape
+    n = b.shape[1]
+    blocks, tiles = -(-m // rows), -(-n // cols)
+    a_pad = np.pad(a, ((0, blocks * rows - m), (0, 0))).reshape(blocks, rows, k).transpose(0, 2, 1)
+    b_pad = np.pad(b, ((0, 0), (0, tiles * cols - n))).reshape(k, tiles, cols).transpose(1, 0, 2)
+    # Tile (block, tile) takes block's weights and tile's activations for every k-step.
+    a_data = np.broadcast_to(a_pad[:, None], (blocks, tiles, k, rows)).reshape(-1, rows)
+    b_data = np.broadcast_to(b_pad[None], (blocks, tiles, k, cols)).reshape(-1, cols)
+    bias_data = np.pad(bias, (0, blocks * rows - m)).reshape(blocks, rows)
+    return _columns(a_data), _columns(b_data), _columns(bias_data)
 
 
 def gemm_beats(a: np.ndarray, b: np.ndarray, bias: np.ndarray, rows: int, cols: int
                ) -> tuple[list[dict], list[dict], list[dict]]:
     """The ``a``, ``b`` and ``bias`` stream payloads of one GEMM, in the order GemmEngine documents.
 
-    Edge lanes beyond M or N are padded with zeros.
+    Python values (for editing single beats) of :func:`gemm_columns`. Edge lanes beyond M or N are zeros.
     """
-    m, k = a.shape
-    n = b.shape[1]
-    a_beats, b_beats, bias_beats = [], [], []
-    for m0 in range(0, m, rows):
-        bias_beats.append({"data": _block(bias[m0:m0 + rows], rows), "first": False, "last": False})
-        for n0 in range(0, n, cols):
-            for kk in range(k):
-                a_beats.append({"data": _block(a[m0:m0 + rows, kk], rows), "first": False, "last": False})
-                b_beats.append({"data": _block(b[kk, n0:n0 + cols], cols), "first": False, "last": False})
-    return _frame(a_beats), _frame(b_beats), _frame(bias_beats)
+    return tuple([{"data": d, "first": f, "last": l} for d, f, l in
+                  zip(c["data"].tolist(), c["first"].tolist(), c["last"].tolist(), strict=True)]
+                 for c in gemm_columns(a, b, bias, rows, cols))
 
 
 def gemm_result(beats: list[dict], m: int, n: int, rows: int, cols: int) -> tuple[np.ndarray, bool]:
@@ -54,20 +66,20 @@ def gemm_result(beats: list[dict], m: int, n: int, rows: int, cols: int) -> tupl
     expected = -(-n // cols) * m
     if len(beats) != expected:
         raise ValueError(f"{len(beats)} result beats, expected {expected}")
+    data = np.array([beat["data"] for beat in beats], dtype=np.int64).reshape(expected, cols)
+    first, last = _framing(expected)
+    framing_ok = (np.array_equal([bool(beat["first"]) for beat in beats], first)
+                  and np.array_equal([bool(beat["last"]) for beat in beats], last))
     out = np.zeros((m, n), dtype=np.int64)
-    framing_ok = True
     position = 0
     for m0 in range(0, m, rows):
+        height = min(rows, m - m0)
         for n0 in range(0, n, cols):
-            for r in range(min(rows, m - m0)):
-                beat = beats[position]
-                width = min(cols, n - n0)
-                out[m0 + r, n0:n0 + width] = beat["data"][:width]
-                framing_ok &= bool(beat["first"]) == (position == 0)
-                framing_ok &= bool(beat["last"]) == (position == expected - 1)
-                framing_ok &= not any(beat["data"][width:])
-                position += 1
-    return out, framing_ok
+            width = min(cols, n - n0)
+            out[m0:m0 + height, n0:n0 + width] = data[position:position + height, :width]
+            framing_ok &= not data[position:position + height, width:].any()
+            position += height
+    return out, bool(framing_ok)
 
 
 @dataclass
@@ -81,62 +93,42 @@ class GemmRun:
         Result framing as :func:`gemm_result` checks it, and the engine's ``error`` flag low.
     cycles : int
         Cycles from the start of the simulation to the last result transfer, inclusive.
+    streams : StreamRun
+        The run itself: every transfer with its cycle, the backend and its timings.
     """
 
     result: np.ndarray
     framing_ok: bool
     cycles: int
+    streams: StreamRun
 
 
 def run_gemm(engine: GemmEngine, a, b, bias, *, seed: int = 0, p_valid: float = 1.0, p_ready: float = 1.0,
-             name: str = "gemm") -> GemmRun:
-    """Run one GEMM through ``engine`` in Amaranth's simulator.
+             name: str = "gemm", backend: str = "amaranth") -> GemmRun:
+    """Run one GEMM through ``engine`` on ``backend`` (:func:`~wavefabric.sim.streams.run_streams`).
 
     With ``p_valid`` / ``p_ready`` below 1, every operand stream has random gaps and the result stream random
-    stalls, from generators seeded by ``seed``. ``name`` names the VCD trace (see
+    stalls, from generators seeded by ``seed``. ``name`` names the VCD trace of an Amaranth run (see
     :func:`~wavefabric.sim.stream.run_simulation`). A run that takes more than ten times the cycle model's
     count (plus 1000) raises ``TimeoutError``.
     """
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
-    bias = np.asarray(bias, dtype=np.int64)
     m, k = a.shape
     n = b.shape[1]
-    a_beats, b_beats, bias_beats = gemm_beats(a, b, bias, engine.rows, engine.cols)
-    count = -(-n // engine.cols) * m
-    timeout = 10 * gemm_cycles(engine.rows, engine.cols, m, n, k) + 1000
-    rngs = [random.Random(f"{seed}-{stream}") if p < 1 else None
-            for stream, p in (("a", p_valid), ("b", p_valid), ("bias", p_valid), ("c", p_ready))]
-    got = {}
-
-    async def config(ctx):
-        ctx.set(engine.m, m)
-        ctx.set(engine.n, n)
-        ctx.set(engine.k, k)
-
-    async def put_a(ctx):
-        await stream_put(ctx, engine.a, a_beats, rng=rngs[0], p_valid=p_valid, timeout=timeout)
-
-    async def put_b(ctx):
-        await stream_put(ctx, engine.b, b_beats, rng=rngs[1], p_valid=p_valid, timeout=timeout)
-
-    async def put_bias(ctx):
-        await stream_put(ctx, engine.bias, bias_beats, rng=rngs[2], p_valid=p_valid, timeout=timeout)
-
-    async def get_c(ctx):
-        got["beats"], got["times"] = await stream_get(ctx, engine.c, count, rng=rngs[3], p_ready=p_ready,
-                                                          timeout=timeout)
-        await ctx.tick()  # let a framing error raised by the last operand beats reach the flag
-        got["error"] = ctx.get(engine.error)
-
-    run_simulation(engine, [config, put_a, put_b, put_bias, get_c], name=name)
-    result, framing_ok = gemm_result(got["beats"], m, n, engine.rows, engine.cols)
-    return GemmRun(result, framing_ok and not got["error"], got["times"][-1] + 1)
+    a_cols, b_cols, bias_cols = gemm_columns(a, b, bias, engine.rows, engine.cols)
+    # One extra cycle after the last result lets an error raised by the last operand beats reach the flag.
+    run = run_streams(engine, {"a": a_cols, "b": b_cols, "bias": bias_cols}, {"c": -(-n // engine.cols) * m},
+                      {"m": m, "n": n, "k": k}, seed=seed, p_valid=p_valid, p_ready=p_ready, tail=1,
+                      max_cycles=10 * gemm_cycles(engine.rows, engine.cols, m, n, k) + 1000, backend=backend,
+                      name=name)
+    result, framing_ok = gemm_result(run.outputs["c"], m, n, engine.rows, engine.cols)
+    return GemmRun(result, framing_ok and not run.flags["error"], run.cycles, run)
 
 
 def simulate_gemm(rows: int, cols: int, m: int, n: int, k: int, seed: int = 0,
                   weight: QFormat = QFormat(16, 14), act: QFormat = QFormat(16, 12), out: QFormat | None = None,
-                  p_valid: float = 1.0, p_ready: float = 1.0) -> dict:
+                  p_valid: float = 1.0, p_ready: float = 1.0, backend: str = "amaranth") -> dict:
     """Simulate one GEMM of seeded random operands on an R x C engine and check it against the model.
 
     Operands are uniform over their formats' full ranges (``numpy.random.default_rng(seed)``). Returns a
@@ -144,7 +136,9 @@ def simulate_gemm(rows: int, cols: int, m: int, n: int, k: int, seed: int = 0,
     ``model_cycles`` (:func:`~wavefabric.model.perf.gemm_cycles`), ``ideal_cycles`` (``M*N*K / (R*C)``),
     ``utilization`` (ideal / simulated), ``bit_exact`` (``np.array_equal`` with
     :func:`~wavefabric.model.kernels.linear`, and correct framing). Random stalls (``p_valid``, ``p_ready`` < 1)
-    make ``cycles`` exceed ``model_cycles``.
+    make ``cycles`` exceed ``model_cycles``. ``backend`` picks the simulator; its name, the seconds spent
+    compiling and the simulated cycles per second are in ``backend``, ``compile_seconds`` and
+    ``cycles_per_second``.
     """
     rng = np.random.default_rng(seed)
     a = rng.integers(weight.min_int, weight.max_int, (m, k), endpoint=True)
@@ -152,7 +146,7 @@ def simulate_gemm(rows: int, cols: int, m: int, n: int, k: int, seed: int = 0,
     bias = rng.integers(act.min_int, act.max_int, m, endpoint=True)
     engine = GemmEngine(rows, cols, weight, act, out, max_m=m, max_n=n, max_k=k)
     run = run_gemm(engine, a, b, bias, seed=seed, p_valid=p_valid, p_ready=p_ready,
-                   name=f"gemm_{rows}x{cols}_{m}x{n}x{k}_seed{seed}")
+                   name=f"gemm_{rows}x{cols}_{m}x{n}x{k}_seed{seed}", backend=backend)
     expected = linear(a, b, bias, Numerics(act=act, weight=weight), out)
     cycles = gemm_cycles(rows, cols, m, n, k)
     ideal = gemm_ideal_cycles(rows, cols, m, n, k)
@@ -163,4 +157,5 @@ def simulate_gemm(rows: int, cols: int, m: int, n: int, k: int, seed: int = 0,
         "ideal_cycles": ideal,
         "utilization": ideal / run.cycles,
         "bit_exact": bool(np.array_equal(run.result, expected) and run.framing_ok),
+        **run.streams.figures(),
     }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,7 +10,7 @@ from ..model.fixed import QFormat
 from ..model.kernels import RsqrtFormat, weight_norm
 from ..model.perf import weightnorm_cycles
 from ..rtl.weightnorm import WeightNormUnit
-from .stream import run_simulation, stream_get, stream_put
+from .streams import StreamRun, run_streams
 
 __all__ = ["weightnorm_beats", "weightnorm_result", "weightnorm_operands", "relative_error",
            "WeightNormRun", "run_weightnorm", "simulate_weightnorm"]
@@ -106,62 +105,54 @@ class WeightNormRun:
         The sticky flag after the last row.
     cycles : int
         Cycles from the start of the simulation to the last ``w`` transfer, inclusive.
+    streams : StreamRun
+        The run itself: every transfer with its cycle, the backend and its timings.
     """
 
     result: np.ndarray
     framing_ok: bool
     zero_row: bool
     cycles: int
+    streams: StreamRun
 
 
 def run_weightnorm(unit: WeightNormUnit, v, g, *, seed: int = 0, p_valid: float = 1.0, p_ready: float = 1.0,
-                   name: str = "weightnorm") -> WeightNormRun:
+                   name: str = "weightnorm", backend: str = "amaranth") -> WeightNormRun:
     """Run one tensor ``(v, g)`` (``v`` of shape ``(R, C)``, ``C <= unit.max_row_length``) through ``unit``.
 
     With ``p_valid`` / ``p_ready`` below 1 the ``v`` and ``g`` streams have random gaps and ``w`` random stalls,
-    from generators seeded by ``seed`` (which also fills the padding lanes with garbage). ``name`` names the VCD
-    trace (:func:`~wavefabric.sim.stream.run_simulation`).
+    from generators seeded by ``seed`` (which also fills the padding lanes with garbage). ``backend`` picks the
+    simulator (:func:`~wavefabric.sim.streams.run_streams`); ``name`` names the VCD trace of an Amaranth run
+    (:func:`~wavefabric.sim.stream.run_simulation`).
     """
     v = np.asarray(v, dtype=np.int64)
     g = np.asarray(g, dtype=np.int64)
     rows, cols = v.shape
     beats = weightnorm_beats(v, unit.lanes, np.random.default_rng(seed))
-    rngs = [random.Random(f"{seed}-{s}") if p < 1 else None
-            for s, p in (("v", p_valid), ("g", p_valid), ("w", p_ready))]
-    got = {}
-
-    async def put_v(ctx):
-        ctx.set(unit.row_length, cols)
-        await stream_put(ctx, unit.v, beats, rng=rngs[0], p_valid=p_valid)
-
-    async def put_g(ctx):
-        await stream_put(ctx, unit.g, g.tolist(), rng=rngs[1], p_valid=p_valid)
-
-    async def get_w(ctx):
-        got["beats"], got["times"] = await stream_get(ctx, unit.w, len(beats), rng=rngs[2], p_ready=p_ready)
-        got["zero_row"] = bool(ctx.get(unit.zero_row))
-
-    run_simulation(unit, [put_v, put_g, get_w], name=name)
-    result, framing_ok = weightnorm_result(got["beats"], rows, cols, unit.lanes)
-    return WeightNormRun(result, framing_ok, got["zero_row"], got["times"][-1] + 1)
+    run = run_streams(unit, {"v": beats, "g": g}, {"w": len(beats)}, {"row_length": cols}, seed=seed,
+                      p_valid=p_valid, p_ready=p_ready, backend=backend, name=name)
+    result, framing_ok = weightnorm_result(run.outputs["w"], rows, cols, unit.lanes)
+    return WeightNormRun(result, framing_ok, bool(run.flags["zero_row"]), run.cycles, run)
 
 
 def simulate_weightnorm(rows: int, cols: int, lanes: int, seed: int = 0, max_row_length: int | None = None,
                         v_width: int = 16, g_fmt: QFormat = QFormat(16, 12), out_fmt: QFormat = QFormat(16, 14),
                         rsqrt_fmt: RsqrtFormat = RsqrtFormat(), p_valid: float = 1.0,
-                        p_ready: float = 1.0) -> dict:
+                        p_ready: float = 1.0, backend: str = "amaranth") -> dict:
     """Simulate weight norm of seeded random rows (:func:`weightnorm_operands`) and check it against the model.
 
     Returns a JSON-ready dict: ``rows``, ``cols``, ``lanes``, ``seed``, ``cycles`` (simulated),
     ``model_cycles`` (:func:`~wavefabric.model.perf.weightnorm_cycles`), ``bit_exact`` (``np.array_equal`` with
     :func:`~wavefabric.model.kernels.weight_norm`, right framing and zero flag), ``max_rel_error``
     (:func:`relative_error`: the unit's arithmetic against float on the same integers). Random stalls
-    (``p_valid``, ``p_ready`` < 1) make ``cycles`` exceed ``model_cycles``.
+    (``p_valid``, ``p_ready`` < 1) make ``cycles`` exceed ``model_cycles``. ``backend`` picks the simulator; its
+    name, the seconds spent compiling and the simulated cycles per second are in ``backend``, ``compile_seconds``
+    and ``cycles_per_second``.
     """
     unit = WeightNormUnit(max_row_length or cols, lanes, v_width, g_fmt, out_fmt, rsqrt_fmt)
     v, g = weightnorm_operands(rows, cols, seed, v_width, g_fmt)
     run = run_weightnorm(unit, v, g, seed=seed, p_valid=p_valid, p_ready=p_ready,
-                         name=f"weightnorm_{rows}x{cols}_l{lanes}_seed{seed}")
+                         name=f"weightnorm_{rows}x{cols}_l{lanes}_seed{seed}", backend=backend)
     expected, zero_rows = weight_norm(v, g, g_fmt, out_fmt, rsqrt_fmt)
     return {
         "rows": rows, "cols": cols, "lanes": lanes, "seed": seed,
@@ -170,4 +161,5 @@ def simulate_weightnorm(rows: int, cols: int, lanes: int, seed: int = 0, max_row
         "bit_exact": bool(np.array_equal(run.result, expected) and run.framing_ok
                           and run.zero_row == bool(zero_rows.any())),
         "max_rel_error": relative_error(run.result, v, g, g_fmt, out_fmt),
+        **run.streams.figures(),
     }

@@ -134,3 +134,15 @@ def test_sim_and_estimate_gru(capsys):
     assert sim["cycles_per_step"] == sim["model_cycles_per_step"]
     status, out, _ = run(capsys, "estimate", "gru", *argv, "--json")
     assert status == 0 and json.loads(out)["model_cycles_per_step"] == sim["model_cycles_per_step"]
+
+
+def test_sim_and_estimate_pwg(capsys):
+    status, out, _ = run(capsys, "sim", "pwg-layer", "--dilation", "4", "--t", "20", "--rows", "2", "--cols", "4",
+                         "--seed", "1", "--residual", "4", "--gate", "8", "--skip", "4", "--aux", "4", "--json")
+    sim = json.loads(out)
+    assert status == 0 and sim["bit_exact"] is True and sim["cycles"] == sim["model_cycles"]
+    assert 0 < sim["utilization"] < 1
+    status, out, _ = run(capsys, "estimate", "pwg", "--rows", "16", "--cols", "16", "--clock", "150e6",
+                         "--int8-pack", "--json")
+    figures = json.loads(out)
+    assert status == 0 and figures["dsp48e1"] == 128 and figures["real_time_factor"] > 1

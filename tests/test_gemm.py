@@ -15,9 +15,9 @@ from wavefabric.sim.stream import run_simulation, stream_get, stream_put, vcd_hi
 W16, A16 = QFormat(16, 14), QFormat(16, 12)
 
 
-def check(engine, a, b, bias, *, seed=0, name="gemm", **stalls):
+def check(engine, a, b, bias, *, seed=0, name="gemm", backend="amaranth", **stalls):
     """Run one GEMM; assert it is bit-exact and well framed; return the cycle count."""
-    run = run_gemm(engine, a, b, bias, seed=seed, name=name, **stalls)
+    run = run_gemm(engine, a, b, bias, seed=seed, name=name, backend=backend, **stalls)
     expected = linear(a, b, bias, Numerics(act=engine.act, weight=engine.weight), engine.out)
     hint = f"seed {seed}; {vcd_hint(name)}"
     assert np.array_equal(run.result, expected), hint
@@ -41,9 +41,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("rows, cols, m, n, k", CASES)
-def test_random_bit_exact_and_cycles_equal_model(rows, cols, m, n, k):
+def test_random_bit_exact_and_cycles_equal_model(rows, cols, m, n, k, backend):
     seed = rows * 1000 + m * 100 + n * 10 + k
-    result = simulate_gemm(rows, cols, m, n, k, seed=seed)
+    result = simulate_gemm(rows, cols, m, n, k, seed=seed, backend=backend)
     hint = f"seed {seed}; {vcd_hint(f'gemm_{rows}x{cols}_{m}x{n}x{k}_seed{seed}')}"
     assert result["bit_exact"], hint
     assert result["cycles"] == result["model_cycles"] == gemm_cycles(rows, cols, m, n, k), hint
@@ -51,21 +51,21 @@ def test_random_bit_exact_and_cycles_equal_model(rows, cols, m, n, k):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_random_stalls_on_every_stream(seed):
+def test_random_stalls_on_every_stream(seed, backend):
     rows, cols, m, n, k = [(2, 3, 5, 7, 4), (3, 2, 4, 5, 2), (1, 1, 2, 3, 3), (4, 4, 5, 6, 3)][seed]
-    result = simulate_gemm(rows, cols, m, n, k, seed=seed, p_valid=0.6, p_ready=0.5)
+    result = simulate_gemm(rows, cols, m, n, k, seed=seed, p_valid=0.6, p_ready=0.5, backend=backend)
     assert result["bit_exact"], f"seed {seed}; {vcd_hint(f'gemm_{rows}x{cols}_{m}x{n}x{k}_seed{seed}')}"
     assert result["cycles"] > result["model_cycles"]
 
 
-def test_full_scale_operands_saturate():
+def test_full_scale_operands_saturate(backend):
     engine = GemmEngine(2, 3, W16, A16, max_m=3, max_n=4, max_k=5)
     a = np.full((3, 5), W16.min_int)
     b = np.full((5, 4), A16.min_int)
     bias = np.full(3, A16.max_int)
-    check(engine, a, b, bias)
+    check(engine, a, b, bias, backend=backend)
     assert np.all(linear(a, b, bias, Numerics(act=A16, weight=W16)) == A16.max_int)
-    check(engine, a, -b - 1, np.full(3, A16.min_int))  # min * max: saturates low
+    check(engine, a, -b - 1, np.full(3, A16.min_int), backend=backend)  # min * max: saturates low
 
 
 def test_zero_operands_give_the_bias():

@@ -47,3 +47,45 @@ def test_pwg_matches_checkpoint_shapes(overrides):
     if not overrides:
         assert report.total == pytest.approx(1.2955e6, rel=1e-4)
         assert report.macs_per_second == pytest.approx(28.57e9, rel=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ParallelWaveGAN residual-layer engine and whole generator
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rows, cols", [(8, 8), (8, 16), (16, 16), (13, 16)])
+@pytest.mark.parametrize("dilation", [1, 512])
+def test_pwg_layer_utilization_at_ljspeech_sizes(rows, cols, dilation):
+    for t in (1024, 4096):
+        utilization = perf.pwg_layer_ideal_cycles(rows, cols, t) / perf.pwg_layer_cycles(rows, cols, t, dilation)
+        assert utilization >= 0.95 * (128 / (rows * -(-128 // rows)))  # rows not dividing G waste tile rows
+
+
+def test_pwg_layer_cycles_validates():
+    with pytest.raises(ValueError, match="dilation must be an integer >= 1"):
+        perf.pwg_layer_cycles(8, 8, 16, 0)
+    with pytest.raises(ValueError, match="the gate unit cannot keep up"):
+        perf.pwg_gate_lanes(4, 8, 1, 8, 1, 1, 3)
+
+
+def test_pwg_layer_traffic_counts_every_stream():
+    traffic = perf.pwg_layer_traffic(100, 8)
+    assert traffic["x"] == traffic["x_next"] == 100 * 64 * 2 and traffic["c"] == 100 * 80 * 2
+    assert traffic["skip_in"] == traffic["skip_out"] == 100 * 64 * 4
+    assert traffic["weights"] == (16 * 272 + 16 * 64) * 8 * 2 + 256 * 2
+    assert traffic["total"] == sum(v for k, v in traffic.items() if k != "total")
+
+
+def test_estimate_pwg_real_time_figures():
+    config = pwg.PWGConfig()
+    small = perf.estimate_pwg(8, 8, 100e6)
+    assert small["dsp48e1"] == 64 and small["fits_dsp"]
+    assert small["cycles"]["total"] == sum(v for k, v in small["cycles"].items() if k != "total")
+    assert small["real_time_factor"] == pytest.approx(100e6 / small["cycles_per_sample"] / 22050)
+    assert 0.97 < small["utilization"] < 1 and small["residual_utilization"] > 0.99
+    assert small["macs_per_sample"] == perf.pwg_macs(config).total
+    big = perf.estimate_pwg(16, 16, 200e6)
+    packed = perf.estimate_pwg(16, 16, 200e6, int8_pack=True)
+    assert not big["fits_dsp"] and packed["fits_dsp"] and packed["dsp48e1"] == 128
+    assert packed["real_time_factor"] == big["real_time_factor"] > 1
+    assert packed["ddr_bandwidth_needed"] < big["ddr_bandwidth_needed"] < perf.PYNQ_Z1_HP_PORT_BYTES_PER_S

@@ -26,11 +26,12 @@ G_FMT = QFormat(16, 12)
 OUT_FMT = QFormat(16, 14)
 
 
-def check(unit: WeightNormUnit, v, g, *, seed: int, name: str, p_valid: float = 1.0, p_ready: float = 1.0):
+def check(unit: WeightNormUnit, v, g, *, seed: int, name: str, p_valid: float = 1.0, p_ready: float = 1.0,
+          backend: str = "amaranth"):
     """Run ``(v, g)`` through ``unit`` and assert bit-exactness, framing, the zero flag and (unstalled) cycles."""
     v = np.asarray(v, dtype=np.int64)
     g = np.asarray(g, dtype=np.int64)
-    run = run_weightnorm(unit, v, g, seed=seed, p_valid=p_valid, p_ready=p_ready, name=name)
+    run = run_weightnorm(unit, v, g, seed=seed, p_valid=p_valid, p_ready=p_ready, name=name, backend=backend)
     expected, zero_rows = weight_norm(v, g, unit.g_fmt, unit.out_fmt, unit.rsqrt_fmt)
     where = f"seed {seed}; {vcd_hint(name)}"
     assert np.array_equal(run.result, expected), f"w differs from the model in rows " \
@@ -82,9 +83,9 @@ def edge_rows(cols: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array(rows), np.array(gains)
 
 
-def test_edge_rows():
+def test_edge_rows(backend):
     v, g = edge_rows(9)
-    run = check(WeightNormUnit(9, 4), v, g, seed=5, name="weightnorm_edges")
+    run = check(WeightNormUnit(9, 4), v, g, seed=5, name="weightnorm_edges", backend=backend)
     assert run.zero_row
     assert not run.result[[9, 11]].any()
 
@@ -115,12 +116,12 @@ def test_row_lengths_and_lanes(max_row_length, lanes, cols):
     (5, 4, 4, 3, 40, 0.9, 0.15),     # one-beat rows, w mostly stalled: the scale queue fills and holds v back
     (6, 64, 16, 64, 6, 0.6, 0.6),
 ])
-def test_random_stalls_on_every_stream(seed, max_row_length, lanes, cols, rows, p_valid, p_ready):
+def test_random_stalls_on_every_stream(seed, max_row_length, lanes, cols, rows, p_valid, p_ready, backend):
     """Random gaps on v and g and random stalls on w: nothing lost, duplicated or reordered."""
     v, g = weightnorm_operands(rows, cols, seed)
     v[seed % rows] = 0
     check(WeightNormUnit(max_row_length, lanes), v, g, seed=seed, p_valid=p_valid, p_ready=p_ready,
-          name=f"weightnorm_stalls_{seed}")
+          name=f"weightnorm_stalls_{seed}", backend=backend)
 
 
 @pytest.mark.parametrize("rsqrt_fmt", [
@@ -246,3 +247,35 @@ def test_cycle_model():
             weightnorm_cycles(**{"rows": 1, "cols": 1, "lanes": 1, **bad})
     with pytest.raises(ValueError, match="newton_steps"):
         weightnorm_latency(-1)
+
+
+def test_run_time_g_format():
+    """With ``g_frac_max`` each row's g format comes from the ``g_frac`` port: bit-exact row by row, back to back."""
+    seed, rows, cols, lanes = 17, 12, 7, 3
+    unit = WeightNormUnit(cols, lanes, g_fmt=QFormat(16, 9), g_frac_max=32)
+    rng = np.random.default_rng(seed)
+    v, g = weightnorm_operands(rows, cols, seed)
+    fracs = rng.integers(9, 33, rows)
+    fracs[:3] = [9, 32, 14]
+    beats = weightnorm_beats(v, lanes, rng)
+    got = {}
+
+    async def put_v(ctx):
+        ctx.set(unit.row_length, cols)
+        await stream_put(ctx, unit.v, beats)
+
+    async def put_g(ctx):
+        for gain, frac in zip(g.tolist(), fracs.tolist(), strict=True):
+            ctx.set(unit.g_frac, frac)
+            await stream_put(ctx, unit.g, [gain])
+
+    async def get_w(ctx):
+        got["beats"], _ = await stream_get(ctx, unit.w, len(beats))
+
+    run_simulation(unit, [put_v, put_g, get_w], name="weightnorm_g_frac")
+    result, framing_ok = weightnorm_result(got["beats"], rows, cols, lanes)
+    expected = np.concatenate([weight_norm(v[r:r + 1], g[r:r + 1], QFormat(16, int(fracs[r])), OUT_FMT)[0]
+                               for r in range(rows)])
+    assert framing_ok and np.array_equal(result, expected), f"seed {seed}; {vcd_hint('weightnorm_g_frac')}"
+    with pytest.raises(ValueError, match="g_frac_max must be None or an integer from g_fmt.frac = 9 to 73"):
+        WeightNormUnit(cols, lanes, g_fmt=QFormat(16, 9), g_frac_max=8)

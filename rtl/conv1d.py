@@ -1,0 +1,515 @@
+"""ParallelWaveGAN residual-layer engine: the whole residual block on the output-stationary systolic array."""
+
+from __future__ import annotations
+
+import math
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..model.fixed import QFormat
+from ..model.kernels import Numerics
+from ..model.perf import pwg_gate_lanes, pwg_line_slots, pwg_skip_width
+from ..model.pwg import PWG_NUMERICS
+from .activation import Activation, fabric_multiply
+from .fixed import narrow, rounding_offset
+from .gemm import frame_layout
+from .linebuffer import LineBuffer
+from .systolic import SystolicArray, check_array, check_size
+
+__all__ = ["ResidualEngine"]
+
+
+def _const_mul(x: Value, c: int) -> Value:
+    """``x * c`` for a Python integer ``c`` as a sum of shifts (adders, never a DSP48E1)."""
+    total = Const(0, signed(2))
+    for bit in range(abs(c).bit_length()):
+        if abs(c) >> bit & 1:
+            total = total + (x << bit)
+    return -total if c < 0 else total
+
+
+class ResidualEngine(wiring.Component):
+    """One ParallelWaveGAN residual layer, bit-exact with :func:`wavefabric.model.pwg.residual_layer_fixed`.
+
+    For residual input ``x`` (R_ch x T), conditioning ``c`` (A x T) and the running skip sum ``s`` (S x T),
+    computes ``x_next`` and ``s + skip`` of the layer::
+
+        h      = narrow([conv | aux] @ [im2col(x, K, d, (K-1)/2 d) ; c] + conv_bias)   # (G, T) act
+        g      = narrow(tanh(h[:G/2]) * sigmoid(h[G/2:]))                            # tables of numerics
+        skip   = narrow(skip_w @ g + skip_bias)
+        y      = narrow(out_w @ g + out_bias + x  ->  Q(act.width + 1, act.frac))
+        x_next = narrow(y * sqrt(0.5))
+
+    **Dataflow.** Time is cut into blocks of C steps (C = ``cols``); per block the array (rows = output
+    channels, columns = the block's time steps) runs two GEMMs: the *gate GEMM* G(n), ``ceil(G / rows)``
+    tiles with the fused reduction ``K_g = R_ch * K + A`` (channel-major taps, ``r * K + k``, then the aux
+    channels: the column order of :meth:`~wavefabric.model.pwg.ResidualLayer.gemm_weight`), and the *1x1
+    GEMM* O(n), ``ceil((S + R_ch) / rows)`` tiles of ``K_o = G / 2`` over the stacked weights ``[skip; out]``.
+    The im2col operand comes out of a :class:`~wavefabric.rtl.linebuffer.LineBuffer`: tap ``k`` of channel
+    ``r`` is the window of time steps ``n C + (k - (K-1)/2) d ...``, an address pattern, with lanes outside
+    ``[0, T)`` masked to zero (the non-causal padding). The tiles are software-pipelined so that the array
+    never waits for the gate: it runs ``G(0), G(1), O(0), G(2), O(1), ..., G(N-1), O(N-2), O(N-1)``, and
+    while G(n+1) is on the array, a ``gate_lanes``-wide gate unit (the model's tanh and sigmoid tables,
+    :class:`~wavefabric.rtl.activation.Activation`) turns h(n) into g(n). The residual ``x`` of the out 1x1 is
+    the centre tap's operand, captured as it enters the array into a FIFO (3 R_ch rows), and added with the
+    out bias at the accumulator's scale before the single narrowing; ``sqrt(0.5)`` is a constant multiply in
+    adders. Weights are loaded once per layer into on-chip memory, in the order the array reads them, and the
+    array may start as soon as the first word has arrived.
+
+    **Skip accumulation.** The engine adds its skip into a stream: it takes the running sum ``skip_in`` and
+    emits ``skip_out = skip_in + skip`` (exact, :func:`~wavefabric.model.perf.pwg_skip_width` bits, as the
+    model's wide sum), so the sum lives wherever ``x`` lives (on chip or in DDR) and no layer's skip is ever
+    stored separately; the first layer gets zeros.
+
+    **Stream formats.** Every payload is :func:`~wavefabric.rtl.gemm.frame_layout` (``data`` lanes, ``first``,
+    ``last``). Activation-like streams carry a *block row* per beat: for block ``n = 0 .. ceil(T / C) - 1``,
+    for channel ``ch``: lane ``j`` = value at time ``n C + j`` (lanes beyond T: don't care on inputs, zero on
+    outputs). ``first`` / ``last`` mark the first and last beat of a layer on outputs and are ignored on inputs
+    (the engine's counters frame the layer).
+
+    - ``x``: R_ch rows per block (act). ``c``: A rows per block (act). ``skip_in``, ``skip_out``: S rows per
+      block (``signed(skip_width)``). ``x_next``: R_ch rows per block (act): the format of ``x``, so a layer's
+      output is the next layer's input.
+    - ``w`` (``rows`` lanes, weight): ``ceil(G / rows) * K_g + ceil((S + R_ch) / rows) * K_o`` beats per layer:
+      for each gate tile ``i``, for each reduction index ``k``, lane ``r`` = ``gemm_weight()[i rows + r, k]``;
+      then for each 1x1 tile, for each ``k < G / 2``, lane ``r`` = ``[skip; out][i rows + r, k]`` (zero or
+      anything beyond the matrix).
+    - ``bias`` (1 lane, act): ``G + S + R_ch`` beats per layer: conv bias, skip bias, out bias.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Array size; ``cols`` (time steps per block) must be a power of two.
+    residual, gate, skip, aux : int
+        Channel counts R_ch, G (even), S, A (each >= 1).
+    kernel_size : int
+        K, odd (non-causal), >= 1.
+    max_dilation : int
+        Largest dilation; sizes the line buffer (:func:`~wavefabric.model.perf.pwg_line_slots` blocks).
+    max_t : int
+        Longest layer in time steps.
+    layers : int
+        Layers whose skips are summed (sizes ``skip_width``).
+    numerics : Numerics
+        Formats (default :data:`~wavefabric.model.pwg.PWG_NUMERICS`).
+    gate_lanes : int, optional
+        Values per cycle of the gate unit (a power of two dividing ``cols``); default and minimum: the fewest
+        that hide the gate under the array (:func:`~wavefabric.model.perf.pwg_gate_lanes`).
+
+    Ports
+    -----
+    x, c, skip_in, w, bias : In(stream)
+    x_next, skip_out : Out(stream)
+    t : In(range(max_t + 1))
+        Time steps of the layer (>= 1).
+    dilation : In(range(max_dilation + 1))
+        Dilation of the layer (>= 1). ``t`` and ``dilation`` are held from one cycle before a layer's first
+        input beat until its last output beat; after the last ``x_next`` beat the engine takes the next layer.
+
+    Cycle count of a layer: :func:`~wavefabric.model.perf.pwg_layer_cycles` (exact when inputs are always
+    valid and outputs always ready).
+    """
+
+    def __init__(self, rows: int, cols: int, residual: int = 64, gate: int = 128, skip: int = 64, aux: int = 80,
+                 kernel_size: int = 3, max_dilation: int = 512, max_t: int = 65536, layers: int = 30,
+                 numerics: Numerics = PWG_NUMERICS, gate_lanes: int | None = None):
+        for name, value in (("residual", residual), ("gate", gate), ("skip", skip), ("aux", aux),
+                            ("kernel_size", kernel_size), ("max_dilation", max_dilation), ("max_t", max_t),
+                            ("layers", layers)):
+            check_size(name, value)
+        if gate % 2:
+            raise ValueError(f"gate must be an even integer >= 2 (tanh and sigmoid halves), not {gate}")
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be an odd integer >= 1 (non-causal), not {kernel_size}")
+        if not isinstance(numerics, Numerics):
+            raise ValueError(f"numerics must be a Numerics, not {numerics!r}")
+        check_size("cols", cols)
+        if cols & (cols - 1):
+            raise ValueError(f"cols must be a power of two (1, 2, 4, ...), not {cols}")
+        self.k_gate = residual * kernel_size + aux
+        self.k_out = gate // 2
+        self.max_k = max(self.k_gate, self.k_out)
+        check_array(rows, cols, numerics.weight, numerics.act, self.max_k, None)
+        least = pwg_gate_lanes(rows, cols, residual, gate, skip, aux, kernel_size)
+        if gate_lanes is None:
+            gate_lanes = least
+        if (isinstance(gate_lanes, bool) or not isinstance(gate_lanes, int) or gate_lanes < least
+                or gate_lanes > cols or cols % gate_lanes or gate_lanes & (gate_lanes - 1)):
+            raise ValueError(f"gate_lanes must be a power of two from {least} (the fewest that keep up with the "
+                             f"array) to cols = {cols}, not {gate_lanes!r}")
+        self.rows, self.cols = rows, cols
+        self.residual, self.gate, self.skip, self.aux = residual, gate, skip, aux
+        self.kernel_size, self.max_dilation, self.max_t, self.layers = kernel_size, max_dilation, max_t, layers
+        self.numerics, self.gate_lanes = numerics, gate_lanes
+        self.gate_tiles = -(-gate // rows)
+        self.out_tiles = -(-(skip + residual) // rows)
+        self.weight_beats = self.gate_tiles * self.k_gate + self.out_tiles * self.k_out
+        self.bias_beats = gate + skip + residual
+        self.slots = pwg_line_slots(cols, kernel_size, max_dilation)
+        self.skip_width = pwg_skip_width(numerics.act.width, layers)
+        act = signed(numerics.act.width)
+        super().__init__({
+            "x": In(stream.Signature(frame_layout(act, cols))),
+            "c": In(stream.Signature(frame_layout(act, cols))),
+            "skip_in": In(stream.Signature(frame_layout(signed(self.skip_width), cols))),
+            "w": In(stream.Signature(frame_layout(signed(numerics.weight.width), rows))),
+            "bias": In(stream.Signature(frame_layout(act, 1))),
+            "x_next": Out(stream.Signature(frame_layout(act, cols))),
+            "skip_out": Out(stream.Signature(frame_layout(signed(self.skip_width), cols))),
+            "t": In(range(max_t + 1)),
+            "dilation": In(range(max_dilation + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        num = self.numerics
+        act, wfmt = num.act, num.weight
+        R, C = self.rows, self.cols
+        RC, G, S, A, K = self.residual, self.gate, self.skip, self.aux, self.kernel_size
+        half, centre = G // 2, (K - 1) // 2
+        log_c = C.bit_length() - 1
+        max_blocks = -(-self.max_t // C)
+        row = data.ArrayLayout(signed(act.width), C)
+        restart = Signal()  # the layer's last output row has been computed: every counter returns to 0
+        counters = []
+
+        def counter(shape, name):
+            sig = Signal(shape, name=name)
+            counters.append(sig)
+            return sig
+
+        m.submodules.array = array = SystolicArray(R, C, wfmt, act, max_k=self.max_k)
+
+        # ---- Layer configuration, registered (quasi-static: held during the layer) --------------------------
+        nblocks = Signal(range(max_blocks + 1))
+        dil = self.dilation
+        max_off = centre * self.max_dilation
+        off_shape = signed(max_off.bit_length() + 2)
+        offs = [Signal(off_shape, name=f"off{k}") for k in range(K)]  # (k - centre) * d
+        q_hi = Signal(off_shape)   # G(n) reads blocks n + q_lo .. n + q_hi
+        q_lo = Signal(off_shape)
+        pad = _const_mul(dil, centre)
+        m.d.sync += [nblocks.eq((self.t + C - 1) >> log_c), q_hi.eq((pad + C - 1) >> log_c), q_lo.eq((-pad) >> log_c)]
+        m.d.sync += [offs[k].eq(_const_mul(dil, k - centre)) for k in range(K)]
+
+        # ---- Input writers ------------------------------------------------------------------------------------
+        g_done = counter(range(max_blocks + 1), "g_done")  # blocks whose gate GEMM has been issued
+        m.submodules.lines = lines = LineBuffer(C, RC, self.slots, act.width)
+        x_blk = counter(range(max_blocks + 1), "x_blk")
+        x_ch = counter(range(RC), "x_ch")
+        x_slot = counter(range(self.slots), "x_slot")
+        m.d.comb += self.x.ready.eq((x_blk < nblocks) & (x_blk < g_done + q_lo + self.slots))
+        m.d.comb += [lines.w_en.eq(self.x.valid & self.x.ready), lines.w_slot.eq(x_slot), lines.w_ch.eq(x_ch),
+                     lines.w_data.eq(self.x.payload.data)]
+        with m.If(lines.w_en):
+            m.d.sync += x_ch.eq(x_ch + 1)
+            with m.If(x_ch == RC - 1):
+                m.d.sync += [x_ch.eq(0), x_blk.eq(x_blk + 1), x_slot.eq(Mux(x_slot == self.slots - 1, 0,
+                                                                             x_slot + 1))]
+
+        a_bits = (A - 1).bit_length()
+        m.submodules.cbuf = cbuf = Memory(shape=row, depth=2 << a_bits, init=[])
+        c_write, c_read = cbuf.write_port(), cbuf.read_port()
+        c_blk = counter(range(max_blocks + 1), "c_blk")
+        c_ch = counter(range(A), "c_ch")
+        m.d.comb += self.c.ready.eq((c_blk < nblocks) & (c_blk < g_done + 2))
+        m.d.comb += [c_write.en.eq(self.c.valid & self.c.ready), c_write.addr.eq(Cat(c_ch[:a_bits], c_blk[0])),
+                     c_write.data.eq(self.c.payload.data)]
+        with m.If(c_write.en):
+            m.d.sync += c_ch.eq(c_ch + 1)
+            with m.If(c_ch == A - 1):
+                m.d.sync += [c_ch.eq(0), c_blk.eq(c_blk + 1)]
+
+        m.submodules.weights = weights = Memory(shape=self.w.payload.data.shape(), depth=self.weight_beats,
+                                                init=[])
+        w_write, w_read = weights.write_port(), weights.read_port()
+        w_count = counter(range(self.weight_beats + 1), "w_count")
+        m.d.comb += [self.w.ready.eq(w_count < self.weight_beats), w_write.en.eq(self.w.valid & self.w.ready),
+                     w_write.addr.eq(w_count), w_write.data.eq(self.w.payload.data)]
+        with m.If(w_write.en):
+            m.d.sync += w_count.eq(w_count + 1)
+
+        m.submodules.biases = biases = Memory(shape=signed(act.width), depth=self.bias_beats, init=[])
+        b_write, b_read = biases.write_port(), biases.read_port(domain="comb")
+        b_count = counter(range(self.bias_beats + 1), "b_count")
+        m.d.comb += [self.bias.ready.eq(b_count < self.bias_beats), b_write.en.eq(self.bias.valid & self.bias.ready),
+                     b_write.addr.eq(b_count), b_write.data.eq(self.bias.payload.data[0])]
+        with m.If(b_write.en):
+            m.d.sync += b_count.eq(b_count + 1)
+
+        h_bits = (half - 1).bit_length()
+        m.submodules.gbuf = gbuf = Memory(shape=row, depth=2 << h_bits, init=[])
+        g_write, g_read = gbuf.write_port(), gbuf.read_port()
+
+        # ---- Job order: G(0), G(1), O(0), G(2), O(1), ..., G(N-1), O(N-2), O(N-1) ------------------------------
+        # A job is (j, phase): phase 0 is G(j), phase 1 is O(j - 1).
+        def next_job(j, phase):
+            with m.If(phase == 0):
+                with m.If(j != 0):
+                    m.d.sync += phase.eq(1)
+                with m.Else():
+                    m.d.sync += [j.eq(1), phase.eq(nblocks == 1)]
+            with m.Else():
+                m.d.sync += [j.eq(j + 1), phase.eq(j + 1 >= nblocks)]
+
+        # ---- Operand sequencer (stage 0: addresses) -------------------------------------------------------------
+        gated = counter(range(max_blocks + 1), "gated")  # blocks whose g is complete in gbuf
+        j = counter(range(max_blocks + 2), "seq_j")
+        phase = counter(1, "seq_phase")
+        tile = counter(range(max(self.gate_tiles, self.out_tiles)), "seq_tile")
+        kc = counter(range(max(RC, A, half)), "seq_kc")   # channel (x taps), aux channel, or 1x1 k
+        tap = counter(range(K), "seq_tap")
+        in_aux = counter(1, "seq_aux")
+        w_addr = counter(range(self.weight_beats), "seq_w_addr")
+        g_slot = counter(range(self.slots), "seq_slot")  # line-buffer slot of block j
+        done = counter(1, "seq_done")
+        blk = Mux(phase, j - 1, j)
+
+        x_ok = (x_blk > blk + q_hi) | (x_blk == nblocks)
+        g_ok = x_ok & (c_blk > blk)
+        ready0 = ~done & (nblocks != 0) & (w_count > w_addr) & Mux(phase, gated > blk, g_ok)
+        tile_last_k = Mux(phase, kc == half - 1, in_aux & (kc == A - 1))
+        tiles = Mux(phase, self.out_tiles - 1, self.gate_tiles - 1)
+        phase_end = tile_last_k & (tile == tiles)
+
+        s1_valid = Signal()
+        s1_ready = Signal()
+        issue = Signal()
+        m.d.comb += issue.eq(ready0 & s1_ready)
+        with m.If(issue):
+            m.d.sync += [w_addr.eq(w_addr + 1), kc.eq(kc + 1)]
+            with m.If(~phase & ~in_aux):
+                with m.If(tap != K - 1):
+                    m.d.sync += [tap.eq(tap + 1), kc.eq(kc)]
+                with m.Else():
+                    m.d.sync += tap.eq(0)
+                    with m.If(kc == RC - 1):
+                        m.d.sync += [kc.eq(0), in_aux.eq(1)]
+            with m.If(tile_last_k):
+                m.d.sync += [kc.eq(0), in_aux.eq(0), tile.eq(tile + 1)]
+                with m.If(phase_end):
+                    m.d.sync += tile.eq(0)
+                    next_job(j, phase)
+                    # The next phase's first weight: G reads from 0, O after the gate weights.
+                    next_is_gate = Mux(phase, j + 1 < nblocks, (j == 0) & (nblocks != 1))
+                    m.d.sync += w_addr.eq(Mux(next_is_gate, 0, self.gate_tiles * self.k_gate))
+                    with m.If(~phase):
+                        m.d.sync += [g_done.eq(g_done + 1),
+                                     g_slot.eq(Mux(g_slot == self.slots - 1, 0, g_slot + 1))]
+                    with m.If(phase & (j == nblocks)):
+                        m.d.sync += done.eq(1)
+
+        # Memory reads for the k-step being issued; their data is valid in stage 1.
+        q_k = Array(Signal(off_shape, name=f"q{k}") for k in range(K))
+        s_k = Array(Signal(range(C), name=f"s{k}") for k in range(K))
+        for k in range(K):
+            m.d.comb += [q_k[k].eq(offs[k] >> log_c), s_k[k].eq(offs[k][:log_c] if log_c else 0)]
+        base = Signal(signed(len(g_slot) + off_shape.width + 2))
+        slot0 = Signal(range(self.slots))
+        m.d.comb += base.eq(g_slot + q_k[tap])
+        m.d.comb += slot0.eq(Mux(base < 0, base + self.slots, Mux(base >= self.slots, base - self.slots, base)))
+        m.d.comb += [
+            lines.r_en.eq(s1_ready), lines.r_slot.eq(slot0),
+            lines.r_next.eq(Mux(slot0 == self.slots - 1, 0, slot0 + 1)),
+            lines.r_shift.eq(s_k[tap]), lines.r_ch.eq(kc),
+            c_read.en.eq(s1_ready), c_read.addr.eq(Cat(kc[:a_bits], blk[0])),
+            g_read.en.eq(s1_ready), g_read.addr.eq(Cat(kc[:h_bits], blk[0])),
+            w_read.en.eq(s1_ready), w_read.addr.eq(w_addr),
+        ]
+
+        # ---- Stage 1: operands into the array ----------------------------------------------------------------
+        s1_src = Signal(2)      # 0: line buffer (im2col), 1: c buffer, 2: g buffer
+        s1_first, s1_last, s1_capture = Signal(), Signal(), Signal()
+        s1_time = Signal(signed(len(j) + log_c + off_shape.width + 1))  # time step of lane 0 (line buffer)
+        with m.If(s1_ready):
+            m.d.sync += s1_valid.eq(issue)
+        with m.If(issue):
+            first_k = Mux(phase, kc == 0, ~in_aux & (kc == 0) & (tap == 0))
+            m.d.sync += [
+                s1_src.eq(Mux(phase, 2, Mux(in_aux, 1, 0))),
+                s1_first.eq(first_k), s1_last.eq(tile_last_k),
+                s1_capture.eq(~phase & ~in_aux & (tile == 0) & (tap == centre)),
+                s1_time.eq((blk << log_c) + Array(offs)[tap]),
+            ]
+        window = Signal(row)
+        for lane in range(C):
+            time = s1_time + lane
+            m.d.comb += window[lane].eq(Mux((time >= 0) & (time < self.t), lines.r_data[lane], 0))
+        b_operand = Mux(s1_src == 0, window, Mux(s1_src == 1, c_read.data, g_read.data))
+
+        m.submodules.residual = fifo = SyncFIFOBuffered(width=len(window.as_value()), depth=3 * RC)
+        transfer = Signal()
+        m.d.comb += [
+            array.i.valid.eq(s1_valid & (~s1_capture | fifo.w_rdy)),
+            array.i.payload.a.eq(w_read.data),
+            array.i.payload.b.eq(b_operand),
+            array.i.payload.first.eq(s1_first),
+            array.i.payload.last.eq(s1_last),
+            transfer.eq(array.i.valid & array.i.ready),
+            s1_ready.eq(~s1_valid | transfer),
+            fifo.w_en.eq(transfer & s1_capture),
+            fifo.w_data.eq(window.as_value()),
+        ]
+
+        # ---- Results: the array's rows, narrowed, routed by the job they belong to -------------------------
+        rj = counter(range(max_blocks + 2), "res_j")
+        rphase = counter(1, "res_phase")
+        rtile = counter(range(max(self.gate_tiles, self.out_tiles)), "res_tile")
+        rm = counter(range(max(self.gate_tiles, self.out_tiles) * R), "res_m")  # output channel of the row
+        rblk = Mux(rphase, rj - 1, rj)
+        keep = Mux(rphase, rm < S + RC, rm < G)
+        is_out = rphase & (rm >= S)
+        m.d.comb += b_read.addr.eq(Mux(rphase, G + rm, rm))
+
+        # Result stage 1: bias (and residual) added at the accumulator's scale, narrowed once.
+        wide = QFormat(act.width + 1, act.frac)
+        acc_frac = act.frac + wfmt.frac
+        offset = rounding_offset(acc_frac, act)  # == rounding_offset(acc_frac, wide): same frac
+        r1_valid = Signal()
+        r1_ready = Signal()
+        r1_kind = Signal(2)     # 0: h row, 1: skip row, 2: out row
+        r1_ch = Signal(range(max(G, S, RC)))
+        r1_slot, r1_first, r1_final = Signal(), Signal(), Signal()
+        r1_mask = Signal(C)
+        r1_data = Signal(data.ArrayLayout(signed(wide.width), C))
+        residual = fifo.r_data
+        take = Signal()
+        m.d.comb += [
+            array.o.ready.eq(~keep | (r1_ready & (b_count == self.bias_beats) & (~is_out | fifo.r_rdy))),
+            take.eq(array.o.valid & array.o.ready & keep),
+            fifo.r_en.eq(take & is_out),
+        ]
+        with m.If(r1_ready):
+            m.d.sync += r1_valid.eq(take)
+        with m.If(take):
+            out_rows = rm - S
+            m.d.sync += [
+                r1_kind.eq(Mux(rphase, Mux(is_out, 2, 1), 0)),
+                r1_ch.eq(Mux(is_out, out_rows, rm)),
+                r1_slot.eq(rblk[0]),
+                r1_first.eq((rblk == 0) & Mux(is_out, rm == S, rm == 0)),
+                r1_final.eq(Mux(rphase, (rblk == nblocks - 1) & Mux(is_out, rm == S + RC - 1, rm == S - 1),
+                                rm == G - 1)),
+            ]
+            for lane in range(C):
+                x_lane = residual[lane * act.width:(lane + 1) * act.width].as_signed()
+                term = ((b_read.data + Mux(is_out, x_lane, 0)) << wfmt.frac) + offset
+                total = array.o.payload.data[lane] + term
+                m.d.sync += [
+                    r1_data[lane].eq(Mux(is_out, narrow(total, acc_frac, wide, add_offset=False),
+                                         narrow(total, acc_frac, act, add_offset=False))),
+                    r1_mask[lane].eq((rblk << log_c) + lane < self.t),
+                ]
+        with m.If(array.o.valid & array.o.ready):
+            m.d.sync += [rm.eq(rm + 1)]
+            with m.If(array.o.payload.last):
+                m.d.sync += rtile.eq(rtile + 1)
+                with m.If(rtile == Mux(rphase, self.out_tiles - 1, self.gate_tiles - 1)):
+                    m.d.sync += [rtile.eq(0), rm.eq(0)]
+                    next_job(rj, rphase)
+
+        # Result stage 2: h rows to the h buffers, skip rows summed into skip_out, out rows scaled to x_next.
+        m.submodules.h_a = h_a = Memory(shape=row, depth=2 << h_bits, init=[])
+        m.submodules.h_b = h_b = Memory(shape=row, depth=2 << h_bits, init=[])
+        ha_write, hb_write = h_a.write_port(), h_b.write_port()
+        h_blocks = counter(range(max_blocks + 1), "h_blocks")
+        skip_free = ~self.skip_out.valid | self.skip_out.ready
+        xn_free = ~self.x_next.valid | self.x_next.ready
+        consume = Signal()
+        m.d.comb += [
+            consume.eq(r1_valid & Mux(r1_kind == 0, 1, Mux(r1_kind == 1, self.skip_in.valid & skip_free, xn_free))),
+            r1_ready.eq(~r1_valid | consume),
+            self.skip_in.ready.eq(r1_valid & (r1_kind == 1) & skip_free),
+            restart.eq(consume & (r1_kind == 2) & r1_final),
+        ]
+        h_narrow = Signal(row)
+        m.d.comb += [h_narrow[lane].eq(r1_data[lane]) for lane in range(C)]
+        for port, lo in ((ha_write, 0), (hb_write, half)):
+            m.d.comb += [
+                port.en.eq(consume & (r1_kind == 0) & (r1_ch >= lo) & (r1_ch < lo + half)),
+                port.addr.eq(Cat((r1_ch - lo)[:h_bits], r1_slot)),
+                port.data.eq(h_narrow),
+            ]
+        with m.If(consume & (r1_kind == 0) & r1_final):
+            m.d.sync += h_blocks.eq(h_blocks + 1)
+
+        sqrt_half = int(num.gate.quantize(math.sqrt(0.5)))
+        with m.If(consume & (r1_kind == 1)):
+            m.d.sync += [self.skip_out.valid.eq(1), self.skip_out.payload.first.eq(r1_first),
+                         self.skip_out.payload.last.eq(r1_final)]
+            for lane in range(C):
+                m.d.sync += self.skip_out.payload.data[lane].eq(
+                    Mux(r1_mask[lane], self.skip_in.payload.data[lane] + r1_data[lane], 0))
+        with m.Elif(self.skip_out.ready):
+            m.d.sync += self.skip_out.valid.eq(0)
+        with m.If(consume & (r1_kind == 2)):
+            m.d.sync += [self.x_next.valid.eq(1), self.x_next.payload.first.eq(r1_first),
+                         self.x_next.payload.last.eq(r1_final)]
+            for lane in range(C):
+                scaled = narrow(_const_mul(r1_data[lane], sqrt_half), act.frac + num.gate.frac, act)
+                m.d.sync += self.x_next.payload.data[lane].eq(Mux(r1_mask[lane], scaled, 0))
+        with m.Elif(self.x_next.ready):
+            m.d.sync += self.x_next.valid.eq(0)
+
+        # ---- Gate unit: g(n) = tanh(h_a(n)) * sigmoid(h_b(n)), gate_lanes values per cycle ------------------
+        L = self.gate_lanes
+        groups = C // L
+        ha_read, hb_read = h_a.read_port(), h_b.read_port()
+        gi_blk = counter(range(max_blocks + 1), "gate_issue_blk")
+        gi_ch = counter(range(half), "gate_ch")
+        gi_grp = counter(range(groups), "gate_grp")
+        g_issue = Signal()
+        m.d.comb += [g_issue.eq(h_blocks > gi_blk),
+                     ha_read.addr.eq(Cat(gi_ch[:h_bits], gi_blk[0])), hb_read.addr.eq(Cat(gi_ch[:h_bits], gi_blk[0]))]
+        with m.If(g_issue):
+            m.d.sync += gi_grp.eq(gi_grp + 1)
+            with m.If(gi_grp == groups - 1):
+                m.d.sync += [gi_grp.eq(0), gi_ch.eq(gi_ch + 1)]
+                with m.If(gi_ch == half - 1):
+                    m.d.sync += [gi_ch.eq(0), gi_blk.eq(gi_blk + 1)]
+
+        def delayed(value, cycles, name):
+            for n in range(cycles):
+                reg = Signal.like(value, name=f"{name}_d{n + 1}")
+                m.d.sync += reg.eq(value)
+                value = reg
+            return value
+
+        # Tag of the issued value: (valid, group, row end, block end, channel, slot), aligned to each stage.
+        tag = Cat(g_issue, gi_grp, gi_grp == groups - 1, (gi_grp == groups - 1) & (gi_ch == half - 1),
+                  gi_ch, gi_blk[0])
+        tag1 = delayed(tag, 1, "gate_tag")         # the h rows are read
+        products = []
+        for lane in range(L):
+            tanh = Activation(num.tanh)
+            sigmoid = Activation(num.sigmoid)
+            m.submodules[f"tanh{lane}"], m.submodules[f"sigmoid{lane}"] = tanh, sigmoid
+            grp1 = tag1[1:1 + len(gi_grp)]
+            m.d.comb += [tanh.x.eq(Array(ha_read.data[g * L + lane] for g in range(groups))[grp1]),
+                         sigmoid.x.eq(Array(hb_read.data[g * L + lane] for g in range(groups))[grp1])]
+            product = fabric_multiply(m, tanh.y, sigmoid.y, stages=1, name=f"gate{lane}")
+            products.append(narrow(product, 2 * num.gate.frac, act))
+        tag_end = delayed(tag1, Activation.latency + 1, "gate_tag")
+        valid_end = tag_end[0]
+        row_end = tag_end[1 + len(gi_grp)]
+        blk_end = tag_end[2 + len(gi_grp)]
+        ch_end = tag_end[3 + len(gi_grp):3 + len(gi_grp) + len(gi_ch)]
+        slot_end = tag_end[-1]
+        # The row assembles in a shift register, L lanes per cycle, group 0 ending up in lanes 0 .. L - 1.
+        g_row = [Signal(signed(act.width), name=f"g_row{lane}") for lane in range(C)]
+        shifted = g_row[L:] + products
+        with m.If(valid_end):
+            m.d.sync += [reg.eq(value) for reg, value in zip(g_row, shifted, strict=True)]
+        m.d.comb += [g_write.en.eq(valid_end & row_end), g_write.addr.eq(Cat(ch_end[:h_bits], slot_end))]
+        m.d.comb += [g_write.data[lane].eq(shifted[lane]) for lane in range(C)]
+        with m.If(valid_end & blk_end):
+            m.d.sync += gated.eq(gated + 1)
+
+        # ---- Next layer: every counter back to 0 (the last statement wins) ------------------------------------
+        with m.If(restart):
+            m.d.sync += [sig.eq(0) for sig in counters]
+        return m

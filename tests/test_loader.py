@@ -1,0 +1,171 @@
+# amaranth: UnusedElaboratable=no
+"""GruWeightLoader: a weight-normed GRU from a state dict through the weight-norm unit into a GruEngine.
+
+The resident weights must equal the model's folded weights (``quantize_weight_norm`` packed by
+``GruGeometry.weight_words``) and a GRU step afterwards must be bit-exact with ``gru_cell``. A failing
+simulation names its seed; ``WAVEFABRIC_VCD=DIR pytest tests/test_loader.py -k NAME`` writes its trace.
+"""
+
+import numpy as np
+import pytest
+
+from wavefabric.model.fixed import QFormat
+from wavefabric.model.kernels import Numerics, weight_norm_operands
+from wavefabric.model.perf import gru_weight_load_cycles
+from wavefabric.rtl.gru import GruGeometry
+from wavefabric.rtl.loader import GruWeightLoader
+from wavefabric.sim.gru import gru_reference
+from wavefabric.sim.loader import (
+    ProbedGruEngine,
+    folded_gru_weights,
+    folded_params,
+    gru_weight_norm_tensors,
+    loader_beats,
+    run_gru_weight_load,
+)
+from wavefabric.sim.stream import run_simulation, stream_get, stream_put, vcd_hint
+
+NUM = Numerics()
+
+
+def numpy_state_dict(input_size: int, hidden: int, layers: int, rng: np.random.Generator) -> dict:
+    """``weight_{ih,hh}_l{l}_g / _v`` as ``torch.nn.utils.weight_norm`` stores them: rows of very different norms,
+    and ``g`` of ``weight_hh`` ten times smaller than ``weight_ih``'s so that the tensors' g formats differ."""
+    state = {}
+    for layer in range(layers):
+        for kind, cols, g_scale in (("ih", input_size if layer == 0 else hidden, 1.0), ("hh", hidden, 0.1)):
+            rows = 3 * hidden
+            state[f"weight_{kind}_l{layer}_v"] = rng.normal(0, 1, (rows, cols)) * 10.0 ** rng.uniform(-2, 1, (rows, 1))
+            state[f"weight_{kind}_l{layer}_g"] = rng.uniform(0.2, 1.8, (rows, 1)) * g_scale
+    return state
+
+
+def biases_state(hidden: int, layers: int, rng: np.random.Generator):
+    """Act-format biases and a GRU's h0 and inputs, uniform in [-1, 1]."""
+    def uniform(*shape):
+        return NUM.act.quantize(rng.uniform(-1, 1, shape))
+    return ([uniform(3 * hidden) for _ in range(layers)], [uniform(3 * hidden) for _ in range(layers)]), uniform
+
+
+def check_load(pairs, input_size, hidden, layers, lanes, simd, *, seed, name, p=1.0, steps=1):
+    """Load ``pairs`` into a fresh engine; assert resident weights, GRU steps, flags and (unstalled) cycles."""
+    rng = np.random.default_rng(seed)
+    geometry = GruGeometry(input_size, hidden, layers, lanes, simd)
+    loader = GruWeightLoader(geometry, NUM)
+    engine = ProbedGruEngine(input_size, hidden, layers, lanes, simd, NUM)
+    biases, uniform = biases_state(hidden, layers, rng)
+    h0, xs = uniform(layers, hidden), uniform(steps, input_size)
+    run = run_gru_weight_load(loader, engine, pairs, biases=biases, h0=h0, xs=xs, seed=seed, p_valid=p, p_ready=p,
+                              name=name)
+    where = f"seed {seed}; {vcd_hint(name)}"
+    expected = geometry.weight_words(*folded_gru_weights(pairs, NUM))
+    assert np.array_equal(run.resident, expected), \
+        f"resident weights differ at addresses {np.flatnonzero((run.resident != expected).any(axis=(1, 2)))} ({where})"
+    outputs, _ = gru_reference(folded_params(pairs, biases, NUM), h0, xs, NUM)
+    assert np.array_equal(run.outputs, outputs), f"GRU steps after the load differ from gru_cell ({where})"
+    assert not run.loader_error and not run.engine_error, f"framing error ({where})"
+    if p == 1:
+        model = gru_weight_load_cycles(input_size, hidden, layers, lanes, simd)
+        assert run.cycles == model == loader.cycles, f"{run.cycles} cycles, model {model} ({where})"
+    return run
+
+
+@pytest.mark.filterwarnings("ignore:`torch.nn.utils.weight_norm` is deprecated:FutureWarning")
+@pytest.mark.parametrize(("api", "p"), [("weight_norm", 1.0), ("parametrizations", 0.6)])
+def test_torch_weight_normed_gru_layer(api, p):
+    """A torch GRU layer with weight norm on both matrices, loaded from its state dict, equals the folded model.
+
+    Both of PyTorch's weight-norm APIs: ``weight_ih_l0_g`` / ``_v`` keys, and the newer parametrizations.
+    """
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(5)
+    gru = torch.nn.GRU(5, 3)
+    with torch.no_grad():
+        gru.weight_hh_l0.mul_(0.05)  # a smaller norm, hence another g format, for the second tensor
+    for name in ("weight_ih_l0", "weight_hh_l0"):
+        if api == "weight_norm":
+            gru = torch.nn.utils.weight_norm(gru, name=name)
+        else:
+            gru = torch.nn.utils.parametrizations.weight_norm(gru, name=name)
+    state = {key: value.numpy() for key, value in gru.state_dict().items()}
+    if api == "weight_norm":
+        assert state["weight_ih_l0_g"].shape == (9, 1) and state["weight_hh_l0_v"].shape == (9, 3)
+    pairs = gru_weight_norm_tensors(state, 1)
+    # The checkpoint's (g, v) fold to PyTorch's own weight, and the two tensors use different g formats.
+    for (g, v), weight in zip(pairs, (gru.weight_ih_l0, gru.weight_hh_l0), strict=True):
+        np.testing.assert_allclose(g * v / np.linalg.norm(v, axis=1, keepdims=True), weight.detach().numpy(),
+                                   rtol=1e-5, atol=1e-7)
+    assert len({weight_norm_operands(g, v, 16)[2].frac for g, v in pairs}) == 2
+    check_load(pairs, 5, 3, 1, 2, 2, seed=21, p=p, steps=2, name=f"loader_torch_{api}")
+
+
+def test_two_layers_zero_row_and_stalls():
+    """Two layers (I < H, lanes not dividing H), a zero row of v: its weights are zero and the flag is raised."""
+    rng = np.random.default_rng(8)
+    state = numpy_state_dict(3, 5, 2, rng)
+    state["weight_hh_l1_v"][7] = 0.0
+    pairs = gru_weight_norm_tensors(state, 2)
+    run = check_load(pairs, 3, 5, 2, 2, 2, seed=8, p=0.5, name="loader_two_layers_zero_row")
+    assert run.zero_row, "zero_row flag not raised by a zero row (seed 8)"
+    clean = gru_weight_norm_tensors(numpy_state_dict(3, 5, 2, rng), 2)
+    assert not check_load(clean, 3, 5, 2, 2, 2, seed=9, steps=0, name="loader_two_layers").zero_row
+
+
+@pytest.mark.parametrize("sizes", [(7, 4, 1, 1, 3), (4, 7, 1, 3, 1), (20, 12, 1, 4, 4)])
+def test_shapes_and_cycle_model(sizes):
+    """I > H and I < H, one lane or one multiplier, and a moderately larger layer: bit-exact, cycles = model."""
+    input_size, hidden, layers, lanes, simd = sizes
+    seed = sum(sizes)
+    pairs = gru_weight_norm_tensors(numpy_state_dict(input_size, hidden, layers, np.random.default_rng(seed)),
+                                    layers)
+    check_load(pairs, *sizes, seed=seed, name=f"loader_{input_size}x{hidden}_p{lanes}s{simd}")
+
+
+def test_cycle_model_figures():
+    # The seed-size layer (64 x 64, P = S = 8): 3072 beats in, the longest row 8 beats, latency 16, 3072 out.
+    assert gru_weight_load_cycles(64, 64, 1, 8, 8) == 3072 + 8 + 16 + 3072
+    # Lanes past H (H = 5, P = 2: three slots of two lanes per gate) add zero words to phase 2 only.
+    assert gru_weight_load_cycles(3, 5, 1, 2, 2) == 15 * (2 + 3) + 3 + 16 + 3 * 2 * 3 * (2 + 3)
+    with pytest.raises(ValueError, match="hidden"):
+        gru_weight_load_cycles(3, 0, 1, 2, 2)
+
+
+def test_parameter_checks():
+    with pytest.raises(ValueError, match="geometry must be a GruGeometry"):
+        GruWeightLoader((5, 3, 1, 2, 2))
+    with pytest.raises(ValueError, match="num must be a Numerics with a weight width from 2 to 17"):
+        GruWeightLoader(GruGeometry(5, 3, 1, 2, 2), Numerics(weight=QFormat(18, 16)))
+    loader = GruWeightLoader(GruGeometry(5, 3, 1, 2, 2))
+    assert (loader.g_frac_min, loader.g_frac_max) == (9, 32)
+    state = numpy_state_dict(5, 3, 1, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="state dict has no weight_hh_l0_g"):  # noqa: RUF043
+        gru_weight_norm_tensors({k: v for k, v in state.items() if k != "weight_hh_l0_g"}, 1)
+    # |g| = 100 needs Q8.8, fewer fractional bits than the unit's rounding shift allows with Q2.14 weights.
+    state["weight_ih_l0_g"][0] = 100.0
+    with pytest.raises(ValueError, match="tensor 0: .* the loader takes g with 9 to 32 fractional bits"):
+        loader_beats(loader, gru_weight_norm_tensors(state, 1))
+    with pytest.raises(ValueError, match="loader's GRU needs"):
+        loader_beats(loader, gru_weight_norm_tensors(numpy_state_dict(4, 3, 1, np.random.default_rng(0)), 1))
+
+
+def test_framing_error_flag():
+    """A ``v`` beat whose ``first`` / ``last`` disagree with the tensor count sets the sticky ``error``."""
+    loader = GruWeightLoader(GruGeometry(5, 3, 1, 2, 2))
+    pairs = gru_weight_norm_tensors(numpy_state_dict(5, 3, 1, np.random.default_rng(3)), 1)
+    v_beats, g_beats = loader_beats(loader, pairs)
+    assert v_beats[0]["first"] and v_beats[26]["last"] and v_beats[27]["first"]  # w_ih: 9 rows of 3 beats
+    v_beats[27]["first"] = False
+    flags = []
+
+    async def put_v(ctx):
+        await stream_put(ctx, loader.v, v_beats)
+
+    async def put_g(ctx):
+        await stream_put(ctx, loader.g, g_beats)
+
+    async def get_weights(ctx):
+        await stream_get(ctx, loader.weights, loader.buffer_depth)
+        flags.append(bool(ctx.get(loader.error)))
+
+    run_simulation(loader, [put_v, put_g, get_weights], name="loader_framing_error")
+    assert flags == [True]

@@ -1,0 +1,186 @@
+# amaranth: UnusedElaboratable=no
+"""boards.vivado: the PYNQ-Z1 build folder: contents, tcl lint and syntax, referenced files, build.sh, atomicity."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wavefabric.boards import vivado
+from wavefabric.boards.top import GruTopConfig
+from wavefabric.cli import main
+
+CONFIG = GruTopConfig(3, 4, layers=1, lanes=2, simd=2)
+FILES = ["README.md", "build.sh", "build.tcl", "gru.regmap.json", "wavefabric_gru.v"]
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("vivado") / "overlay"
+    assert vivado.write_build(CONFIG, folder, "gru") == FILES
+    return folder
+
+
+def test_folder_contents(build):
+    assert sorted(p.name for p in build.iterdir()) == FILES
+    assert os.access(build / "build.sh", os.X_OK)
+    assert "module wavefabric_gru(" in (build / "wavefabric_gru.v").read_text()
+    assert json.loads((build / "gru.regmap.json").read_text())["vlnv"] == "xilinx.com:module_ref:wavefabric_gru:1.0"
+
+
+def test_tcl_passes_tclint(build):
+    tclint = shutil.which("tclint") or shutil.which("tclint", path=str(Path(sys.executable).parent))
+    if tclint is None:
+        pytest.skip("tclint is not installed (pip install wavefabric[test])")
+    proc = subprocess.run([tclint, str(build / "build.tcl")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_tcl_is_complete_for_tclsh(build):
+    tclsh = shutil.which("tclsh")
+    if tclsh is None:
+        pytest.skip("no tclsh")
+    script = "set f [open [lindex $argv 0]]; puts [info complete [read $f]]"
+    proc = subprocess.run([tclsh], input=script.replace("[lindex $argv 0]", f"{{{build / 'build.tcl'}}}"),
+                          capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "1"
+
+
+def test_shell_script_syntax(build):
+    subprocess.run(["sh", "-n", str(build / "build.sh")], check=True)
+
+
+def test_every_referenced_input_exists(build):
+    tcl = (build / "build.tcl").read_text()
+    inputs = re.findall(r"^(?:add_files|read_verilog|read_xdc|source)\b.*\[file join \$script_dir ([^\]\s]+)\]",
+                        tcl, re.MULTILINE)
+    assert inputs == ["wavefabric_gru.v"]
+    assert all((build / name).is_file() for name in inputs)
+    sh = (build / "build.sh").read_text()
+    assert re.findall(r"-source (\S+)", sh) == ["build.tcl"]
+
+
+def test_tcl_configures_the_pynq_z1_overlay(build):
+    tcl = (build / "build.tcl").read_text()
+    for line in [
+        "create_project -force $overlay_name [file join $script_dir project] -part xc7z020clg400-1",
+        "CONFIG.PCW_UIPARAM_DDR_PARTNO {MT41K256M16 RE-125}",
+        "CONFIG.PCW_UIPARAM_DDR_BUS_WIDTH {16 Bit}",
+        "CONFIG.PCW_FPGA0_PERIPHERAL_FREQMHZ {100}",
+        "CONFIG.PCW_USE_M_AXI_GP0 {1}",
+        "CONFIG.PCW_USE_S_AXI_HP0 {1}",
+        "CONFIG.c_include_sg {0}",
+        "CONFIG.c_sg_length_width {26}",
+        f"CONFIG.c_m_axis_mm2s_tdata_width {{{CONFIG.tdata_width}}}",
+        f"CONFIG.c_s_axis_s2mm_tdata_width {{{CONFIG.tdata_width}}}",
+        "set accel [create_bd_cell -type module -reference $top accel]",
+        "set top wavefabric_gru",
+        "connect_bd_intf_net [get_bd_intf_pins dma/M_AXIS_MM2S] [get_bd_intf_pins accel/s_axis]",
+        "connect_bd_intf_net [get_bd_intf_pins accel/m_axis] [get_bd_intf_pins dma/S_AXIS_S2MM]",
+        "assign_bd_address",
+        "validate_bd_design",
+        "set wrapper [make_wrapper -files [get_files $design_name.bd] -top -force]",
+        "launch_runs impl_1 -to_step write_bitstream -jobs $jobs",
+        "set wns [get_property SLACK [get_timing_paths -max_paths 1 -nworst 1 -setup]]",
+    ]:
+        assert line in tcl.splitlines() or line in tcl, line
+    assert re.search(r"if \{\$wns eq \"\" \|\| \$wns < 0.*\n.*\n\s+exit 1", tcl)
+    assert tcl.count("smartconnect") == 1 and tcl.count("axi_interconnect") == 1
+
+
+def _fake_vivado(bin_dir: Path, handoff: str) -> None:
+    """A ``vivado`` that leaves the files a real run would, the .hwh under ``handoff`` (``gen`` or ``srcs``)."""
+    script = bin_dir / "vivado"
+    script.write_text(f"""#!/bin/sh
+echo "$@" > vivado.args
+mkdir -p project/gru.runs/impl_1 project/gru.{handoff}/sources_1/bd/gru_bd/hw_handoff
+echo bit > project/gru.runs/impl_1/gru_bd_wrapper.bit
+echo hwh > project/gru.{handoff}/sources_1/bd/gru_bd/hw_handoff/gru_bd.hwh
+""")
+    script.chmod(0o755)
+
+
+@pytest.mark.parametrize("handoff", ["gen", "srcs"])
+def test_build_sh_collects_bit_and_hwh_from_either_place(build, tmp_path, handoff, monkeypatch):
+    folder = tmp_path / "copy"
+    shutil.copytree(build, folder)
+    _fake_vivado(tmp_path, handoff)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    vivado.run_build(folder, jobs=2)
+    assert (folder / "gru.bit").read_text() == "bit\n" and (folder / "gru.hwh").read_text() == "hwh\n"
+    assert (folder / "vivado.args").read_text().split() == [
+        "-mode", "batch", "-nojournal", "-log", "vivado.log", "-source", "build.tcl", "-tclargs", "2"]
+
+
+def test_build_sh_without_vivado(build, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    proc = subprocess.run(["/bin/sh", str(build / "build.sh")], capture_output=True, text=True)
+    assert proc.returncode == 127 and "vivado is not on PATH" in proc.stderr
+    with pytest.raises(OSError, match="vivado is not on PATH"):
+        vivado.run_build(build)
+
+
+def test_folder_is_replaced_atomically(tmp_path, monkeypatch):
+    folder = tmp_path / "out"
+    vivado.write_build(CONFIG, folder, "gru")
+    (folder / "stale.txt").write_text("from an older build")
+    vivado.write_build(CONFIG, folder, "gru")
+    assert sorted(p.name for p in folder.iterdir()) == FILES
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vivado, "build_sh", fail)
+    with pytest.raises(KeyboardInterrupt):
+        vivado.write_build(CONFIG, folder, "gru")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]   # no temporary folder left
+
+
+def test_bad_names():
+    with pytest.raises(ValueError, match="name must be letters"):
+        vivado.write_build(CONFIG, "/tmp/never", "my overlay")
+    with pytest.raises(ValueError, match="does not exist"):
+        vivado.write_build(CONFIG, "/nonexistent/folder/out", "gru")
+
+
+def test_cli_build_and_errors(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "b"
+    assert main(["build", "pynq-z1", "--design", "gru", "--input", "3", "--hidden", "4", "--lanes", "2",
+                 "--simd", "2", "--name", "gru", "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == FILES
+    assert "build.sh" in capsys.readouterr().out
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert main(["build", "pynq-z1", "--design", "gru", "--run", "-o", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "vivado is not on PATH" in err
+    assert not (tmp_path / "c").exists()   # checked before anything is written
+    assert main(["build", "pynq-z1", "--design", "gru", "--simd", "65", "--lanes", "1", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "legal simd is 1 to 64" in err
+    assert main(["build", "pynq-z1", "--design", "fpga", "-o", str(out)]) == 2
+
+
+def test_cli_build_runs_vivado(tmp_path, monkeypatch, capsys):
+    _fake_vivado(tmp_path, "gen")
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    out = tmp_path / "b"
+    assert main(["build", "pynq-z1", "--design", "gru", "--input", "3", "--hidden", "4", "--lanes", "2",
+                 "--simd", "2", "--name", "gru", "--run", "--jobs", "3", "-o", str(out)]) == 0
+    assert (out / "gru.bit").exists() and (out / "gru.hwh").exists()
+
+
+def test_cli_synth_pynq_z1_json(capsys):
+    assert main(["synth", "pynq-z1", "--design", "gru", "--input", "3", "--hidden", "4", "--lanes", "2",
+                 "--simd", "2", "--json"]) == 0
+    counts = json.loads(capsys.readouterr().out)
+    assert counts["top"] == "wavefabric_gru" and counts["device"] == "xc7z020"
+    assert counts["dsp48e1"] == 4  # the engine's P x S multipliers; the AXI wrapper adds none
+    assert 0 < counts["lut"] < 5000 and counts["ff"] > 0 and counts["share"]["dsp48e1"] == 4 / 220
