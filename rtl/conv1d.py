@@ -18,6 +18,7 @@ from .activation import Activation, fabric_multiply
 from .fixed import narrow, rounding_offset
 from .gemm import frame_layout
 from .linebuffer import LineBuffer
+from .pipeline import delayed
 from .systolic import SystolicArray, check_array, check_size
 
 __all__ = ["ResidualEngine"]
@@ -472,17 +473,10 @@ class ResidualEngine(wiring.Component):
                 with m.If(gi_ch == half - 1):
                     m.d.sync += [gi_ch.eq(0), gi_blk.eq(gi_blk + 1)]
 
-        def delayed(value, cycles, name):
-            for n in range(cycles):
-                reg = Signal.like(value, name=f"{name}_d{n + 1}")
-                m.d.sync += reg.eq(value)
-                value = reg
-            return value
-
         # Tag of the issued value: (valid, group, row end, block end, channel, slot), aligned to each stage.
         tag = Cat(g_issue, gi_grp, gi_grp == groups - 1, (gi_grp == groups - 1) & (gi_ch == half - 1),
                   gi_ch, gi_blk[0])
-        tag1 = delayed(tag, 1, "gate_tag")         # the h rows are read
+        tag1 = delayed(m, tag, 1, "gate_tag")         # the h rows are read
         products = []
         for lane in range(L):
             tanh = Activation(num.tanh)
@@ -493,7 +487,7 @@ class ResidualEngine(wiring.Component):
                          sigmoid.x.eq(Array(hb_read.data[g * L + lane] for g in range(groups))[grp1])]
             product = fabric_multiply(m, tanh.y, sigmoid.y, stages=1, name=f"gate{lane}")
             products.append(narrow(product, 2 * num.gate.frac, act))
-        tag_end = delayed(tag1, Activation.latency + 1, "gate_tag")
+        tag_end = delayed(m, tag1, Activation.latency + 1, "gate_tag")
         valid_end = tag_end[0]
         row_end = tag_end[1 + len(gi_grp)]
         blk_end = tag_end[2 + len(gi_grp)]

@@ -14,6 +14,7 @@ from .activation import Activation, fabric_multiply
 from .fixed import narrow, rounding_offset, saturate
 from .gemm import frame_layout
 from .pe import ProcessingElement
+from .pipeline import delayed
 from .systolic import DSP_ACC_WIDTH, check_multiplier, check_size
 
 __all__ = ["GruCommand", "GruEngine", "GruGeometry", "command_layout"]
@@ -238,13 +239,6 @@ class GruEngine(wiring.Component):
         prod_frac = num.gate.frac + act.frac
         vector = data.ArrayLayout(signed(act.width), S)
 
-        def delayed(value, cycles, name):
-            for n in range(cycles):
-                reg = Signal.like(value, name=f"{name}_d{n + 1}")
-                m.d.sync += reg.eq(value)
-                value = reg
-            return value
-
         # --- Memories -------------------------------------------------------------------------------------------
         weight_mems = []
         for p in range(P):
@@ -365,13 +359,13 @@ class GruEngine(wiring.Component):
             ctl.gate.eq(gate),
             ctl.bias.eq(slot_base + Mux(gate == 3, 2, gate)),
         ]
-        ctl_pe = delayed(ctl, 1, "ctl_pe")
-        use_x = delayed(issue & seg_is_x & (layer == 0), 1, "use_x")
+        ctl_pe = delayed(m, ctl, 1, "ctl_pe")
+        use_x = delayed(m, issue & seg_is_x & (layer == 0), 1, "use_x")
         vec = Signal(vector)
         m.d.comb += vec.eq(Mux(use_x, x_read.data, vec_read.data))
         # The PE result holds a sum from 4 cycles after its k-step enters; the tree adds tree_levels more.
-        ctl_bias = delayed(ctl_pe, 3 + self.tree_levels, "ctl_bias")
-        ctl_narrow = delayed(ctl_bias, 1, "ctl_narrow")
+        ctl_bias = delayed(m, ctl_pe, 3 + self.tree_levels, "ctl_bias")
+        ctl_narrow = delayed(m, ctl_bias, 1, "ctl_narrow")
         m.d.comb += bias_read.addr.eq(ctl_bias.bias)
         pe_width = accumulator_width(num.weight, act, max(geo.x_words) + ch)
         rounding = rounding_offset(acc_frac, act)
@@ -427,23 +421,23 @@ class GruEngine(wiring.Component):
             m.d.sync += [j.eq(j + 1), j_lane.eq(j_lane + 1)]
             with m.If(j_lane == S - 1):
                 m.d.sync += [j_lane.eq(0), j_word.eq(j_word + 1)]
-        keep = delayed(head.valid & (j < H), t_write, "keep")
-        word_read = delayed(j_word, t_n - 1, "j_word")
-        lane_read = delayed(j_lane, t_n, "j_lane")
-        word_write = delayed(word_read, t_write - t_n + 1, "j_word_r")
-        lane_write = delayed(lane_read, t_write - t_n, "j_lane_r")
+        keep = delayed(m, head.valid & (j < H), t_write, "keep")
+        word_read = delayed(m, j_word, t_n - 1, "j_word")
+        lane_read = delayed(m, j_lane, t_n, "j_lane")
+        word_write = delayed(m, word_read, t_write - t_n + 1, "j_word_r")
+        lane_write = delayed(m, lane_read, t_write - t_n, "j_lane_r")
 
         # Sigmoid outputs are never negative: their sign bit is left out of the products.
         gate_bits = num.gate.width - 1
-        rh = fabric_multiply(m, delayed(head.h_n, t_gates, "h_n"), sigmoid_r.y[:gate_bits], stages=mul, name="rh")
+        rh = fabric_multiply(m, delayed(m, head.h_n, t_gates, "h_n"), sigmoid_r.y[:gate_bits], stages=mul, name="rh")
         pre_n = Signal(signed(act.width))
-        m.d.sync += pre_n.eq(saturate(delayed(head.i_n, t_rh, "i_n") + narrow(rh, prod_frac, act), act))
+        m.d.sync += pre_n.eq(saturate(delayed(m, head.i_n, t_rh, "i_n") + narrow(rh, prod_frac, act), act))
         m.d.comb += [tanh.x.eq(pre_n), h_read.addr.eq(h_base + word_read)]
         n_act = narrow(tanh.y, num.gate.frac, act)
         diff = Signal(signed(act.width + 1))
         m.d.sync += diff.eq(h_read.data[lane_read] - n_act)
-        zd = fabric_multiply(m, diff, delayed(sigmoid_z.y, t_diff - t_gates, "z")[:gate_bits], stages=mul, name="zd")
-        h_new = saturate(delayed(n_act, t_write - t_n, "n_act") + narrow(zd, prod_frac, act), act)
+        zd = fabric_multiply(m, diff, delayed(m, sigmoid_z.y, t_diff - t_gates, "z")[:gate_bits], stages=mul, name="zd")
+        h_new = saturate(delayed(m, n_act, t_write - t_n, "n_act") + narrow(zd, prod_frac, act), act)
 
         # --- State writes: h' from the gate pipeline while running, h0 from a STATE command otherwise ---------
         kind_reg = Signal(2)

@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..model.fixed import QFormat, accumulator_width
 from .pe import PeControl, ProcessingElement
+from .pipeline import delayed
 
 __all__ = ["SystolicArray", "check_array", "check_multiplier", "check_size", "DSP_MULTIPLIER", "DSP_ACC_WIDTH"]
 
@@ -157,13 +158,6 @@ class SystolicArray(wiring.Component):
         ctl = Signal(PeControl)
         core.d.comb += [ctl.valid.eq(take), ctl.first.eq(self.i.payload.first), ctl.last.eq(self.i.payload.last)]
 
-        def delayed(value, cycles, name):
-            for n in range(cycles):
-                reg = Signal.like(value, name=f"{name}_d{n + 1}")
-                core.d.sync += reg.eq(value)
-                value = reg
-            return value
-
         pes = [[ProcessingElement(self.weight.width, self.act.width, self.acc_width) for _ in range(cols)]
                for _ in range(rows)]
         for r in range(rows):
@@ -171,13 +165,13 @@ class SystolicArray(wiring.Component):
                 core.submodules[f"pe_{r}_{c}"] = pe = pes[r][c]
                 if c == 0:
                     core.d.comb += [
-                        pe.a_in.eq(delayed(self.i.payload.a[r], r, f"skew_a{r}")),
-                        pe.ctl_in.eq(delayed(ctl, r, f"skew_ctl{r}")),
+                        pe.a_in.eq(delayed(core, self.i.payload.a[r], r, f"skew_a{r}")),
+                        pe.ctl_in.eq(delayed(core, ctl, r, f"skew_ctl{r}")),
                     ]
                 else:
                     core.d.comb += [pe.a_in.eq(pes[r][c - 1].a_out), pe.ctl_in.eq(pes[r][c - 1].ctl_out)]
                 if r == 0:
-                    core.d.comb += pe.b_in.eq(delayed(self.i.payload.b[c], c, f"skew_b{c}"))
+                    core.d.comb += pe.b_in.eq(delayed(core, self.i.payload.b[c], c, f"skew_b{c}"))
                 else:
                     core.d.comb += pe.b_in.eq(pes[r - 1][c].b_out)
 
