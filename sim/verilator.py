@@ -70,6 +70,8 @@ LINT_WAIVERS: tuple[tuple[str, str], ...] = (
                      "the carry bit of an adder, and the rst input of designs without resettable state"),
     ("CASEINCOMPLETE", "Yosys writes an Array index (Amaranth's Mux over a list) as a default assignment "
                        "followed by a case statement without a default branch: every value is still defined"),
+    ("ASCRANGE", "Yosys declares a zero-width signal (e.g. the row counter of a one-row array, range(1)) as "
+                 "[-1:0]; nothing reads it"),
     ("DECLFILENAME", "the exported file holds the top and all its submodules, named after the design, not "
                      "after the file"),
 )

