@@ -38,7 +38,7 @@ def main() -> None:
     w_ref = g * v / np.linalg.norm(v, axis=1, keepdims=True)
     w = num.weight.dequantize(quantize_weight_norm(g, v, num))
     err = np.abs(w - w_ref) / num.weight.lsb
-    rows.append({"kernel": f"weight norm g v / ||v|| into {num.weight} (512 rows of 192)",
+    rows.append({"kernel": f"weight norm g v / norm(v) into {num.weight} (512 rows of 192)",
                  "inputs": "random rows, norms 0.1-1400", "metric": "max abs error (output LSBs)",
                  "value": float(err.max())})
 
