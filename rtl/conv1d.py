@@ -429,9 +429,11 @@ class ResidualEngine(wiring.Component):
         ]
         h_narrow = Signal(row)
         m.d.comb += [h_narrow[lane].eq(r1_data[lane]) for lane in range(C)]
-        for port, lo in ((ha_write, 0), (hb_write, half)):
+        # Rows [0, G/2) go to the tanh half, [G/2, G) to the sigmoid half. The first half has no lower bound to
+        # compare: r1_ch >= 0 is constant, which Verilator rejects (UNSIGNED).
+        for port, lo, in_half in ((ha_write, 0, r1_ch < half), (hb_write, half, (r1_ch >= half) & (r1_ch < G))):
             m.d.comb += [
-                port.en.eq(consume & (r1_kind == 0) & (r1_ch >= lo) & (r1_ch < lo + half)),
+                port.en.eq(consume & (r1_kind == 0) & in_half),
                 port.addr.eq(Cat((r1_ch - lo)[:h_bits], r1_slot)),
                 port.data.eq(h_narrow),
             ]

@@ -47,6 +47,12 @@ class GemmEngine(wiring.Component):
       lane ``j`` = ``C[m0 + r, n0 + j]`` (zero where ``n0 + j >= N``); rows ``m0 + r >= M`` are not sent,
       so a GEMM has ``ceil(N / C) * M`` result beats.
 
+    **Registered ready paths.** The array's ``o.ready`` comes from a register: a one-row skid register in front of
+    the result stage holds a row that ``c`` or ``bias`` cannot take at once (the array then waits on it). So no
+    input (``c.ready``, ``bias.valid``) reaches the array's global stall combinationally; ``a.ready`` and
+    ``b.ready`` depend only on registered state, ``k`` and the other operand's ``valid``. The skid register
+    adds no latency: a row that can go on goes straight from the array to the result stage.
+
     Parameters
     ----------
     rows, cols : int
@@ -154,13 +160,34 @@ class GemmEngine(wiring.Component):
         with m.If(need_bias):
             m.d.comb += bias_row.eq(self.bias.payload.data)
 
+        # Skid register: the array sees only registered state on `o.ready` (no top-level input reaches its
+        # global stall combinationally). A row the result stage cannot take at once waits here; while it waits,
+        # the array holds its next row. Rows are read from the skid first, else straight from the array.
+        skid_valid = Signal()
+        skid_data = Signal(data.ArrayLayout(signed(array.acc_width), cols))
+        skid_last = Signal()
+        src_valid = Signal()
+        src_data = Signal(data.ArrayLayout(signed(array.acc_width), cols))
+        src_last = Signal()
+        m.d.comb += [
+            src_valid.eq(skid_valid | array.o.valid),
+            src_data.eq(Mux(skid_valid, skid_data.as_value(), array.o.payload.data.as_value())),
+            src_last.eq(Mux(skid_valid, skid_last, array.o.payload.last)),
+            array.o.ready.eq(~skid_valid),
+        ]
+
         c_valid = Signal()
+        take = Signal()
         stage_ready = ~self.c.valid | self.c.ready
         m.d.comb += [
-            array.o.ready.eq(~keep | (stage_ready & (~need_bias | self.bias.valid))),
-            self.bias.ready.eq(array.o.valid & need_bias & stage_ready),
+            take.eq(src_valid & (~keep | (stage_ready & (~need_bias | self.bias.valid)))),
+            self.bias.ready.eq(src_valid & need_bias & stage_ready),
             self.c.valid.eq(c_valid),
         ]
+        with m.If(array.o.valid & ~skid_valid & ~take):
+            m.d.sync += [skid_valid.eq(1), skid_data.eq(array.o.payload.data), skid_last.eq(array.o.payload.last)]
+        with m.Elif(take):
+            m.d.sync += skid_valid.eq(0)
         with m.If(self.bias.valid & self.bias.ready):
             m.d.sync += bias_reg.eq(self.bias.payload.data)
             bias_first, bias_last = m0_out == 0, m0_out + rows >= self.m
@@ -169,9 +196,9 @@ class GemmEngine(wiring.Component):
         with m.If(bad):
             m.d.sync += self.error.eq(1)
 
-        with m.If(array.o.valid & array.o.ready):
+        with m.If(take):
             m.d.sync += row.eq(row + 1)
-            with m.If(array.o.payload.last):
+            with m.If(src_last):
                 m.d.sync += [row.eq(0), n0_out.eq(n0_out + cols)]
                 with m.If(n0_out + cols >= self.n):
                     m.d.sync += [n0_out.eq(0), m0_out.eq(m0_out + rows)]
@@ -183,14 +210,14 @@ class GemmEngine(wiring.Component):
         offset = rounding_offset(acc_frac, self.out)
         bias_term = Signal(signed(max(self.bias_width + self.weight.frac, offset.bit_length() + 1) + 1))
         m.d.comb += bias_term.eq((bias_row[row] << self.weight.frac) + offset)
-        with m.If(array.o.valid & array.o.ready & keep):
+        with m.If(take & keep):
             m.d.sync += [
                 c_valid.eq(1),
                 self.c.payload.first.eq((m0_out == 0) & (n0_out == 0) & (row == 0)),
                 self.c.payload.last.eq((n0_out + cols >= self.n) & (row_m == self.m - 1)),
             ]
             for j in range(cols):
-                value = narrow(array.o.payload.data[j] + bias_term, acc_frac, self.out, add_offset=False)
+                value = narrow(src_data[j] + bias_term, acc_frac, self.out, add_offset=False)
                 m.d.sync += self.c.payload.data[j].eq(Mux(n0_out + j < self.n, value, 0))
         with m.Elif(self.c.ready):
             m.d.sync += c_valid.eq(0)

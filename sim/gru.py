@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,10 +10,10 @@ from ..model.fixed import QFormat
 from ..model.kernels import Numerics, gru_cell
 from ..model.perf import gru_macs, gru_step_cycles
 from ..rtl.gru import GruCommand, GruEngine, GruGeometry
-from .stream import run_simulation, stream_get, stream_put
+from .streams import StreamRun, run_streams
 
-__all__ = ["GruParams", "random_gru_params", "gru_reference", "command_beats", "weight_beats", "GruRun", "run_gru",
-           "simulate_gru"]
+__all__ = ["GruParams", "random_gru_params", "gru_reference", "command_beats", "weight_beats", "gru_streams",
+           "gru_result", "GruRun", "run_gru", "simulate_gru"]
 
 
 @dataclass
@@ -97,6 +96,53 @@ def weight_beats(geometry: GruGeometry, params: GruParams) -> list[dict]:
     return [{"data": row.tolist(), "first": i == 0, "last": i == len(words) - 1} for i, row in enumerate(words)]
 
 
+def gru_streams(geometry: GruGeometry, params: GruParams, h0, xs, resets: dict[int, np.ndarray] | None = None
+                ) -> tuple[dict, list[int]]:
+    """The stimulus of a GRU run for :func:`~wavefabric.sim.streams.run_streams`, and where each step ends.
+
+    ``cmd`` carries BIAS and STATE (``h0``), then one STEP per row of ``xs``, with a STATE command before step
+    ``t`` for every ``t`` in ``resets`` (the state to load); ``weights`` carries :func:`weight_beats`. The first
+    command after the setup waits until every weight beat has been taken: the engine refuses weights while a
+    step is queued or running, so an early STEP would run on a partly written memory.
+
+    Returns
+    -------
+    streams : dict
+        ``inputs``, ``outputs`` (``out``: ``ceil(H / S)`` beats per step) and ``waits``: keyword arguments of
+        ``run_streams``.
+    step_ends : list[int]
+        Index in ``cmd`` of each STEP's last beat.
+    """
+    setup = (command_beats(geometry, GruCommand.BIAS, geometry.bias_values(params.b_ih, params.b_hh))
+             + command_beats(geometry, GruCommand.STATE, h0))
+    cmd, step_ends = list(setup), []
+    for t, x in enumerate(np.asarray(xs, dtype=np.int64).reshape(-1, geometry.input_size)):
+        if resets and t in resets:
+            cmd += command_beats(geometry, GruCommand.STATE, resets[t])
+        cmd += command_beats(geometry, GruCommand.STEP, x)
+        step_ends.append(len(cmd) - 1)
+    streams = {"inputs": {"weights": weight_beats(geometry, params), "cmd": cmd},
+               "outputs": {"out": len(step_ends) * geometry.h_words}, "waits": {"cmd": (len(setup), "weights")}}
+    return streams, step_ends
+
+
+def gru_result(beats: list[dict], geometry: GruGeometry) -> tuple[np.ndarray, bool]:
+    """The last layer's h' of each step ``(T, H)`` from the ``out`` beats; also whether their framing is right.
+
+    Right framing: ``first`` on each step's first beat, ``last`` on its last beat, neither elsewhere, and the
+    padding lanes beyond H zero. Raises ``ValueError`` if the beats are not whole steps.
+    """
+    per_step = geometry.h_words
+    if len(beats) % per_step:
+        raise ValueError(f"{len(beats)} output beats are not whole steps of {per_step}")
+    data = np.array([beat["data"] for beat in beats], dtype=np.int64).reshape(len(beats) // per_step, -1)
+    position = np.arange(len(beats)) % per_step
+    framing_ok = (np.array_equal([bool(beat["first"]) for beat in beats], position == 0)
+                  and np.array_equal([bool(beat["last"]) for beat in beats], position == per_step - 1)
+                  and not data[:, geometry.hidden:].any())
+    return data[:, :geometry.hidden], bool(framing_ok)
+
+
 @dataclass
 class GruRun:
     """Outcome of :func:`run_gru`.
@@ -105,74 +151,48 @@ class GruRun:
     ----------
     outputs : (T, H) int64 array: the last layer's h' after each step, as the engine sent it.
     framing_ok : bool
-        ``first`` / ``last`` on the right output beats, padding lanes zero, and the engine's ``error`` low.
+        As :func:`gru_result` checks it, and the engine's ``error`` low.
     step_done : list[int]
         Cycle of each step's last output beat transfer.
     step_sent : list[int]
         Cycle of each step's last ``cmd`` beat transfer.
+    streams : StreamRun
+        The run itself: every transfer with its cycle, the backend and its timings.
     """
 
     outputs: np.ndarray
     framing_ok: bool
     step_done: list[int]
     step_sent: list[int]
+    streams: StreamRun
 
 
 def run_gru(engine: GruEngine, params: GruParams, h0, xs, *, resets: dict[int, np.ndarray] | None = None,
-            seed: int = 0, p_valid: float = 1.0, p_ready: float = 1.0, name: str = "gru") -> GruRun:
-    """Load ``params`` and ``h0`` into ``engine``, run one step per row of ``xs`` in Amaranth's simulator.
+            seed: int = 0, p_valid: float = 1.0, p_ready: float = 1.0, name: str = "gru",
+            backend: str = "amaranth") -> GruRun:
+    """Load ``params`` and ``h0`` into ``engine``, run one step per row of ``xs`` on ``backend``.
 
-    The ``cmd`` stream carries BIAS, STATE, then the STEP commands, with a STATE command before step ``t`` for
-    every ``t`` in ``resets`` (the state to load); the STEPs wait until every weight beat has been taken. With
-    ``p_valid`` / ``p_ready`` below 1 the input streams have random gaps and ``out`` random stalls, from
-    generators seeded by ``seed``. ``name`` names the VCD trace (:func:`~wavefabric.sim.stream.run_simulation`).
+    The stimulus is :func:`gru_streams` (``resets`` maps a step to the state loaded just before it), run by
+    :func:`~wavefabric.sim.streams.run_streams`. With ``p_valid`` / ``p_ready`` below 1 the input streams have
+    random gaps and ``out`` random stalls, from generators seeded by ``seed``. ``name`` names the VCD trace of an
+    Amaranth run (:func:`~wavefabric.sim.stream.run_simulation`). A run that takes more than ten times the
+    cycles of loading every beat and running every step one after the other (plus 1000) raises
+    ``TimeoutError``.
     """
     geo = engine.geometry
-    xs = np.asarray(xs, dtype=np.int64).reshape(-1, geo.input_size)
-    setup = (command_beats(geo, GruCommand.BIAS, geo.bias_values(params.b_ih, params.b_hh))
-             + command_beats(geo, GruCommand.STATE, h0))
-    steps, step_ends = [], []
-    for t, x in enumerate(xs):
-        if resets and t in resets:
-            steps += command_beats(geo, GruCommand.STATE, resets[t])
-        steps += command_beats(geo, GruCommand.STEP, x)
-        step_ends.append(len(steps) - 1)
-    w_beats = weight_beats(geo, params)
-    rngs = {stream: random.Random(f"{seed}-{stream}") if p < 1 else None
-            for stream, p in (("weights", p_valid), ("cmd", p_valid), ("out", p_ready))}
-    got = {"weights_done": False}
-
-    async def put_weights(ctx):
-        await stream_put(ctx, engine.weights, w_beats, rng=rngs["weights"], p_valid=p_valid)
-        got["weights_done"] = True
-
-    async def put_cmd(ctx):
-        times = await stream_put(ctx, engine.cmd, setup, rng=rngs["cmd"], p_valid=p_valid)
-        cycle = times[-1] + 1
-        while not got["weights_done"]:
-            await ctx.tick()
-            cycle += 1
-        step_times = await stream_put(ctx, engine.cmd, steps, rng=rngs["cmd"], p_valid=p_valid)
-        got["sent"] = [cycle + step_times[end] for end in step_ends]
-
-    async def get_out(ctx):
-        got["beats"], got["times"] = await stream_get(ctx, engine.out, len(xs) * geo.h_words, rng=rngs["out"],
-                                                      p_ready=p_ready)
-        got["error"] = ctx.get(engine.error)
-
-    run_simulation(engine, [put_weights, put_cmd, get_out], name=name)
-    beats, ch = got["beats"], geo.h_words
-    data = np.array([b["data"] for b in beats], dtype=np.int64).reshape(len(xs), ch * geo.simd)
-    framing_ok = not got["error"] and not data[:, geo.hidden:].any()
-    for i, beat in enumerate(beats):
-        framing_ok &= bool(beat["first"]) == (i % ch == 0) and bool(beat["last"]) == (i % ch == ch - 1)
-    done = [got["times"][(i + 1) * ch - 1] for i in range(len(xs))]
-    return GruRun(data[:, :geo.hidden], bool(framing_ok), done, got["sent"])
+    streams, step_ends = gru_streams(geo, params, h0, xs, resets)
+    serial = sum(len(beats) for beats in streams["inputs"].values()) + len(step_ends) * engine.latency
+    run = run_streams(engine, **streams, seed=seed, p_valid=p_valid, p_ready=p_ready, max_cycles=10 * serial + 1000,
+                      backend=backend, name=name)
+    outputs, framing_ok = gru_result(run.outputs["out"], geo)
+    done = run.times["out"][geo.h_words - 1::geo.h_words].tolist()
+    sent = run.times["cmd"][step_ends].tolist()
+    return GruRun(outputs, framing_ok and not run.flags["error"], done, sent, run)
 
 
 def simulate_gru(input_size: int, hidden: int, layers: int = 1, lanes: int = 8, simd: int = 8, steps: int = 2,
                  seed: int = 0, num: Numerics = Numerics(), full_scale: bool = False, p_valid: float = 1.0,
-                 p_ready: float = 1.0) -> dict:
+                 p_ready: float = 1.0, backend: str = "amaranth") -> dict:
     """Run ``steps`` GRU steps of seeded random parameters and inputs on a P x S engine; check against the model.
 
     Parameters are :func:`random_gru_params` (``numpy.random.default_rng(seed)``), h0 and the inputs uniform in
@@ -182,7 +202,9 @@ def simulate_gru(input_size: int, hidden: int, layers: int = 1, lanes: int = 8, 
     (:func:`~wavefabric.model.perf.gru_step_cycles`), ``latency`` (simulated, first step: last ``cmd`` beat to last
     output beat) and ``model_latency``, ``macs_per_cycle`` (MACs of a step over the simulated cycles),
     ``bit_exact`` (``np.array_equal`` with :func:`gru_reference`, and correct framing). Random stalls
-    (``p_valid``, ``p_ready`` < 1) make the simulated cycles exceed the model's.
+    (``p_valid``, ``p_ready`` < 1) make the simulated cycles exceed the model's. ``backend`` picks the simulator;
+    its name, the seconds spent compiling and the simulated cycles per second are in ``backend``,
+    ``compile_seconds`` and ``cycles_per_second``.
     """
     engine = GruEngine(input_size, hidden, layers, lanes, simd, num)
     rng = np.random.default_rng(seed)
@@ -191,7 +213,7 @@ def simulate_gru(input_size: int, hidden: int, layers: int = 1, lanes: int = 8, 
     h0 = _uniform(rng, num.act, (layers, hidden), scale)
     xs = _uniform(rng, num.act, (steps, input_size), scale)
     run = run_gru(engine, params, h0, xs, seed=seed, p_valid=p_valid, p_ready=p_ready,
-                  name=f"gru_{input_size}x{hidden}x{layers}_p{lanes}s{simd}_seed{seed}")
+                  name=f"gru_{input_size}x{hidden}x{layers}_p{lanes}s{simd}_seed{seed}", backend=backend)
     expected, _ = gru_reference(params, h0, xs, num)
     latency = run.step_done[0] - run.step_sent[0]
     if steps > 1:
@@ -207,4 +229,5 @@ def simulate_gru(input_size: int, hidden: int, layers: int = 1, lanes: int = 8, 
         "model_latency": engine.latency,
         "macs_per_cycle": gru_macs(input_size, hidden, layers) / cycles,
         "bit_exact": bool(np.array_equal(run.outputs, expected) and run.framing_ok),
+        **run.streams.figures(),
     }

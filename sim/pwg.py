@@ -12,9 +12,10 @@ from ..model.perf import pwg_layer_cycles, pwg_layer_ideal_cycles
 from ..model.pwg import PWG_NUMERICS, ResidualLayer, residual_layer_fixed
 from ..rtl.conv1d import ResidualEngine
 from .stream import run_simulation, stream_get, stream_put
+from .streams import StreamRun, run_streams
 
-__all__ = ["random_residual_layer", "layer_beats", "block_rows", "from_block_rows", "LayerRun",
-           "run_residual_layers", "simulate_pwg_layer"]
+__all__ = ["random_residual_layer", "layer_beats", "block_rows", "from_block_rows", "layer_streams", "LayerRun",
+           "run_residual_layer", "run_residual_layers", "simulate_pwg_layer"]
 
 
 def random_residual_layer(rng: np.random.Generator, residual: int, gate: int, skip: int, aux: int,
@@ -86,9 +87,30 @@ def layer_beats(engine: ResidualEngine, layer: ResidualLayer) -> tuple[list[dict
     return _frame(w_beats), _frame(bias_beats)
 
 
+def layer_streams(engine: ResidualEngine, layer: ResidualLayer, x: np.ndarray, c: np.ndarray,
+                  skip_in: np.ndarray) -> tuple[dict[str, list[dict]], dict[str, int]]:
+    """One layer's input payloads per stream and output beats per stream, in :class:`ResidualEngine`'s order.
+
+    ``x`` (R_ch, T), ``c`` (A, T) and ``skip_in`` (S, T) are integers. The two dicts are the ``inputs`` and
+    ``outputs`` of :func:`~wavefabric.sim.streams.run_streams`.
+    """
+    cols = engine.cols
+    w_beats, bias_beats = layer_beats(engine, layer)
+    inputs = {"x": block_rows(x, cols), "c": block_rows(c, cols), "skip_in": block_rows(skip_in, cols),
+              "w": w_beats, "bias": bias_beats}
+    blocks = -(-x.shape[1] // cols)
+    return inputs, {"x_next": blocks * engine.residual, "skip_out": blocks * engine.skip}
+
+
+def _max_cycles(engine: ResidualEngine, layer: ResidualLayer, t: int) -> int:
+    """Ten times the cycle model (plus 2000): a layer that takes longer has hung."""
+    return 10 * pwg_layer_cycles(engine.rows, engine.cols, t, layer.dilation, engine.residual, engine.gate,
+                                 engine.skip, engine.aux, engine.kernel_size, engine.gate_lanes) + 2000
+
+
 @dataclass
 class LayerRun:
-    """Outcome of one layer of :func:`run_residual_layers`.
+    """Outcome of one layer of :func:`run_residual_layer` or :func:`run_residual_layers`.
 
     Attributes
     ----------
@@ -97,37 +119,61 @@ class LayerRun:
     framing_ok : bool
     cycles : int
         Cycles from the layer's start to its last output transfer, inclusive.
+    streams : StreamRun or None
+        The run itself (every transfer with its cycle, the backend and its timings) for
+        :func:`run_residual_layer`; None for the layers of :func:`run_residual_layers`.
     """
 
     x_next: np.ndarray
     skip_out: np.ndarray
     framing_ok: bool
     cycles: int
+    streams: StreamRun | None = None
+
+
+def _layer_run(engine: ResidualEngine, t: int, x_beats: list[dict], skip_beats: list[dict], cycles: int,
+               streams: StreamRun | None = None) -> LayerRun:
+    x_next, ok_x = from_block_rows(x_beats, engine.residual, t, engine.cols)
+    skip_out, ok_s = from_block_rows(skip_beats, engine.skip, t, engine.cols)
+    return LayerRun(x_next, skip_out, ok_x and ok_s, cycles, streams)
+
+
+def run_residual_layer(engine: ResidualEngine, layer: ResidualLayer, x, c, skip_in, *, seed: int = 0,
+                       p_valid: float = 1.0, p_ready: float = 1.0, name: str = "pwg_layer",
+                       backend: str = "amaranth") -> LayerRun:
+    """Run one residual layer through ``engine`` on ``backend`` (:func:`~wavefabric.sim.streams.run_streams`).
+
+    ``x`` (R_ch, T), ``c`` (A, T) and ``skip_in`` (S, T) are integers; ``t`` and ``layer.dilation`` are static
+    inputs, set before the first cycle and held. With ``p_valid`` / ``p_ready`` below 1 every input stream has
+    random gaps and every output random stalls (generators seeded by ``seed``). ``name`` names the VCD trace of
+    an Amaranth run. Raises ``TimeoutError`` after ten times the cycle model (+ 2000).
+    """
+    x, c, skip_in = (np.asarray(v, dtype=np.int64) for v in (x, c, skip_in))
+    t = x.shape[1]
+    inputs, outputs = layer_streams(engine, layer, x, c, skip_in)
+    run = run_streams(engine, inputs, outputs, {"t": t, "dilation": layer.dilation}, seed=seed, p_valid=p_valid,
+                      p_ready=p_ready, max_cycles=_max_cycles(engine, layer, t), backend=backend, name=name)
+    # Every input beat is taken before the last output (the last skip_out needs the last skip_in), so the
+    # run's cycles end at an output transfer.
+    return _layer_run(engine, t, run.outputs["x_next"], run.outputs["skip_out"], run.cycles, run)
 
 
 def run_residual_layers(engine: ResidualEngine, jobs, *, seed: int = 0, p_valid: float = 1.0,
                         p_ready: float = 1.0, name: str = "pwg_layer") -> list[LayerRun]:
-    """Run residual layers one after the other through ``engine`` in one Amaranth simulation.
+    """Run residual layers back to back through ``engine`` in one Amaranth simulation.
 
     ``jobs`` is a sequence of ``(layer, x, c, skip_in)``: integers ``x`` (R_ch, T), ``c`` (A, T), ``skip_in``
     (S, T); each job may have its own T and dilation. ``t`` and ``dilation`` are set for a job when the previous
-    job's last output has been taken, and its inputs are offered from the next cycle. With ``p_valid`` /
-    ``p_ready`` below 1 every input stream has random gaps and every output random stalls (generators seeded by
-    ``seed``). ``cycles`` of the first job count from cycle 0; of later jobs, from their configuration. Raises
-    ``TimeoutError`` after ten times the cycle model (+ 2000) per job.
+    job's last output has been taken, and its inputs are offered from the next cycle. Changing them mid-run is
+    why this runs in Amaranth's simulator only: :func:`~wavefabric.sim.streams.run_streams` (and so Verilator)
+    holds plain inputs for the whole run; a single layer runs on either backend with :func:`run_residual_layer`.
+    With ``p_valid`` / ``p_ready`` below 1 every input stream has random gaps and every output random stalls
+    (generators seeded by ``seed``). ``cycles`` of the first job count from cycle 0; of later jobs, from their
+    configuration. Raises ``TimeoutError`` after ten times the cycle model (+ 2000) per job.
     """
-    cols = engine.cols
     jobs = [(layer, *(np.asarray(v, dtype=np.int64) for v in signals)) for layer, *signals in jobs]
-    inputs, counts, timeouts = [], [], []
-    for layer, x, c, skip_in in jobs:
-        w_beats, bias_beats = layer_beats(engine, layer)
-        inputs.append({"x": block_rows(x, cols), "c": block_rows(c, cols), "skip_in": block_rows(skip_in, cols),
-                       "w": w_beats, "bias": bias_beats})
-        blocks = -(-x.shape[1] // cols)
-        counts.append({"x_next": blocks * engine.residual, "skip_out": blocks * engine.skip})
-        timeouts.append(10 * pwg_layer_cycles(engine.rows, cols, x.shape[1], layer.dilation, engine.residual,
-                                              engine.gate, engine.skip, engine.aux, engine.kernel_size,
-                                              engine.gate_lanes) + 2000)
+    streams = [layer_streams(engine, *job) for job in jobs]
+    timeouts = [_max_cycles(engine, layer, x.shape[1]) for layer, x, *_ in jobs]
     state = {"job": 0, "outputs": 0}
     got = [{} for _ in jobs]
 
@@ -139,7 +185,7 @@ def run_residual_layers(engine: ResidualEngine, jobs, *, seed: int = 0, p_valid:
         rng = random.Random(f"{seed}-{port}") if p_valid < 1 else None
 
         async def send(ctx):
-            for index, beats in enumerate(inputs):
+            for index, (beats, _) in enumerate(streams):
                 await wait_for(ctx, index)
                 await stream_put(ctx, getattr(engine, port), beats[port], rng=rng, p_valid=p_valid,
                                  timeout=timeouts[index])
@@ -149,7 +195,7 @@ def run_residual_layers(engine: ResidualEngine, jobs, *, seed: int = 0, p_valid:
         rng = random.Random(f"{seed}-{port}") if p_ready < 1 else None
 
         async def receive(ctx):
-            for index, count in enumerate(counts):
+            for index, (_, count) in enumerate(streams):
                 await wait_for(ctx, index)
                 got[index][port] = await stream_get(ctx, getattr(engine, port), count[port], rng=rng,
                                                     p_ready=p_ready, timeout=timeouts[index])
@@ -169,20 +215,15 @@ def run_residual_layers(engine: ResidualEngine, jobs, *, seed: int = 0, p_valid:
     ports = ("x", "c", "skip_in", "w", "bias")
     run_simulation(engine, [config] + [sender(p) for p in ports] + [receiver("x_next"), receiver("skip_out")],
                    name=name)
-    runs = []
-    for (_, x, *_), outputs in zip(jobs, got, strict=True):
-        t = x.shape[1]
-        x_next, ok_x = from_block_rows(outputs["x_next"][0], engine.residual, t, cols)
-        skip_out, ok_s = from_block_rows(outputs["skip_out"][0], engine.skip, t, cols)
-        cycles = max(outputs["x_next"][1][-1], outputs["skip_out"][1][-1]) + 1
-        runs.append(LayerRun(x_next, skip_out, ok_x and ok_s, cycles))
-    return runs
+    return [_layer_run(engine, x.shape[1], out["x_next"][0], out["skip_out"][0],
+                       max(out["x_next"][1][-1], out["skip_out"][1][-1]) + 1)
+            for (_, x, *_), out in zip(jobs, got, strict=True)]
 
 
 def simulate_pwg_layer(dilation: int, t: int, rows: int, cols: int, seed: int = 0, *, residual: int = 4,
                        gate: int = 8, skip: int = 4, aux: int = 4, kernel_size: int = 3,
                        gate_lanes: int | None = None, p_valid: float = 1.0, p_ready: float = 1.0,
-                       numerics: Numerics = PWG_NUMERICS) -> dict:
+                       numerics: Numerics = PWG_NUMERICS, backend: str = "amaranth") -> dict:
     """Simulate one residual layer of seeded random weights and signals and check it against the model.
 
     Weights by :func:`random_residual_layer`; ``x`` and ``c`` uniform over +-4.0, the incoming skip sum over
@@ -190,7 +231,8 @@ def simulate_pwg_layer(dilation: int, t: int, rows: int, cols: int, seed: int = 
     ``cycles`` (simulated), ``model_cycles`` (:func:`~wavefabric.model.perf.pwg_layer_cycles`),
     ``ideal_cycles`` (MACs / (rows * cols)), ``utilization`` (ideal / simulated) and ``bit_exact``
     (``x_next`` and ``skip_out - skip_in`` equal :func:`~wavefabric.model.pwg.residual_layer_fixed`, framing
-    right).
+    right). ``backend`` picks the simulator; its name, the seconds spent compiling and the simulated cycles per
+    second are in ``backend``, ``compile_seconds`` and ``cycles_per_second``.
     """
     engine = ResidualEngine(rows, cols, residual, gate, skip, aux, kernel_size, max_dilation=dilation, max_t=t,
                             numerics=numerics, gate_lanes=gate_lanes)
@@ -201,8 +243,8 @@ def simulate_pwg_layer(dilation: int, t: int, rows: int, cols: int, seed: int = 
     x = rng.integers(-span, span, (residual, t), endpoint=True)
     c = rng.integers(-span, span, (aux, t), endpoint=True)
     skip_in = rng.integers(act.min_int, act.max_int, (skip, t), endpoint=True)
-    run, = run_residual_layers(engine, [(layer, x, c, skip_in)], seed=seed, p_valid=p_valid, p_ready=p_ready,
-                               name=f"pwg_layer_d{dilation}_t{t}_{rows}x{cols}_seed{seed}")
+    run = run_residual_layer(engine, layer, x, c, skip_in, seed=seed, p_valid=p_valid, p_ready=p_ready,
+                             name=f"pwg_layer_d{dilation}_t{t}_{rows}x{cols}_seed{seed}", backend=backend)
     x_ref, skip_ref = residual_layer_fixed(x, c, layer, numerics)
     ideal = pwg_layer_ideal_cycles(rows, cols, t, residual, gate, skip, aux, kernel_size)
     return {
@@ -216,4 +258,5 @@ def simulate_pwg_layer(dilation: int, t: int, rows: int, cols: int, seed: int = 
         "utilization": ideal / run.cycles,
         "bit_exact": bool(np.array_equal(run.x_next, x_ref) and np.array_equal(run.skip_out - skip_in, skip_ref)
                           and run.framing_ok),
+        **run.streams.figures(),
     }

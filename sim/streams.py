@@ -360,7 +360,8 @@ def _check_ports(component, inputs, outputs, statics, waits) -> tuple[list[Strea
 def run_streams(component: wiring.Component, inputs: Mapping[str, Any], outputs: Mapping[str, int],
                 statics: Mapping[str, int] | None = None, *, seed: int = 0, p_valid: float = 1.0,
                 p_ready: float = 1.0, waits: Mapping[str, tuple[int, str]] | None = None, tail: int = 0,
-                max_cycles: int = 1_000_000, backend: str = "amaranth", name: str = "run") -> StreamRun:
+                max_cycles: int = 1_000_000, backend: str = "amaranth", name: str = "run",
+                vivado_verilog: bool = False) -> StreamRun:
     """Drive ``component``'s streams from batched stimulus on ``backend``; collect every output transaction.
 
     Parameters
@@ -385,6 +386,9 @@ def run_streams(component: wiring.Component, inputs: Mapping[str, Any], outputs:
     backend : {"amaranth", "verilator"}
     name : str
         Names the VCD trace of an Amaranth run (:func:`~wavefabric.sim.stream.run_simulation`).
+    vivado_verilog : bool
+        Verilator only: simulate the Verilog exactly as exported for Vivado (with its ``rst`` input) instead of
+        the faster reset-less build (:func:`~wavefabric.sim.verilator.run_verilator`).
 
     Returns
     -------
@@ -416,7 +420,7 @@ def run_streams(component: wiring.Component, inputs: Mapping[str, Any], outputs:
     else:
         from .verilator import run_verilator
 
-        raw = run_verilator(component, streams, plain, stimulus)
+        raw = run_verilator(component, streams, plain, stimulus, vivado_verilog)
     if not raw.done:
         counts = {s: f"{len(raw.times[s])}/{len(w)}" for s, w in packed.items()}
         counts |= {s: f"{len(raw.times[s])}/{n}" for s, n in outputs.items()}

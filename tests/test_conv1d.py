@@ -9,7 +9,7 @@ import pytest
 from wavefabric.model.perf import pwg_gate_lanes, pwg_layer_cycles
 from wavefabric.model.pwg import PWG_NUMERICS, residual_layer_fixed
 from wavefabric.rtl.conv1d import ResidualEngine
-from wavefabric.sim.pwg import random_residual_layer, run_residual_layers, simulate_pwg_layer
+from wavefabric.sim.pwg import random_residual_layer, run_residual_layer, run_residual_layers, simulate_pwg_layer
 from wavefabric.sim.stream import vcd_hint
 
 SMALL = {"residual": 4, "gate": 8, "skip": 4, "aux": 4}
@@ -41,23 +41,23 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
-def test_layer_bit_exact_and_cycles_equal_model(case):
-    check(simulate_pwg_layer(seed=len(CASES) + case["t"], **case))
+def test_layer_bit_exact_and_cycles_equal_model(case, backend):
+    check(simulate_pwg_layer(seed=len(CASES) + case["t"], **case, backend=backend))
 
 
-def test_dilation_512_both_edges():
+def test_dilation_512_both_edges(backend):
     # T > 2 * 512 + cols: blocks that see the left padding, the right padding and neither.
-    check(simulate_pwg_layer(512, 1100, 2, 2, seed=7, residual=2, gate=4, skip=2, aux=2))
+    check(simulate_pwg_layer(512, 1100, 2, 2, seed=7, residual=2, gate=4, skip=2, aux=2, backend=backend))
 
 
 @pytest.mark.parametrize("seed, dilation, t", [(0, 1, 19), (1, 4, 26), (2, 64, 150)])
-def test_random_stalls_on_every_stream(seed, dilation, t):
-    result = simulate_pwg_layer(dilation, t, 2, 4, seed=seed, p_valid=0.6, p_ready=0.5, **SMALL)
+def test_random_stalls_on_every_stream(seed, dilation, t, backend):
+    result = simulate_pwg_layer(dilation, t, 2, 4, seed=seed, p_valid=0.6, p_ready=0.5, **SMALL, backend=backend)
     check(result, cycles_equal=False)
     assert result["cycles"] > result["model_cycles"]
 
 
-def test_full_scale_saturates_bit_exact():
+def test_full_scale_saturates_bit_exact(backend):
     """Weights and signals over their whole ranges: h, y and x_next saturate; the skip sum wraps nowhere."""
     num = PWG_NUMERICS
     rng = np.random.default_rng(11)
@@ -69,7 +69,7 @@ def test_full_scale_saturates_bit_exact():
     x = rng.choice([a.min_int, a.max_int], (4, 24))
     c = rng.integers(a.min_int, a.max_int, (4, 24), endpoint=True)
     skip_in = np.full((4, 24), a.max_int * 29)
-    run, = run_residual_layers(engine, [(layer, x, c, skip_in)], name="pwg_layer_full_scale")
+    run = run_residual_layer(engine, layer, x, c, skip_in, name="pwg_layer_full_scale", backend=backend)
     x_ref, skip_ref = residual_layer_fixed(x, c, layer, num)
     assert np.isin(x_ref, [a.min_int, a.max_int]).mean() > 0.2  # the case does saturate
     assert np.array_equal(run.x_next, x_ref) and np.array_equal(run.skip_out, skip_in + skip_ref)

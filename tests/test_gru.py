@@ -6,7 +6,7 @@ from wavefabric.model.fixed import QFormat
 from wavefabric.model.kernels import Numerics
 from wavefabric.model.perf import gru_layer_cycles, gru_macs, gru_step_cycles, gru_step_latency
 from wavefabric.rtl.gru import GruCommand, GruEngine, GruGeometry
-from wavefabric.sim.gru import command_beats, gru_reference, random_gru_params, run_gru, simulate_gru, weight_beats
+from wavefabric.sim.gru import command_beats, gru_reference, gru_streams, random_gru_params, run_gru, simulate_gru
 from wavefabric.sim.stream import run_simulation, stream_get, stream_put, vcd_hint
 
 
@@ -26,8 +26,9 @@ def check(result: dict, name: str = "gru"):
     (9, 4, 1, 4, 3),        # one slot, input wider than hidden
     (2, 9, 2, 2, 5),        # hidden wider than input
 ])
-def test_bit_exact_and_cycle_exact(input_size, hidden, layers, lanes, simd):
-    check(simulate_gru(input_size, hidden, layers, lanes, simd, steps=3, seed=input_size * 10 + hidden))
+def test_bit_exact_and_cycle_exact(input_size, hidden, layers, lanes, simd, backend):
+    check(simulate_gru(input_size, hidden, layers, lanes, simd, steps=3, seed=input_size * 10 + hidden,
+                       backend=backend))
 
 
 def _random_configs(count, seed=2024):
@@ -44,31 +45,31 @@ def _random_configs(count, seed=2024):
 
 
 @pytest.mark.parametrize("config", _random_configs(8))
-def test_random_configurations(config):
-    check(simulate_gru(*config, steps=2, seed=sum(config)))
+def test_random_configurations(config, backend):
+    check(simulate_gru(*config, steps=2, seed=sum(config), backend=backend))
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_full_scale_saturates(seed):
+def test_full_scale_saturates(seed, backend):
     """Every weight, bias, input and state uniform over its whole format: the accumulators go to saturation."""
-    check(simulate_gru(6, 5, 2, 2, 3, steps=3, seed=seed, full_scale=True))
+    check(simulate_gru(6, 5, 2, 2, 3, steps=3, seed=seed, full_scale=True, backend=backend))
 
 
 @pytest.mark.parametrize("seed", [3, 4])
-def test_random_stalls(seed):
+def test_random_stalls(seed, backend):
     """Random gaps on weights and cmd, random ready on out: nothing lost, duplicated or reordered."""
-    result = simulate_gru(4, 5, 2, 2, 2, steps=4, seed=seed, p_valid=0.6, p_ready=0.4)
+    result = simulate_gru(4, 5, 2, 2, 2, steps=4, seed=seed, p_valid=0.6, p_ready=0.4, backend=backend)
     assert result["bit_exact"], f"{result} (seed {seed}, {vcd_hint('gru_4x5x2_p2s2_seed' + str(seed))})"
 
 
-def test_seed_size_one_layer_step():
+def test_seed_size_one_layer_step(backend):
     """Input 64, hidden 64 on 8 x 8 multipliers: 412 cycles per step (384 multiply-bound, target 420)."""
-    result = simulate_gru(64, 64, 1, 8, 8, steps=2, seed=5)
+    result = simulate_gru(64, 64, 1, 8, 8, steps=2, seed=5, backend=backend)
     check(result)
     assert result["cycles_per_step"] <= 420
 
 
-def test_zero_inputs_and_state_reset():
+def test_zero_inputs_and_state_reset(backend):
     """Zero x and h (the biases alone drive the gates), then STATE commands mid-sequence, one with all zeros."""
     num = Numerics()
     geo_args = (3, 5, 2, 2, 2)
@@ -79,7 +80,7 @@ def test_zero_inputs_and_state_reset():
     xs = np.zeros((5, 3), dtype=np.int64)
     xs[3:] = num.act.quantize(rng.uniform(-2, 2, (2, 3)))
     resets = {2: num.act.quantize(rng.uniform(-1, 1, (2, 5))), 4: np.zeros((2, 5), dtype=np.int64)}
-    run = run_gru(engine, params, h0, xs, resets=resets, seed=11, name="gru_zero")
+    run = run_gru(engine, params, h0, xs, resets=resets, seed=11, name="gru_zero", backend=backend)
     expected, _ = gru_reference(params, h0, xs, num, resets)
     assert run.framing_ok
     assert np.array_equal(run.outputs, expected), f"seed 11, {vcd_hint('gru_zero')}"
@@ -87,7 +88,7 @@ def test_zero_inputs_and_state_reset():
     assert run.step_done[0] - run.step_sent[0] == engine.latency
 
 
-def test_zero_weights_give_zero_state():
+def test_zero_weights_give_zero_state(backend):
     num = Numerics()
     engine = GruEngine(2, 3, 1, 2, 2, num)
     rng = np.random.default_rng(0)
@@ -96,16 +97,16 @@ def test_zero_weights_give_zero_state():
         group[0][:] = 0
     xs = num.act.quantize(rng.uniform(-4, 4, (2, 2)))
     # All pre-activations zero: r = z = 1/2, n = 0, h' = h / 2 rounded.
-    run = run_gru(engine, params, np.full((1, 3), 4096), xs, name="gru_zero_weights")
+    run = run_gru(engine, params, np.full((1, 3), 4096), xs, name="gru_zero_weights", backend=backend)
     expected, _ = gru_reference(params, np.full((1, 3), 4096), xs, num)
     assert np.array_equal(run.outputs, expected)
     assert run.outputs[0].tolist() == [2048] * 3
 
 
-def test_narrow_formats():
+def test_narrow_formats(backend):
     """Other Q formats: 8-bit weights, 12-bit activations and gates, 16-segment tables."""
     num = Numerics(act=QFormat(12, 8), weight=QFormat(8, 6), gate=QFormat(12, 11), table_bits=4)
-    check(simulate_gru(4, 3, 2, 2, 2, steps=3, seed=9, num=num))
+    check(simulate_gru(4, 3, 2, 2, 2, steps=3, seed=9, num=num, backend=backend))
 
 
 def test_framing_error_is_sticky():
@@ -134,14 +135,12 @@ def test_output_waits_and_steps_queue():
     params = random_gru_params(2, 3, 1, num, rng)
     h0 = num.act.quantize(rng.uniform(-1, 1, (1, 3)))
     xs = num.act.quantize(rng.uniform(-1, 1, (4, 2)))
-    cmds = (command_beats(geo, GruCommand.BIAS, geo.bias_values(params.b_ih, params.b_hh))
-            + command_beats(geo, GruCommand.STATE, h0)
-            + [b for x in xs for b in command_beats(geo, GruCommand.STEP, x)])
+    beats = gru_streams(geo, params, h0, xs)[0]["inputs"]
     got = {}
 
     async def put(ctx):
-        await stream_put(ctx, engine.weights, weight_beats(geo, params))
-        await stream_put(ctx, engine.cmd, cmds)
+        await stream_put(ctx, engine.weights, beats["weights"])
+        await stream_put(ctx, engine.cmd, beats["cmd"])
 
     async def get(ctx):
         for _ in range(5 * engine.step_cycles):

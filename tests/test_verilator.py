@@ -14,14 +14,17 @@ from amaranth.lib.wiring import In, Out
 
 from wavefabric.cli import main
 from wavefabric.model.kernels import Numerics
-from wavefabric.model.perf import gemm_cycles, gru_step_cycles, gru_step_latency, weightnorm_cycles
+from wavefabric.model.perf import gemm_cycles, gru_step_cycles, gru_step_latency, pwg_layer_cycles, weightnorm_cycles
+from wavefabric.model.pwg import PWG_NUMERICS, residual_layer_fixed
+from wavefabric.rtl.conv1d import ResidualEngine
 from wavefabric.rtl.gemm import GemmEngine
-from wavefabric.rtl.gru import GruCommand, GruEngine
+from wavefabric.rtl.gru import GruEngine
 from wavefabric.rtl.systolic import SystolicArray
 from wavefabric.rtl.weightnorm import WeightNormUnit
 from wavefabric.sim import verilator
 from wavefabric.sim.gemm import gemm_columns, simulate_gemm
-from wavefabric.sim.gru import command_beats, gru_reference, random_gru_params, weight_beats
+from wavefabric.sim.gru import gru_reference, gru_streams, random_gru_params, run_gru
+from wavefabric.sim.pwg import layer_streams, random_residual_layer, run_residual_layer
 from wavefabric.sim.streams import StreamRun, component_ports, pack, run_streams, unpack
 from wavefabric.sim.weightnorm import weightnorm_beats, weightnorm_operands
 
@@ -131,6 +134,8 @@ def test_the_package_verilator_is_used(monkeypatch, tmp_path):
     assert done.returncode == 0 and "rev" in done.stdout
 
 
+PWG_SMALL = {"residual": 4, "gate": 8, "skip": 4, "aux": 4}
+
 ENGINES = {
     "systolic": lambda: SystolicArray(3, 2, max_k=16),
     "gemm": lambda: GemmEngine(2, 3, max_m=5, max_n=7, max_k=9),
@@ -138,6 +143,7 @@ ENGINES = {
     "weightnorm": lambda: WeightNormUnit(12, 3),
     "gru": lambda: GruEngine(3, 4, 2, 2, 2),
     "gru_seed": lambda: GruEngine(64, 64, 2, 8, 8),
+    "pwg": lambda: ResidualEngine(2, 4, **PWG_SMALL, max_dilation=4, max_t=32),
 }
 
 
@@ -148,10 +154,28 @@ def test_verilog_lints_clean(engine):
 
 
 def both(component_factory, **kwargs) -> StreamRun:
-    """Run on both backends, assert that they agree cycle for cycle, and return the Amaranth run."""
+    """Run on Amaranth, on Verilator, and on Verilator from the Verilog exactly as exported for Vivado (with its
+    ``rst`` input); assert that all three agree cycle for cycle, and return the Amaranth run."""
     runs = [run_streams(component_factory(), backend=backend, **kwargs) for backend in ("amaranth", "verilator")]
-    same_run(*runs)
+    runs.append(run_streams(component_factory(), backend="verilator", vivado_verilog=True, **kwargs))
+    same_run(runs[0], runs[1])
+    same_run(runs[0], runs[2])
     return runs[0]
+
+
+def test_exported_verilog_of_gru_and_pwg_layer():
+    """The Verilog users take to Vivado (with ``rst``) runs the same as the Amaranth source, for the GRU engine
+    and the PWG layer engine too (the other engines go through :func:`both`)."""
+    params, h0, xs = gru_case(3, 4, 2, steps=3, seed=21)
+    gru = ENGINES["gru"]()
+    kwargs, _ = gru_streams(gru.geometry, params, h0, xs)
+    both(ENGINES["gru"], **kwargs, seed=22, p_valid=0.7, p_ready=0.7)
+    rng = np.random.default_rng(23)
+    engine = ENGINES["pwg"]()
+    layer = random_residual_layer(rng, **PWG_SMALL, kernel_size=3, dilation=2, num=PWG_NUMERICS)
+    x, c, skip_in = (rng.integers(-2000, 2000, (4, 11)) for _ in range(3))
+    inputs, outputs = layer_streams(engine, layer, x, c, skip_in)
+    both(ENGINES["pwg"], inputs=inputs, outputs=outputs, statics={"t": 11, "dilation": 2}, seed=24)
 
 
 @pytest.mark.parametrize("p", [1.0, 0.6])
@@ -190,16 +214,6 @@ def test_cross_simulation_weightnorm(p):
     assert (run.cycles == weightnorm_cycles(9, 10, 3)) == (p == 1)
 
 
-def gru_streams(engine: GruEngine, params, h0, xs) -> dict:
-    """``run_streams`` arguments for GRU steps: BIAS and STATE, then one STEP per x once every weight is in."""
-    geo = engine.geometry
-    setup = (command_beats(geo, GruCommand.BIAS, geo.bias_values(params.b_ih, params.b_hh))
-             + command_beats(geo, GruCommand.STATE, h0))
-    steps = [beat for x in xs for beat in command_beats(geo, GruCommand.STEP, x)]
-    return {"inputs": {"weights": weight_beats(geo, params), "cmd": setup + steps},
-            "outputs": {"out": len(xs) * geo.h_words}, "waits": {"cmd": (len(setup), "weights")}}
-
-
 def gru_case(input_size, hidden, layers, steps, seed, num=Numerics()):
     rng = np.random.default_rng(seed)
     params = random_gru_params(input_size, hidden, layers, num, rng)
@@ -210,12 +224,35 @@ def gru_case(input_size, hidden, layers, steps, seed, num=Numerics()):
 
 @pytest.mark.parametrize("p", [1.0, 0.5])
 def test_cross_simulation_gru(p):
+    """``run_gru`` on both backends, with a state reset mid-sequence: the same run, bit-exact with the model."""
     params, h0, xs = gru_case(3, 4, 2, steps=4, seed=8)
-    engine = ENGINES["gru"]()
-    run = both(ENGINES["gru"], **gru_streams(engine, params, h0, xs), seed=9, p_valid=p, p_ready=p)
-    outputs = np.array([beat["data"] for beat in run.outputs["out"]]).reshape(len(xs), -1)[:, :4]
-    assert np.array_equal(outputs, gru_reference(params, h0, xs, engine.num)[0])
-    assert run.flags == {"error": 0}
+    resets = {2: np.zeros_like(h0)}
+    runs = [run_gru(ENGINES["gru"](), params, h0, xs, resets=resets, seed=9, p_valid=p, p_ready=p, backend=backend)
+            for backend in ("amaranth", "verilator")]
+    same_run(runs[0].streams, runs[1].streams)
+    run = runs[0]
+    assert np.array_equal(run.outputs, gru_reference(params, h0, xs, Numerics(), resets)[0]) and run.framing_ok
+    assert p < 1 or run.step_done[0] - run.step_sent[0] == ENGINES["gru"]().latency
+
+
+@pytest.mark.parametrize("p", [1.0, 0.5])
+def test_cross_simulation_pwg_layer(p):
+    """One residual layer whose taps cross blocks and both edges of T, on both backends."""
+    dilation, t = 4, 19
+    num = PWG_NUMERICS
+    rng = np.random.default_rng(13)
+    layer = random_residual_layer(rng, **PWG_SMALL, kernel_size=3, dilation=dilation, num=num)
+    span = 4 << num.act.frac
+    x, c = rng.integers(-span, span, (4, t)), rng.integers(-span, span, (4, t))
+    skip_in = rng.integers(num.act.min_int, num.act.max_int, (4, t))
+    runs = [run_residual_layer(ENGINES["pwg"](), layer, x, c, skip_in, seed=14, p_valid=p, p_ready=p,
+                               backend=backend) for backend in ("amaranth", "verilator")]
+    same_run(runs[0].streams, runs[1].streams)
+    run = runs[0]
+    x_ref, skip_ref = residual_layer_fixed(x, c, layer, num)
+    assert np.array_equal(run.x_next, x_ref) and np.array_equal(run.skip_out, skip_in + skip_ref) and run.framing_ok
+    model = pwg_layer_cycles(2, 4, t, dilation, gate_lanes=ENGINES["pwg"]().gate_lanes, **PWG_SMALL)
+    assert (run.cycles == model) == (p == 1)
 
 
 def test_full_size_gemm_8x8():
@@ -230,27 +267,25 @@ def test_thousand_gru_steps_at_the_seed_configuration():
     steps, (input_size, hidden, layers, lanes, simd) = 1000, (64, 64, 2, 8, 8)
     engine = GruEngine(input_size, hidden, layers, lanes, simd)
     params, h0, xs = gru_case(input_size, hidden, layers, steps, seed=10)
-    streams = gru_streams(engine, params, h0, xs)
-    run = run_streams(engine, **streams, backend="verilator", max_cycles=2 * steps * engine.latency)
-    geo = engine.geometry
-    h_words = geo.h_words
-    outputs = np.array([beat["data"] for beat in run.outputs["out"]]).reshape(steps, -1)[:, :hidden]
+    run = run_gru(engine, params, h0, xs, backend="verilator")
     expected, _ = gru_reference(params, h0, xs, engine.num)
-    assert np.array_equal(outputs, expected)
-    assert run.flags == {"error": 0}
-    done = run.times["out"][h_words - 1::h_words]
-    sent = run.times["cmd"][streams["waits"]["cmd"][0] + geo.x_words[0] - 1]  # the first STEP's last beat
-    assert done[0] - sent == gru_step_latency(input_size, hidden, layers, lanes, simd)
-    assert set(np.diff(done).tolist()) == {gru_step_cycles(input_size, hidden, layers, lanes, simd)}
+    assert np.array_equal(run.outputs, expected) and run.framing_ok
+    assert run.step_done[0] - run.step_sent[0] == gru_step_latency(input_size, hidden, layers, lanes, simd)
+    assert set(np.diff(run.step_done).tolist()) == {gru_step_cycles(input_size, hidden, layers, lanes, simd)}
 
 
-def test_cli_sim_takes_the_backend(capsys):
+# The sizes of ENGINES' gemm, gru and pwg, so that the builds are the cross-simulation tests' (cache hits).
+@pytest.mark.parametrize("argv", [
+    ["gemm", "--rows", "2", "--cols", "3", "--m", "5", "--n", "7", "--k", "9"],
+    ["gru", "--input", "3", "--hidden", "4", "--layers", "2", "--lanes", "2", "--simd", "2", "--steps", "3"],
+    ["pwg-layer", "--rows", "2", "--cols", "4", "--residual", "4", "--gate", "8", "--skip", "4", "--aux", "4",
+     "--dilation", "4", "--t", "32"],
+], ids=lambda argv: argv[0])
+def test_cli_sim_takes_the_backend(capsys, argv):
     """``wavefabric sim ... --backend verilator``: the same figures as Amaranth's, plus the backend's own."""
-    argv = ["sim", "gemm", "--rows", "2", "--cols", "3", "--m", "5", "--n", "7", "--k", "9", "--stall", "0.5",
-            "--json"]
     figures = {}
     for backend in ("amaranth", "verilator"):
-        assert main([*argv, "--backend", backend]) == 0
+        assert main(["sim", *argv, "--stall", "0.5", "--json", "--backend", backend]) == 0
         figures[backend] = json.loads(capsys.readouterr().out)
     assert figures["verilator"]["backend"] == "verilator" and figures["verilator"]["compile_seconds"] > 0
     assert figures["amaranth"]["backend"] == "amaranth" and figures["amaranth"]["compile_seconds"] == 0

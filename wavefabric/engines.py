@@ -184,7 +184,7 @@ def _simulate_gru(args) -> dict:
     from .sim.gru import simulate_gru
 
     return simulate_gru(args.input, args.hidden, args.layers, args.lanes, args.simd, args.steps, seed=args.seed,
-                        num=_gru_numerics(args), p_valid=args.stall, p_ready=args.stall)
+                        num=_gru_numerics(args), p_valid=args.stall, p_ready=args.stall, backend=args.backend)
 
 
 def _estimate_gru(args) -> dict:
@@ -243,7 +243,7 @@ def _simulate_pwg_layer(args) -> dict:
 
     return simulate_pwg_layer(args.dilation, args.t, args.rows, args.cols, args.seed, residual=args.residual,
                               gate=args.gate, skip=args.skip, aux=args.aux, kernel_size=args.kernel_size,
-                              p_valid=args.stall, p_ready=args.stall)
+                              p_valid=args.stall, p_ready=args.stall, backend=args.backend)
 
 
 def _estimate_pwg(args) -> dict:
