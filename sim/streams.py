@@ -51,24 +51,6 @@ def words_for(width: int) -> int:
 
 
 @dataclass(frozen=True)
-class StreamPort:
-    """A ``lib.stream`` member of a component: its name and direction, its payload's shape and width."""
-
-    name: str
-    flow: Flow
-    shape: Any
-    width: int
-
-    @property
-    def words(self) -> int:
-        return words_for(self.width)
-
-    def verilog(self, part: str) -> str:
-        """The flattened port name of ``part`` (``payload``, ``valid``, ``ready``): Amaranth joins with ``__``."""
-        return f"{self.name}__{part}"
-
-
-@dataclass(frozen=True)
 class PlainPort:
     """A plain (non-stream) port: a static input such as a size, or an output flag."""
 
@@ -80,6 +62,15 @@ class PlainPort:
     @property
     def words(self) -> int:
         return words_for(self.width)
+
+
+@dataclass(frozen=True)
+class StreamPort(PlainPort):
+    """A ``lib.stream`` member of a component: its name and direction, its payload's shape and width."""
+
+    def verilog(self, part: str) -> str:
+        """The flattened port name of ``part`` (``payload``, ``valid``, ``ready``): Amaranth joins with ``__``."""
+        return f"{self.name}__{part}"
 
 
 def component_ports(component: wiring.Component) -> tuple[list[StreamPort], list[PlainPort]]:
