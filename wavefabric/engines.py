@@ -51,6 +51,13 @@ def probability(text: str) -> float:
     return value
 
 
+def _add_seed_and_stall(parser: argparse.ArgumentParser, data: str) -> None:
+    """``--seed`` (of the random ``data`` and of the stalls) and ``--stall``, the same for every ``sim``."""
+    parser.add_argument("--seed", type=int, default=0, help=f"seed of the random {data} and stalls (default: 0)")
+    parser.add_argument("--stall", type=probability, default=1.0,
+                        help="probability that a stream is valid/ready in a cycle (default: 1, no stalls)")
+
+
 @dataclass(frozen=True)
 class Engine:
     """A hardware block as the command line sees it.
@@ -87,9 +94,7 @@ def _gemm_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--m", type=positive, default=16, help="rows of A and C (default: 16)")
     parser.add_argument("--n", type=positive, default=16, help="columns of B and C (default: 16)")
     parser.add_argument("--k", type=positive, default=32, help="the reduction: columns of A, rows of B (default: 32)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random operands and stalls (default: 0)")
-    parser.add_argument("--stall", type=probability, default=1.0,
-                        help="probability that a stream is valid/ready in a cycle (default: 1, no stalls)")
+    _add_seed_and_stall(parser, "operands")
 
 
 def _build_systolic(args) -> wiring.Component:
@@ -130,9 +135,7 @@ def _weightnorm_options(parser: argparse.ArgumentParser) -> None:
 def _weightnorm_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows", type=positive, default=16, help="rows (output channels) of v (default: 16)")
     parser.add_argument("--cols", type=positive, default=64, help="elements per row of v (default: 64)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random rows and stalls (default: 0)")
-    parser.add_argument("--stall", type=probability, default=1.0,
-                        help="probability that a stream is valid/ready in a cycle (default: 1, no stalls)")
+    _add_seed_and_stall(parser, "rows")
 
 
 def _build_weightnorm(args) -> wiring.Component:
@@ -163,9 +166,7 @@ def _gru_options(parser: argparse.ArgumentParser) -> None:
 
 def _gru_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=positive, default=4, help="consecutive GRU steps (default: 4)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights, inputs and stalls")
-    parser.add_argument("--stall", type=probability, default=1.0,
-                        help="probability that a stream is valid/ready in a cycle (default: 1, no stalls)")
+    _add_seed_and_stall(parser, "weights, inputs")
 
 
 def _gru_numerics(args):
@@ -216,9 +217,7 @@ def _pwg_options(parser: argparse.ArgumentParser) -> None:
 def _pwg_layer_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dilation", type=positive, default=1, help="dilation of the layer (default: 1)")
     parser.add_argument("--t", type=positive, default=16, help="time steps (default: 16)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights, signals, stalls (default: 0)")
-    parser.add_argument("--stall", type=probability, default=1.0,
-                        help="probability that a stream is valid/ready in a cycle (default: 1, no stalls)")
+    _add_seed_and_stall(parser, "weights, signals")
 
 
 def _pwg_run_options(parser: argparse.ArgumentParser) -> None:
