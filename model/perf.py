@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .checks import check_sizes
+
 __all__ = [
     "WorkReport",
     "samplernn_macs",
@@ -140,9 +142,7 @@ GEMM_LATENCY_BASE = 5
 
 
 def _check_gemm(rows: int, cols: int, m: int, n: int, k: int) -> None:
-    for name, value in (("rows", rows), ("cols", cols), ("m", m), ("n", n), ("k", k)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
+    check_sizes(rows=rows, cols=cols, m=m, n=n, k=k)
 
 
 def gemm_tiles(rows: int, cols: int, m: int, n: int) -> int:
@@ -232,9 +232,7 @@ def weightnorm_cycles(rows: int, cols: int, lanes: int, newton_steps: int = 2) -
 
         cycles = rows * b + b + latency - 1,   latency = weightnorm_latency(newton_steps)
     """
-    for name, value in (("rows", rows), ("cols", cols), ("lanes", lanes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
+    check_sizes(rows=rows, cols=cols, lanes=lanes)
     beats = -(-cols // lanes)
     return rows * beats + beats + weightnorm_latency(newton_steps) - 1
 
@@ -250,9 +248,7 @@ GRU_PIPELINE_TAIL = 17
 
 
 def _check_gru(**sizes: int) -> None:
-    for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
+    check_sizes(**sizes)
 
 
 def gru_macs(input_size: int, hidden: int, layers: int = 1) -> int:
@@ -380,10 +376,8 @@ def pwg_layer_cycles(rows: int, cols: int, t: int, dilation: int, residual: int 
     :data:`PWG_GATE_LATENCY` and :data:`PWG_OUT_LATENCY`. Assumes the biases (``G + S + R_ch`` beats) have
     arrived before the first result row (``G + S <= K_g + C + 5``; checked).
     """
-    for name, value in (("rows", rows), ("cols", cols), ("t", t), ("dilation", dilation), ("residual", residual),
-                        ("gate", gate), ("skip", skip), ("aux", aux), ("kernel_size", kernel_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
+    check_sizes(rows=rows, cols=cols, t=t, dilation=dilation, residual=residual, gate=gate, skip=skip, aux=aux,
+                kernel_size=kernel_size)
     if gate_lanes is None:
         gate_lanes = pwg_gate_lanes(rows, cols, residual, gate, skip, aux, kernel_size)
     k_gate, k_out = residual * kernel_size + aux, gate // 2
@@ -509,9 +503,7 @@ def estimate_pwg(rows: int, cols: int, clock_hz: float, int8_pack: bool = False,
     from .pwg import PWGConfig
 
     config = PWGConfig() if config is None else config
-    for name, value in (("rows", rows), ("cols", cols), ("t", t)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
+    check_sizes(rows=rows, cols=cols, t=t)
     if not clock_hz > 0:
         raise ValueError(f"clock_hz must be > 0, not {clock_hz!r}")
     cycles = pwg_generator_cycles(config, rows, cols, t)

@@ -10,6 +10,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..model.checks import check_int
 from ..model.fixed import QFormat
 from ..model.kernels import Numerics
 from ..model.perf import pwg_gate_lanes, pwg_line_slots, pwg_skip_width
@@ -19,7 +20,7 @@ from .fixed import narrow, rounding_offset
 from .gemm import frame_layout
 from .linebuffer import LineBuffer
 from .pipeline import delayed
-from .systolic import SystolicArray, check_array, check_size
+from .systolic import SystolicArray, check_array
 
 __all__ = ["ResidualEngine"]
 
@@ -121,14 +122,14 @@ class ResidualEngine(wiring.Component):
         for name, value in (("residual", residual), ("gate", gate), ("skip", skip), ("aux", aux),
                             ("kernel_size", kernel_size), ("max_dilation", max_dilation), ("max_t", max_t),
                             ("layers", layers)):
-            check_size(name, value)
+            check_int(name, value)
         if gate % 2:
             raise ValueError(f"gate must be an even integer >= 2 (tanh and sigmoid halves), not {gate}")
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be an odd integer >= 1 (non-causal), not {kernel_size}")
         if not isinstance(numerics, Numerics):
             raise ValueError(f"numerics must be a Numerics, not {numerics!r}")
-        check_size("cols", cols)
+        check_int("cols", cols)
         if cols & (cols - 1):
             raise ValueError(f"cols must be a power of two (1, 2, 4, ...), not {cols}")
         self.k_gate = residual * kernel_size + aux

@@ -6,9 +6,10 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..model.checks import check_int
 from ..model.fixed import QFormat
 from .fixed import narrow, rounding_offset
-from .systolic import SystolicArray, check_array, check_size
+from .systolic import SystolicArray, check_array
 
 __all__ = ["GemmEngine", "frame_layout"]
 
@@ -94,9 +95,9 @@ class GemmEngine(wiring.Component):
         self.out = act if out is None else out
         if not isinstance(self.out, QFormat):
             raise ValueError(f"out must be a QFormat, not {self.out!r}")
-        self.bias_width = check_size("bias_width", act.width if bias_width is None else bias_width, lo=2)
-        self.max_m = check_size("max_m", max_m)
-        self.max_n = check_size("max_n", max_n)
+        self.bias_width = check_int("bias_width", act.width if bias_width is None else bias_width, lo=2)
+        self.max_m = check_int("max_m", max_m)
+        self.max_n = check_int("max_n", max_n)
         self.array = SystolicArray(rows, cols, weight, act, max_k=max_k, acc_width=acc_width)
         self.rows, self.cols, self.weight, self.act, self.max_k = rows, cols, weight, act, max_k
         self.latency = self.array.latency + 1

@@ -8,6 +8,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..model.checks import check_int
 from ..model.fixed import QFormat, accumulator_width
 from ..model.kernels import Numerics
 from .activation import Activation, fabric_multiply
@@ -15,7 +16,7 @@ from .fixed import narrow, rounding_offset, saturate
 from .gemm import frame_layout
 from .pe import ProcessingElement
 from .pipeline import delayed
-from .systolic import DSP_ACC_WIDTH, check_multiplier, check_size
+from .systolic import DSP_ACC_WIDTH, check_multiplier
 
 __all__ = ["GruCommand", "GruEngine", "GruGeometry", "command_layout"]
 
@@ -56,11 +57,11 @@ class GruGeometry:
     """
 
     def __init__(self, input_size: int, hidden: int, layers: int, lanes: int, simd: int):
-        self.input_size = check_size("input_size", input_size)
-        self.hidden = check_size("hidden", hidden)
-        self.layers = check_size("layers", layers)
-        self.lanes = check_size("lanes", lanes)
-        self.simd = check_size("simd", simd)
+        self.input_size = check_int("input_size", input_size)
+        self.hidden = check_int("hidden", hidden)
+        self.layers = check_int("layers", layers)
+        self.lanes = check_int("lanes", lanes)
+        self.simd = check_int("simd", simd)
         self.slots = _ceil_div(hidden, lanes)
         self.h_words = _ceil_div(hidden, simd)
         #: x words of each layer's input.

@@ -7,7 +7,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .systolic import check_size
+from ..model.checks import check_int
 
 __all__ = ["LineBuffer"]
 
@@ -59,13 +59,13 @@ class LineBuffer(wiring.Component):
     """
 
     def __init__(self, lanes: int, channels: int, slots: int, width: int):
-        check_size("lanes", lanes)
+        check_int("lanes", lanes)
         if lanes & (lanes - 1):
             raise ValueError(f"lanes must be a power of two (1, 2, 4, ...), not {lanes}")
         self.lanes = lanes
-        self.channels = check_size("channels", channels)
-        self.slots = check_size("slots", slots, lo=2)
-        self.width = check_size("width", width, lo=2)
+        self.channels = check_int("channels", channels)
+        self.slots = check_int("slots", slots, lo=2)
+        self.width = check_int("width", width, lo=2)
         self.ch_bits = (channels - 1).bit_length()
         self.depth = slots << self.ch_bits
         row = data.ArrayLayout(signed(width), lanes)

@@ -6,23 +6,17 @@ from amaranth.hdl import Array, EnableInserter, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..model.checks import check_int
 from ..model.fixed import QFormat, accumulator_width
 from .pe import PeControl, ProcessingElement
 from .pipeline import delayed
 
-__all__ = ["SystolicArray", "check_array", "check_multiplier", "check_size", "DSP_MULTIPLIER", "DSP_ACC_WIDTH"]
+__all__ = ["SystolicArray", "check_array", "check_multiplier", "DSP_MULTIPLIER", "DSP_ACC_WIDTH"]
 
 #: Operand widths of one DSP48E1 signed multiplier (A port x B port).
 DSP_MULTIPLIER = (25, 18)
 #: Width of the DSP48E1 P register, the widest accumulator that stays inside the DSP.
 DSP_ACC_WIDTH = 48
-
-
-def check_size(name: str, value, lo: int = 1) -> int:
-    """Return ``value`` if it is an integer >= ``lo``, else raise ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, not {value!r}")
-    return value
 
 
 def check_multiplier(weight: QFormat, act: QFormat) -> None:
@@ -47,10 +41,10 @@ def check_array(rows: int, cols: int, weight: QFormat, act: QFormat, max_k: int,
 
     Components that build an array call this first, so that a bad parameter raises before anything is built.
     """
-    check_size("rows", rows)
-    check_size("cols", cols)
+    check_int("rows", rows)
+    check_int("cols", cols)
     check_multiplier(weight, act)
-    check_size("max_k", max_k)
+    check_int("max_k", max_k)
     need = accumulator_width(weight, act, max_k)
     if acc_width is None:
         acc_width = need
