@@ -20,12 +20,13 @@ Generation follows samplernn-pytorch's ``Generator``: the sequence starts with `
 row ``(i // n_frame_samples) % frame_size_above`` of the upper tier's latest output; the MLP takes the last
 ``frame_sizes[0]`` samples and row ``i % frame_sizes[0]`` of the bottom tier's output.
 
-Sampling is Gumbel-max: ``argmax(logits + G)`` with ``G`` i.i.d. standard Gumbel noise drawn from
-``np.random.default_rng(seed)``. ``argmax(log p + G)`` is distributed exactly as the categorical distribution
-``p`` (the Gumbel-max trick), which is what samplernn-pytorch draws with ``torch.multinomial``; the random
-streams differ, so individual samples do not. Log-softmax only shifts the logits by a constant, so the
-argmax is taken on the logits directly. The fixed-point model uses the same noise on its dequantised logits,
-so with one seed both models make the same draw wherever their distributions agree.
+Sampling is Gumbel-max: ``argmax(logits + T * G)`` with ``G`` standard Gumbel noise and temperature ``T``,
+which draws from ``softmax(logits / T)`` (the Gumbel-max trick); samplernn-pytorch draws the same
+distribution (at ``T = 1``) with ``torch.multinomial``, from a different random stream. Log-softmax only
+shifts the logits by a constant, so the argmax is taken on the logits directly. The float model draws ``G``
+from ``np.random.default_rng(seed)``; the fixed-point model draws it as the hardware does
+(:class:`~wavefabric.model.sampler.GumbelSampler`: xorshift32, a noise table, integer temperature), so that
+its generation is bit-exact with the hardware's for a seed.
 
 Weight-normed layers hold ``weight_g`` and ``weight_v`` with ``w = g * v / ||v||``, the norm taken over every
 axis but 0, as PyTorch's ``weight_norm(dim=0)`` does. Axis 0 is the output channel for ``Conv1d`` but the
@@ -42,8 +43,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .checkpoint import load_torch_file, read_state_dict, row_norm, weight_norm
+from .checks import check_int
 from .fixed import QFormat, int_matmul, narrow
 from .kernels import Numerics, float_sigmoid, gru_cell, linear, quantize_weight_norm, relu
+from .sampler import GumbelSampler, seed_state, temperature_int
 
 __all__ = [
     "SampleRNNConfig",
@@ -95,6 +98,14 @@ class SampleRNNConfig:
         Format of the MLP's output logits. Trained networks give sharp distributions whose logits exceed the
         act range, so the default (None) is ``act.width`` bits with two fewer fractional bits than ``act``
         (Q6.10 at the defaults: [-32, 32)).
+    table : QFormat or None
+        Storage format of the folded MLP-input table (:attr:`SampleRNNFixed.mlp_table`): at most 18 bits
+        (one BRAM word in x18 mode) and at least ``act.frac`` fractional bits. The default (None) is
+        ``act.width`` bits with ``act.frac`` fractional bits (Q4.12 at the defaults), chosen by
+        measurement (``benchmarks/samplernn.py``).
+    gumbel_bits : int
+        Uniform bits per draw of the fixed-point model's sampler
+        (:class:`~wavefabric.model.sampler.GumbelSampler`), 4 to 16.
 
     Raises
     ------
@@ -110,6 +121,8 @@ class SampleRNNConfig:
     weight_norm: bool = True
     numerics: Numerics = Numerics()
     logits: QFormat | None = None
+    table: QFormat | None = None
+    gumbel_bits: int = 10
 
     def __post_init__(self):
         sizes = self.frame_sizes
@@ -140,6 +153,16 @@ class SampleRNNConfig:
             object.__setattr__(self, "logits", QFormat(act.width, max(act.frac - 2, 0)))
         elif not isinstance(self.logits, QFormat):
             raise ValueError(f"SampleRNNConfig.logits must be a QFormat or None, not {self.logits!r}")
+        if self.table is None:
+            object.__setattr__(self, "table", QFormat(act.width, act.frac))
+        elif not isinstance(self.table, QFormat) or self.table.width > 18 or self.table.frac < act.frac:
+            raise ValueError(
+                f"SampleRNNConfig.table must be None or a QFormat of at most 18 bits with at least act.frac = "
+                f"{act.frac} fractional bits, not {self.table!r}"
+            )
+        if not _is_int(self.gumbel_bits) or not 4 <= self.gumbel_bits <= 16:
+            raise ValueError(f"SampleRNNConfig.gumbel_bits must be an integer from 4 to 16, not {self.gumbel_bits!r}")
+        object.__setattr__(self, "gumbel_bits", int(self.gumbel_bits))
 
     @property
     def n_tiers(self) -> int:
@@ -413,12 +436,12 @@ def _upsampling_matrix(w: np.ndarray) -> np.ndarray:
 class _SampleRNNModel:
     """What the float and fixed-point models share: the generation loop and teacher forcing.
 
-    Subclasses provide ``tier_forward``, ``_logits`` (MLP logits, batched over steps) and
-    ``_logit_scale`` (real value of one logit unit).
+    Subclasses provide ``tier_forward``, ``_logits`` (MLP logits, batched over steps) and ``_noise_source``
+    (the sampler: ``_noise_source(seed, temperature)`` validates both and returns a function of a number of
+    samples that returns their noise rows, to be added to the logits, continuing one stream across calls).
     """
 
     params: SampleRNNParams
-    _logit_scale: float
 
     def __init__(self, params: SampleRNNParams):
         if not isinstance(params, SampleRNNParams):
@@ -445,18 +468,24 @@ class _SampleRNNModel:
                              f"not {prev_samples.shape}")
         return prev_samples
 
-    def generate(self, n_samples: int, seed: int,
+    def generate(self, n_samples: int, seed: int, temperature: float = 1.0,
                  progress: Callable[[int], object] | None = None) -> np.ndarray:
         """Generate ``n_samples`` samples autoregressively, as samplernn-pytorch's ``Generator`` does.
+
+        Sample ``i`` is ``argmax(logits_i + noise_i)``, the first maximum on ties, with the noise of the
+        model's sampler: ``temperature`` times standard Gumbel noise from ``np.random.default_rng(seed)`` in
+        the float model; the hardware sampler's integer noise in the fixed-point model
+        (:meth:`SampleRNNFixed.generate`).
 
         Parameters
         ----------
         n_samples : int
             Number of samples, >= 0.
         seed : int
-            Seed of ``np.random.default_rng``. Sample ``i`` is ``argmax(logits_i + noise[i])`` with
-            ``noise = rng.gumbel(size=(n_samples, q_levels))`` (drawn in blocks of 1024 rows, which is the
-            same stream), ``logits_i`` real-valued (the fixed model's dequantised).
+            Seed of the sampler's random stream, >= 0.
+        temperature : float
+            Sampling temperature ``T``: samples are drawn from ``softmax(logits / T)``. Finite and > 0 (and
+            representable by :func:`~wavefabric.model.sampler.temperature_int` in the fixed-point model).
         progress : callable, optional
             Called with the number of samples just produced (blocks of up to 1024), e.g. ``tqdm.update``.
 
@@ -470,14 +499,15 @@ class _SampleRNNModel:
         lookback, q, fs0, top = cfg.lookback, cfg.q_levels, cfg.frame_sizes[0], cfg.n_tiers - 1
         tiers = [(k, cfg.n_frame_samples[k], cfg.frame_sizes[k + 1] if k < top else 0)
                  for k in range(top, -1, -1)]
-        rng = np.random.default_rng(seed)
+        draw_noise = self._noise_source(seed, temperature)
         seq = np.full(lookback + n_samples, q // 2, dtype=np.int64)
         hidden: list = [None] * cfg.n_tiers
         outputs: list = [None] * cfg.n_tiers
-        tier_forward, logits, scale = self.tier_forward, self._logits, self._logit_scale
+        tier_forward, logits = self.tier_forward, self._logits
         for start in range(0, n_samples, _BLOCK):
             stop = min(start + _BLOCK, n_samples)
-            noise = rng.gumbel(size=(stop - start, q))
+            # The noise does not depend on the logits, so a block of it is drawn ahead in one vectorised call.
+            noise = draw_noise(stop - start)
             for i in range(lookback + start, lookback + stop):
                 # Every n_frame_samples is a multiple of fs0, so no tier runs unless i % fs0 == 0.
                 if i % fs0 == 0:
@@ -486,7 +516,7 @@ class _SampleRNNModel:
                             cond = None if k == top else outputs[k + 1][None, (i // nfs) % fs_above]
                             outputs[k], hidden[k] = tier_forward(k, seq[None, i - nfs:i], cond, hidden[k])
                 step = logits(seq[None, i - fs0:i], outputs[0][None, i % fs0])[0]
-                seq[i] = np.argmax(step * scale + noise[i - lookback - start])
+                seq[i] = np.argmax(step + noise[i - lookback - start])
             if progress is not None:
                 progress(stop - start)
         return seq[lookback:].copy()
@@ -530,8 +560,6 @@ class SampleRNNFloat(_SampleRNNModel):
         (exact algebra; equal to the unfolded model up to float rounding). The table is built once from
         the normalised weight, also when the params keep ``(g, v)``.
     """
-
-    _logit_scale = 1.0
 
     def __init__(self, params: SampleRNNParams, fold_embedding: bool = True):
         super().__init__(params)
@@ -601,6 +629,14 @@ class SampleRNNFloat(_SampleRNNModel):
         x = np.maximum(x @ mlp.hidden.float()[:, :, 0].T + mlp.hidden_bias, 0.0)
         return x @ mlp.output.float()[:, :, 0].T + mlp.output_bias
 
+    def _noise_source(self, seed: int, temperature: float) -> Callable[[int], np.ndarray]:
+        if (isinstance(temperature, bool) or not isinstance(temperature, int | float | np.integer | np.floating)
+                or not (math.isfinite(temperature) and temperature > 0)):
+            raise ValueError(f"temperature must be a finite number > 0, not {temperature!r}")
+        rng = np.random.default_rng(check_int("seed", seed, 0))
+        q = self.config.q_levels
+        return lambda n: temperature * rng.gumbel(size=(n, q))
+
     def mlp_log_probs(self, prev_samples, conditioning) -> np.ndarray:
         """The sample-level MLP: log-probabilities of the next sample.
 
@@ -639,24 +675,31 @@ class SampleRNNFixed(_SampleRNNModel):
       ``q`` is a power of two and ``act.frac >= log2(q) - 2`` (so at the defaults), else rounded.
     * ``input_expand``: one :func:`linear` whose bias is ``bias + conditioning`` (added before narrowing).
     * GRU: :func:`gru_cell` per frame and layer. Upsampling: one :func:`linear`, a column per frame.
-    * MLP input convolution: an exact sum of ``frame_sizes[0] * q`` products at ``acc_frac`` plus the
-      conditioning, narrowed once, then ReLU; hidden and output 1x1 convs by :func:`linear`; logits in
-      ``config.logits``.
+    * MLP input convolution, folded (the hardware's): the quantised embedding ``E`` and input weight ``W``
+      make the table ``T[j, s, d] = narrow(sum_c W[d, c, j] * E[s, c], acc_frac, config.table)``
+      (:attr:`mlp_table`), and for previous samples ``prev_0 .. prev_{fs0-1}`` (oldest first) and
+      conditioning ``cond``::
+
+          acc[d] = sum_j T[j, prev_j, d] + (cond[d] << (table.frac - act.frac))
+          x[d]   = relu(narrow(acc[d], table.frac, act))
+
+      Unfolded (the exact reference): the ``frame_sizes[0] * q`` products at ``acc_frac`` plus the
+      conditioning, narrowed once, then ReLU. The two differ only by the rounding of the table entries.
+    * Hidden and output 1x1 convs by :func:`linear`; logits in ``config.logits``.
+    * Sampling: :attr:`sampler` (``GumbelSampler(config.logits, config.gumbel_bits)``), see :meth:`generate`.
 
     Parameters
     ----------
     params : SampleRNNParams
     fold_embedding : bool
-        Fold the quantised embedding into the quantised input convolution: the table
-        ``T[j, s, d] = sum_c W[d, c, j] * E[s, c]`` holds the exact integer products at ``acc_frac`` (no
-        rounding), so the folded and unfolded models are bit-identical.
+        Compute the MLP input from the stored table (True, as the hardware does) or from the exact products
+        (False, the reference the table's rounding is measured against).
     """
 
     def __init__(self, params: SampleRNNParams, fold_embedding: bool = True):
         super().__init__(params)
         cfg = self.config
         num = self.numerics = cfg.numerics
-        self._logit_scale = cfg.logits.lsb
         self.fold_embedding = fold_embedding
         q, fs0 = cfg.q_levels, cfg.frame_sizes[0]
         self._sample_value = num.act.quantize(2.0 * (np.arange(q) / (q / 2) - 1.0))
@@ -677,10 +720,12 @@ class SampleRNNFixed(_SampleRNNModel):
         self._embedding = num.act.quantize(mlp.embedding)
         w_in = mlp.input.quantize(num)  # (dim, q, fs0)
         self._input = w_in.reshape(w_in.shape[0], -1)
-        if fold_embedding:
-            # Row j * q + s: the exact products at acc_frac, no rounding.
-            self._table = np.concatenate([int_matmul(self._embedding, w_in[:, :, j].T) for j in range(fs0)])
-            self._table_offset = np.arange(fs0) * q
+        # Row j * q + s of the exact products at acc_frac, rounded once to the table's storage format.
+        exact = np.concatenate([int_matmul(self._embedding, w_in[:, :, j].T) for j in range(fs0)])
+        self._table = narrow(exact, num.acc_frac, cfg.table)
+        self._table.setflags(write=False)
+        self._table_offset = np.arange(fs0) * q
+        self.sampler = GumbelSampler(cfg.logits, cfg.gumbel_bits)
         self._hidden = mlp.hidden.quantize(num)[:, :, 0]
         self._hidden_bias = num.act.quantize(mlp.hidden_bias)
         self._output = mlp.output.quantize(num)[:, :, 0]
@@ -728,8 +773,9 @@ class SampleRNNFixed(_SampleRNNModel):
         num = self.numerics
         cond = np.asarray(cond, dtype=np.int64)
         if self.fold_embedding:
-            acc = self._table[prev + self._table_offset].sum(axis=1) + (cond << num.weight.frac)
-            x = narrow(acc, num.acc_frac, num.act)
+            table = self.config.table
+            acc = self._table[prev + self._table_offset].sum(axis=1) + (cond << (table.frac - num.act.frac))
+            x = narrow(acc, table.frac, num.act)
         else:
             # Column of step t: E[prev[t, j], c] at row c * fs0 + j, the conv's flattened weight order.
             cols = self._embedding[prev].transpose(2, 1, 0).reshape(-1, len(prev))
@@ -737,6 +783,39 @@ class SampleRNNFixed(_SampleRNNModel):
         x = relu(x)
         x = relu(linear(self._hidden, x.T, self._hidden_bias, num))
         return linear(self._output, x, self._output_bias, num, out=self.config.logits).T
+
+    @property
+    def mlp_table(self) -> np.ndarray:
+        """The folded MLP-input table as the hardware stores it: ``(frame_sizes[0], q, dim)`` ints in
+        ``config.table``; ``[j, s]`` is the row added for sample code ``s`` at position ``j`` of the previous
+        ``frame_sizes[0]`` samples (oldest first). Read-only."""
+        cfg = self.config
+        return self._table.reshape(cfg.frame_sizes[0], cfg.q_levels, cfg.dim)
+
+    def generate(self, n_samples: int, seed: int, temperature: float = 1.0,
+                 progress: Callable[[int], object] | None = None) -> np.ndarray:
+        """Generate ``n_samples`` samples bit-exactly as the hardware does.
+
+        The sampler's state starts at ``seed_state(seed)`` and is carried from sample to sample; each
+        sample's code is what ``sampler.sample(logits, state, temperature_int(temperature))`` draws from
+        that sample's fixed-point logits (see :mod:`~wavefabric.model.sampler`). So
+        ``sampler.sample(teacher_forced(codes), seed_state(seed), tq)[0]`` reproduces ``codes``. Parameters
+        and result as in :meth:`SampleRNNFloat.generate`; ``temperature`` must round to 1 .. 65535 in units
+        of 2**-12.
+        """
+        return super().generate(n_samples, seed, temperature, progress)
+
+    def _noise_source(self, seed: int, temperature: float) -> Callable[[int], np.ndarray]:
+        tq = temperature_int(temperature)
+        state = seed_state(seed)
+        q = self.config.q_levels
+
+        def draw(n: int) -> np.ndarray:
+            nonlocal state
+            noise, state = self.sampler.noise(state, n, q, tq)
+            return noise
+
+        return draw
 
     def mlp_logits(self, prev_samples, conditioning) -> np.ndarray:
         """The sample-level MLP in fixed point: logits (before log-softmax) of the next sample.

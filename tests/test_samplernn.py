@@ -6,8 +6,9 @@ import sys
 import numpy as np
 import pytest
 
-from wavefabric.model.fixed import QFormat
-from wavefabric.model.kernels import Numerics
+from wavefabric.model.fixed import QFormat, narrow
+from wavefabric.model.kernels import Numerics, linear
+from wavefabric.model.sampler import GumbelSampler, seed_state, temperature_int
 from wavefabric.model.samplernn import (
     SampleRNNConfig,
     SampleRNNFixed,
@@ -334,10 +335,52 @@ def test_fold_weight_norm_and_fold_embedding_give_equal_outputs(config):
         for fold_embedding in (True, False):
             got = SampleRNNFloat(params, fold_embedding=fold_embedding).teacher_forced(samples)
             np.testing.assert_allclose(got, reference, rtol=0, atol=1e-12)
-    # The fixed-point model always normalises (g, v) itself, and its folded table is exact.
-    fixed = SampleRNNFixed(folded, fold_embedding=True).teacher_forced(samples)
-    assert np.array_equal(fixed, SampleRNNFixed(folded, fold_embedding=False).teacher_forced(samples))
-    assert np.array_equal(fixed, SampleRNNFixed(unfolded, fold_embedding=True).teacher_forced(samples))
+    # The fixed-point model always normalises (g, v) itself.
+    for fold_embedding in (True, False):
+        assert np.array_equal(SampleRNNFixed(folded, fold_embedding=fold_embedding).teacher_forced(samples),
+                              SampleRNNFixed(unfolded, fold_embedding=fold_embedding).teacher_forced(samples))
+
+
+def test_fixed_folded_table_agrees_with_the_exact_products(seed_params, seed_fixed):
+    # The stored table rounds each entry once; against the exact unfolded reference that moves few logits.
+    samples = np.random.default_rng(26).integers(0, 256, size=2048)
+    folded = seed_fixed.teacher_forced(samples)
+    exact = SampleRNNFixed(seed_params, fold_embedding=False).teacher_forced(samples)
+    assert np.mean(np.argmax(folded, axis=1) == np.argmax(exact, axis=1)) >= 0.99
+    assert np.max(np.abs(folded - exact)) <= 64  # logit LSBs (2**-10): at most 1/16
+
+
+def test_mlp_table_is_the_narrowed_exact_products(seed_params, seed_fixed):
+    num, table = SEED_CONFIG.numerics, SEED_CONFIG.table
+    emb = num.act.quantize(seed_params.mlp.embedding)
+    w = seed_params.mlp.input.quantize(num)  # (dim, q, fs0)
+    # Each product sum is below 2**53, so float64 einsum is exact.
+    exact = np.einsum("sc,dcj->jsd", emb.astype(np.float64), w.astype(np.float64)).astype(np.int64)
+    stored = seed_fixed.mlp_table
+    assert stored.shape == (16, 256, 64) and stored.dtype == np.int64
+    assert np.array_equal(stored, narrow(exact, num.acc_frac, table))
+    assert table.contains(stored) and not stored.flags.writeable
+    # The MLP input the hardware computes from the stored table, by the formula of the docstring.
+    rng = np.random.default_rng(27)
+    prev = rng.integers(0, 256, size=(50, 16))
+    cond = num.act.quantize(rng.normal(0, 1, size=(50, 64)))
+    acc = stored[np.arange(16), prev].sum(axis=1) + (cond << (table.frac - num.act.frac))
+    x = np.maximum(narrow(acc, table.frac, num.act), 0)
+    hidden = seed_fixed._hidden, seed_fixed._hidden_bias
+    x = np.maximum(linear(hidden[0], x.T, hidden[1], num), 0)
+    logits = linear(seed_fixed._output, x, seed_fixed._output_bias, num, out=SEED_CONFIG.logits).T
+    assert np.array_equal(seed_fixed.mlp_logits(prev, cond), logits)
+
+
+def test_lossless_table_format_makes_folding_bit_identical():
+    # With table.frac = acc_frac and no entry saturating, the stored table holds the exact products.
+    config = SampleRNNConfig(frame_sizes=(4, 2), dim=8, q_levels=16,
+                             numerics=Numerics(weight=QFormat(8, 3)), table=QFormat(18, 15))
+    params = SampleRNNParams.from_state_dict(config, random_state_dict(config, seed=28))
+    folded, exact = SampleRNNFixed(params), SampleRNNFixed(params, fold_embedding=False)
+    assert np.abs(folded.mlp_table).max() < 2**17 - 1
+    samples = np.random.default_rng(29).integers(0, 16, size=200)
+    assert np.array_equal(folded.teacher_forced(samples), exact.teacher_forced(samples))
 
 
 # ---------------------------------------------------------------------------------------------- generation
@@ -385,20 +428,43 @@ def test_tiers_run_at_their_rates_on_the_right_samples(config, monkeypatch):
                for i, prev in enumerate(mlp_calls))
 
 
-def test_generation_draws_from_the_teacher_forced_distributions(seed_float, seed_fixed):
-    # Generation is Gumbel-max on the same per-step distributions that teacher forcing recomputes.
+@pytest.mark.parametrize("temperature", [1.0, 0.6])
+def test_float_generation_draws_from_the_teacher_forced_distributions(seed_float, temperature):
+    # Gumbel-max on the same per-step distributions that teacher forcing recomputes.
     n, seed = 1100, 23  # more than one block of noise
     noise = np.random.default_rng(seed).gumbel(size=(n, SEED_CONFIG.q_levels))
-    samples = seed_float.generate(n, seed)
-    assert np.array_equal(np.argmax(seed_float.teacher_forced(samples) + noise, axis=1), samples)
-    samples = seed_fixed.generate(n, seed)
-    logits = seed_fixed.config.logits.dequantize(seed_fixed.teacher_forced(samples))
-    assert np.array_equal(np.argmax(logits + noise, axis=1), samples)
+    samples = seed_float.generate(n, seed, temperature)
+    assert np.array_equal(np.argmax(seed_float.teacher_forced(samples) + temperature * noise, axis=1), samples)
+
+
+@pytest.mark.parametrize("config, temperature", [(SMALL_CONFIGS[2], 0.6), (SEED_CONFIG, 1.0), (SEED_CONFIG, 0.6)],
+                         ids=["fs2x3x2-T0.6", "seed-T1", "seed-T0.6"])
+def test_fixed_generation_is_the_hardware_sampler_on_teacher_forced_logits(config, temperature):
+    # Bit-exact with the hardware: its sampler on each sample's logits, the state carried across samples.
+    model = SampleRNNFixed(SampleRNNParams.from_state_dict(config, random_state_dict(config, seed=30)))
+    n, seed = 1100, 31
+    samples = model.generate(n, seed, temperature=temperature)
+    sampler = GumbelSampler(config.logits, config.gumbel_bits)
+    codes, _ = sampler.sample(model.teacher_forced(samples), seed_state(seed), temperature_int(temperature))
+    assert np.array_equal(codes, samples)
+
+
+def test_temperature_sharpens_generation(seed_fixed):
+    # Lower temperature concentrates on likely samples: the codes' spread shrinks.
+    hot, cold = seed_fixed.generate(600, 32, temperature=2.0), seed_fixed.generate(600, 32, temperature=0.25)
+    logits = seed_fixed.teacher_forced(cold)
+    assert np.mean(cold == np.argmax(logits, axis=1)) > 0.5
+    assert not np.array_equal(hot, cold)
 
 
 def test_invalid_inputs_are_rejected(seed_float):
     with pytest.raises(ValueError, match="n_samples"):
         seed_float.generate(-1, seed=0)
+    with pytest.raises(ValueError, match=r"^seed must be an integer >= 0"):
+        seed_float.generate(1, seed=-1)
+    for temperature in (0.0, -1.0, float("nan"), float("inf"), "1"):
+        with pytest.raises(ValueError, match=r"^temperature must be a finite number > 0"):
+            seed_float.generate(1, seed=0, temperature=temperature)
     with pytest.raises(ValueError, match=r"samples must lie in \[0, 256\)"):
         seed_float.teacher_forced(np.array([0, 256]))
     with pytest.raises(ValueError, match=r"shape \(n_frames, 16\)"):
@@ -435,6 +501,34 @@ def test_fixed_tier_inputs_are_exact(seed_fixed):
     act = SEED_CONFIG.numerics.act
     codes = np.arange(SEED_CONFIG.q_levels)
     assert np.array_equal(act.dequantize(seed_fixed._sample_value), 2 * (codes / 128 - 1))
+
+
+def test_fixed_generation_rejects_temperatures_the_hardware_cannot_hold(seed_fixed):
+    for temperature in (0.0, 1e-5, 16.5, float("nan")):
+        with pytest.raises(ValueError, match=r"^temperature must be a finite number > 0 .*65535"):
+            seed_fixed.generate(1, seed=0, temperature=temperature)
+    with pytest.raises(ValueError, match=r"^seed must be an integer >= 0"):
+        seed_fixed.generate(1, seed=-1)
+
+
+def test_table_and_gumbel_bits_defaults():
+    assert SampleRNNConfig().table == QFormat(16, 12)
+    assert SampleRNNConfig(numerics=Numerics(act=QFormat(14, 10))).table == QFormat(14, 10)
+    assert SampleRNNConfig(table=QFormat(18, 14)).table == QFormat(18, 14)
+    assert SampleRNNConfig().gumbel_bits == 10
+
+
+@pytest.mark.parametrize("field, value", [
+    ("table", QFormat(16, 11)),  # fewer fractional bits than act
+    ("table", QFormat(19, 14)),  # wider than a BRAM word
+    ("table", "Q4.12"),
+    ("gumbel_bits", 3),
+    ("gumbel_bits", 17),
+    ("gumbel_bits", 10.0),
+])
+def test_table_and_gumbel_bits_are_validated(field, value):
+    with pytest.raises(ValueError, match=rf"^SampleRNNConfig\.{field} must be"):
+        SampleRNNConfig(**{field: value})
 
 
 def test_logits_format():
