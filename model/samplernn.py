@@ -56,6 +56,9 @@ __all__ = [
     "SampleRNNParams",
     "SampleRNNFloat",
     "SampleRNNFixed",
+    "SampleRNNInts",
+    "TierInts",
+    "tier_input_values",
     "TeacherForcedError",
     "state_dict_shapes",
     "random_state_dict",
@@ -433,6 +436,48 @@ def _upsampling_matrix(w: np.ndarray) -> np.ndarray:
     return w.transpose(2, 1, 0).reshape(-1, w.shape[0])
 
 
+def tier_input_values(config: SampleRNNConfig) -> np.ndarray:
+    """The tier input ``2 * (s / (q/2) - 1)`` of every sample code ``s`` in ``config.numerics.act`` ints: what the
+    fixed-point model and the hardware feed ``input_expand``."""
+    q = config.q_levels
+    return config.numerics.act.quantize(2.0 * (np.arange(q) / (q / 2) - 1.0))
+
+
+@dataclass(frozen=True)
+class TierInts:
+    """One tier's integer parameters as the fixed-point model uses them (act or weight ints).
+
+    ``input_expand`` (dim, n_frame_samples), ``input_expand_bias`` (dim,); per GRU layer ``weight_ih`` /
+    ``weight_hh`` (3 dim, dim), ``bias_ih`` / ``bias_hh`` (3 dim,); ``h0`` (n_rnn, dim); ``upsampling``
+    (frame_size * dim, dim) with row ``j * dim + d`` for output position ``j``, channel ``d``, and
+    ``upsampling_bias`` (frame_size * dim,) in the same order.
+    """
+
+    input_expand: np.ndarray
+    input_expand_bias: np.ndarray
+    weight_ih: tuple[np.ndarray, ...]
+    weight_hh: tuple[np.ndarray, ...]
+    bias_ih: tuple[np.ndarray, ...]
+    bias_hh: tuple[np.ndarray, ...]
+    h0: np.ndarray
+    upsampling: np.ndarray
+    upsampling_bias: np.ndarray
+
+
+@dataclass(frozen=True)
+class SampleRNNInts:
+    """Every integer parameter of :class:`SampleRNNFixed` but the MLP input table (:attr:`~SampleRNNFixed.mlp_table`).
+
+    ``tiers`` bottom first; the MLP's ``hidden`` (dim, dim), ``hidden_bias``, ``output`` (q, dim), ``output_bias``.
+    """
+
+    tiers: tuple[TierInts, ...]
+    hidden: np.ndarray
+    hidden_bias: np.ndarray
+    output: np.ndarray
+    output_bias: np.ndarray
+
+
 class _SampleRNNModel:
     """What the float and fixed-point models share: the generation loop and teacher forcing.
 
@@ -702,7 +747,7 @@ class SampleRNNFixed(_SampleRNNModel):
         num = self.numerics = cfg.numerics
         self.fold_embedding = fold_embedding
         q, fs0 = cfg.q_levels, cfg.frame_sizes[0]
-        self._sample_value = num.act.quantize(2.0 * (np.arange(q) / (q / 2) - 1.0))
+        self._sample_value = tier_input_values(cfg)
         self._tiers = []
         for p in params.tiers:
             self._tiers.append(dict(
@@ -783,6 +828,12 @@ class SampleRNNFixed(_SampleRNNModel):
         x = relu(x)
         x = relu(linear(self._hidden, x.T, self._hidden_bias, num))
         return linear(self._output, x, self._output_bias, num, out=self.config.logits).T
+
+    def integer_params(self) -> SampleRNNInts:
+        """The integer weights, biases and h0 this model computes with (what the hardware loads)."""
+        tiers = tuple(TierInts(**{key: tuple(value) if isinstance(value, list) else value
+                                  for key, value in tier.items()}) for tier in self._tiers)
+        return SampleRNNInts(tiers, self._hidden, self._hidden_bias, self._output, self._output_bias)
 
     @property
     def mlp_table(self) -> np.ndarray:
