@@ -298,6 +298,53 @@ class GumbelSampler:
         noise, state = self.noise(state, logits_int.shape[0], logits_int.shape[1], tq)
         return np.argmax(logits_int.astype(np.int64) + noise, axis=1), state
 
+    def probabilities(self, logits_int, tq: int) -> np.ndarray:
+        """The exact distribution of the code this sampler draws from one row of logits, for ideal random bits.
+
+        With every table index equally likely and independent across levels, code ``k`` wins when its score
+        beats every earlier level strictly and every later level or ties it, so::
+
+            P(k) = mean over x in noise of  prod_{j<k} P(l_j + n < l_k + x) * prod_{j>k} P(l_j + n <= l_k + x)
+
+        with ``noise = shift_round(tq * table, 12)`` and ``n`` one uniformly chosen entry of it. This is what
+        the sampler's draws converge to; against ``softmax(logits / T)`` it measures the bias of the finite
+        table alone, free of sampling noise.
+
+        Parameters
+        ----------
+        logits_int : (q,) int array
+            Logits in the ``logits`` format.
+        tq : int
+            Integer temperature (:func:`temperature_int`), 1 to 65535.
+
+        Returns
+        -------
+        (q,) float64 array summing to 1.
+        """
+        logits_int = np.asarray(logits_int)
+        if logits_int.ndim != 1 or len(logits_int) < 2 or not np.issubdtype(logits_int.dtype, np.integer):
+            raise ValueError(f"logits_int must be a (q >= 2,) integer array, not {logits_int.dtype} "
+                             f"{logits_int.shape}")
+        tq = check_int("tq", tq, 1, 0xFFFF)
+        noise = shift_round(tq * self.table, TEMPERATURE_FRAC)  # non-decreasing, as the table is
+        lo, hi = int(noise[0]), int(noise[-1])
+        # at_most[t - lo] = P(n <= t) for t in [lo, hi] (0 below, 1 above).
+        at_most = np.cumsum(np.bincount(noise - lo, minlength=hi - lo + 1)) / len(noise)
+
+        def cdf(t: np.ndarray) -> np.ndarray:
+            return np.where(t < lo, 0.0, at_most[np.clip(t - lo, 0, hi - lo)])
+
+        logits = logits_int.astype(np.int64)
+        # Only levels whose best score reaches the top level's worst can win; for every score where one of
+        # them does, the other levels are certainly below it, so they drop out of the products too.
+        live = np.flatnonzero(logits + hi >= logits.max() + lo)
+        p = np.zeros(len(logits))
+        for i, k in enumerate(live):
+            gap = (logits[k] + noise)[:, None] - logits[live][None, :]  # (entries, live levels)
+            below = np.concatenate([cdf(gap[:, :i] - 1), cdf(gap[:, i + 1:])], axis=1)
+            p[k] = np.prod(below, axis=1).mean()
+        return p
+
 
 def pcm16(codes, q_levels: int) -> np.ndarray:
     """Sample codes to the 16-bit PCM the hardware streams: ``floor((2 code - q) * 32768 / q)``.

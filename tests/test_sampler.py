@@ -141,6 +141,26 @@ def test_sample_follows_the_softmax():
         assert 0.5 * np.abs(np.bincount(codes, minlength=8) / n - p).sum() < 0.02
 
 
+@pytest.mark.parametrize("logits, tq", [([1, 0, 1, -3], 4096), ([0, 0, 0, 0], 2048), ([5, -5, 0, 2], 65535),
+                                        ([127, -128, 127, 0], 1)])
+def test_probabilities_are_the_exact_distribution(logits, tq):
+    # Every combination of table indices over 4 levels of a 16-entry table, equally likely.
+    sampler = GumbelSampler(QFormat(8, 2), 4)
+    values = np.array([(tq * int(t) + 2048) >> 12 for t in sampler.table])
+    combos = np.stack(np.meshgrid(*[values] * 4, indexing="ij"), axis=-1).reshape(-1, 4)
+    counts = np.bincount(np.argmax(np.array(logits) + combos, axis=1), minlength=4)
+    assert np.allclose(sampler.probabilities(np.array(logits), tq), counts / len(combos), rtol=0, atol=1e-12)
+
+
+def test_draws_converge_to_the_probabilities():
+    sampler = GumbelSampler(LOGITS, 8)
+    logits = LOGITS.quantize(np.random.default_rng(12).normal(0, 2, size=16))
+    p = sampler.probabilities(logits, 3000)
+    assert abs(p.sum() - 1) < 1e-12
+    codes, _ = sampler.sample(np.repeat(logits[None], 50000, axis=0), seed_state(13), 3000)
+    assert 0.5 * np.abs(np.bincount(codes, minlength=16) / 50000 - p).sum() < 0.01
+
+
 def test_noise_and_sample_of_nothing():
     sampler = GumbelSampler(LOGITS)
     noise, state = sampler.noise(5, 0, 256, 4096)
@@ -194,6 +214,8 @@ def test_pcm16():
     (lambda: GumbelSampler(LOGITS).sample(np.zeros(4, dtype=int), 1, 4096), r"^logits_int must be"),
     (lambda: GumbelSampler(LOGITS).sample(np.full((1, 4), 2**15), 1, 4096), r"^logits_int .* \[-32768, 32767\]"),
     (lambda: GumbelSampler(LOGITS).sample(np.zeros((1, 4), dtype=int), 0, 4096), r"^state must be"),
+    (lambda: GumbelSampler(LOGITS).probabilities(np.zeros((2, 4), dtype=int), 4096), r"^logits_int must be a \(q"),
+    (lambda: GumbelSampler(LOGITS).probabilities(np.zeros(4, dtype=int), 0), r"^tq must be"),
     (lambda: pcm16([0, 256], 256), r"^codes must be integers in \[0, 256\)"),
     (lambda: pcm16([0.5], 256), r"^codes must be integers"),
     (lambda: pcm16([0], 1), r"^q_levels must be an integer from 2 to 65536"),
