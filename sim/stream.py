@@ -14,40 +14,15 @@ Sources keep ``valid`` high until the transfer once they raise it (as AXI4-Strea
 
 from __future__ import annotations
 
-import os
 import random
-from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
-from amaranth.hdl import Const
-from amaranth.lib import data
-from amaranth.sim import Simulator, SimulatorContext
+from amaranth.sim import SimulatorContext
 
-__all__ = ["VCD_ENV", "vcd_hint", "to_python", "stream_put", "stream_get", "run_simulation"]
+from .streams import CLOCK_PERIOD, VCD_ENV, run_simulation, to_python, vcd_hint
 
-#: Environment variable naming a folder for VCD traces of every simulation run through :func:`run_simulation`.
-VCD_ENV = "WAVEFABRIC_VCD"
-
-#: Simulated clock period in seconds (100 MHz; only the VCD time axis depends on it).
-CLOCK_PERIOD = 1e-8
-
-
-def vcd_hint(name: str) -> str:
-    """A sentence for failure messages: how to get a trace of the simulation called ``name``."""
-    return f"set {VCD_ENV}=DIR to write DIR/{name}.vcd"
-
-
-def to_python(value: Any) -> Any:
-    """A sampled value as plain Python: ``int`` for values, ``dict`` for structs, ``list`` for arrays."""
-    if isinstance(value, data.Const):
-        layout = data.Layout.cast(value.shape())
-        if isinstance(layout, data.ArrayLayout):
-            return [to_python(value[n]) for n in range(layout.length)]
-        return {name: to_python(value[name]) for name, _ in layout}
-    if isinstance(value, Const):
-        return value.value
-    return int(value)
+__all__ = ["CLOCK_PERIOD", "VCD_ENV", "vcd_hint", "to_python", "stream_put", "stream_get", "run_simulation"]
 
 
 async def stream_put(ctx: SimulatorContext, stream, payloads: Iterable[Any], *, rng: random.Random | None = None,
@@ -98,23 +73,3 @@ async def stream_get(ctx: SimulatorContext, stream, count: int, *, rng: random.R
         cycle += 1
     ctx.set(stream.ready, 0)
     return beats, times
-
-
-def run_simulation(dut, testbenches: Sequence[Callable], *, name: str) -> None:
-    """Simulate ``dut`` with a 100 MHz ``sync`` clock until every testbench has returned.
-
-    Testbenches are ``async def tb(ctx)`` functions. With ``WAVEFABRIC_VCD=DIR`` in the environment the run is
-    traced to ``DIR/<name>.vcd``.
-    """
-    sim = Simulator(dut)
-    sim.add_clock(CLOCK_PERIOD)
-    for testbench in testbenches:
-        sim.add_testbench(testbench)
-    folder = os.environ.get(VCD_ENV)
-    if folder:
-        path = Path(folder)
-        path.mkdir(parents=True, exist_ok=True)
-        with sim.write_vcd(str(path / f"{name}.vcd")):
-            sim.run()
-    else:
-        sim.run()

@@ -10,39 +10,98 @@ the flat bit vectors the ports carry (:func:`pack`), and hands the lot to a back
 
 Both see the same stimulus, so they must agree on every output beat and every transfer cycle.
 
-**The rules.** Cycles count from 0; a transfer in cycle ``t`` is sampled at the ``t + 1``-th rising edge, as in
-:mod:`wavefabric.sim.stream`. Before the first cycle every static input is set (other plain inputs are 0).
+**The rules.** Cycles count from 0; a transfer in cycle ``t`` is sampled at the ``t + 1``-th rising edge (the
+testbench samples every handshake just before the edge). Before the first cycle every static input is set (other
+plain inputs are 0).
 
 * A source (the component's ``In`` stream) keeps ``valid`` low for ``gaps[i]`` cycles before beat ``i``, counted
   from the cycle after the previous transfer (from cycle 0 for the first beat), then raises ``valid`` with the
   beat and holds both until the transfer (as AXI4-Stream requires). ``waits[s] = (i, u)`` also holds beat ``i``
   of ``s`` back until every beat of ``u`` has been transferred in an earlier cycle.
+* A change ``(s, i, value)`` of a plain input takes effect in the cycle beat ``i`` of source ``s`` is first
+  offered (``valid`` raised), before the clock edge; changes due in one cycle apply in the order given.
 * A sink (the component's ``Out`` stream) raises ``ready`` in cycle ``t`` if it still expects beats and
-  ``ready_mask[t]`` (always without a mask), as :func:`~wavefabric.sim.stream.stream_get` does.
-* The run ends when every source has sent and every sink received all its beats; ``tail`` more cycles follow
-  with every ``valid`` and ``ready`` low, and then the plain outputs (flags such as ``error``) are read.
+  ``ready_mask[t]`` (always without a mask).
+* A memory (:class:`AxiReadMemory`) serves AXI4 read bursts on an ``ar`` (``Out``) and ``r`` (``In``) stream
+  pair. ``ar`` is ready in cycle ``t`` if ``ar_mask[t]`` (always without a mask); a burst accepted in cycle ``t``
+  joins an unbounded in-order queue, due in cycle ``t + latency``. A burst must start at a multiple of the beat's
+  bytes, must not cross a 4 KiB boundary and must lie inside the memory's contents: the run stops in the cycle
+  of a burst that breaks one of these and raises ``ValueError``. In cycle ``t``, if ``r`` holds no beat, the
+  queue's head is due (``t >= due``) and ``r_mask[t]`` (always without a mask), ``r`` raises ``valid`` with the
+  head's next beat: beat ``b`` of a burst at ``addr`` carries the little-endian word at byte ``addr + b *
+  bytes``, ``last`` on its final beat, ``resp`` 0; it holds both until the transfer, after which the burst's
+  next beat (or the next burst) may follow in the next cycle.
+* The run ends when every source has sent and every sink received all its beats (memories do not count: reads
+  still in flight are dropped); ``tail`` more cycles follow with every ``valid`` and ``ready`` low, and then the
+  plain outputs (flags such as ``error``) are read.
 """
 
 from __future__ import annotations
 
 import enum
+import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from amaranth.hdl import Shape, ShapeCastable, Value
+from amaranth.hdl import Const, Shape, ShapeCastable, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import Flow
+from amaranth.sim import Simulator
 
-from .stream import run_simulation
-
-__all__ = ["BACKENDS", "StreamPort", "PlainPort", "component_ports", "pack", "unpack", "stall_patterns",
-           "Stimulus", "StreamRun", "run_streams"]
+__all__ = ["VCD_ENV", "vcd_hint", "to_python", "run_simulation", "BACKENDS", "StreamPort", "PlainPort",
+           "component_ports", "pack", "unpack", "stall_patterns",
+           "AxiReadMemory", "burst_fault", "Stimulus", "MemoryTraffic", "StreamRun", "run_streams"]
 
 #: Names of the simulation backends :func:`run_streams` knows.
 BACKENDS = ("amaranth", "verilator")
+
+#: Environment variable naming a folder for VCD traces of every simulation run through :func:`run_simulation`.
+VCD_ENV = "WAVEFABRIC_VCD"
+
+#: Simulated clock period in seconds (100 MHz; only the VCD time axis depends on it).
+CLOCK_PERIOD = 1e-8
+
+
+def vcd_hint(name: str) -> str:
+    """A sentence for failure messages: how to get a trace of the simulation called ``name``."""
+    return f"set {VCD_ENV}=DIR to write DIR/{name}.vcd"
+
+
+def to_python(value: Any) -> Any:
+    """A sampled value as plain Python: ``int`` for values, ``dict`` for structs, ``list`` for arrays."""
+    if isinstance(value, data.Const):
+        layout = data.Layout.cast(value.shape())
+        if isinstance(layout, data.ArrayLayout):
+            return [to_python(value[n]) for n in range(layout.length)]
+        return {name: to_python(value[name]) for name, _ in layout}
+    if isinstance(value, Const):
+        return value.value
+    return int(value)
+
+
+def run_simulation(dut, testbenches: Sequence[Callable], *, name: str) -> None:
+    """Simulate ``dut`` in Amaranth's simulator with a 100 MHz ``sync`` clock until every testbench has returned.
+
+    Testbenches are ``async def tb(ctx)`` functions. With ``WAVEFABRIC_VCD=DIR`` in the environment the run is
+    traced to ``DIR/<name>.vcd``.
+    """
+    sim = Simulator(dut)
+    sim.add_clock(CLOCK_PERIOD)
+    for testbench in testbenches:
+        sim.add_testbench(testbench)
+    folder = os.environ.get(VCD_ENV)
+    if folder:
+        path = Path(folder)
+        path.mkdir(parents=True, exist_ok=True)
+        with sim.write_vcd(str(path / f"{name}.vcd")):
+            sim.run()
+    else:
+        sim.run()
 
 
 def words_for(width: int) -> int:
@@ -193,7 +252,7 @@ def _python(shape, values: dict[tuple, np.ndarray], count: int, path: tuple = ()
 
 
 def unpack(shape: ShapeCastable, words: np.ndarray) -> list:
-    """The inverse of :func:`pack`: Python values as :func:`~wavefabric.sim.stream.to_python` gives them.
+    """The inverse of :func:`pack`: Python values as :func:`to_python` gives them.
 
     Structs become dicts, arrays lists, scalars ints (enum fields too: their value).
     """
@@ -233,6 +292,11 @@ def _rng(seed: int, stream_name: str) -> np.random.Generator:
     return np.random.default_rng(list(f"{seed}/{stream_name}".encode()))
 
 
+def _mask(seed: int, stream_name: str, p: float, max_cycles: int) -> np.ndarray | None:
+    """One stream's per-cycle pattern (uint8, ``max_cycles`` long): high with probability ``p``; None for ``p == 1``."""
+    return (_rng(seed, stream_name).random(max_cycles) < p).astype(np.uint8) if p < 1 else None
+
+
 def stall_patterns(seed: int, sources: Mapping[str, int], sinks: Sequence[str], p_valid: float, p_ready: float,
                    max_cycles: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray | None]]:
     """Seeded stalls for every stream: ``(gaps, ready_masks)``.
@@ -243,9 +307,163 @@ def stall_patterns(seed: int, sources: Mapping[str, int], sinks: Sequence[str], 
     """
     gaps = {name: (_rng(seed, name).geometric(p_valid, count) - 1 if p_valid < 1 else np.zeros(count, np.int64))
             .astype(np.uint32) for name, count in sources.items()}
-    masks = {name: (_rng(seed, name).random(max_cycles) < p_ready).astype(np.uint8) if p_ready < 1 else None
-             for name in sinks}
+    masks = {name: _mask(seed, name, p_ready, max_cycles) for name in sinks}
     return gaps, masks
+
+
+# --- Memories ---------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AxiReadMemory:
+    """A read-only AXI4 memory (the PS DDR as an engine sees it) serving a component's ``ar`` / ``r`` streams.
+
+    Attributes
+    ----------
+    contents : bytes or uint8 array
+        The memory image: byte ``a`` at address ``a``. A burst that reaches beyond it stops the run with
+        ``ValueError``: an engine that reads past its data has a bug, which zeros would hide.
+    ar, r : str
+        The component's read-address (``Out``) and read-data (``In``) streams, with the payloads of
+        :func:`~wavefabric.rtl.axi.read_address_layout` and :func:`~wavefabric.rtl.axi.read_data_layout` (any
+        struct with the fields ``addr``, ``len`` and ``data`` (whole bytes, up to 64 bits), ``last`` will do).
+    latency : int
+        Cycles from a burst's AR transfer to the first cycle its first R beat may be valid (at least 1). The
+        default, 40 cycles (400 ns at 100 MHz), is our assumption of a pessimistic Zynq-7000 HP-port DDR read
+        latency, at or above the published figures we know of: an engine that keeps up with it should keep up
+        with the board.
+    p_ar_ready : float
+        Probability that ``ar`` is ready in a cycle.
+    p_r_valid : float
+        Probability that a due R beat is offered in a cycle (the R stream's gaps).
+
+    The stalls come from generators seeded by the run's ``seed`` and the stream's name, as every stream's do.
+    """
+
+    contents: bytes | np.ndarray
+    ar: str = "ar"
+    r: str = "r"
+    latency: int = 40
+    p_ar_ready: float = 1.0
+    p_r_valid: float = 1.0
+
+
+def burst_fault(addr: int, length: int, beat_bytes: int, size: int) -> str | None:
+    """Why a burst of ``length + 1`` beats at byte ``addr`` breaks the memory rules, or None if it does not."""
+    end = addr + (length + 1) * beat_bytes
+    if addr % beat_bytes:
+        return f"does not start at a multiple of {beat_bytes} bytes"
+    if addr >> 12 != (end - 1) >> 12:
+        return "crosses a 4 KiB boundary"
+    if end > size:
+        return f"reads beyond the memory's {size} bytes"
+    return None
+
+
+@dataclass
+class MemoryStimulus:
+    """One memory of a run, resolved against the component's ports: what a backend needs (see the rules).
+
+    ``fields`` are the bit offsets and widths ``(addr, addr_width, len, len_width, data, data_width, last)`` of
+    the payload fields in the flattened ``ar`` and ``r`` ports; ``r`` payloads are built from zero, so every
+    other field (``resp``) is 0.
+    """
+
+    ar: str
+    r: str
+    contents: np.ndarray
+    latency: int
+    ar_mask: np.ndarray | None
+    r_mask: np.ndarray | None
+    fields: tuple[int, int, int, int, int, int, int]
+
+    @property
+    def beat_bytes(self) -> int:
+        return self.fields[5] // 8
+
+
+def _memory_stimulus(name: str, memory: AxiReadMemory, shapes: Mapping[str, Any], seed: int,
+                     max_cycles: int) -> MemoryStimulus:
+    def field(stream_name: str, key: str) -> tuple[int, int]:
+        layout = _layout(shapes[stream_name])
+        if layout is None or not isinstance(layout, data.StructLayout) or key not in dict(iter(layout)):
+            raise ValueError(f"memory {name!r}: the payload of {stream_name!r} has no field {key!r}")
+        return layout[key].offset, Shape.cast(layout[key].shape).width
+
+    addr, length = field(memory.ar, "addr"), field(memory.ar, "len")
+    data_field, last = field(memory.r, "data"), field(memory.r, "last")
+    if addr[1] > 64 or length[1] > 64 or data_field[1] % 8 or not 8 <= data_field[1] <= 64 or last[1] != 1:
+        raise ValueError(f"memory {name!r}: addr and len up to 64 bits, data whole bytes up to 64 bits and a "
+                         f"one-bit last are supported")
+    if not (isinstance(memory.latency, int) and memory.latency >= 1):
+        raise ValueError(f"memory {name!r}: latency must be an int of at least 1, not {memory.latency!r}")
+    for what, p in (("p_ar_ready", memory.p_ar_ready), ("p_r_valid", memory.p_r_valid)):
+        if not 0 < p <= 1:
+            raise ValueError(f"memory {name!r}: {what} must be in (0, 1], not {p!r}")
+    contents = memory.contents
+    contents = np.frombuffer(bytes(contents), dtype=np.uint8) if isinstance(contents, (bytes, bytearray)) \
+        else np.asarray(contents)
+    if contents.dtype != np.uint8 or contents.ndim != 1:
+        raise ValueError(f"memory {name!r}: contents must be bytes or a one-dimensional uint8 array")
+    return MemoryStimulus(memory.ar, memory.r, contents, memory.latency,
+                          _mask(seed, memory.ar, memory.p_ar_ready, max_cycles),
+                          _mask(seed, memory.r, memory.p_r_valid, max_cycles),
+                          (*addr, *length, *data_field, last[0]))
+
+
+class _ReadServer:
+    """The memory rules of the module for one memory, as the Amaranth testbench runs them."""
+
+    def __init__(self, stim: MemoryStimulus, ar, r):
+        self.stim, self.ar, self.r = stim, ar, r
+        self.contents = stim.contents.tobytes()
+        self.queue: deque[list[int]] = deque()  # [addr, len, due, next beat] of every accepted burst
+        self.valid = self.ready = False
+        self.ar_times: list[int] = []
+        self.bursts: list[tuple[int, int]] = []
+        self.r_times: list[int] = []
+
+    def drive(self, ctx, cycle: int) -> None:
+        """Set ``r`` and ``ar`` for ``cycle``."""
+        stim = self.stim
+        if not self.valid and self.queue and self.queue[0][2] <= cycle and (stim.r_mask is None
+                                                                               or stim.r_mask[cycle]):
+            addr, length, _, beat = self.queue[0]
+            at = addr + beat * stim.beat_bytes
+            word = int.from_bytes(self.contents[at:at + stim.beat_bytes], "little")
+            ctx.set(Value.cast(self.r.payload), word << stim.fields[4] | (beat == length) << stim.fields[6])
+            self.valid = True
+        ctx.set(self.r.valid, self.valid)
+        self.ready = stim.ar_mask is None or bool(stim.ar_mask[cycle])
+        ctx.set(self.ar.ready, self.ready)
+
+    def samples(self) -> list:
+        return [self.r.ready, self.ar.valid, Value.cast(self.ar.payload).as_unsigned()]
+
+    def update(self, cycle: int, r_ready: bool, ar_valid: bool, ar_payload: int) -> bool:
+        """Take the transfers of ``cycle`` (sampled values of :meth:`samples`); False for a faulty burst."""
+        stim = self.stim
+        if self.valid and r_ready:
+            self.r_times.append(cycle)
+            self.valid = False
+            head = self.queue[0]
+            head[3] += 1
+            if head[3] > head[1]:
+                self.queue.popleft()
+        if self.ready and ar_valid:
+            addr_at, addr_width, len_at, len_width = stim.fields[:4]
+            addr = ar_payload >> addr_at & ((1 << addr_width) - 1)
+            length = ar_payload >> len_at & ((1 << len_width) - 1)
+            self.ar_times.append(cycle)
+            self.bursts.append((addr, length))
+            if burst_fault(addr, length, stim.beat_bytes, len(self.contents)) is not None:
+                return False
+            self.queue.append([addr, length, cycle + stim.latency, 0])
+        return True
+
+    def raw(self) -> tuple[np.ndarray, ...]:
+        bursts = np.asarray(self.bursts, dtype=np.uint64).reshape(-1, 2)
+        return (np.asarray(self.ar_times, dtype=np.int64), bursts[:, 0].copy(), bursts[:, 1].copy(),
+                np.asarray(self.r_times, dtype=np.int64))
 
 
 @dataclass
@@ -265,7 +483,11 @@ class Stimulus:
     ready_masks : dict[str, np.ndarray | None]
         ``ready`` of each sink per cycle (uint8, at least ``max_cycles`` long), or None for always.
     statics : dict[str, int]
-        Value of every plain input port (as the unsigned integer of its bits).
+        Value of every plain input port before the first cycle (as the unsigned integer of its bits).
+    changes : dict[str, list[tuple[int, str, int]]]
+        ``s: [(i, port, bits), ...]``, sorted by ``i``: the plain inputs that change when beat ``i`` of source
+        ``s`` is first offered.
+    memories : dict[str, MemoryStimulus]
     tail, max_cycles : int
     """
 
@@ -275,8 +497,37 @@ class Stimulus:
     sinks: dict[str, int]
     ready_masks: dict[str, np.ndarray | None]
     statics: dict[str, int]
+    changes: dict[str, list[tuple[int, str, int]]]
+    memories: dict[str, MemoryStimulus]
     tail: int
     max_cycles: int
+
+
+@dataclass
+class MemoryTraffic:
+    """The reads an :class:`AxiReadMemory` served in a run, in the order of their AR transfers.
+
+    Attributes
+    ----------
+    ar_times : (bursts,) int64
+        Transfer cycle of every burst's address.
+    addresses, lengths : (bursts,) uint64
+        Byte address and ``len`` (beats - 1) of every burst.
+    r_times : (beats,) int64
+        Transfer cycle of every R beat (beats of bursts still in flight at the end are not there).
+    beat_bytes : int
+    """
+
+    ar_times: np.ndarray
+    addresses: np.ndarray
+    lengths: np.ndarray
+    r_times: np.ndarray
+    beat_bytes: int
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes transferred on ``r``."""
+        return len(self.r_times) * self.beat_bytes
 
 
 @dataclass
@@ -291,6 +542,8 @@ class StreamRun:
         Transfer cycle of every beat, for sources and sinks alike.
     flags : dict[str, int]
         Every plain output port after the run (and its tail), as an unsigned integer.
+    memories : dict[str, MemoryTraffic]
+        The reads each memory served, by the memory's name.
     cycles : int
         Cycles up to and including the last transfer.
     backend : str
@@ -304,6 +557,7 @@ class StreamRun:
     outputs: dict[str, list]
     times: dict[str, np.ndarray]
     flags: dict[str, int]
+    memories: dict[str, MemoryTraffic]
     cycles: int
     backend: str
     compile_seconds: float
@@ -321,22 +575,28 @@ class StreamRun:
 
 @dataclass
 class RawRun:
-    """What a backend returns: transfer cycles and packed sink beats, before unpacking."""
+    """What a backend returns: transfer cycles and packed sink beats, before unpacking.
+
+    ``memories`` holds ``(ar_times, addresses, lengths, r_times)`` of every memory, by name.
+    """
 
     times: dict[str, np.ndarray]
     words: dict[str, np.ndarray]
     flags: dict[str, int]
+    memories: dict[str, tuple[np.ndarray, ...]]
     cycles: int
     done: bool
     compile_seconds: float
     run_seconds: float
 
 
-def _check_ports(component, inputs, outputs, statics, waits) -> tuple[list[StreamPort], list[PlainPort]]:
+def _check_ports(component, inputs, outputs, statics, waits, memories) -> tuple[list[StreamPort], list[PlainPort]]:
     streams, plain = component_ports(component)
     by_flow = {flow: {p.name for p in streams if p.flow == flow} for flow in (Flow.In, Flow.Out)}
     checks = [("inputs", inputs, by_flow[Flow.In], "input streams"), ("outputs", outputs, by_flow[Flow.Out],
               "output streams"), ("statics", statics, {p.name for p in plain if p.flow == Flow.In}, "plain inputs")]
+    checks += [(f"memory {name!r}", [m.r], by_flow[Flow.In], "input streams") for name, m in memories.items()]
+    checks += [(f"memory {name!r}", [m.ar], by_flow[Flow.Out], "output streams") for name, m in memories.items()]
     for what, given, known, kind in checks:
         unknown = set(given) - known
         if unknown:
@@ -345,12 +605,33 @@ def _check_ports(component, inputs, outputs, statics, waits) -> tuple[list[Strea
     for name, (_, other) in waits.items():
         if name not in inputs or other not in inputs:
             raise ValueError(f"waits: {name!r} and {other!r} must both be driven input streams")
+    served = [s for m in memories.values() for s in (m.ar, m.r)]
+    if len(set(served)) < len(served) or set(served) & (set(inputs) | set(outputs)):
+        raise ValueError(f"every memory needs its own ar and r streams, driven by nothing else (memories use "
+                         f"{served})")
     return streams, plain
+
+
+def _changes(changes: Mapping[str, Sequence[tuple[str, int, int]]], widths: Mapping[str, int],
+             counts: Mapping[str, int]) -> dict[str, list[tuple[int, str, int]]]:
+    """``changes`` by port, checked, as :attr:`Stimulus.changes` (by source, sorted by beat, stable)."""
+    by_source: dict[str, list[tuple[int, str, int]]] = {s: [] for s in counts}
+    for port, entries in changes.items():
+        if port not in widths:
+            raise ValueError(f"changes: {port!r} is not a plain input (they are {sorted(widths)})")
+        for stream_name, beat, value in entries:
+            if not 0 <= beat < counts.get(stream_name, 0):
+                raise ValueError(f"changes of {port!r}: beat {beat} of {stream_name!r} is not a beat the run "
+                                 f"drives")
+            by_source[stream_name].append((beat, port, int(value) & ((1 << widths[port]) - 1)))
+    return {s: sorted(entries, key=lambda entry: entry[0]) for s, entries in by_source.items() if entries}
 
 
 def run_streams(component: wiring.Component, inputs: Mapping[str, Any], outputs: Mapping[str, int],
                 statics: Mapping[str, int] | None = None, *, seed: int = 0, p_valid: float = 1.0,
-                p_ready: float = 1.0, waits: Mapping[str, tuple[int, str]] | None = None, tail: int = 0,
+                p_ready: float = 1.0, waits: Mapping[str, tuple[int, str]] | None = None,
+                changes: Mapping[str, Sequence[tuple[str, int, int]]] | None = None,
+                memories: Mapping[str, AxiReadMemory] | None = None, tail: int = 0,
                 max_cycles: int = 1_000_000, backend: str = "amaranth", name: str = "run",
                 vivado_verilog: bool = False) -> StreamRun:
     """Drive ``component``'s streams from batched stimulus on ``backend``; collect every output transaction.
@@ -364,19 +645,27 @@ def run_streams(component: wiring.Component, inputs: Mapping[str, Any], outputs:
     outputs : mapping of stream name to beat count
         The output streams to collect and how many beats each must deliver.
     statics : mapping of port name to int, optional
-        Plain inputs held for the whole run (sizes such as ``m`` / ``n`` / ``k``); the others are 0.
+        Plain inputs from the first cycle on (sizes such as ``m`` / ``n`` / ``k``); the others are 0.
     seed, p_valid, p_ready : stalls
         With ``p_valid`` / ``p_ready`` below 1, sources pause before beats and sinks drop ``ready`` at random,
         from generators seeded by ``seed`` and the stream's name (:func:`stall_patterns`).
     waits : mapping, optional
         ``{s: (i, u)}``: beat ``i`` of ``s`` waits until every beat of ``u`` has been sent.
+    changes : mapping of port name to ``[(stream, beat, value), ...]``, optional
+        Plain inputs that change during the run: the port takes ``value`` in the cycle that beat ``beat`` of
+        the input stream ``stream`` is first offered, before the clock edge (so a layer's ``t`` can change with
+        its first beat; pair it with ``waits`` to change it only once the previous layer's input is in).
+    memories : mapping of name to :class:`AxiReadMemory`, optional
+        Memories that serve the component's AXI4 read streams (their ``ar`` / ``r`` streams are not in
+        ``inputs`` / ``outputs`` and do not decide when the run ends); the reads they served are in
+        :attr:`StreamRun.memories` under the same names.
     tail : int
         Idle cycles after the last transfer before the plain outputs are read.
     max_cycles : int
         A run that has not finished after this many cycles raises ``TimeoutError``.
     backend : {"amaranth", "verilator"}
     name : str
-        Names the VCD trace of an Amaranth run (:func:`~wavefabric.sim.stream.run_simulation`).
+        Names the VCD trace of an Amaranth run (:func:`run_simulation`).
     vivado_verilog : bool
         Verilator only: simulate the Verilog exactly as exported for Vivado (with its ``rst`` input) instead of
         the faster reset-less build (:func:`~wavefabric.sim.verilator.run_verilator`).
@@ -384,34 +673,51 @@ def run_streams(component: wiring.Component, inputs: Mapping[str, Any], outputs:
     Returns
     -------
     StreamRun
-        Every output beat, every transfer cycle, the plain outputs, the cycle count and the backend's timings;
-        both backends return the same run for the same arguments.
+        Every output beat, every transfer cycle, the plain outputs, the memories' reads, the cycle count and
+        the backend's timings; both backends return the same run for the same arguments.
 
     Raises
     ------
     ValueError
-        For a backend, port or wait that does not exist. ``TimeoutError``: not finished after ``max_cycles``.
+        For a backend, port, wait, change or memory that does not exist or does not fit, and for a burst that
+        breaks the memory rules (the run stops there). ``TimeoutError``: not finished after ``max_cycles``.
+
+    Examples
+    --------
+    An engine that reads its weights from DDR over ``ar`` / ``r`` and takes its commands on ``cmd``::
+
+        run = run_streams(engine, {"cmd": commands}, {"out": 64}, seed=3, p_valid=0.7, p_ready=0.7,
+                          memories={"ddr": AxiReadMemory(image, latency=40, p_ar_ready=0.8, p_r_valid=0.9)})
+        run.memories["ddr"].bytes_read
     """
-    statics, waits = dict(statics or {}), dict(waits or {})
+    statics, waits, memories = dict(statics or {}), dict(waits or {}), dict(memories or {})
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-    streams, plain = _check_ports(component, inputs, outputs, statics, waits)
+    streams, plain = _check_ports(component, inputs, outputs, statics, waits, memories)
     shapes = {p.name: p.shape for p in streams}
     packed = {s: pack(shapes[s], beats) for s, beats in inputs.items()}
     gaps, masks = stall_patterns(seed, {s: len(w) for s, w in packed.items()}, list(outputs), p_valid, p_ready,
                                  max_cycles)
-    static_bits = {}
-    for port in plain:
-        if port.flow == Flow.In:
-            value = statics.get(port.name, 0)
-            static_bits[port.name] = int(value) & ((1 << port.width) - 1)
-    stimulus = Stimulus(packed, gaps, waits, dict(outputs), masks, static_bits, tail, max_cycles)
+    widths = {p.name: p.width for p in plain if p.flow == Flow.In}
+    static_bits = {port: int(statics.get(port, 0)) & ((1 << width) - 1) for port, width in widths.items()}
+    served = {m: _memory_stimulus(m, memory, shapes, seed, max_cycles) for m, memory in memories.items()}
+    stimulus = Stimulus(packed, gaps, waits, dict(outputs), masks, static_bits,
+                        _changes(changes or {}, widths, {s: len(w) for s, w in packed.items()}), served, tail,
+                        max_cycles)
     if backend == "amaranth":
         raw = _run_amaranth(component, streams, plain, stimulus, name)
     else:
         from .verilator import run_verilator
 
         raw = run_verilator(component, streams, plain, stimulus, vivado_verilog)
+    traffic = {m: MemoryTraffic(*raw.memories[m], served[m].beat_bytes) for m in memories}
+    for m, reads in traffic.items():
+        # The backends stop at the first burst that breaks the rules: only the last can.
+        fault = len(reads.addresses) and burst_fault(int(reads.addresses[-1]), int(reads.lengths[-1]),
+                                                     reads.beat_bytes, len(served[m].contents))
+        if fault:
+            raise ValueError(f"memory {m!r} ({backend}): the burst accepted in cycle {reads.ar_times[-1]} "
+                             f"(addr {int(reads.addresses[-1]):#x}, len {int(reads.lengths[-1])}) {fault}")
     if not raw.done:
         counts = {s: f"{len(raw.times[s])}/{len(w)}" for s, w in packed.items()}
         counts |= {s: f"{len(raw.times[s])}/{n}" for s, n in outputs.items()}
@@ -419,7 +725,7 @@ def run_streams(component: wiring.Component, inputs: Mapping[str, Any], outputs:
                            f"{counts}")
     return StreamRun(
         outputs={s: unpack(shapes[s], raw.words[s]) for s in outputs},
-        times=raw.times, flags=raw.flags, cycles=raw.cycles, backend=backend,
+        times=raw.times, flags=raw.flags, memories=traffic, cycles=raw.cycles, backend=backend,
         compile_seconds=raw.compile_seconds, run_seconds=raw.run_seconds,
     )
 
@@ -431,33 +737,35 @@ def _run_amaranth(component: wiring.Component, streams: list[StreamPort], plain:
     sinks = [p for p in streams if p.name in stim.sinks]
     src = [getattr(component, p.name) for p in sources]
     snk = [getattr(component, p.name) for p in sinks]
+    servers = {m: _ReadServer(mem, getattr(component, mem.ar), getattr(component, mem.r))
+               for m, mem in stim.memories.items()}
     beats = [[_to_int(w) for w in stim.sources[p.name]] for p in sources]
     counts = [len(b) for b in beats]
     gaps = [stim.gaps[p.name].tolist() for p in sources]
     index = {p.name: i for i, p in enumerate(sources)}
     waits = {index[s]: (beat, index[other]) for s, (beat, other) in stim.waits.items()}
+    changes = [deque(stim.changes.get(p.name, [])) for p in sources]
     masks = [stim.ready_masks[p.name] for p in sinks]
     expected = [stim.sinks[p.name] for p in sinks]
     times: dict[str, list[int]] = {p.name: [] for p in sources + sinks}
     got: list[list[int]] = [[] for _ in sinks]
     result = {"done": False, "cycles": 0, "flags": {}}
 
-    def idle(ctx):
-        for s in src:
-            ctx.set(s.valid, 0)
-        for k in snk:
-            ctx.set(k.ready, 0)
+    def port(port_name: str) -> Value:
+        return Value.cast(getattr(component, port_name))
 
     async def bench(ctx):
-        for port in plain:
-            if port.flow == Flow.In:
-                ctx.set(Value.cast(getattr(component, port.name)), stim.statics[port.name])
+        for p in plain:
+            if p.flow == Flow.In:
+                ctx.set(port(p.name), stim.statics[p.name])
         sent = [0] * len(sources)
         gap_left = [g[0] if g else 0 for g in gaps]
         valid = [False] * len(sources)
         samples = [s.ready for s in src] + [x for k in snk for x in (k.valid, Value.cast(k.payload).as_unsigned())]
-        cycle = 0
-        while not (done := sent == counts and [len(g) for g in got] == expected) and cycle < stim.max_cycles:
+        samples += [x for server in servers.values() for x in server.samples()]
+        cycle, healthy = 0, True
+        while not (done := sent == counts and [len(g) for g in got] == expected) and healthy \
+                and cycle < stim.max_cycles:
             for i, s in enumerate(src):
                 if not valid[i] and sent[i] < counts[i]:
                     beat, other = waits.get(i, (-1, i))
@@ -466,11 +774,16 @@ def _run_amaranth(component: wiring.Component, streams: list[StreamPort], plain:
                     elif sent[i] != beat or sent[other] == counts[other]:
                         valid[i] = True
                         ctx.set(Value.cast(s.payload), beats[i][sent[i]])
+                        while changes[i] and changes[i][0][0] == sent[i]:
+                            _, changed, bits = changes[i].popleft()
+                            ctx.set(port(changed), bits)
                 ctx.set(s.valid, valid[i])
             ready = [len(got[j]) < expected[j] and (masks[j] is None or bool(masks[j][cycle]))
                      for j in range(len(sinks))]
             for k, r in zip(snk, ready, strict=True):
                 ctx.set(k.ready, r)
+            for server in servers.values():
+                server.drive(ctx, cycle)
             values = (await ctx.tick().sample(*samples))[2:]
             for i, p in enumerate(sources):
                 if valid[i] and values[i]:
@@ -478,22 +791,28 @@ def _run_amaranth(component: wiring.Component, streams: list[StreamPort], plain:
                     sent[i] += 1
                     valid[i] = False
                     gap_left[i] = gaps[i][sent[i]] if sent[i] < counts[i] else 0
+            at = len(sources)
             for j, p in enumerate(sinks):
-                k_valid, payload = values[len(sources) + 2 * j: len(sources) + 2 * j + 2]
+                k_valid, payload = values[at + 2 * j: at + 2 * j + 2]
                 if ready[j] and k_valid:
                     times[p.name].append(cycle)
                     got[j].append(payload)
+            at += 2 * len(sinks)
+            for n, server in enumerate(servers.values()):
+                healthy &= server.update(cycle, *values[at + 3 * n: at + 3 * n + 3])
             cycle += 1
         result["done"], result["cycles"] = done, cycle
-        idle(ctx)
+        for s in src + [server.r for server in servers.values()]:
+            ctx.set(s.valid, 0)
+        for k in snk + [server.ar for server in servers.values()]:
+            ctx.set(k.ready, 0)
         for _ in range(stim.tail if done else 0):
             await ctx.tick()
-        result["flags"] = {p.name: ctx.get(Value.cast(getattr(component, p.name)).as_unsigned())
-                           for p in plain if p.flow == Flow.Out}
+        result["flags"] = {p.name: ctx.get(port(p.name).as_unsigned()) for p in plain if p.flow == Flow.Out}
 
     start = time.perf_counter()
     run_simulation(component, [bench], name=name)
     seconds = time.perf_counter() - start
     words = {p.name: _from_ints(got[j], p.words) for j, p in enumerate(sinks)}
     return RawRun({s: np.asarray(t, dtype=np.int64) for s, t in times.items()}, words, result["flags"],
-                  result["cycles"], result["done"], 0.0, seconds)
+                  {m: server.raw() for m, server in servers.items()}, result["cycles"], result["done"], 0.0, seconds)

@@ -1,0 +1,154 @@
+# amaranth: UnusedElaboratable=no
+"""run_streams beyond plain streams, on both backends cycle for cycle: the AXI4 read memory (bursts, latency,
+stalls, faults) and plain inputs that change during a run."""
+
+import numpy as np
+import pytest
+from amaranth.hdl import Module
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from wavefabric.rtl.axi import read_address_layout, read_data_layout
+from wavefabric.sim.streams import AxiReadMemory, StreamRun, burst_fault, run_streams, vcd_hint
+
+BACKENDS = ("amaranth", "verilator")
+WORD = data.StructLayout({"data": 64, "last": 1})
+
+
+class BurstReader(wiring.Component):
+    """Reads the bursts asked for on ``req`` (at ``addr + offset``) and streams out every word with its ``last``.
+
+    ``ar`` follows ``req`` combinationally; ``r`` goes through one register to ``o``. ``error`` is sticky on a
+    response other than OKAY.
+    """
+
+    req: In(stream.Signature(read_address_layout()))
+    ar: Out(stream.Signature(read_address_layout()))
+    r: In(stream.Signature(read_data_layout(64)))
+    o: Out(stream.Signature(WORD))
+    offset: In(32)
+    error: Out(1)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += [self.ar.valid.eq(self.req.valid), self.req.ready.eq(self.ar.ready),
+                     self.ar.payload.addr.eq(self.req.payload.addr + self.offset),
+                     self.ar.payload.len.eq(self.req.payload.len),
+                     self.r.ready.eq(~self.o.valid | self.o.ready)]
+        with m.If(self.r.valid & self.r.ready):
+            m.d.sync += [self.o.valid.eq(1), self.o.payload.data.eq(self.r.payload.data),
+                         self.o.payload.last.eq(self.r.payload.last)]
+            with m.If(self.r.payload.resp != 0):
+                m.d.sync += self.error.eq(1)
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        return m
+
+
+def bursts(rng: np.random.Generator, count: int, size: int) -> list[dict]:
+    """Random bursts of 1 to 16 beats inside ``size`` bytes that keep the rules (aligned, inside a 4 KiB page)."""
+    out = []
+    while len(out) < count:
+        length, addr = int(rng.integers(0, 16)), 8 * int(rng.integers(0, size // 8))
+        if burst_fault(addr, length, 8, size) is None:
+            out.append({"addr": addr, "len": length})
+    return out
+
+
+def expected_words(image: bytes, requests: list[dict], offsets: list[int]) -> list[dict]:
+    words = np.frombuffer(image, dtype="<u8")
+    return [{"data": int(words[(r["addr"] + off) // 8 + b]), "last": int(b == r["len"])}
+            for r, off in zip(requests, offsets, strict=True) for b in range(r["len"] + 1)]
+
+
+def same_run(a: StreamRun, b: StreamRun) -> None:
+    """Two runs agree on every beat, every transfer cycle (memories' too), every flag and the cycle count."""
+    assert a.outputs == b.outputs and a.flags == b.flags and a.cycles == b.cycles
+    assert a.times.keys() == b.times.keys() and a.memories.keys() == b.memories.keys()
+    for name in a.times:
+        assert np.array_equal(a.times[name], b.times[name]), f"transfer cycles of {name} differ"
+    for name, reads in a.memories.items():
+        for field in ("ar_times", "addresses", "lengths", "r_times"):
+            assert np.array_equal(getattr(reads, field), getattr(b.memories[name], field)), f"{name}.{field} differ"
+
+
+def read_run(seed: int, p: float, latency: int, backend: str, count: int = 12, changes: bool = False):
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, 16384, dtype=np.uint8).tobytes()
+    requests = bursts(rng, count, 8192)
+    offsets = [0] * count
+    change = {}
+    if changes:  # from request 5 on, the engine reads 8 KiB further on
+        offsets[5:] = [8192] * (count - 5)
+        change = {"offset": [("req", 5, 8192)]}
+    memory = AxiReadMemory(image, latency=latency, p_ar_ready=p, p_r_valid=p)
+    words = expected_words(image, requests, offsets)
+    run = run_streams(BurstReader(), {"req": requests}, {"o": len(words)}, seed=seed, p_valid=p, p_ready=p,
+                      changes=change, memories={"ddr": memory}, tail=2, backend=backend, name=f"reader_{seed}")
+    return run, requests, words
+
+
+@pytest.mark.parametrize("seed, p, latency", [(1, 1.0, 40), (2, 0.6, 7), (3, 0.3, 1)])
+def test_memory_serves_bursts_alike_on_both_backends(seed, p, latency):
+    runs = [read_run(seed, p, latency, backend) for backend in BACKENDS]
+    (run, requests, words), _ = runs
+    where = f"seed {seed}; {vcd_hint(f'reader_{seed}')}"
+    same_run(runs[0][0], runs[1][0])
+    assert run.outputs["o"] == words, where
+    assert run.flags == {"error": 0}, where
+    reads = run.memories["ddr"]
+    assert reads.addresses.tolist() == [r["addr"] for r in requests]
+    assert reads.lengths.tolist() == [r["len"] for r in requests]
+    assert reads.bytes_read == 8 * len(words) and len(reads.r_times) == len(words)
+    first = np.cumsum([0] + [r["len"] + 1 for r in requests[:-1]])
+    waited = reads.r_times[first] - reads.ar_times
+    assert waited.min() >= latency, where
+    if p == 1:
+        # No stalls: the first burst's data comes exactly after the latency, every later beat right after.
+        assert waited[0] == latency and np.all(np.diff(reads.r_times) == 1), where
+        assert np.array_equal(reads.ar_times, np.arange(len(requests))), where
+
+
+def test_plain_input_changes_with_a_beat_on_both_backends():
+    runs = [read_run(4, 0.5, 5, backend, count=9, changes=True) for backend in BACKENDS]
+    same_run(runs[0][0], runs[1][0])
+    run, requests, words = runs[0]
+    assert run.outputs["o"] == words, f"seed 4; {vcd_hint('reader_4')}"
+    assert run.memories["ddr"].addresses.tolist() == [r["addr"] + 8192 * (i >= 5) for i, r in enumerate(requests)]
+
+
+@pytest.mark.parametrize("request_, fault", [({"addr": 4, "len": 0}, "multiple of 8"),
+                                             ({"addr": 4096 - 8, "len": 1}, "crosses a 4 KiB"),
+                                             ({"addr": 1024, "len": 0}, "beyond the memory's 1024 bytes")])
+def test_a_burst_that_breaks_the_rules_stops_the_run(request_, fault):
+    requests = [{"addr": 0, "len": 3}, request_]
+    for backend in BACKENDS:
+        with pytest.raises(ValueError, match=f"'ddr' \\({backend}\\): the burst accepted in cycle 1 .*{fault}"):
+            run_streams(BurstReader(), {"req": requests}, {"o": 5},
+                        memories={"ddr": AxiReadMemory(bytes(1024 if "beyond" in fault else 8192), latency=3)},
+                        backend=backend)
+
+
+def test_reads_in_flight_at_the_end_are_dropped():
+    requests = [{"addr": 0, "len": 1}, {"addr": 64, "len": 3}]
+    for backend in BACKENDS:
+        run = run_streams(BurstReader(), {"req": requests}, {"o": 2}, memories={"ddr": AxiReadMemory(bytes(128))},
+                          backend=backend)
+        reads = run.memories["ddr"]
+        # The second burst's first beat goes in the last cycle; its other three never do.
+        assert reads.ar_times.tolist() == [0, 1] and reads.r_times.tolist() == [40, 41, 42] and run.cycles == 43
+
+
+def test_memory_arguments_are_checked():
+    reader = BurstReader()
+    cases = [({"memories": {"m": AxiReadMemory(b"", ar="o")}}, "its own ar and r"),
+             ({"memories": {"m": AxiReadMemory(b"", ar="req")}}, "not output streams"),
+             ({"memories": {"m": AxiReadMemory(b"", latency=0)}}, "latency"),
+             ({"memories": {"m": AxiReadMemory(b"", p_r_valid=0)}}, "p_r_valid"),
+             ({"memories": {"m": AxiReadMemory(np.zeros(4, np.int32))}}, "uint8"),
+             ({"memories": {"m": AxiReadMemory(b""), "n": AxiReadMemory(b"")}}, "its own ar and r"),
+             ({"changes": {"error": [("req", 0, 1)]}}, "not a plain input"),
+             ({"changes": {"offset": [("req", 1, 1)]}}, "beat 1 of 'req'")]
+    for kwargs, match in cases:
+        with pytest.raises(ValueError, match=match):
+            run_streams(reader, {"req": [{"addr": 0, "len": 0}]}, {"o": 1}, **kwargs)
