@@ -15,11 +15,13 @@ testbench samples every handshake just before the edge). Before the first cycle 
 plain inputs are 0).
 
 * A source (the component's ``In`` stream) keeps ``valid`` low for ``gaps[i]`` cycles before beat ``i``, counted
-  from the cycle after the previous transfer (from cycle 0 for the first beat), then raises ``valid`` with the
-  beat and holds both until the transfer (as AXI4-Stream requires). ``waits[s] = (i, u)`` also holds beat ``i``
-  of ``s`` back until every beat of ``u`` has been transferred in an earlier cycle.
-* A change ``(s, i, value)`` of a plain input takes effect in the cycle beat ``i`` of source ``s`` is first
-  offered (``valid`` raised), before the clock edge; changes due in one cycle apply in the order given.
+  from the cycle after the previous transfer (from cycle 0 for the first beat); the beat is then due, once
+  its waits are met: a wait ``(i, u, n)`` of ``s`` holds beat ``i`` back until stream ``u`` (a driven input or
+  a collected output) has transferred ``n`` beats in an earlier cycle. A due beat is offered at once: ``valid``
+  rises with the beat, and both hold until the transfer (as AXI4-Stream requires).
+* A due beat that carries changes of plain inputs (``(s, i, value)``: beat ``i`` of ``s``) first applies them,
+  in the order given, and is offered from the next cycle: a quasi-static input such as a layer's size gets
+  one cycle to settle before the beat, as engines that register it require.
 * A sink (the component's ``Out`` stream) raises ``ready`` in cycle ``t`` if it still expects beats and
   ``ready_mask[t]`` (always without a mask).
 * A memory (:class:`AxiReadMemory`) serves AXI4 read bursts on an ``ar`` (``Out``) and ``r`` (``In``) stream
@@ -476,8 +478,9 @@ class Stimulus:
         Packed beats ``(beats, words)`` of every input stream the run drives (other input streams stay idle).
     gaps : dict[str, np.ndarray]
         Idle cycles before each beat of each source.
-    waits : dict[str, tuple[int, str]]
-        ``s: (i, u)``: beat ``i`` of source ``s`` waits until source ``u`` has sent every beat.
+    waits : dict[str, list[tuple[int, str, int]]]
+        ``s: [(i, u, n), ...]``, sorted by ``i``: beat ``i`` of source ``s`` waits until stream ``u`` has
+        transferred ``n`` beats.
     sinks : dict[str, int]
         Beats expected on each output stream the run collects (others are never ready).
     ready_masks : dict[str, np.ndarray | None]
@@ -486,14 +489,14 @@ class Stimulus:
         Value of every plain input port before the first cycle (as the unsigned integer of its bits).
     changes : dict[str, list[tuple[int, str, int]]]
         ``s: [(i, port, bits), ...]``, sorted by ``i``: the plain inputs that change when beat ``i`` of source
-        ``s`` is first offered.
+        ``s`` is due (the beat follows a cycle later).
     memories : dict[str, MemoryStimulus]
     tail, max_cycles : int
     """
 
     sources: dict[str, np.ndarray]
     gaps: dict[str, np.ndarray]
-    waits: dict[str, tuple[int, str]]
+    waits: dict[str, list[tuple[int, str, int]]]
     sinks: dict[str, int]
     ready_masks: dict[str, np.ndarray | None]
     statics: dict[str, int]
@@ -590,7 +593,7 @@ class RawRun:
     run_seconds: float
 
 
-def _check_ports(component, inputs, outputs, statics, waits, memories) -> tuple[list[StreamPort], list[PlainPort]]:
+def _check_ports(component, inputs, outputs, statics, memories) -> tuple[list[StreamPort], list[PlainPort]]:
     streams, plain = component_ports(component)
     by_flow = {flow: {p.name for p in streams if p.flow == flow} for flow in (Flow.In, Flow.Out)}
     checks = [("inputs", inputs, by_flow[Flow.In], "input streams"), ("outputs", outputs, by_flow[Flow.Out],
@@ -602,14 +605,32 @@ def _check_ports(component, inputs, outputs, statics, waits, memories) -> tuple[
         if unknown:
             raise ValueError(f"{what}: {sorted(unknown)} are not {kind} of {type(component).__name__} "
                              f"(it has {sorted(known)})")
-    for name, (_, other) in waits.items():
-        if name not in inputs or other not in inputs:
-            raise ValueError(f"waits: {name!r} and {other!r} must both be driven input streams")
     served = [s for m in memories.values() for s in (m.ar, m.r)]
     if len(set(served)) < len(served) or set(served) & (set(inputs) | set(outputs)):
         raise ValueError(f"every memory needs its own ar and r streams, driven by nothing else (memories use "
                          f"{served})")
     return streams, plain
+
+
+def _waits(waits: Mapping[str, Any], sources: Mapping[str, int],
+           sinks: Mapping[str, int]) -> dict[str, list[tuple[int, str, int]]]:
+    """``waits`` checked, as :attr:`Stimulus.waits`: a lone ``(i, u)`` waits for every beat of ``u``."""
+    counts = dict(sources) | dict(sinks)
+    out = {}
+    for name, entries in waits.items():
+        entries = [entries] if len(entries) == 2 and isinstance(entries[1], str) else list(entries)
+        checked = []
+        for beat, other, *count in entries:
+            count = count[0] if count else counts.get(other, 0)
+            if name not in sources or other not in counts:
+                raise ValueError(f"waits: {name!r} must be a driven input stream and {other!r} a driven input or a "
+                                 f"collected output")
+            if not 0 <= beat < counts[name] or not 0 <= count <= counts[other]:
+                raise ValueError(f"waits of {name!r}: beat {beat} waiting for {count} beats of {other!r} is out of "
+                                 f"range")
+            checked.append((beat, other, count))
+        out[name] = sorted(checked, key=lambda entry: entry[0])
+    return out
 
 
 def _changes(changes: Mapping[str, Sequence[tuple[str, int, int]]], widths: Mapping[str, int],
@@ -629,7 +650,7 @@ def _changes(changes: Mapping[str, Sequence[tuple[str, int, int]]], widths: Mapp
 
 def run_streams(component: wiring.Component, inputs: Mapping[str, Any], outputs: Mapping[str, int],
                 statics: Mapping[str, int] | None = None, *, seed: int = 0, p_valid: float = 1.0,
-                p_ready: float = 1.0, waits: Mapping[str, tuple[int, str]] | None = None,
+                p_ready: float = 1.0, waits: Mapping[str, Any] | None = None,
                 changes: Mapping[str, Sequence[tuple[str, int, int]]] | None = None,
                 memories: Mapping[str, AxiReadMemory] | None = None, tail: int = 0,
                 max_cycles: int = 1_000_000, backend: str = "amaranth", name: str = "run",
@@ -650,11 +671,12 @@ def run_streams(component: wiring.Component, inputs: Mapping[str, Any], outputs:
         With ``p_valid`` / ``p_ready`` below 1, sources pause before beats and sinks drop ``ready`` at random,
         from generators seeded by ``seed`` and the stream's name (:func:`stall_patterns`).
     waits : mapping, optional
-        ``{s: (i, u)}``: beat ``i`` of ``s`` waits until every beat of ``u`` has been sent.
+        ``{s: [(i, u, n), ...]}``: beat ``i`` of the input stream ``s`` waits until the stream ``u`` (a driven
+        input or a collected output) has transferred ``n`` beats; ``{s: (i, u)}`` waits for every beat of ``u``.
     changes : mapping of port name to ``[(stream, beat, value), ...]``, optional
-        Plain inputs that change during the run: the port takes ``value`` in the cycle that beat ``beat`` of
-        the input stream ``stream`` is first offered, before the clock edge (so a layer's ``t`` can change with
-        its first beat; pair it with ``waits`` to change it only once the previous layer's input is in).
+        Plain inputs that change during the run: when beat ``beat`` of the input stream ``stream`` is due, the
+        port takes ``value`` and the beat is offered one cycle later (a layer's ``t`` changes with its first
+        beats; with ``waits`` on the previous layer's outputs it changes only once that layer is done).
     memories : mapping of name to :class:`AxiReadMemory`, optional
         Memories that serve the component's AXI4 read streams (their ``ar`` / ``r`` streams are not in
         ``inputs`` / ``outputs`` and do not decide when the run ends); the reads they served are in
@@ -690,10 +712,10 @@ def run_streams(component: wiring.Component, inputs: Mapping[str, Any], outputs:
                           memories={"ddr": AxiReadMemory(image, latency=40, p_ar_ready=0.8, p_r_valid=0.9)})
         run.memories["ddr"].bytes_read
     """
-    statics, waits, memories = dict(statics or {}), dict(waits or {}), dict(memories or {})
+    statics, memories = dict(statics or {}), dict(memories or {})
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-    streams, plain = _check_ports(component, inputs, outputs, statics, waits, memories)
+    streams, plain = _check_ports(component, inputs, outputs, statics, memories)
     shapes = {p.name: p.shape for p in streams}
     packed = {s: pack(shapes[s], beats) for s, beats in inputs.items()}
     gaps, masks = stall_patterns(seed, {s: len(w) for s, w in packed.items()}, list(outputs), p_valid, p_ready,
@@ -701,9 +723,9 @@ def run_streams(component: wiring.Component, inputs: Mapping[str, Any], outputs:
     widths = {p.name: p.width for p in plain if p.flow == Flow.In}
     static_bits = {port: int(statics.get(port, 0)) & ((1 << width) - 1) for port, width in widths.items()}
     served = {m: _memory_stimulus(m, memory, shapes, seed, max_cycles) for m, memory in memories.items()}
-    stimulus = Stimulus(packed, gaps, waits, dict(outputs), masks, static_bits,
-                        _changes(changes or {}, widths, {s: len(w) for s, w in packed.items()}), served, tail,
-                        max_cycles)
+    counts = {s: len(w) for s, w in packed.items()}
+    stimulus = Stimulus(packed, gaps, _waits(waits or {}, counts, outputs), dict(outputs), masks, static_bits,
+                        _changes(changes or {}, widths, counts), served, tail, max_cycles)
     if backend == "amaranth":
         raw = _run_amaranth(component, streams, plain, stimulus, name)
     else:
@@ -742,8 +764,8 @@ def _run_amaranth(component: wiring.Component, streams: list[StreamPort], plain:
     beats = [[_to_int(w) for w in stim.sources[p.name]] for p in sources]
     counts = [len(b) for b in beats]
     gaps = [stim.gaps[p.name].tolist() for p in sources]
-    index = {p.name: i for i, p in enumerate(sources)}
-    waits = {index[s]: (beat, index[other]) for s, (beat, other) in stim.waits.items()}
+    index = {p.name: i for i, p in enumerate(sources + sinks)}  # what waits refer to
+    waits = [deque((beat, index[other], n) for beat, other, n in stim.waits.get(p.name, [])) for p in sources]
     changes = [deque(stim.changes.get(p.name, [])) for p in sources]
     masks = [stim.ready_masks[p.name] for p in sinks]
     expected = [stim.sinks[p.name] for p in sinks]
@@ -759,6 +781,17 @@ def _run_amaranth(component: wiring.Component, streams: list[StreamPort], plain:
             if p.flow == Flow.In:
                 ctx.set(port(p.name), stim.statics[p.name])
         sent = [0] * len(sources)
+
+        def waiting(i: int) -> bool:
+            """Whether beat ``sent[i]`` of source ``i`` has a wait not met yet (met waits are dropped)."""
+            pending = waits[i]
+            while pending and pending[0][0] == sent[i]:
+                other, n = pending[0][1:]
+                if (sent[other] if other < len(sources) else len(got[other - len(sources)])) < n:
+                    return True
+                pending.popleft()
+            return False
+
         gap_left = [g[0] if g else 0 for g in gaps]
         valid = [False] * len(sources)
         samples = [s.ready for s in src] + [x for k in snk for x in (k.valid, Value.cast(k.payload).as_unsigned())]
@@ -768,15 +801,17 @@ def _run_amaranth(component: wiring.Component, streams: list[StreamPort], plain:
                 and cycle < stim.max_cycles:
             for i, s in enumerate(src):
                 if not valid[i] and sent[i] < counts[i]:
-                    beat, other = waits.get(i, (-1, i))
                     if gap_left[i] > 0:
                         gap_left[i] -= 1
-                    elif sent[i] != beat or sent[other] == counts[other]:
-                        valid[i] = True
-                        ctx.set(Value.cast(s.payload), beats[i][sent[i]])
+                    elif waiting(i):
+                        pass
+                    elif changes[i] and changes[i][0][0] == sent[i]:
                         while changes[i] and changes[i][0][0] == sent[i]:
                             _, changed, bits = changes[i].popleft()
                             ctx.set(port(changed), bits)
+                    else:
+                        valid[i] = True
+                        ctx.set(Value.cast(s.payload), beats[i][sent[i]])
                 ctx.set(s.valid, valid[i])
             ready = [len(got[j]) < expected[j] and (masks[j] is None or bool(masks[j][cycle]))
                      for j in range(len(sinks))]

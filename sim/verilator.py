@@ -16,13 +16,13 @@ cycle for cycle, with no Python on the hot path.
 **Files.** Little-endian; port values are 32-bit words, least significant first, ``ceil(width / 32)`` of them.
 
 - Stimulus: ``u64 max_cycles, u64 tail``; every plain input's words, in signature order; for every input stream
-  in signature order ``u64 beats, i64 wait_beat (-1: none), i64 wait_stream (its index among the input
-  streams), u32 gaps[beats], u32 words[beats][n], u64 changes`` and per change ``u64 beat, u64 port (its index
-  among the plain inputs), u32 words[the port's n]``; for every output stream ``u64 beats, u64 mask_length,
-  u8 ready_mask[mask_length]`` (length 0: always ready); ``u64 memories`` and per memory ``u64 r (its index
-  among the input streams), u64 ar (among the output streams), u64 latency, u32 fields[7]`` (see
-  :class:`~wavefabric.sim.streams.MemoryStimulus`) ``, u64 ar_mask_length, u8 ar_mask[], u64 r_mask_length,
-  u8 r_mask[], u64 size, u8 contents[size]``.
+  in signature order ``u64 beats, u32 gaps[beats], u32 words[beats][n], u64 waits``, per wait ``u64 beat,
+  u64 stream (its index among the input streams, then the output streams), u64 count``, ``u64 changes`` and per
+  change ``u64 beat, u64 port (its index among the plain inputs), u32 words[the port's n]``; for every output
+  stream ``u64 beats, u64 mask_length, u8 ready_mask[mask_length]`` (length 0: always ready); ``u64 memories``
+  and per memory ``u64 r (its index among the input streams), u64 ar (among the output streams), u64 latency,
+  u32 fields[7]`` (see :class:`~wavefabric.sim.streams.MemoryStimulus`) ``, u64 ar_mask_length,
+  u8 ar_mask[], u64 r_mask_length, u8 r_mask[], u64 size, u8 contents[size]``.
 - Result: ``u64 finished (0: timed out or stopped by a faulty burst), u64 cycles``; for every input stream
   ``u64 sent, u64 cycle[sent]``; for every output stream ``u64 received, u64 cycle[received],
   u32 words[received][n]``; for every memory ``u64 bursts, u64 ar_cycle[bursts], u64 addr[bursts],
@@ -223,6 +223,10 @@ struct Plain {
     uint64_t words;
 };
 
+struct Wait {
+    uint64_t beat, stream, count;
+};
+
 struct Change {
     uint64_t beat, port;
     std::vector<uint32_t> words;
@@ -234,15 +238,14 @@ struct Source {
     bool (*ready)(Top&);
     uint64_t words;
     uint64_t count = 0;
-    int64_t wait_beat = -1;
-    int64_t wait_on = 0;
     std::vector<uint32_t> gaps, beats;
     uint64_t sent = 0;
     uint32_t gap_left = 0;
     bool valid = false;
     std::vector<uint64_t> times;
+    std::vector<Wait> waits;
     std::vector<Change> changes;
-    std::size_t next_change = 0;
+    std::size_t next_wait = 0, next_change = 0;
     bool served = false;  // by a memory, not by the rules of sources
 };
 
@@ -346,11 +349,15 @@ int main(int argc, char** argv) {
     auto src = sources();
     for (auto& s : src) {
         s.count = in.scalar<uint64_t>();
-        s.wait_beat = in.scalar<int64_t>();
-        s.wait_on = in.scalar<int64_t>();
         s.gaps = in.array<uint32_t>(s.count);
         s.beats = in.array<uint32_t>(s.count * s.words);
         s.gap_left = s.count ? s.gaps[0] : 0;
+        s.waits.resize(in.scalar<uint64_t>());
+        for (auto& w : s.waits) {
+            w.beat = in.scalar<uint64_t>();
+            w.stream = in.scalar<uint64_t>();
+            w.count = in.scalar<uint64_t>();
+        }
         s.changes.resize(in.scalar<uint64_t>());
         for (auto& c : s.changes) {
             c.beat = in.scalar<uint64_t>();
@@ -360,6 +367,18 @@ int main(int argc, char** argv) {
         }
     }
     auto snk = sinks();
+    for (const auto& s : src) {
+        for (const auto& w : s.waits) if (w.stream >= src.size() + snk.size()) fail("wait on an unknown stream");
+    }
+    // Whether beat s.sent of s has a wait not met yet (met waits are passed over for good).
+    auto waiting = [&](Source& s) {
+        for (; s.next_wait < s.waits.size() && s.waits[s.next_wait].beat == s.sent; ++s.next_wait) {
+            const Wait& w = s.waits[s.next_wait];
+            const uint64_t done = w.stream < src.size() ? src[w.stream].sent : snk[w.stream - src.size()].times.size();
+            if (done < w.count) return true;
+        }
+        return false;
+    };
     auto pattern = [&]() {
         auto mask = in.array<uint8_t>(in.scalar<uint64_t>());
         if (!mask.empty() && mask.size() < max_cycles) fail("stall pattern shorter than max_cycles");
@@ -397,16 +416,18 @@ int main(int argc, char** argv) {
         for (auto& s : src) {
             if (s.served) continue;
             if (!s.valid && s.sent < s.count) {
+                auto& next = s.next_change;
                 if (s.gap_left > 0) {
                     --s.gap_left;
-                } else if (static_cast<int64_t>(s.sent) != s.wait_beat || src[s.wait_on].sent == src[s.wait_on].count) {
-                    s.valid = true;
-                    s.set_payload(top, &s.beats[s.sent * s.words]);
-                    // Plain inputs that change with this beat, in the order given.
-                    auto& next = s.next_change;
+                } else if (waiting(s)) {
+                } else if (next < s.changes.size() && s.changes[next].beat == s.sent) {
+                    // The beat's changes of plain inputs, in the order given; the beat follows next cycle.
                     for (; next < s.changes.size() && s.changes[next].beat == s.sent; ++next) {
                         plain[s.changes[next].port].set(top, s.changes[next].words.data());
                     }
+                } else {
+                    s.valid = true;
+                    s.set_payload(top, &s.beats[s.sent * s.words]);
                 }
             }
             s.set_valid(top, s.valid);
@@ -609,18 +630,19 @@ def _stimulus_bytes(streams: list[StreamPort], plain: list[PlainPort], stim: Sti
     sources = [s for s in streams if s.flow == Flow.In]
     sinks = [s for s in streams if s.flow == Flow.Out]
     inputs = [p for p in plain if p.flow == Flow.In]
-    index = {s.name: i for i, s in enumerate(sources)} | {s.name: i for i, s in enumerate(sinks)} \
-        | {p.name: i for i, p in enumerate(inputs)}
+    streams_at = {s.name: i for i, s in enumerate(sources + sinks)}  # how waits name streams
+    index = {s.name: i for i, s in enumerate(sinks)} | {p.name: i for i, p in enumerate(inputs)} \
+        | {s.name: i for i, s in enumerate(sources)}
     words = {p.name: p.words for p in inputs}
     parts = [_u64(stim.max_cycles, stim.tail)]
     parts += [stim.statics[p.name].to_bytes(4 * p.words, "little") for p in inputs]
     for s in sources:
         beats = stim.sources.get(s.name, np.zeros((0, s.words), dtype=np.uint32))
-        wait_beat, other = stim.waits.get(s.name, (-1, s.name))
-        changes = stim.changes.get(s.name, [])
-        parts += [_u64(len(beats)), np.array([wait_beat, index[other]], "<i8").tobytes(),
-                  np.asarray(stim.gaps.get(s.name, np.zeros(0)), dtype="<u4").tobytes(),
-                  np.ascontiguousarray(beats, dtype="<u4").tobytes(), _u64(len(changes))]
+        waits, changes = stim.waits.get(s.name, []), stim.changes.get(s.name, [])
+        parts += [_u64(len(beats)), np.asarray(stim.gaps.get(s.name, np.zeros(0)), dtype="<u4").tobytes(),
+                  np.ascontiguousarray(beats, dtype="<u4").tobytes(), _u64(len(waits))]
+        parts += [_u64(beat, streams_at[other], count) for beat, other, count in waits]
+        parts.append(_u64(len(changes)))
         parts += [_u64(beat, index[port]) + bits.to_bytes(4 * words[port], "little") for beat, port, bits in changes]
     for s in sinks:
         parts += [_u64(stim.sinks.get(s.name, 0)), _pattern(stim.ready_masks.get(s.name))]

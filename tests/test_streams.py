@@ -152,3 +152,19 @@ def test_memory_arguments_are_checked():
     for kwargs, match in cases:
         with pytest.raises(ValueError, match=match):
             run_streams(reader, {"req": [{"addr": 0, "len": 0}]}, {"o": 1}, **kwargs)
+
+
+def test_a_change_takes_one_cycle_and_waits_may_wait_for_outputs():
+    # Request 1 waits for the first burst's two words to leave on o and changes the offset, so it is offered a
+    # cycle after it is due; request 2 follows at once.
+    requests = [{"addr": 0, "len": 1}, {"addr": 0, "len": 0}, {"addr": 8, "len": 0}]
+    image = np.arange(64, dtype=np.uint8).tobytes()
+    runs = [run_streams(BurstReader(), {"req": requests}, {"o": 4}, waits={"req": [(1, "o", 2)]},
+                        changes={"offset": [("req", 1, 16)]}, memories={"ddr": AxiReadMemory(image, latency=3)},
+                        backend=backend) for backend in BACKENDS]
+    same_run(*runs)
+    run = runs[0]
+    # req 0 in cycle 0; its words at 3, 4 on r and 4, 5 on o; req 1 due in 6, offset set in 6, offered in 7.
+    assert run.times["req"].tolist() == [0, 7, 8] and run.times["o"].tolist() == [4, 5, 11, 12]
+    assert run.memories["ddr"].addresses.tolist() == [0, 16, 24]
+    assert run.outputs["o"] == expected_words(image, requests, [0, 16, 16])
