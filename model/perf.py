@@ -27,6 +27,9 @@ __all__ = [
     "gru_layer_cycles",
     "gru_step_cycles",
     "gru_step_latency",
+    "matvec_op_cycles",
+    "SampleRNNTiming",
+    "samplernn_timing",
     "pwg_skip_width",
     "pwg_line_slots",
     "pwg_gate_lanes",
@@ -284,6 +287,118 @@ def gru_step_cycles(input_size: int, hidden: int, layers: int, lanes: int, simd:
 def gru_step_latency(input_size: int, hidden: int, layers: int, lanes: int, simd: int) -> int:
     """Cycles from a step's last input beat (engine idle) to its last output beat: ``step + ceil(H / S) + 2``."""
     return gru_step_cycles(input_size, hidden, layers, lanes, simd) + -(-hidden // simd) + 2
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The SampleRNN accelerator (rtl/matvec.py, rtl/samplernn.py)
+# ---------------------------------------------------------------------------------------------------------------
+
+#: Cycles of a :class:`~wavefabric.rtl.matvec.MatVecUnit` operation beyond its issue cycles, the tree levels and
+#: the last row's lane: start (1), weight read (1), PE operand, product, sum and result registers (4), the load
+#: into the chain (1), the row leaving the chain (1), the narrowing register (1).
+MATVEC_TAIL = 9
+#: Extra cycles of a sample around its MLP: the decision (1), the wait for the partial sum (1), the MLP input's
+#: last cycle (1) and the sampler's table read, product and comparison (3). Each operation's start costs a cycle
+#: but overlaps the cycle of the previous operation's last result (the unit is free again in that cycle).
+SAMPLERNN_SAMPLE_OVERHEAD = 6
+#: Cycles of a tier around its two operations and its GRU step: the hand-over from the GRU to ``upsampling``.
+SAMPLERNN_TIER_OVERHEAD = 1
+#: Cycles from the DDR fetch's start to the MLP seeing its partial sum, beyond the read latency and the beats:
+#: the AR's first cycle (1) and the read-modify-write of the last beat (1).
+SAMPLERNN_FETCH_OVERHEAD = 2
+#: Cycles from a job's ``cmd`` transfer to its first sample's decision, beyond the h0 commands: one per tier.
+SAMPLERNN_START = 1
+#: Cycles from a sample's code to its transfer on ``out`` (PCM read, FIFO write and read).
+SAMPLERNN_OUT_LATENCY = 3
+
+
+def matvec_op_cycles(rows: int, cols: int, lanes: int, simd: int) -> int:
+    """Exact cycles of one operation on :class:`~wavefabric.rtl.matvec.MatVecUnit`, from ``start`` to its last result.
+
+    ``ceil(rows / P)`` slots of ``period = max(ceil(cols / S), P)`` cycles (the narrowing stage takes one row per
+    cycle, so a slot lasts at least P), then the last slot's words, the adder tree, the last row's lane and
+    :data:`MATVEC_TAIL`: ``(slots - 1) * period + words + ceil(log2 S) + p_last + 9``.
+    """
+    check_sizes(rows=rows, cols=cols, lanes=lanes, simd=simd)
+    slots, words = -(-rows // lanes), -(-cols // simd)
+    p_last = rows - 1 - (slots - 1) * lanes
+    return (slots - 1) * max(words, lanes) + words + (simd - 1).bit_length() + p_last + MATVEC_TAIL
+
+
+@dataclass(frozen=True)
+class SampleRNNTiming:
+    """The SampleRNN accelerator's schedule in cycles (:func:`samplernn_timing`).
+
+    Attributes
+    ----------
+    mlp : int
+        Cycles of one sample without tier work: the MLP input, ``hidden``, ``output`` and the sampler.
+    tiers : tuple of int
+        Cycles of each tier's run (``input_expand``, the GRU step, ``upsampling``), bottom tier first.
+    fetch : int
+        Cycles from a DDR fetch's start to its partial sum being usable; it starts with the previous sample's MLP.
+    start : int
+        Cycles from a job's start to its first sample's decision (the h0 commands to the GRU engines).
+    cycles_per_sample : float
+        The period in steady state, averaged over a top-tier frame: ``mlp + sum(tiers[k] / n_frame_samples[k])``
+        when the fetch hides behind the MLP (``fetch <= mlp``), which :func:`samplernn_timing` checks exactly.
+    ddr_bytes_per_sample : int
+        Bytes read from DDR per sample: ``(frame_sizes[0] - 1)`` table rows.
+    """
+
+    mlp: int
+    tiers: tuple[int, ...]
+    fetch: int
+    start: int
+    cycles_per_sample: float
+    ddr_bytes_per_sample: int
+    lookback: int
+
+    def total_cycles(self, n_samples: int, frame_samples: tuple[int, ...]) -> int:
+        """Exact cycles from a job's ``cmd`` transfer to its ``n_samples``-th sample's transfer on ``out``."""
+        check_sizes(n_samples=n_samples)
+        decide, fetch_start = self.start, self.start - 1
+        for i in range(n_samples):
+            ready = decide + 1 + sum(t for t, nfs in zip(self.tiers, frame_samples, strict=True) if i % nfs == 0)
+            passed = max(ready, fetch_start + self.fetch)
+            fetch_start = passed
+            decide = passed + self.mlp - 1
+        return decide - 1 + SAMPLERNN_OUT_LATENCY
+
+    def real_time_factor(self, clock_hz: float, sample_rate: float) -> float:
+        """Seconds of audio generated per second at ``clock_hz``."""
+        return clock_hz / (sample_rate * self.cycles_per_sample)
+
+
+def samplernn_timing(config, lanes: int = 8, simd: int = 8, gru_lanes: int = 8, latency: int = 40) -> SampleRNNTiming:
+    """The exact cycle model of :class:`~wavefabric.rtl.samplernn.SampleRNNEngine` for a SampleRNN ``config``.
+
+    ``latency`` is the DDR read latency in cycles (AR transfer to the first R beat), with the DDR and ``out``
+    never stalling. Per sample: the MLP input (``ceil(dim / 4)`` table words), the ``hidden`` and ``output``
+    operations (:func:`matvec_op_cycles`) and the sampler; at a frame boundary of tier k, its ``input_expand``,
+    the ``dim`` words of the GRU step's input (two cycles each), the GRU step (:func:`gru_step_latency`) and
+    its ``upsampling``. The next sample's table rows (``frame_sizes[0] - 1`` bursts of ``ceil(dim / 4)`` beats)
+    are fetched while the MLP runs.
+    """
+    dim, q, fs0 = config.dim, config.q_levels, config.frame_sizes[0]
+    check_sizes(lanes=lanes, simd=simd, gru_lanes=gru_lanes, latency=latency)
+    row_beats, dim_words = -(-dim // 4), -(-dim // simd)
+    mlp = (row_beats + matvec_op_cycles(dim, dim, lanes, simd) + matvec_op_cycles(q, dim, lanes, simd)
+           + SAMPLERNN_SAMPLE_OVERHEAD)
+    tiers = tuple(matvec_op_cycles(dim, nfs, lanes, simd) + 2 * dim_words
+                  + gru_step_latency(dim, dim, config.n_rnn, gru_lanes, simd)
+                  + matvec_op_cycles(fs * dim, dim, lanes, simd) + SAMPLERNN_TIER_OVERHEAD
+                  for fs, nfs in zip(config.frame_sizes, config.n_frame_samples, strict=True))
+    fetch = latency + (fs0 - 1) * row_beats + SAMPLERNN_FETCH_OVERHEAD
+    start = config.n_tiers * (2 * config.n_rnn * dim_words + 1) + SAMPLERNN_START
+    per_sample = mlp + sum(t / nfs for t, nfs in zip(tiers, config.n_frame_samples, strict=True))
+    if fetch > mlp:
+        # The fetch is on the critical path: average the exact schedule over whole top-tier frames.
+        frame = config.lookback
+        timing = SampleRNNTiming(mlp, tiers, fetch, start, 0.0, 0, frame)
+        per_sample = (timing.total_cycles(3 * frame, config.n_frame_samples)
+                      - timing.total_cycles(2 * frame, config.n_frame_samples)) / frame
+    return SampleRNNTiming(mlp, tiers, fetch, start, per_sample, (fs0 - 1) * row_beats * 8, config.lookback)
 
 
 # ---------------------------------------------------------------------------------------------------------------
