@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,7 +10,6 @@ from ..model.kernels import Numerics
 from ..model.perf import pwg_layer_cycles, pwg_layer_ideal_cycles
 from ..model.pwg import PWG_NUMERICS, ResidualLayer, residual_layer_fixed
 from ..rtl.conv1d import ResidualEngine
-from .stream import run_simulation, stream_get, stream_put
 from .streams import StreamRun, run_streams
 
 __all__ = ["random_residual_layer", "layer_beats", "block_rows", "from_block_rows", "layer_streams", "LayerRun",
@@ -118,106 +116,79 @@ class LayerRun:
     skip_out : (S, T) int64: the skip sum after the layer.
     framing_ok : bool
     cycles : int
-        Cycles from the layer's start to its last output transfer, inclusive.
-    streams : StreamRun or None
-        The run itself (every transfer with its cycle, the backend and its timings) for
-        :func:`run_residual_layer`; None for the layers of :func:`run_residual_layers`.
+        Cycles of the layer up to its last output transfer, inclusive: for the first layer from cycle 0, for a
+        later one from the cycle after the previous layer's last output.
+    streams : StreamRun
+        The whole run (every transfer with its cycle, the backend and its timings), shared by its layers.
     """
 
     x_next: np.ndarray
     skip_out: np.ndarray
     framing_ok: bool
     cycles: int
-    streams: StreamRun | None = None
+    streams: StreamRun
 
 
-def _layer_run(engine: ResidualEngine, t: int, x_beats: list[dict], skip_beats: list[dict], cycles: int,
-               streams: StreamRun | None = None) -> LayerRun:
-    x_next, ok_x = from_block_rows(x_beats, engine.residual, t, engine.cols)
-    skip_out, ok_s = from_block_rows(skip_beats, engine.skip, t, engine.cols)
-    return LayerRun(x_next, skip_out, ok_x and ok_s, cycles, streams)
+#: The engine's input streams, in the order of :func:`layer_streams`.
+_INPUTS = ("x", "c", "skip_in", "w", "bias")
 
 
 def run_residual_layer(engine: ResidualEngine, layer: ResidualLayer, x, c, skip_in, *, seed: int = 0,
                        p_valid: float = 1.0, p_ready: float = 1.0, name: str = "pwg_layer",
                        backend: str = "amaranth") -> LayerRun:
-    """Run one residual layer through ``engine`` on ``backend`` (:func:`~wavefabric.sim.streams.run_streams`).
-
-    ``x`` (R_ch, T), ``c`` (A, T) and ``skip_in`` (S, T) are integers; ``t`` and ``layer.dilation`` are static
-    inputs, set before the first cycle and held. With ``p_valid`` / ``p_ready`` below 1 every input stream has
-    random gaps and every output random stalls (generators seeded by ``seed``). ``name`` names the VCD trace of
-    an Amaranth run. Raises ``TimeoutError`` after ten times the cycle model (+ 2000).
-    """
-    x, c, skip_in = (np.asarray(v, dtype=np.int64) for v in (x, c, skip_in))
-    t = x.shape[1]
-    inputs, outputs = layer_streams(engine, layer, x, c, skip_in)
-    run = run_streams(engine, inputs, outputs, {"t": t, "dilation": layer.dilation}, seed=seed, p_valid=p_valid,
-                      p_ready=p_ready, max_cycles=_max_cycles(engine, layer, t), backend=backend, name=name)
-    # Every input beat is taken before the last output (the last skip_out needs the last skip_in), so the
-    # run's cycles end at an output transfer.
-    return _layer_run(engine, t, run.outputs["x_next"], run.outputs["skip_out"], run.cycles, run)
+    """Run one residual layer through ``engine``: :func:`run_residual_layers` with one job."""
+    return run_residual_layers(engine, [(layer, x, c, skip_in)], seed=seed, p_valid=p_valid, p_ready=p_ready,
+                               name=name, backend=backend)[0]
 
 
 def run_residual_layers(engine: ResidualEngine, jobs, *, seed: int = 0, p_valid: float = 1.0,
-                        p_ready: float = 1.0, name: str = "pwg_layer") -> list[LayerRun]:
-    """Run residual layers back to back through ``engine`` in one Amaranth simulation.
+                        p_ready: float = 1.0, name: str = "pwg_layer", backend: str = "amaranth") -> list[LayerRun]:
+    """Run residual layers back to back through ``engine`` in one run of :func:`~wavefabric.sim.streams.run_streams`.
 
     ``jobs`` is a sequence of ``(layer, x, c, skip_in)``: integers ``x`` (R_ch, T), ``c`` (A, T), ``skip_in``
-    (S, T); each job may have its own T and dilation. ``t`` and ``dilation`` are set for a job when the previous
-    job's last output has been taken, and its inputs are offered from the next cycle. Changing them mid-run is
-    why this runs in Amaranth's simulator only: :func:`~wavefabric.sim.streams.run_streams` (and so Verilator)
-    holds plain inputs for the whole run; a single layer runs on either backend with :func:`run_residual_layer`.
-    With ``p_valid`` / ``p_ready`` below 1 every input stream has random gaps and every output random stalls
-    (generators seeded by ``seed``). ``cycles`` of the first job count from cycle 0; of later jobs, from their
-    configuration. Raises ``TimeoutError`` after ten times the cycle model (+ 2000) per job.
+    (S, T); each job may have its own T and dilation. The first job's ``t`` and ``dilation`` are static inputs;
+    a later job's first beat on every input stream waits until the previous job's last ``x_next`` and
+    ``skip_out`` beats have been taken and changes ``t`` and ``dilation``, so the engine holds them from a cycle
+    before the job's first input beat until its last output, as it requires. With ``p_valid`` / ``p_ready``
+    below 1 every input stream has random gaps and every output random stalls (generators seeded by ``seed``).
+    ``name`` names the VCD trace of an Amaranth run; ``backend`` picks the simulator. Without stalls every
+    layer's ``cycles`` equal :func:`~wavefabric.model.perf.pwg_layer_cycles`. Raises ``TimeoutError`` after ten
+    times the cycle model (+ 2000) per job.
     """
     jobs = [(layer, *(np.asarray(v, dtype=np.int64) for v in signals)) for layer, *signals in jobs]
     streams = [layer_streams(engine, *job) for job in jobs]
-    timeouts = [_max_cycles(engine, layer, x.shape[1]) for layer, x, *_ in jobs]
-    state = {"job": 0, "outputs": 0}
-    got = [{} for _ in jobs]
-
-    async def wait_for(ctx, index):
-        while state["job"] < index:
-            await ctx.tick()
-
-    def sender(port):
-        rng = random.Random(f"{seed}-{port}") if p_valid < 1 else None
-
-        async def send(ctx):
-            for index, (beats, _) in enumerate(streams):
-                await wait_for(ctx, index)
-                await stream_put(ctx, getattr(engine, port), beats[port], rng=rng, p_valid=p_valid,
-                                 timeout=timeouts[index])
-        return send
-
-    def receiver(port):
-        rng = random.Random(f"{seed}-{port}") if p_ready < 1 else None
-
-        async def receive(ctx):
-            for index, (_, count) in enumerate(streams):
-                await wait_for(ctx, index)
-                got[index][port] = await stream_get(ctx, getattr(engine, port), count[port], rng=rng,
-                                                    p_ready=p_ready, timeout=timeouts[index])
-                state["outputs"] += 1
-        return receive
-
-    async def config(ctx):
-        for index, (layer, x, *_) in enumerate(jobs):
-            while state["outputs"] < 2 * index:
-                await ctx.tick()
-            ctx.set(engine.t, x.shape[1])
-            ctx.set(engine.dilation, layer.dilation)
-            if index:
-                await ctx.tick()  # the configuration is registered: inputs follow one cycle later
-            state["job"] = index
-
-    ports = ("x", "c", "skip_in", "w", "bias")
-    run_simulation(engine, [config] + [sender(p) for p in ports] + [receiver("x_next"), receiver("skip_out")],
-                   name=name)
-    return [_layer_run(engine, x.shape[1], out["x_next"][0], out["skip_out"][0],
-                       max(out["x_next"][1][-1], out["skip_out"][1][-1]) + 1)
-            for (_, x, *_), out in zip(jobs, got, strict=True)]
+    inputs = {port: [beat for beats, _ in streams for beat in beats[port]] for port in _INPUTS}
+    outputs = {port: sum(count[port] for _, count in streams) for port in ("x_next", "skip_out")}
+    waits: dict[str, list] = {port: [] for port in _INPUTS}
+    changes: dict[str, list] = {"t": [], "dilation": []}
+    sent = dict.fromkeys(_INPUTS, 0)
+    done = dict.fromkeys(outputs, 0)
+    for (beats, count), (layer, x, *_) in zip(streams, jobs, strict=True):
+        if any(done.values()):  # a later job
+            for port in _INPUTS:
+                waits[port] += [(sent[port], out, n) for out, n in done.items()]
+                changes["t"].append((port, sent[port], x.shape[1]))
+                changes["dilation"].append((port, sent[port], layer.dilation))
+        sent = {port: sent[port] + len(beats[port]) for port in _INPUTS}
+        done = {port: done[port] + count[port] for port in done}
+    first, x0 = jobs[0][0], jobs[0][1]
+    run = run_streams(engine, inputs, outputs, {"t": x0.shape[1], "dilation": first.dilation}, seed=seed,
+                      p_valid=p_valid, p_ready=p_ready, waits=waits, changes=changes,
+                      max_cycles=sum(_max_cycles(engine, layer, x.shape[1]) for layer, x, *_ in jobs),
+                      backend=backend, name=name)
+    layers, start, ends = [], 0, dict.fromkeys(outputs, 0)
+    for (_, count), (_, x, *_) in zip(streams, jobs, strict=True):
+        beats = {}
+        for port in outputs:
+            beats[port] = run.outputs[port][ends[port]:ends[port] + count[port]]
+            ends[port] += count[port]
+        # Every input beat of a job is taken before its last output (the last skip_out needs the last skip_in).
+        end = max(int(run.times[port][ends[port] - 1]) for port in outputs) + 1
+        x_next, ok_x = from_block_rows(beats["x_next"], engine.residual, x.shape[1], engine.cols)
+        skip_out, ok_s = from_block_rows(beats["skip_out"], engine.skip, x.shape[1], engine.cols)
+        layers.append(LayerRun(x_next, skip_out, ok_x and ok_s, end - start, run))
+        start = end
+    return layers
 
 
 def simulate_pwg_layer(dilation: int, t: int, rows: int, cols: int, seed: int = 0, *, residual: int = 4,

@@ -24,7 +24,7 @@ from wavefabric.rtl.weightnorm import WeightNormUnit
 from wavefabric.sim import verilator
 from wavefabric.sim.gemm import gemm_columns, simulate_gemm
 from wavefabric.sim.gru import gru_reference, gru_streams, random_gru_params, run_gru
-from wavefabric.sim.pwg import layer_streams, random_residual_layer, run_residual_layer
+from wavefabric.sim.pwg import layer_streams, random_residual_layer, run_residual_layer, run_residual_layers
 from wavefabric.sim.streams import StreamRun, component_ports, pack, run_streams, unpack
 from wavefabric.sim.weightnorm import weightnorm_beats, weightnorm_operands
 
@@ -253,6 +253,29 @@ def test_cross_simulation_pwg_layer(p):
     assert np.array_equal(run.x_next, x_ref) and np.array_equal(run.skip_out, skip_in + skip_ref) and run.framing_ok
     model = pwg_layer_cycles(2, 4, t, dilation, gate_lanes=ENGINES["pwg"]().gate_lanes, **PWG_SMALL)
     assert (run.cycles == model) == (p == 1)
+
+
+@pytest.mark.parametrize("p", [1.0, 0.5])
+def test_cross_simulation_pwg_layers(p):
+    """Three layers back to back, each with its own T and dilation (changed mid-run), on both backends; without
+    stalls every layer takes exactly the cycle model's count."""
+    num = PWG_NUMERICS
+    rng = np.random.default_rng(15)
+    span = 4 << num.act.frac
+    jobs, skip = [], rng.integers(num.act.min_int // 4, num.act.max_int // 4, (4, 32))
+    for dilation, t in ((4, 19), (1, 32), (2, 11)):
+        layer = random_residual_layer(rng, **PWG_SMALL, kernel_size=3, dilation=dilation, num=num)
+        jobs.append((layer, rng.integers(-span, span, (4, t)), rng.integers(-span, span, (4, t)), skip[:, :t]))
+    runs = [run_residual_layers(ENGINES["pwg"](), jobs, seed=16, p_valid=p, p_ready=p, backend=backend)
+            for backend in ("amaranth", "verilator")]
+    same_run(runs[0][0].streams, runs[1][0].streams)
+    gate_lanes = ENGINES["pwg"]().gate_lanes
+    for run, (layer, x, c, skip_in) in zip(runs[0], jobs, strict=True):
+        x_ref, skip_ref = residual_layer_fixed(x, c, layer, num)
+        assert np.array_equal(run.x_next, x_ref) and np.array_equal(run.skip_out, skip_in + skip_ref)
+        assert run.framing_ok
+        model = pwg_layer_cycles(2, 4, x.shape[1], layer.dilation, gate_lanes=gate_lanes, **PWG_SMALL)
+        assert (run.cycles == model) == (p == 1)
 
 
 def test_full_size_gemm_8x8():
