@@ -212,7 +212,9 @@ class GumbelSampler:
         Format of the logits and of the noise table. At most 45 bits wide, so that ``tq * g`` and the scores
         are exact in ``int64``.
     bits : int
-        Uniform bits per draw, 4 to 16: the table has ``2**bits`` entries.
+        Uniform bits per draw, 4 to 16: the table has ``2**bits`` entries. Fewer bits truncate the noise's
+        tails (its largest value is about ``log(2**(bits + 1))``), which biases flat distributions: 12 is the
+        SampleRNN default (:class:`~wavefabric.model.samplernn.SampleRNNConfig`, ``gumbel_bits``).
 
     Attributes
     ----------
@@ -226,7 +228,7 @@ class GumbelSampler:
     """
 
     logits: QFormat
-    bits: int = 10
+    bits: int = 12
     table: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):

@@ -515,7 +515,7 @@ def test_table_and_gumbel_bits_defaults():
     assert SampleRNNConfig().table == QFormat(16, 12)
     assert SampleRNNConfig(numerics=Numerics(act=QFormat(14, 10))).table == QFormat(14, 10)
     assert SampleRNNConfig(table=QFormat(18, 14)).table == QFormat(18, 14)
-    assert SampleRNNConfig().gumbel_bits == 10
+    assert SampleRNNConfig().gumbel_bits == 12
 
 
 @pytest.mark.parametrize("field, value", [
