@@ -54,7 +54,7 @@ class GumbelSampler(wiring.Component):
     #: Cycles from the last logit to ``code.valid``: table read, product, comparison.
     latency = 3
 
-    def __init__(self, logits: QFormat, q_levels: int, bits: int = 10):
+    def __init__(self, logits: QFormat, q_levels: int, bits: int = 12):
         self.model = GumbelModel(logits, bits)
         self.q_levels = check_int("q_levels", q_levels, 2)
         self.logits = logits
