@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
 
 from ..model.kernels import Numerics, RsqrtFormat, quantize_weight_norm, weight_norm_operands
 from ..rtl.gru import GruCommand, GruEngine
 from ..rtl.loader import GruWeightLoader
 from .gru import GruParams, command_beats
-from .stream import run_simulation, stream_get, stream_put, to_python
+from .streams import run_streams
 
 __all__ = ["gru_weight_norm_tensors", "loader_beats", "folded_gru_weights", "folded_params", "ProbedGruEngine",
            "GruLoadRun", "run_gru_weight_load"]
@@ -78,12 +79,64 @@ def folded_gru_weights(pairs: list[tuple], num: Numerics,
 
 
 class ProbedGruEngine(GruEngine):
-    """A :class:`~wavefabric.rtl.gru.GruEngine` that keeps its weight memories (``weight_memories``, one per lane,
-    set when elaborated) so that a testbench can read the resident weights with ``ctx.get``."""
+    """A :class:`~wavefabric.rtl.gru.GruEngine` whose resident weights a simulation can read: ``probe_data`` holds
+    every lane's word at ``probe_addr`` in the same cycle (a combinational read port per weight memory)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        geo = self.geometry
+        self.probe_addr = Signal(range(geo.weight_depth))
+        self.probe_data = Signal(data.ArrayLayout(data.ArrayLayout(signed(self.num.weight.width), geo.simd),
+                                                  geo.lanes))
 
     def elaborate(self, platform):
         m = super().elaborate(platform)
-        self.weight_memories = [m.submodules[f"weights_{p}"] for p in range(self.geometry.lanes)]
+        for p in range(self.geometry.lanes):
+            port = m.submodules[f"weights_{p}"].read_port(domain="comb")
+            m.d.comb += [port.addr.eq(self.probe_addr), self.probe_data[p].eq(port.data)]
+        return m
+
+
+class _LoadBench(wiring.Component):
+    """``loader`` feeding ``engine`` as one component for :func:`~wavefabric.sim.streams.run_streams`.
+
+    The loader's ``v`` / ``g`` and the engine's ``cmd`` / ``out`` pass through. Every transfer on the link from
+    the loader to the engine takes a beat of ``link`` (so the link has the random gaps of an input stream), and
+    once ``buffer_depth`` have gone by, ``resident`` streams the engine's weight memories out, one address (every
+    lane) per beat. The three flags are the loader's ``zero_row`` and ``error`` and the engine's ``error``.
+    """
+
+    def __init__(self, loader: GruWeightLoader, engine: ProbedGruEngine):
+        self.loader, self.engine = loader, engine
+        super().__init__({
+            "v": loader.signature.members["v"], "g": loader.signature.members["g"],
+            "cmd": engine.signature.members["cmd"], "out": engine.signature.members["out"],
+            "link": In(stream.Signature(1)), "resident": Out(stream.Signature(engine.probe_data.shape())),
+            "zero_row": Out(1), "loader_error": Out(1), "engine_error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        loader, engine = self.loader, self.engine
+        m.submodules.loader, m.submodules.engine = loader, engine
+        for ours, theirs in ((self.v, loader.v), (self.g, loader.g), (self.cmd, engine.cmd)):
+            wiring.connect(m, wiring.flipped(ours), theirs)
+        wiring.connect(m, engine.out, wiring.flipped(self.out))
+        m.d.comb += [engine.weights.valid.eq(loader.weights.valid & self.link.valid),
+                     engine.weights.payload.eq(loader.weights.payload),
+                     loader.weights.ready.eq(engine.weights.ready & self.link.valid),
+                     self.link.ready.eq(loader.weights.valid & engine.weights.ready),
+                     self.zero_row.eq(loader.zero_row), self.loader_error.eq(loader.error),
+                     self.engine_error.eq(engine.error)]
+        linked = Signal(range(loader.buffer_depth + 1))
+        with m.If(self.link.valid & self.link.ready):
+            m.d.sync += linked.eq(linked + 1)
+        depth = engine.geometry.weight_depth
+        addr = Signal(range(depth + 1))
+        m.d.comb += [self.resident.valid.eq((linked == loader.buffer_depth) & (addr < depth)),
+                     engine.probe_addr.eq(addr), self.resident.payload.eq(engine.probe_data)]
+        with m.If(self.resident.valid & self.resident.ready):
+            m.d.sync += addr.eq(addr + 1)
         return m
 
 
@@ -116,8 +169,9 @@ def run_gru_weight_load(loader: GruWeightLoader, engine: ProbedGruEngine, pairs:
 
     ``biases`` (``(b_ih, b_hh)`` lists of act ints), ``h0`` and ``xs`` (one row per step), if given, are sent
     on the engine's ``cmd`` stream: BIAS and STATE during the load, the STEPs once the last weight is in. With
-    ``p_valid`` / ``p_ready`` below 1 every stream has seeded random gaps or stalls, including the link from the
-    loader to the engine. ``name`` names the VCD trace.
+    ``p_valid`` / ``p_ready`` below 1 every stream has seeded random gaps or stalls (the link from the loader
+    to the engine has an input's gaps), from :func:`~wavefabric.sim.streams.run_streams`. ``name`` names the
+    VCD trace.
     """
     geo = engine.geometry
     v_beats, g_beats = loader_beats(loader, pairs)
@@ -129,55 +183,16 @@ def run_gru_weight_load(loader: GruWeightLoader, engine: ProbedGruEngine, pairs:
         setup += command_beats(geo, GruCommand.STATE, h0)
     for x in xs:
         steps += command_beats(geo, GruCommand.STEP, x)
-    rngs = {s: random.Random(f"{seed}-{s}") if p < 1 else None
-            for s, p in (("v", p_valid), ("g", p_valid), ("link", p_ready), ("cmd", p_valid), ("out", p_ready))}
-
-    # The loader drives the engine through a gate that the testbench closes at random (stalls on the link).
-    m = Module()
-    m.submodules.loader, m.submodules.engine = loader, engine
-    stall = Signal()
-    m.d.comb += [engine.weights.valid.eq(loader.weights.valid & ~stall),
-                 engine.weights.payload.eq(loader.weights.payload),
-                 loader.weights.ready.eq(engine.weights.ready & ~stall)]
-    got = {"loaded": False}
-
-    async def put_v(ctx):
-        await stream_put(ctx, loader.v, v_beats, rng=rngs["v"], p_valid=p_valid)
-
-    async def put_g(ctx):
-        await stream_put(ctx, loader.g, g_beats, rng=rngs["g"], p_valid=p_valid)
-
-    async def link(ctx):
-        count, cycle = 0, 0
-        while count < loader.buffer_depth:
-            ctx.set(stall, rngs["link"] is not None and rngs["link"].random() >= p_ready)
-            _, _, valid, ready = await ctx.tick().sample(engine.weights.valid, engine.weights.ready)
-            if valid and ready:
-                count += 1
-                got["cycles"] = cycle + 1
-            cycle += 1
-        ctx.set(stall, 0)
-        await ctx.tick()
-        got["resident"] = np.array([[to_python(ctx.get(mem.data[a])) for mem in engine.weight_memories]
-                                    for a in range(geo.weight_depth)], dtype=np.int64)
-        got["loaded"] = True
-
-    async def put_cmd(ctx):
-        await stream_put(ctx, engine.cmd, setup, rng=rngs["cmd"], p_valid=p_valid)
-        while not got["loaded"]:
-            await ctx.tick()
-        await stream_put(ctx, engine.cmd, steps, rng=rngs["cmd"], p_valid=p_valid)
-
-    async def get_out(ctx):
-        beats, _ = await stream_get(ctx, engine.out, len(xs) * geo.h_words, rng=rngs["out"], p_ready=p_ready)
-        words = np.array([b["data"] for b in beats], dtype=np.int64).reshape(len(xs), geo.h_words * geo.simd)
-        got["outputs"] = words[:, :geo.hidden]
-        while not got["loaded"]:
-            await ctx.tick()
-        got["flags"] = [bool(ctx.get(s)) for s in (loader.zero_row, loader.error, engine.error)]
-
-    run_simulation(m, [put_v, put_g, link, put_cmd, get_out], name=name)
-    return GruLoadRun(got["resident"], got["cycles"], *got["flags"], got["outputs"])
+    inputs = {"v": v_beats, "g": g_beats, "link": [0] * loader.buffer_depth}
+    if setup or steps:
+        inputs["cmd"] = setup + steps
+    run = run_streams(_LoadBench(loader, engine), inputs, {"out": len(xs) * geo.h_words, "resident": geo.weight_depth},
+                      seed=seed, p_valid=p_valid, p_ready=p_ready, name=name,
+                      waits={"cmd": (len(setup), "link")} if steps else None)
+    words = np.array([b["data"] for b in run.outputs["out"]], dtype=np.int64).reshape(len(xs), geo.h_words * geo.simd)
+    return GruLoadRun(np.array(run.outputs["resident"], dtype=np.int64).reshape(geo.weight_depth, geo.lanes, geo.simd),
+                      int(run.times["link"][-1]) + 1, bool(run.flags["zero_row"]), bool(run.flags["loader_error"]),
+                      bool(run.flags["engine_error"]), words[:, :geo.hidden])
 
 
 def folded_params(pairs: list[tuple], biases: tuple, num: Numerics, rsqrt_fmt: RsqrtFormat = RsqrtFormat()

@@ -258,7 +258,9 @@ def unpack(shape: ShapeCastable, words: np.ndarray) -> list:
 
     Structs become dicts, arrays lists, scalars ints (enum fields too: their value).
     """
-    words = np.asarray(words, dtype=np.uint32).reshape(len(words), -1)
+    words = np.asarray(words, dtype=np.uint32)
+    if words.ndim != 2:  # one word per beat
+        words = words.reshape(len(words), 1)
     values = {}
     for leaf in _leaves(shape):
         bits = np.zeros(len(words), dtype=np.uint64)

@@ -23,7 +23,7 @@ from wavefabric.sim.loader import (
     loader_beats,
     run_gru_weight_load,
 )
-from wavefabric.sim.stream import run_simulation, stream_get, stream_put, vcd_hint
+from wavefabric.sim.streams import run_streams, vcd_hint
 
 NUM = Numerics()
 
@@ -155,17 +155,6 @@ def test_framing_error_flag():
     v_beats, g_beats = loader_beats(loader, pairs)
     assert v_beats[0]["first"] and v_beats[26]["last"] and v_beats[27]["first"]  # w_ih: 9 rows of 3 beats
     v_beats[27]["first"] = False
-    flags = []
-
-    async def put_v(ctx):
-        await stream_put(ctx, loader.v, v_beats)
-
-    async def put_g(ctx):
-        await stream_put(ctx, loader.g, g_beats)
-
-    async def get_weights(ctx):
-        await stream_get(ctx, loader.weights, loader.buffer_depth)
-        flags.append(bool(ctx.get(loader.error)))
-
-    run_simulation(loader, [put_v, put_g, get_weights], name="loader_framing_error")
-    assert flags == [True]
+    run = run_streams(loader, {"v": v_beats, "g": g_beats}, {"weights": loader.buffer_depth},
+                      name="loader_framing_error")
+    assert run.flags["error"] == 1, vcd_hint("loader_framing_error")
