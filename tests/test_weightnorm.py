@@ -12,7 +12,7 @@ from wavefabric.model.fixed import QFormat, bit_length, shift_round
 from wavefabric.model.kernels import RsqrtFormat, weight_norm
 from wavefabric.model.perf import weightnorm_cycles, weightnorm_latency
 from wavefabric.rtl.weightnorm import WeightNormUnit
-from wavefabric.sim.stream import run_simulation, stream_get, stream_put, vcd_hint
+from wavefabric.sim.streams import run_streams, vcd_hint
 from wavefabric.sim.weightnorm import (
     relative_error,
     run_weightnorm,
@@ -145,36 +145,28 @@ def test_other_formats():
 
 
 def test_back_to_back_tensors_and_clear():
-    """Two tensors of different row lengths follow without a gap; the zero flag holds until cleared."""
+    """Two tensors of different row lengths follow each other at once (``row_length`` changes a cycle before the
+    second's first beat); the zero flag of the first holds to the end, unless ``clear`` rises once the first
+    tensor's rows are out."""
     unit = WeightNormUnit(8, 3)
     (v1, g1), (v2, g2) = weightnorm_operands(5, 8, 1), weightnorm_operands(6, 2, 2)
     v1[2] = 0
-    got = {}
-
-    async def put_v(ctx):
-        for v in (v1, v2):
-            ctx.set(unit.row_length, v.shape[1])
-            await stream_put(ctx, unit.v, weightnorm_beats(v, unit.lanes, np.random.default_rng(0)))
-
-    async def put_g(ctx):
-        await stream_put(ctx, unit.g, g1.tolist() + g2.tolist())
-
-    async def get_w(ctx):
-        got["w1"], _ = await stream_get(ctx, unit.w, 5 * 3)
-        got["w2"], _ = await stream_get(ctx, unit.w, 6 * 1)
-        got["flag"] = ctx.get(unit.zero_row)
-        ctx.set(unit.clear, 1)
-        await ctx.tick()
-        ctx.set(unit.clear, 0)
-        await ctx.tick()
-        got["cleared"] = ctx.get(unit.zero_row)
-
-    run_simulation(unit, [put_v, put_g, get_w], name="weightnorm_back_to_back")
-    for key, v, g in (("w1", v1, g1), ("w2", v2, g2)):
-        w, framing_ok = weightnorm_result(got[key], *v.shape, unit.lanes)
-        assert np.array_equal(w, weight_norm(v, g, G_FMT, OUT_FMT)[0]), vcd_hint("weightnorm_back_to_back")
-        assert framing_ok
-    assert got["flag"] == 1 and got["cleared"] == 0
+    beats = [weightnorm_beats(v, unit.lanes, np.random.default_rng(0)) for v in (v1, v2)]
+    second = len(beats[0])
+    for clear in (False, True):
+        name = f"weightnorm_back_to_back_clear{int(clear)}"
+        changes = {"row_length": [("v", second, v2.shape[1])]}
+        waits = None
+        if clear:
+            changes["clear"] = [("v", second, 1)]
+            waits = {"v": [(second, "w", 5 * 3)]}
+        run = run_streams(unit, {"v": beats[0] + beats[1], "g": g1.tolist() + g2.tolist()}, {"w": 5 * 3 + 6 * 1},
+                          {"row_length": v1.shape[1]}, waits=waits, changes=changes, name=name)
+        got = run.outputs["w"]
+        for part, v, g in ((got[:15], v1, g1), (got[15:], v2, g2)):
+            w, framing_ok = weightnorm_result(part, *v.shape, unit.lanes)
+            assert np.array_equal(w, weight_norm(v, g, G_FMT, OUT_FMT)[0]) and framing_ok, vcd_hint(name)
+        assert run.flags["zero_row"] == (not clear), vcd_hint(name)
 
 
 def test_simulate_weightnorm_report():
@@ -258,22 +250,11 @@ def test_run_time_g_format():
     fracs = rng.integers(9, 33, rows)
     fracs[:3] = [9, 32, 14]
     beats = weightnorm_beats(v, lanes, rng)
-    got = {}
-
-    async def put_v(ctx):
-        ctx.set(unit.row_length, cols)
-        await stream_put(ctx, unit.v, beats)
-
-    async def put_g(ctx):
-        for gain, frac in zip(g.tolist(), fracs.tolist(), strict=True):
-            ctx.set(unit.g_frac, frac)
-            await stream_put(ctx, unit.g, [gain])
-
-    async def get_w(ctx):
-        got["beats"], _ = await stream_get(ctx, unit.w, len(beats))
-
-    run_simulation(unit, [put_v, put_g, get_w], name="weightnorm_g_frac")
-    result, framing_ok = weightnorm_result(got["beats"], rows, cols, lanes)
+    # g_frac belongs to the g beat being offered (the unit samples it with the beat): each beat changes it.
+    run = run_streams(unit, {"v": beats, "g": g.tolist()}, {"w": len(beats)}, {"row_length": cols},
+                      changes={"g_frac": [("g", r, int(frac)) for r, frac in enumerate(fracs)]},
+                      name="weightnorm_g_frac")
+    result, framing_ok = weightnorm_result(run.outputs["w"], rows, cols, lanes)
     expected = np.concatenate([weight_norm(v[r:r + 1], g[r:r + 1], QFormat(16, int(fracs[r])), OUT_FMT)[0]
                                for r in range(rows)])
     assert framing_ok and np.array_equal(result, expected), f"seed {seed}; {vcd_hint('weightnorm_g_frac')}"
