@@ -117,12 +117,13 @@ class SampleRNNRun:
 
 def run_samplernn(engine: SampleRNNEngine, model: SampleRNNFixed, n_samples: int, seed: int = 0,
                   temperature: float = 1.0, *, latency: int = 40, stall_seed: int = 0, p_valid: float = 1.0,
-                  p_ready: float = 1.0, backend: str = "amaranth", expected: np.ndarray | None = None,
-                  name: str = "samplernn") -> SampleRNNRun:
+                  p_ready: float = 1.0, backend: str = "amaranth", vivado_verilog: bool = False,
+                  expected: np.ndarray | None = None, name: str = "samplernn") -> SampleRNNRun:
     """Load ``model`` into ``engine``, generate ``n_samples`` on ``backend`` and check them against the model.
 
     ``p_valid`` / ``p_ready`` below 1 stall every stream at random (the DDR's AR and R channels too), from
-    generators seeded by ``stall_seed``. ``expected`` saves generating the model's codes again.
+    generators seeded by ``stall_seed``. ``vivado_verilog`` runs the Verilog exactly as exported for Vivado
+    (Verilator only). ``expected`` saves generating the model's codes again.
     """
     lay = engine.layout
     load = load_frames(engine, model)
@@ -133,7 +134,8 @@ def run_samplernn(engine: SampleRNNEngine, model: SampleRNNFixed, n_samples: int
     budget = n_load * 4 + (n_samples + lay.config.lookback) * 4000 + 10_000
     run = run_streams(engine, {"load": load, "cmd": [job_beat(n_samples, seed, temperature)]}, {"out": n_samples},
                       waits={"cmd": (0, "load")}, memories={"ddr": memory}, seed=stall_seed, p_valid=p_valid,
-                      p_ready=p_ready, tail=2, max_cycles=budget, backend=backend, name=name)
+                      p_ready=p_ready, tail=2, max_cycles=budget, backend=backend, name=name,
+                      vivado_verilog=vivado_verilog)
     out = run.outputs["out"]
     codes = np.array([beat["code"] for beat in out], dtype=np.int64)
     pcm = np.array([beat["pcm"] for beat in out], dtype=np.int64)

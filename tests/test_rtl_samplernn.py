@@ -1,0 +1,122 @@
+# amaranth: UnusedElaboratable=no
+"""rtl/samplernn.py: whole-generator runs against SampleRNNFixed.generate, cycles against perf.samplernn_timing."""
+
+import numpy as np
+import pytest
+
+from wavefabric.model.fixed import QFormat
+from wavefabric.model.perf import samplernn_timing
+from wavefabric.model.samplernn import SampleRNNConfig, SampleRNNFixed, SampleRNNParams, random_state_dict
+from wavefabric.rtl.samplernn import LoadRegion, SampleRNNEngine
+from wavefabric.sim.samplernn import job_beat, load_frames, run_samplernn, table_image
+from wavefabric.sim.streams import AxiReadMemory, run_streams, vcd_hint
+
+SMALL = SampleRNNConfig(frame_sizes=(4, 2), n_rnn=1, dim=8, q_levels=16)
+SMALL_UNIT = dict(lanes=2, simd=4, gru_lanes=2)
+
+
+def fixed_model(config: SampleRNNConfig, seed: int, scale: float = 1.0) -> SampleRNNFixed:
+    state = {name: value * (scale if name.endswith(("weight", "weight_g")) else 1.0)
+             for name, value in random_state_dict(config, seed).items()}
+    return SampleRNNFixed(SampleRNNParams.from_state_dict(config, state))
+
+
+def check(run, message: str) -> None:
+    assert run.bit_exact, (f"{message}: codes {run.codes.tolist()} expected {run.expected.tolist()}; "
+                           f"{vcd_hint('samplernn')}")
+
+
+@pytest.mark.parametrize("latency, n", [(40, 17), (150, 9)])
+def test_small_bit_exact_and_cycles(latency, n):
+    """Two tiers over two top frames; with latency 150 the DDR fetch is on the critical path."""
+    model = fixed_model(SMALL, 0)
+    run = run_samplernn(SampleRNNEngine(SMALL, **SMALL_UNIT), model, n, seed=3, latency=latency)
+    check(run, f"latency {latency}")
+    timing = samplernn_timing(SMALL, **SMALL_UNIT, latency=latency)
+    assert (timing.fetch > timing.mlp) == (latency == 150)
+    assert run.cycles == timing.total_cycles(n, SMALL.n_frame_samples)
+    assert run.ddr_bytes == n * timing.ddr_bytes_per_sample
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_three_tiers_with_stalls_everywhere(seed):
+    """Three tiers, two GRU layers, dim 6 (not a multiple of any lane count), 3 lanes; every stream stalls."""
+    config = SampleRNNConfig(frame_sizes=(2, 2, 2), n_rnn=2, dim=6, q_levels=8)
+    run = run_samplernn(SampleRNNEngine(config, lanes=3, simd=4, gru_lanes=2), fixed_model(config, seed), 20,
+                        seed=seed, temperature=0.7, latency=7, stall_seed=seed, p_valid=0.6, p_ready=0.5)
+    check(run, f"seed {seed}")
+
+
+@pytest.mark.parametrize("name, config, temperature, scale", [
+    # Two levels, one tier, a table row of one 64-bit word (the partial sums' read-modify-write every cycle).
+    ("smallest", SampleRNNConfig(frame_sizes=(2,), n_rnn=1, dim=3, q_levels=2), 1.0, 1.0),
+    # Weights eight times their range: activations and logits saturate.
+    ("saturation", SMALL, 1.0, 8.0),
+    ("coldest", SMALL, 1 / 4096, 1.0),
+    ("hottest", SMALL, 65535 / 4096, 1.0),
+])
+def test_edge_cases(name, config, temperature, scale):
+    run = run_samplernn(SampleRNNEngine(config, **SMALL_UNIT), fixed_model(config, 5, scale), 10, seed=7,
+                        temperature=temperature)
+    check(run, name)
+
+
+def test_jobs_restart_from_h0():
+    """A second job starts afresh (h0, history, sampler state): it equals a fresh generation."""
+    model = fixed_model(SMALL, 4)
+    engine = SampleRNNEngine(SMALL, **SMALL_UNIT)
+    jobs = [(5, 1, 1.0), (11, 2, 0.5)]
+    run = run_streams(engine, {"load": load_frames(engine, model), "cmd": [job_beat(*job) for job in jobs]},
+                      {"out": 16}, waits={"cmd": (0, "load")},
+                      memories={"ddr": AxiReadMemory(table_image(engine.layout, model))}, max_cycles=100_000)
+    codes = [beat["code"] for beat in run.outputs["out"]]
+    assert codes == np.concatenate([model.generate(*job) for job in jobs]).tolist()
+    assert [beat["last"] for beat in run.outputs["out"]].count(1) == 2
+    assert not run.flags["error"]
+
+
+def test_load_framing_error_is_sticky():
+    model = fixed_model(SMALL, 0)
+    engine = SampleRNNEngine(SMALL, **SMALL_UNIT)
+    load = load_frames(engine, model)
+    h0 = np.flatnonzero(load["region"] == LoadRegion.H0)
+    load["last"][h0[0]] = True  # the h0 frame ends a beat early
+    run = run_streams(engine, {"load": load}, {}, tail=2)
+    assert run.flags["error"] == 1
+
+
+@pytest.mark.parametrize("config, kwargs, word", [
+    (SampleRNNConfig(frame_sizes=(1, 4)), {}, "frame_sizes"),
+    (SampleRNNConfig(table=QFormat(18, 12)), {}, "table"),
+    (SampleRNNConfig(logits=QFormat(18, 10)), {}, "logits"),
+    (SMALL, dict(simd=2), "simd"),
+    (SMALL, dict(simd=6), "simd"),
+    (SMALL, dict(lanes=0), "lanes"),
+    (SMALL, dict(fifo_depth=1), "fifo_depth"),
+])
+def test_bad_parameters(config, kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        SampleRNNEngine(config, **kwargs)
+
+
+@pytest.mark.parametrize("config, unit, n", [
+    (SampleRNNConfig(), {}, 4000),                                                      # 0.25 s at 16 kHz
+    (SampleRNNConfig(frame_sizes=(4, 2, 2), n_rnn=1, dim=32), dict(lanes=4, gru_lanes=4), 600),
+])
+def test_verilator(config, unit, n):
+    """The seed configuration for a quarter second, and a three-tier one, on the compiled exported Verilog."""
+    model = fixed_model(config, 0)
+    run = run_samplernn(SampleRNNEngine(config, **unit), model, n, seed=9, backend="verilator")
+    check(run, "verilator")
+    assert run.cycles == samplernn_timing(config, **unit).total_cycles(n, config.n_frame_samples)
+
+
+def test_vivado_verilog_matches_amaranth():
+    """The Verilog as exported for Vivado (with its reset) runs cycle for cycle as Amaranth's simulation does."""
+    model = fixed_model(SMALL, 6)
+    runs = [run_samplernn(SampleRNNEngine(SMALL, **SMALL_UNIT), model, 9, seed=2, stall_seed=3, p_valid=0.7,
+                          p_ready=0.7, backend=backend, vivado_verilog=backend == "verilator")
+            for backend in ("amaranth", "verilator")]
+    for run in runs:
+        check(run, run.streams.backend)
+    assert all(np.array_equal(runs[0].streams.times[s], runs[1].streams.times[s]) for s in ("load", "cmd", "out"))
