@@ -52,6 +52,10 @@ class MatVecUnit(wiring.Component):
     weights : In(stream)
         :func:`~wavefabric.rtl.gemm.frame_layout` of S weights: every lane's memory, address-major (beat
         ``a * P + p`` is lane ``p``'s word ``a``), ``depth * P`` beats framed by ``first`` / ``last``.
+    store : In
+        ``valid``, ``lane``, ``addr``, ``data`` (S weights): one word written into lane ``lane``'s memory at
+        ``addr`` in a cycle with ``valid`` high (a weight loader's random-access path; only while idle, and not in
+        a cycle that also takes a ``weights`` beat).
     biases : In(stream)
         :func:`~wavefabric.rtl.gemm.frame_layout` of S act values: bias row ``r`` is lane ``r % S`` of beat
         ``r // S``, ``ceil(bias_rows / S)`` beats. Both load streams are taken only while the unit is idle.
@@ -114,6 +118,8 @@ class MatVecUnit(wiring.Component):
         self.op_shape = op_layout(depth, bias_rows, max_rows, self.max_words, self.max_shift)
         super().__init__({
             "weights": In(stream.Signature(frame_layout(signed(num.weight.width), simd))),
+            "store": In(data.StructLayout({"valid": 1, "lane": range(lanes), "addr": range(depth),
+                                           "data": data.ArrayLayout(signed(num.weight.width), simd)})),
             "biases": In(stream.Signature(frame_layout(signed(act), simd))),
             "start": In(1),
             "op": In(self.op_shape),
@@ -229,9 +235,12 @@ class MatVecUnit(wiring.Component):
         w_last = (w_addr == self.depth - 1) & (w_lane == P - 1)
         m.d.comb += self.weights.ready.eq(~busy)
         w_take = self.weights.valid & self.weights.ready
+        store = self.store
         for p, port in enumerate(weight_writes):
-            m.d.comb += [port.addr.eq(w_addr), port.data.eq(self.weights.payload.data),
-                         port.en.eq(w_take & (w_lane == p))]
+            m.d.comb += [port.addr.eq(Mux(store.valid, store.addr, w_addr)),
+                         port.en.eq(Mux(store.valid, store.lane == p, w_take & (w_lane == p)))]
+            m.d.comb += [port.data[s].eq(Mux(store.valid, store.data[s], self.weights.payload.data[s]))
+                         for s in range(S)]
         with m.If(w_take):
             m.d.sync += w_lane.eq(w_lane + 1)
             with m.If(w_lane == P - 1):
