@@ -7,6 +7,7 @@ through ``.detach().cpu().numpy()`` without importing torch).
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -103,23 +104,24 @@ def load_torch_file(path: str | Path) -> object:
         One line naming ``path`` if it is not a checkpoint torch can load safely: empty, truncated, not a
         ``torch.save`` file, or a pickle of objects other than tensors and plain containers.
     """
-    try:
-        import torch
-    except ImportError as error:
-        raise ImportError("loading a PyTorch checkpoint needs torch (pip install torch==2.13.0); without it, "
-                          "pass a dict of NumPy arrays to from_state_dict") from error
     path = Path(path)
     with open(path, "rb") as file:  # OSError (missing, a folder, unreadable) as it is
         if not file.read(1):
             raise ValueError(f"checkpoint {str(path)!r} is empty")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        import torch
+    except ImportError as error:
+        raise ImportError("loading a PyTorch checkpoint needs torch (pip install torch==2.13.0); without it, "
+                          "pass a dict of NumPy arrays to from_state_dict") from error
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols it then reads or refuses anyway
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, MemoryError):
         raise
     except Exception as error:  # torch raises many kinds for a bad file: all mean the same to the caller
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"checkpoint {str(path)!r} is not a torch.save file that loads without running code "
-                         f"(truncated, or not a state dict?): {detail[:160]}") from None
+        raise ValueError(f"checkpoint {str(path)!r} cannot be loaded ({type(error).__name__}): it is truncated or "
+                         "corrupt, not a torch.save file, or holds objects other than tensors") from None
 
 
 def row_norm(v: np.ndarray) -> np.ndarray:

