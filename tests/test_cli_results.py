@@ -1,0 +1,58 @@
+"""No wrong result with exit 0: options that would not act are refused, short or empty outputs are refused."""
+
+import subprocess
+import sys
+
+
+def cli(*argv) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wavefabric", *map(str, argv)], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_options_that_would_not_act_are_refused(tmp_path):
+    cases = [
+        (["estimate", "gemm", "--seed", "3"], "unrecognized arguments: --seed 3"),
+        (["estimate", "gru", "--p-valid-ready", "0.5"], "unrecognized arguments: --p-valid-ready 0.5"),
+        (["generate", "pwg", "--sample-rate", "8000", "--seconds", "1", "-o", tmp_path / "a.wav"],
+         "unrecognized arguments: --sample-rate 8000"),
+        (["generate", "samplernn", "--mel", "m.npy", "--seconds", "1", "-o", tmp_path / "a.wav"],
+         "unrecognized arguments: --mel m.npy"),
+        (["build", "pynq-z1", "--design", "audio", "--hidden", "32", "-o", tmp_path / "b"],
+         "--hidden does not apply to --design audio"),
+        (["build", "pynq-z1", "--design", "gru", "--pwm-bits", "4", "-o", tmp_path / "b"],
+         "--pwm-bits does not apply to --design gru"),
+        (["build", "pynq-z1", "--design", "gru", "--jobs", "2", "-o", tmp_path / "b"],
+         "--jobs does not apply without --run"),
+        (["sim", "pwg-layer", "--t", "70000"], "--t 70000 exceeds --max-t 65536"),
+        (["sim", "pwg-layer", "--dilation", "1024"], "--dilation 1024 exceeds --max-dilation 512"),
+        (["generate", "samplernn", "--seconds", "1e-5", "-o", tmp_path / "a.wav"],
+         "--seconds 1e-05 is less than one sample at 16000 Hz"),
+        (["verilog", "pwg", "--rows", "8", "-o", tmp_path / "p.v"],
+         "pwg has no 'verilog' yet, only 'estimate'; the residual-layer engine it runs on is 'pwg-layer'"),
+        (["verilog", "gemm", "--name", "my gemm", "-o", tmp_path / "g.v"], "a module name must be letters"),
+    ]
+    for argv, message in cases:
+        proc = cli(*argv)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stdout == "" and len(proc.stderr.splitlines()) == 1, proc.stderr
+        assert message in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_nested_figures_are_printed_without_json(tmp_path):
+    # --synth on a tiny generator: its synthesis figures must show in the text output too
+    proc = cli("estimate", "pwg", "--rows", "1", "--cols", "2", "--residual", "2", "--gate", "2", "--skip", "2",
+               "--aux", "2", "--synth")
+    assert proc.returncode == 0, proc.stderr
+    lines = dict(line.split(None, 1) for line in proc.stdout.splitlines())
+    assert {"synthesis.lut", "synthesis.dsp48e1", "synthesis.share.dsp48e1"} <= set(lines)
+
+
+def test_version_and_legal_default_module_name(tmp_path):
+    proc = cli("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("wavefabric 0.")
+    out = tmp_path / "layer.v"
+    proc = cli("verilog", "pwg-layer", "--rows", "1", "--cols", "2", "--residual", "2", "--gate", "2", "--skip", "2",
+               "--aux", "2", "--max-dilation", "2", "--max-t", "8", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "module pwg_layer(" in out.read_text()
