@@ -69,10 +69,12 @@ def test_bad_mels(tmp_path):
     np.save(tmp_path / "shape.npy", mel[:, :70])
     np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     (tmp_path / "text.npy").write_text("not an array")
+    (tmp_path / "empty.npy").write_bytes(b"")
     out = tmp_path / "out.wav"
     expected = {"short.npy": "has 2 frames (0.02 s at hop 256), fewer than the 9 that --seconds 0.1 needs",
                 "nan.npy": "holds NaN or infinite values", "shape.npy": "expected a 2-D array of numbers with 80",
-                "objects.npy": "not a NumPy .npy array", "text.npy": "not a NumPy .npy array"}
+                "objects.npy": "not a NumPy .npy array", "text.npy": "not a NumPy .npy array",
+                "empty.npy": "not a NumPy .npy array"}
     for name, message in expected.items():
         assert_refused(cli("generate", "pwg", "--mel", tmp_path / name, "--seconds", "0.1", "-o", out), message)
     assert not out.exists()

@@ -256,8 +256,8 @@ def _mel(args, config: pwg.PWGConfig, frames: int):
         return _NoiseMel(frames, config.aux_channels, args.seed)
     try:
         mel = np.load(args.mel, mmap_mode="r", allow_pickle=False)
-    except ValueError as error:
-        raise _fail(f"--mel {args.mel}: not a NumPy .npy array ({error})") from None
+    except (ValueError, EOFError) as error:
+        raise _fail(f"--mel {args.mel}: not a NumPy .npy array ({_one_line(error)})") from None
     if mel.ndim != 2 or config.aux_channels not in mel.shape or not np.issubdtype(mel.dtype, np.number):
         raise _fail(f"--mel {args.mel}: expected a 2-D array of numbers with {config.aux_channels} channels, "
                     f"not {mel.dtype} of shape {mel.shape}")
