@@ -19,3 +19,15 @@ def test_clips_and_validates(tmp_path):
     with pytest.raises(ValueError, match="sample_rate must be a positive integer"):
         write_wav(tmp_path / "b.wav", [0.0], 0)
     assert not (tmp_path / "b.wav").exists()
+
+
+def test_nan_or_wrong_length_writes_nothing(tmp_path):
+    from wavefabric.model.audio import write_wav_blocks
+
+    with pytest.raises(ValueError, match="NaN"):
+        write_wav(tmp_path / "a.wav", [0.0, np.nan], 8000)
+    with pytest.raises(ValueError, match="fewer than 3 samples"):
+        write_wav_blocks(tmp_path / "a.wav", [np.zeros(1), np.zeros(1)], 3, 8000)
+    assert list(tmp_path.iterdir()) == []
+    write_wav_blocks(tmp_path / "b.wav", [np.zeros(2), np.full(1, 0.5)], 3, 8000)
+    assert read_wav(tmp_path / "b.wav")[0].tolist() == [0.0, 0.0, 16384 / 32768]
