@@ -27,7 +27,7 @@ class GumbelSampler(wiring.Component):
     :meth:`wavefabric.model.sampler.GumbelSampler.sample`.
 
     Each logit steps the xorshift32 state once (levels in order, samples in order); the top ``bits`` bits of the
-    new state address the Gumbel table ``G`` (block RAM), and the noise, scaled by the integer temperature ``tq``
+    new state address the Gumbel table ``G`` (a LUT ROM), and the noise, scaled by the integer temperature ``tq``
     (one multiplier), is added to the logit. A running comparison keeps the first maximum.
 
     Ports
@@ -70,7 +70,9 @@ class GumbelSampler(wiring.Component):
         m = Module()
         bits, width = self.model.bits, self.logits.width
         table = [int(g) for g in self.model.table]
-        m.submodules.table = rom = Memory(shape=signed(width), depth=len(table), init=table)
+        # A LUT ROM (about one LUT6 per 64 bits): the block RAM is wanted for weights.
+        m.submodules.table = rom = Memory(shape=signed(width), depth=len(table), init=table,
+                                          attrs={"ram_style": "distributed"})
         read = rom.read_port()
 
         state = Signal(32, init=1)

@@ -16,7 +16,10 @@ from .pe import ProcessingElement
 from .pipeline import delayed
 from .systolic import DSP_ACC_WIDTH, check_multiplier
 
-__all__ = ["MatVecUnit", "op_layout"]
+__all__ = ["MatVecUnit", "op_layout", "BRAM_STEP"]
+
+#: Depth step of 7-series block RAM at the widths of a lane's words (RAMB18 as 512 x 36).
+BRAM_STEP = 512
 
 
 def op_layout(depth: int, bias_rows: int, max_rows: int, max_words: int, max_shift: int) -> data.StructLayout:
@@ -113,6 +116,9 @@ class MatVecUnit(wiring.Component):
                              f"within {DSP_ACC_WIDTH} bits (the DSP48E1 P register)")
         self.max_shift = self.acc_width
         self.tree_levels = (simd - 1).bit_length()
+        # Block RAM holds a lane's words in steps of BRAM_STEP; a small remainder goes to distributed RAM.
+        remainder = depth % BRAM_STEP
+        self.block_depth = depth - remainder if depth > BRAM_STEP and remainder <= BRAM_STEP // 2 else depth
         self.bias_words = -(-bias_rows // simd)
         act = num.act.width
         self.op_shape = op_layout(depth, bias_rows, max_rows, self.max_words, self.max_shift)
@@ -139,12 +145,12 @@ class MatVecUnit(wiring.Component):
         act = num.act.width
         lane_bits = (S - 1).bit_length()
 
-        weight_mems = [Memory(shape=data.ArrayLayout(signed(num.weight.width), S), depth=self.depth, init=[])
-                       for _ in range(P)]
-        for p, mem in enumerate(weight_mems):
-            m.submodules[f"weights_{p}"] = mem
-        weight_writes = [mem.write_port() for mem in weight_mems]
-        weight_reads = [mem.read_port() for mem in weight_mems]
+        word = data.ArrayLayout(signed(num.weight.width), S)
+        weight_writes, weight_reads = [], []
+        for p in range(P):
+            write, read = _split_memory(m, f"weights_{p}", word, self.depth, self.block_depth)
+            weight_writes.append(write)
+            weight_reads.append(read)
         m.submodules.bias = bias_mem = Memory(shape=data.ArrayLayout(signed(act), S), depth=self.bias_words,
                                               init=[])
         bias_write, bias_read = bias_mem.write_port(), bias_mem.read_port()
@@ -263,3 +269,40 @@ class MatVecUnit(wiring.Component):
         with m.If(error):
             m.d.sync += self.error.eq(1)
         return m
+
+
+class _Port:
+    """One address, data and enable on a memory split in two (what the unit's loops drive, as a memory port)."""
+
+    def __init__(self, addr, data, en=None):
+        self.addr, self.data, self.en = addr, data, en
+
+
+def _split_memory(m: Module, name: str, shape, depth: int, block_depth: int) -> tuple[_Port, _Port]:
+    """A memory of ``depth`` words whose first ``block_depth`` are block RAM and the rest distributed RAM.
+
+    Returns a write port and a read port (one cycle of latency) over the whole address range.
+    """
+    blocks = [Memory(shape=shape, depth=block_depth, init=[])]
+    if depth > block_depth:
+        blocks.append(Memory(shape=shape, depth=depth - block_depth, init=[], attrs={"ram_style": "distributed"}))
+    for i, mem in enumerate(blocks):
+        m.submodules[f"{name}_{i}"] = mem
+    writes = [mem.write_port() for mem in blocks]
+    reads = [mem.read_port() for mem in blocks]
+    write = _Port(Signal(range(depth), name=f"{name}_waddr"), Signal(shape, name=f"{name}_wdata"),
+                  Signal(name=f"{name}_wen"))
+    read = _Port(Signal(range(depth), name=f"{name}_raddr"), Signal(shape, name=f"{name}_rdata"))
+    if len(blocks) == 1:
+        m.d.comb += [writes[0].addr.eq(write.addr), writes[0].data.eq(write.data), writes[0].en.eq(write.en),
+                     reads[0].addr.eq(read.addr), read.data.eq(reads[0].data)]
+        return write, read
+    high_w, high_r = write.addr >= block_depth, read.addr >= block_depth
+    m.d.comb += [writes[0].addr.eq(write.addr), writes[1].addr.eq(write.addr - block_depth),
+                 writes[0].data.eq(write.data), writes[1].data.eq(write.data),
+                 writes[0].en.eq(write.en & ~high_w), writes[1].en.eq(write.en & high_w),
+                 reads[0].addr.eq(read.addr), reads[1].addr.eq(read.addr - block_depth)]
+    high = Signal(name=f"{name}_high")
+    m.d.sync += high.eq(high_r)
+    m.d.comb += read.data.eq(Mux(high, reads[1].data, reads[0].data))
+    return write, read

@@ -106,6 +106,7 @@ def random_op(rng, rows, cols, use_relu, full_scale=False):
     (1, 3, 8, [(64, 64, True), (5, 20, False)]),
     (2, 1, 1, [(3, 5, False), (1, 1, False)]),          # smallest unit
     (3, 8, 2, [(9, 4, False), (17, 1, True)]),           # period set by the lanes, not the words
+    (5, 1, 1, [(25, 24, False)]),                        # 600 words a lane: 512 in block RAM, 88 distributed
 ])
 def test_matches_linear(seed, lanes, simd, sizes):
     rng = np.random.default_rng(seed)
