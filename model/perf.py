@@ -34,6 +34,7 @@ __all__ = [
     "pwg_line_slots",
     "pwg_gate_lanes",
     "gru_weight_load_cycles",
+    "matvec_weight_load_cycles",
     "PWG_H_LATENCY",
     "PWG_GATE_LATENCY",
     "PWG_OUT_LATENCY",
@@ -651,3 +652,40 @@ def estimate_pwg(rows: int, cols: int, clock_hz: float, int8_pack: bool = False,
         "activation_bytes_per_pass": t * (res + aux + skip * skip_bytes // act_bytes) * act_bytes,
         "bram_bytes": XC7Z020_BRAM_BYTES,
     }
+
+
+def matvec_weight_load_cycles(matrices, simd: int, newton_steps: int = 2) -> int:
+    """Exact cycles to load weight-normed matrices through :class:`~wavefabric.rtl.loader.MatVecWeightLoader`.
+
+    ``matrices`` lists ``(rows, cols, taps)`` per matrix in stream order: ``taps = 0`` for a tensor normalised
+    per matrix row (``v`` rows of ``cols`` elements), else a ConvTranspose1d normalised per matrix column (``v``
+    rows of ``rows`` elements, one per column). Counted from the first ``v`` beat offered to an idle loader (``v``
+    and ``g`` valid throughout) to the last word written into the matrix-vector unit, inclusive.
+
+    The weight-norm unit (S lanes) takes ``B = sum(v_rows * ceil(row_length / S))`` beats at one per cycle; its
+    output of row ``k`` (``b_k`` beats) can start ``b_k + latency`` cycles after the row's first beat, and
+    every row-normalised beat is written as it leaves the unit. A ConvTranspose group of S ``v`` rows (the last
+    group of a matrix may be shorter) is collected in the transposition buffer and then drained, one word per
+    matrix row, while the unit's output waits: ``rows + 1`` cycles (the buffer's read cycle). Once the output
+    has waited, the unit's row buffer (a longest row plus its latency) keeps it busy, so the only bubbles are
+    the waits for a row's scale, which the lag of the first row of each matrix bounds::
+
+        cycles = B + latency - 1 + max over matrices m of (b_m + sum over m' >= m of groups_m' * (rows_m' + 1))
+
+    with ``groups = ceil(cols / S)`` for a ConvTranspose and 0 otherwise. ``P`` does not enter: a word is
+    written per cycle into any lane. At the SampleRNN seed configuration (S = 8): 33,096 beats and 10,250 drain
+    cycles (tier 0 ``upsampling``: 8 groups of 1,025; tier 1: 8 of 257) give 43,490 cycles.
+    """
+    check_sizes(simd=simd)
+    beats, lag, drains = 0, 0, 0
+    for rows, cols, taps in reversed(list(matrices)):
+        check_sizes(rows=rows, cols=cols)
+        if isinstance(taps, bool) or not isinstance(taps, int) or taps < 0 or (taps and rows % taps):
+            raise ValueError(f"taps must be 0 or an integer >= 1 dividing rows = {rows}, not {taps!r}")
+        v_rows, length = (cols, rows) if taps else (rows, cols)
+        b = -(-length // simd)
+        beats += v_rows * b
+        if taps:
+            drains += -(-cols // simd) * (rows + 1)
+        lag = max(lag, b + drains)
+    return beats + weightnorm_latency(newton_steps) - 1 + lag

@@ -18,6 +18,7 @@ from .axi import read_address_layout, read_data_layout
 from .fixed import saturate
 from .gru import GruCommand, GruEngine
 from .gumbel import GumbelSampler
+from .loader import MatVecWeightLoader, NormedMatrix
 from .matvec import MatVecUnit
 
 __all__ = ["SampleRNNLayout", "SampleRNNEngine", "LoadRegion", "job_layout", "sample_layout"]
@@ -38,7 +39,8 @@ class MatVecOp:
 
     ``source`` is ``"history"`` (the sample history of ``tier``) or a scratch word address; ``extra`` is the
     scratch tier whose conditioning row is added (None for none); ``dest`` a scratch word address, or None for
-    the sampler.
+    the sampler. ``taps`` is the kernel size of a ConvTranspose1d (``upsampling``: its weight is normalised per
+    matrix column, :class:`~wavefabric.rtl.loader.NormedMatrix`), 0 for the others.
     """
 
     name: str
@@ -51,6 +53,7 @@ class MatVecOp:
     dest: int | None
     weight_base: int = 0
     bias_base: int = 0
+    taps: int = 0
 
 
 class LoadRegion:
@@ -58,7 +61,8 @@ class LoadRegion:
 
     #: Narrowing shifts: one per matrix (:attr:`SampleRNNLayout.ops`), then the MLP input's.
     CONFIG = 0
-    #: :class:`~wavefabric.rtl.matvec.MatVecUnit` weights, address-major (its ``weights`` stream).
+    #: :class:`~wavefabric.rtl.matvec.MatVecUnit` weights as they are, address-major (its ``weights`` stream):
+    #: for checkpoints without weight norm, or any precomputed image.
     MATVEC_WEIGHTS = 1
     #: Its biases (its ``biases`` stream).
     MATVEC_BIASES = 2
@@ -66,16 +70,22 @@ class LoadRegion:
     H0 = 3
     #: The newest position's table rows, ``TABLE_LANES`` entries per beat (the first lanes of ``data``).
     TABLE = 4
+    #: The matrix-vector unit's weights as a weight-normed checkpoint stores them, through the weight-norm unit
+    #: (:class:`~wavefabric.rtl.loader.MatVecWeightLoader`; engines of ``config.weight_norm`` only): for every
+    #: matrix in :attr:`SampleRNNLayout.ops` order, for every row of ``v.reshape(O, -1)``, a ``g`` beat (lane 0
+    #: the row's ``g`` in ``QFormat(W, frac)``, lane 1 ``frac``, the tensor's one ``g`` format) and then the row's
+    #: ``ceil(len / S)`` ``v`` beats (element ``e`` in lane ``e % S`` of beat ``e // S``, the rest zero).
+    MATVEC_NORMED = 5
 
     @staticmethod
     def gru_weights(tier: int) -> int:
         """Tier ``tier``'s :class:`~wavefabric.rtl.gru.GruEngine` weights (its ``weights`` stream)."""
-        return 5 + 2 * tier
+        return 6 + 2 * tier
 
     @staticmethod
     def gru_biases(tier: int) -> int:
         """Its biases (a ``BIAS`` command on its ``cmd`` stream)."""
-        return 6 + 2 * tier
+        return 7 + 2 * tier
 
 
 class SampleRNNLayout:
@@ -139,7 +149,8 @@ class SampleRNNLayout:
         for k, (fs, nfs) in enumerate(zip(config.frame_sizes, config.n_frame_samples, strict=True)):
             upper = k + 1 if k + 1 < config.n_tiers else None
             ops.append(MatVecOp(f"tier{k}.input_expand", dim, nfs, False, "history", k, upper, self.gru_x[k]))
-            ops.append(MatVecOp(f"tier{k}.upsampling", fs * dim, dim, False, self.gru_h[k], k, None, self.cond[k]))
+            ops.append(MatVecOp(f"tier{k}.upsampling", fs * dim, dim, False, self.gru_h[k], k, None, self.cond[k],
+                                taps=fs))
         ops.append(MatVecOp("mlp.hidden", dim, dim, True, self.mlp_x, 0, None, self.mlp_h))
         ops.append(MatVecOp("mlp.output", q, dim, False, self.mlp_h, 0, None, None))
         weight_base = bias_base = 0
@@ -160,6 +171,10 @@ class SampleRNNLayout:
 
     def words(self, op: MatVecOp) -> int:
         return -(-op.cols // self.simd)
+
+    def normed_matrices(self) -> list[NormedMatrix]:
+        """The matrices of :attr:`ops` as the weight loader places them (``upsampling`` normalised per column)."""
+        return [NormedMatrix(op.weight_base, op.rows, op.cols, op.taps) for op in self.ops]
 
     def shifts(self) -> list[int]:
         """The narrowing shifts of the default formats: each matrix's, then the MLP input's (``CONFIG``)."""
@@ -190,7 +205,16 @@ class SampleRNNEngine(wiring.Component):
     **Blocks.** A :class:`~wavefabric.rtl.gru.GruEngine` per tier (weights and state on chip); one
     :class:`~wavefabric.rtl.matvec.MatVecUnit` for every other matrix (the tiers' ``input_expand`` and
     ``upsampling``, the MLP's ``hidden`` and ``output``); the MLP input as table rows summed; a
-    :class:`~wavefabric.rtl.gumbel.GumbelSampler`; the sample history in registers.
+    :class:`~wavefabric.rtl.gumbel.GumbelSampler`; the sample history in registers. With ``config.weight_norm``,
+    a :class:`~wavefabric.rtl.loader.MatVecWeightLoader` (one weight-norm unit of S lanes and an S-row
+    transposition buffer) normalises the unit's matrices from the checkpoint's ``(g, v)`` as they load.
+
+    **Loading.** Weights load once, while no job runs, as frames of :class:`LoadRegion` on ``load``. The
+    matrix-vector unit's matrices come either as they are (``MATVEC_WEIGHTS``) or, with ``config.weight_norm``, as
+    ``(g, v)`` (``MATVEC_NORMED``): each row's ``g`` beat goes into a one-entry register, which the loader takes
+    with the row's last ``v`` beat. The loader finishes its rows after the frame's last beat (its
+    :func:`~wavefabric.model.perf.matvec_weight_load_cycles`); meanwhile other regions but ``MATVEC_WEIGHTS`` load
+    on, and jobs wait.
 
     **Schedule, per sample** (each step starts when the one before it has finished): at a bottom-tier frame
     boundary, every tier that is due runs top down: ``input_expand`` on the tier's history window plus the upper
@@ -214,7 +238,11 @@ class SampleRNNEngine(wiring.Component):
     busy : Out(1)
         A job is running.
     error : Out(1)
-        Sticky: a load frame's framing was wrong, or a DDR read answered with an error.
+        Sticky: a load frame's framing was wrong, a ``g`` beat's ``frac`` was outside the loader's
+        ``g_frac_min .. g_frac_max``, or a DDR read answered with an error.
+    zero_row : Out(1)
+        Sticky until the next ``MATVEC_NORMED`` frame: a ``v`` row of that frame was all zeros (its weights load
+        as zeros, where float weight norm would divide by zero). Always 0 without ``config.weight_norm``.
 
     Parameters
     ----------
@@ -238,6 +266,8 @@ class SampleRNNEngine(wiring.Component):
         self.grus = [GruEngine(config.dim, config.dim, config.n_rnn, gru_lanes, simd, num)
                      for _ in config.frame_sizes]
         self.sampler = GumbelSampler(config.logits, config.q_levels, config.gumbel_bits)
+        self.loader = (MatVecWeightLoader(lay.normed_matrices(), lanes, simd, lay.weight_depth, num)
+                       if config.weight_norm else None)
         self.regions = {LoadRegion.CONFIG: lay.config_beats, LoadRegion.MATVEC_WEIGHTS: lay.weight_depth * lanes,
                         LoadRegion.MATVEC_BIASES: self.matvec.bias_words,
                         LoadRegion.H0: config.n_tiers * config.n_rnn * lay.dim_words,
@@ -245,6 +275,8 @@ class SampleRNNEngine(wiring.Component):
         for k, gru in enumerate(self.grus):
             self.regions[LoadRegion.gru_weights(k)] = gru.geometry.weight_depth * gru_lanes
             self.regions[LoadRegion.gru_biases(k)] = gru.geometry.bias_beats
+        if self.loader is not None:
+            self.regions[LoadRegion.MATVEC_NORMED] = self.loader.g_beats + self.loader.v_beats
         load = data.StructLayout({"data": data.ArrayLayout(signed(lay.load_width), simd),
                                   "region": range(max(self.regions) + 1), "first": 1, "last": 1})
         super().__init__({
@@ -255,6 +287,7 @@ class SampleRNNEngine(wiring.Component):
             "r": In(stream.Signature(read_data_layout(64))),
             "busy": Out(1),
             "error": Out(1),
+            "zero_row": Out(1),
         })
 
     def elaborate(self, platform):
@@ -270,6 +303,7 @@ class SampleRNNEngine(wiring.Component):
             m.submodules[f"gru_{k}"] = gru
         vector = data.ArrayLayout(signed(act), S)
         error = Signal()
+        loader_busy = Signal()  # the weight loader still has rows to write into the unit
 
         # --- Memories ----------------------------------------------------------------------------------------
         m.submodules.scratch = scratch = Memory(shape=vector, depth=lay.scratch_depth, init=[])
@@ -455,8 +489,9 @@ class SampleRNNEngine(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(1)
-                with m.If(self.cmd.valid):
+                # A job waits for the weight loader's last rows (they write through the unit's store port).
+                m.d.comb += self.cmd.ready.eq(~loader_busy)
+                with m.If(self.cmd.valid & ~loader_busy):
                     m.d.sync += [job.eq(self.cmd.payload), busy.eq(1), count.eq(0), pos_mlp.eq(0), fetched.eq(0),
                                  fetch_bank.eq(1), use_bank.eq(0)]
                     m.d.sync += [h.eq(q // 2) for h in hist] + [p.eq(0) for p in pos] + [b.eq(0) for b in pos_base]
@@ -597,13 +632,38 @@ class SampleRNNEngine(wiring.Component):
         for k, gru in enumerate(self.grus):
             dest_ready = Mux(region == LoadRegion.gru_weights(k), gru.weights.ready,
                              Mux(region == LoadRegion.gru_biases(k), gru.cmd.ready, dest_ready))
-        dest_ready = Mux(region == LoadRegion.MATVEC_WEIGHTS, mv.weights.ready,
+        # Plain weights wait for the loader: its store port and the weights stream share the write ports.
+        dest_ready = Mux(region == LoadRegion.MATVEC_WEIGHTS, mv.weights.ready & ~loader_busy,
                          Mux(region == LoadRegion.MATVEC_BIASES, mv.biases.ready, dest_ready))
-        m.d.comb += self.load.ready.eq(~busy & dest_ready)
-        for port, kind in ((mv.weights, LoadRegion.MATVEC_WEIGHTS), (mv.biases, LoadRegion.MATVEC_BIASES)):
-            m.d.comb += [port.valid.eq(loading & (region == kind)), port.payload.first.eq(payload.first),
+        for port, kind, free in ((mv.weights, LoadRegion.MATVEC_WEIGHTS, ~loader_busy),
+                                 (mv.biases, LoadRegion.MATVEC_BIASES, Const(1))):
+            m.d.comb += [port.valid.eq(loading & (region == kind) & free), port.payload.first.eq(payload.first),
                          port.payload.last.eq(payload.last)]
             m.d.comb += [port.payload.data[s].eq(payload.data[s]) for s in range(S)]
+        if self.loader is not None:
+            # (g, v) through the weight loader: a g beat fills the one-entry register, which the loader empties
+            # with the row's last v beat, so a beat is g exactly when the register is empty.
+            m.submodules.loader = loader = self.loader
+            g_full = Signal()
+            g_data = Signal(signed(cfg.numerics.weight.width))
+            g_frac = Signal(range(loader.g_frac_min, loader.g_frac_max + 1))
+            normed = region == LoadRegion.MATVEC_NORMED
+            dest_ready = Mux(normed, ~g_full | loader.v.ready, dest_ready)
+            m.d.comb += [loader.v.valid.eq(loading & normed & g_full), loader.v.payload.first.eq(beat == 1),
+                         loader.v.payload.last.eq(payload.last), loader.g.valid.eq(g_full),
+                         loader.g.payload.data.eq(g_data), loader.g.payload.frac.eq(g_frac),
+                         loader.clear.eq(load_take & normed & payload.first), mv.store.eq(loader.store),
+                         loader_busy.eq(loader.busy), self.zero_row.eq(loader.zero_row)]
+            m.d.comb += [loader.v.payload.data[s].eq(payload.data[s]) for s in range(S)]
+            with m.If(loader.g.valid & loader.g.ready):
+                m.d.sync += g_full.eq(0)
+            with m.If(load_take & normed & ~g_full):
+                m.d.sync += [g_full.eq(1), g_data.eq(payload.data[0]), g_frac.eq(payload.data[1])]
+                with m.If((payload.data[1] < loader.g_frac_min) | (payload.data[1] > loader.g_frac_max)):
+                    m.d.comb += error.eq(1)
+            with m.If(loader.error):
+                m.d.comb += error.eq(1)
+        m.d.comb += self.load.ready.eq(~busy & dest_ready)
         expected = Array(Const(self.regions.get(r, 0)) for r in regions)[region]
         with m.If(load_take):
             m.d.sync += beat.eq(Mux(payload.last, 0, beat + 1))

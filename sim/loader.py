@@ -1,4 +1,4 @@
-"""Simulating :class:`~wavefabric.rtl.loader.GruWeightLoader` feeding a GRU engine: host packing and runs."""
+"""Simulating the weight loaders (:mod:`wavefabric.rtl.loader`) feeding their engines: host packing and runs."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ from amaranth.lib.wiring import In, Out
 
 from ..model.kernels import Numerics, RsqrtFormat, quantize_weight_norm, weight_norm_operands
 from ..rtl.gru import GruCommand, GruEngine
-from ..rtl.loader import GruWeightLoader
+from ..rtl.loader import GruWeightLoader, MatVecWeightLoader, NormedMatrix
+from ..rtl.matvec import MatVecUnit
 from .gru import GruParams, command_beats
 from .streams import run_streams
 
 __all__ = ["gru_weight_norm_tensors", "loader_beats", "folded_gru_weights", "folded_params", "ProbedGruEngine",
-           "GruLoadRun", "run_gru_weight_load"]
+           "GruLoadRun", "run_gru_weight_load", "matvec_loader_beats", "folded_matvec_weights", "matvec_image",
+           "ProbedMatVecUnit", "MatVecLoadRun", "run_matvec_weight_load"]
 
 
 def gru_weight_norm_tensors(state_dict: Mapping, layers: int, prefix: str = "") -> list[tuple]:
@@ -200,3 +202,158 @@ def folded_params(pairs: list[tuple], biases: tuple, num: Numerics, rsqrt_fmt: R
     """:class:`~wavefabric.sim.gru.GruParams` with the folded weights of ``pairs`` and the integer ``biases``."""
     w_ih, w_hh = folded_gru_weights(pairs, num, rsqrt_fmt)
     return GruParams(w_ih, w_hh, list(biases[0]), list(biases[1]))
+
+
+def matvec_loader_beats(loader: MatVecWeightLoader, pairs: list[tuple]) -> tuple[list[dict], list[dict]]:
+    """The ``v`` and ``g`` stream payloads that load float ``pairs`` (one ``(g, v)`` per matrix of ``loader``, ``v``
+    in PyTorch's layout) into ``loader``: :func:`~wavefabric.model.kernels.weight_norm_operands` at the weight
+    width per tensor, as :func:`~wavefabric.model.kernels.quantize_weight_norm` does. Raises ``ValueError`` for a
+    tensor of the wrong size or a ``g`` format outside the loader's."""
+    simd, v_beats, g_beats = loader.simd, [], []
+    if len(pairs) != len(loader.matrices):
+        raise ValueError(f"{len(pairs)} (g, v) pairs for the loader's {len(loader.matrices)} matrices")
+    for t, ((g, v), mat) in enumerate(zip(pairs, loader.matrices, strict=True)):
+        v_int, g_int, g_fmt = weight_norm_operands(g, v, loader.num.weight.width)
+        if v_int.shape != mat.v_shape:
+            raise ValueError(f"tensor {t}: v rows {v_int.shape}, the loader's matrix takes {mat.v_shape}")
+        if not loader.g_frac_min <= g_fmt.frac <= loader.g_frac_max:
+            raise ValueError(f"tensor {t}: |g| up to {np.max(np.abs(g)):.4g} needs {g_fmt}, but the loader takes g "
+                             f"with {loader.g_frac_min} to {loader.g_frac_max} fractional bits")
+        words = -(-v_int.shape[1] // simd)
+        v_beats += [{"data": row.tolist()}
+                    for row in np.pad(v_int, ((0, 0), (0, words * simd - v_int.shape[1]))).reshape(-1, simd)]
+        g_beats += [{"data": int(x), "frac": g_fmt.frac} for x in g_int]
+    for i, beat in enumerate(v_beats):
+        beat.update(first=i == 0, last=i == len(v_beats) - 1)
+    return v_beats, g_beats
+
+
+def folded_matvec_weights(matrices: list[NormedMatrix], pairs: list[tuple], num: Numerics,
+                          rsqrt_fmt: RsqrtFormat = RsqrtFormat()) -> list[np.ndarray]:
+    """The model's folded matrices (``rows x cols``): :func:`~wavefabric.model.kernels.quantize_weight_norm` per
+    tensor; a ConvTranspose1d weight ``(cols, rows / taps, taps)`` becomes row ``j * rows / taps + d``, column
+    ``c``."""
+    out = []
+    for mat, (g, v) in zip(matrices, pairs, strict=True):
+        w = quantize_weight_norm(g, v, num, rsqrt_fmt).reshape(mat.v_shape)
+        if mat.taps:
+            w = w.reshape(mat.cols, mat.rows // mat.taps, mat.taps).transpose(2, 1, 0).reshape(mat.rows, mat.cols)
+        out.append(w)
+    return out
+
+
+def matvec_image(matrices: list[NormedMatrix], weights: list[np.ndarray], lanes: int, simd: int,
+                 depth: int) -> np.ndarray:
+    """Every lane's weight memory ``(depth, P, S)`` holding ``weights`` (one ``rows x cols`` int matrix per
+    :class:`~wavefabric.rtl.loader.NormedMatrix`): row ``k * P + p`` in lane ``p``, slot ``k``; zeros elsewhere."""
+    image = np.zeros((depth, lanes, simd), dtype=np.int64)
+    for mat, w in zip(matrices, weights, strict=True):
+        slots, words = -(-mat.rows // lanes), -(-mat.cols // simd)
+        padded = np.zeros((slots * lanes, words * simd), dtype=np.int64)
+        padded[:mat.rows, :mat.cols] = w
+        image[mat.weight_base:mat.weight_base + slots * words] = (
+            padded.reshape(slots, lanes, words, simd).transpose(0, 2, 1, 3).reshape(-1, lanes, simd))
+    return image
+
+
+class ProbedMatVecUnit(MatVecUnit):
+    """A :class:`~wavefabric.rtl.matvec.MatVecUnit` whose weight memories a simulation can read: ``probe_data``
+    holds every lane's word at ``probe_addr`` in the same cycle (a combinational read port per memory)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.probe_addr = Signal(range(self.depth))
+        self.probe_data = Signal(data.ArrayLayout(data.ArrayLayout(signed(self.num.weight.width), self.simd),
+                                                  self.lanes))
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        # A lane's memory is ``weights_{p}``, or block RAM ``weights_{p}_0`` (``block_depth`` words) followed by
+        # distributed RAM ``weights_{p}_1`` when the unit splits it.
+        block_depth = getattr(self, "block_depth", None)
+        for p in range(self.lanes):
+            if block_depth is None:
+                parts = [(m.submodules[f"weights_{p}"], 0)]
+            else:
+                parts = [(m.submodules[f"weights_{p}_0"], 0)]
+                if self.depth > block_depth:
+                    parts.append((m.submodules[f"weights_{p}_1"], block_depth))
+            for mem, start in parts:
+                port = mem.read_port(domain="comb")
+                m.d.comb += port.addr.eq(self.probe_addr - start)
+                with m.If(self.probe_addr >= start):
+                    m.d.comb += self.probe_data[p].eq(port.data)
+        return m
+
+
+class _MatVecLoadBench(wiring.Component):
+    """``loader`` writing into ``unit`` as one component for :func:`~wavefabric.sim.streams.run_streams`.
+
+    ``v`` / ``g`` pass through. Once every ``v`` beat is in and the loader is no longer busy, ``resident`` streams
+    the unit's weight memories out, one address (every lane) per beat. ``last_store`` is the cycle count at the
+    loader's last ``store`` write; the flags are the loader's ``zero_row`` and ``error``.
+    """
+
+    def __init__(self, loader: MatVecWeightLoader, unit: ProbedMatVecUnit):
+        self.loader, self.unit = loader, unit
+        super().__init__({
+            "v": loader.signature.members["v"], "g": loader.signature.members["g"],
+            "resident": Out(stream.Signature(unit.probe_data.shape())),
+            "last_store": Out(32), "zero_row": Out(1), "error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        loader, unit = self.loader, self.unit
+        m.submodules.loader, m.submodules.unit = loader, unit
+        for ours, theirs in ((self.v, loader.v), (self.g, loader.g)):
+            wiring.connect(m, wiring.flipped(ours), theirs)
+        m.d.comb += [unit.store.eq(loader.store), self.zero_row.eq(loader.zero_row), self.error.eq(loader.error)]
+        now = Signal(32)
+        m.d.sync += now.eq(now + 1)
+        with m.If(loader.store.valid):
+            m.d.sync += self.last_store.eq(now)
+        taken = Signal(range(loader.v_beats + 1))
+        with m.If(self.v.valid & self.v.ready):
+            m.d.sync += taken.eq(taken + 1)
+        addr = Signal(range(unit.depth + 1))
+        m.d.comb += [self.resident.valid.eq((taken == loader.v_beats) & ~loader.busy & (addr < unit.depth)),
+                     unit.probe_addr.eq(addr), self.resident.payload.eq(unit.probe_data)]
+        with m.If(self.resident.valid & self.resident.ready):
+            m.d.sync += addr.eq(addr + 1)
+        return m
+
+
+@dataclass
+class MatVecLoadRun:
+    """Outcome of :func:`run_matvec_weight_load`.
+
+    Attributes
+    ----------
+    resident : (depth, P, S) int64 array: the unit's weight memories after the load.
+    cycles : int
+        From the first ``v`` transfer to the loader's last ``store`` write, inclusive.
+    zero_row, error : bool
+        The loader's sticky flags at the end.
+    """
+
+    resident: np.ndarray
+    cycles: int
+    zero_row: bool
+    error: bool
+
+
+def run_matvec_weight_load(loader: MatVecWeightLoader, unit: ProbedMatVecUnit, pairs: list[tuple], *,
+                           seed: int = 0, p_valid: float = 1.0, p_ready: float = 1.0,
+                           name: str = "matvec_load") -> MatVecLoadRun:
+    """Load float ``pairs`` (:func:`matvec_loader_beats`) through ``loader`` into ``unit`` in Amaranth's simulator.
+
+    With ``p_valid`` / ``p_ready`` below 1, ``v`` and ``g`` have seeded random gaps and the read-out stalls
+    (:func:`~wavefabric.sim.streams.run_streams`). ``name`` names the VCD trace.
+    """
+    v_beats, g_beats = matvec_loader_beats(loader, pairs)
+    run = run_streams(_MatVecLoadBench(loader, unit), {"v": v_beats, "g": g_beats}, {"resident": unit.depth},
+                      seed=seed, p_valid=p_valid, p_ready=p_ready, name=name)
+    resident = np.array(run.outputs["resident"], dtype=np.int64).reshape(unit.depth, unit.lanes, unit.simd)
+    return MatVecLoadRun(resident, run.flags["last_store"] - int(run.times["v"][0]) + 1, bool(run.flags["zero_row"]),
+                         bool(run.flags["error"]))

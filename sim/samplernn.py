@@ -7,11 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model.sampler import pcm16, seed_state, temperature_int
-from ..model.samplernn import SampleRNNFixed
+from ..model.samplernn import SampleRNNFixed, SampleRNNParams
 from ..rtl.samplernn import TABLE_LANES, LoadRegion, SampleRNNEngine, SampleRNNLayout
+from .loader import matvec_image, matvec_loader_beats
 from .streams import AxiReadMemory, StreamRun, run_streams
 
-__all__ = ["load_frames", "table_image", "job_beat", "SampleRNNRun", "run_samplernn", "TABLE_BASE"]
+__all__ = ["load_frames", "matvec_weight_norm_pairs", "table_image", "job_beat", "SampleRNNRun", "run_samplernn",
+           "TABLE_BASE"]
 
 #: Where the simulations put the table in the DDR image (4 KiB aligned, not 0, so the base address is exercised).
 TABLE_BASE = 0x1000
@@ -27,23 +29,40 @@ def _frame(region: int, words: np.ndarray, simd: int) -> dict:
 
 def _matvec_words(layout: SampleRNNLayout, matrices: list[np.ndarray]) -> np.ndarray:
     """Every lane's weight memory ``(depth, P, S)``: row ``k * P + p`` of each matrix in lane ``p``, slot ``k``."""
-    P, S = layout.lanes, layout.simd
-    words = np.zeros((layout.weight_depth, P, S), dtype=np.int64)
-    for op, w in zip(layout.ops, matrices, strict=True):
-        n_words = layout.words(op)
-        padded = np.zeros((layout.slots(op) * P, n_words * S), dtype=np.int64)
-        padded[:op.rows, :op.cols] = w
-        words[op.weight_base:op.weight_base + layout.slots(op) * n_words] = (
-            padded.reshape(layout.slots(op), P, n_words, S).transpose(0, 2, 1, 3).reshape(-1, P, S))
-    return words
+    return matvec_image(layout.normed_matrices(), matrices, layout.lanes, layout.simd, layout.weight_depth)
+
+
+def matvec_weight_norm_pairs(params: SampleRNNParams) -> list[tuple]:
+    """The float ``(g, v)`` of the matrix-vector unit's matrices in :attr:`SampleRNNLayout.ops` order (PyTorch
+    layouts: ``input_expand``, ``upsampling``'s ConvTranspose1d per tier, then the MLP's ``hidden`` and
+    ``output``), for a weight-normed checkpoint (``config.weight_norm``)."""
+    layers = [w for tier in params.tiers for w in (tier.input_expand, tier.upsampling)]
+    return [(w.g, w.v) for w in (*layers, params.mlp.hidden, params.mlp.output)]
+
+
+def _normed_frame(engine: SampleRNNEngine, params: SampleRNNParams) -> dict:
+    """The ``MATVEC_NORMED`` frame: per row of every matrix, its ``g`` beat (``g``, ``frac``) then its ``v`` beats."""
+    S = engine.layout.simd
+    v_beats, g_beats = matvec_loader_beats(engine.loader, matvec_weight_norm_pairs(params))
+    v, g = iter(v_beats), iter(g_beats)
+    words = []
+    for mat in engine.loader.matrices:
+        for _ in range(mat.v_shape[0]):
+            beat = next(g)
+            words.append([beat["data"], beat["frac"]] + [0] * (S - 2))
+            words += [next(v)["data"] for _ in range(-(-mat.v_shape[1] // S))]
+    return _frame(LoadRegion.MATVEC_NORMED, np.array(words), S)
 
 
 def load_frames(engine: SampleRNNEngine, model: SampleRNNFixed, shifts: list[int] | None = None) -> dict:
-    """The ``load`` stream that puts ``model``'s integer weights into ``engine``, as payload columns.
+    """The ``load`` stream that puts ``model``'s weights into ``engine``, as payload columns.
 
     Frames in region order (:class:`~wavefabric.rtl.samplernn.LoadRegion`): the narrowing shifts (``shifts``, by
-    default :meth:`~wavefabric.rtl.samplernn.SampleRNNLayout.shifts`), the matrix-vector unit's weights and
-    biases, every tier's h0, the newest position's table rows, and each tier's GRU weights and biases.
+    default :meth:`~wavefabric.rtl.samplernn.SampleRNNLayout.shifts`), the matrix-vector unit's weights (with
+    ``config.weight_norm`` the checkpoint's ``(g, v)`` as ``MATVEC_NORMED``, which the engine's loader normalises
+    to :meth:`~wavefabric.model.samplernn.SampleRNNFixed.integer_params`' matrices; else the integer matrices
+    as ``MATVEC_WEIGHTS``) and biases, every tier's h0, the newest position's table rows, and each tier's GRU
+    weights and biases.
     """
     lay, cfg = engine.layout, model.config
     if cfg != lay.config:
@@ -62,7 +81,8 @@ def load_frames(engine: SampleRNNEngine, model: SampleRNNFixed, shifts: list[int
     newest = np.zeros((cfg.q_levels, lay.row_stride * TABLE_LANES), dtype=np.int64)
     newest[:, :dim] = model.mlp_table[-1]
     frames = [_frame(LoadRegion.CONFIG, shifts if shifts is not None else lay.shifts(), S),
-              _frame(LoadRegion.MATVEC_WEIGHTS, _matvec_words(lay, matrices), S),
+              (_frame(LoadRegion.MATVEC_WEIGHTS, _matvec_words(lay, matrices), S) if engine.loader is None
+               else _normed_frame(engine, model.params)),
               _frame(LoadRegion.MATVEC_BIASES, np.concatenate(biases), S),
               _frame(LoadRegion.H0, h0, S),
               # One table word (TABLE_LANES entries) per beat, in the first lanes.
