@@ -14,25 +14,33 @@ __all__ = ["write_wav", "write_wav_blocks", "read_wav"]
 
 
 def _pcm(samples) -> np.ndarray:
-    samples = np.asarray(samples, dtype=np.float64).reshape(-1)
+    samples = np.asarray(samples).reshape(-1)
+    if np.issubdtype(samples.dtype, np.integer):
+        # 16-bit PCM already (what the accelerators stream): written as it is.
+        if samples.size and (samples.min() < -32768 or samples.max() > 32767):
+            raise ValueError("integer audio must be 16-bit PCM, in [-32768, 32767]: nothing was written")
+        return samples.astype("<i2")
+    samples = samples.astype(np.float64)
     if np.isnan(samples).any():
         raise ValueError("the audio has NaN samples: nothing was written")
     return np.clip(np.round(samples * 32767), -32768, 32767).astype("<i2")
 
 
 def write_wav_blocks(path: str | os.PathLike, blocks: Iterable, n_samples: int, sample_rate: int) -> None:
-    """Write ``n_samples`` float samples in [-1, 1], given as consecutive blocks, as 16-bit mono PCM.
+    """Write ``n_samples`` samples, given as consecutive blocks, as 16-bit mono PCM.
+
+    A float block holds samples in [-1, 1] (scaled by 32767 and rounded; values outside are clipped); an
+    integer block holds 16-bit PCM, written as it is.
 
     The file is written as :func:`~.files.atomic_write` describes, one block at a time, so memory does not
-    grow with the length; the header is written first (so a FIFO or device can be written too). Values
-    outside [-1, 1] are clipped.
+    grow with the length; the header is written first (so a FIFO or device can be written too).
 
     Raises
     ------
     ValueError
-        If ``sample_rate`` is not a positive integer or ``n_samples`` is negative, a block holds NaN, or the
-        blocks do not hold ``n_samples`` samples; nothing is left at ``path`` (a FIFO or device may have been
-        written to).
+        If ``sample_rate`` is not a positive integer or ``n_samples`` is negative, a block holds NaN or
+        integers outside 16 bits, or the blocks do not hold ``n_samples`` samples; nothing is left at ``path``
+        (a FIFO or device may have been written to).
     """
     if not isinstance(sample_rate, int) or sample_rate < 1:
         raise ValueError(f"sample_rate must be a positive integer, not {sample_rate!r}")
@@ -55,8 +63,9 @@ def write_wav_blocks(path: str | os.PathLike, blocks: Iterable, n_samples: int, 
 
 
 def write_wav(path: str | os.PathLike, samples, sample_rate: int) -> None:
-    """Write float samples in [-1, 1] as 16-bit mono PCM, atomically (see :func:`write_wav_blocks`)."""
-    samples = np.asarray(samples, dtype=np.float64).reshape(-1)
+    """Write samples (floats in [-1, 1], or 16-bit PCM integers) as 16-bit mono PCM, atomically (see
+    :func:`write_wav_blocks`)."""
+    samples = np.asarray(samples).reshape(-1)
     write_wav_blocks(path, [samples], len(samples), sample_rate)
 
 

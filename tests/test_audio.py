@@ -31,3 +31,14 @@ def test_nan_or_wrong_length_writes_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
     write_wav_blocks(tmp_path / "b.wav", [np.zeros(2), np.full(1, 0.5)], 3, 8000)
     assert read_wav(tmp_path / "b.wav")[0].tolist() == [0.0, 0.0, 16384 / 32768]
+
+
+def test_integer_pcm_is_written_as_it_is(tmp_path):
+    path = tmp_path / "pcm.wav"
+    pcm = np.array([-32768, -1, 0, 1, 32767], dtype=np.int16)
+    write_wav(path, pcm, 16000)
+    samples, rate = read_wav(path)
+    assert rate == 16000 and np.array_equal(np.round(samples * 32768), pcm)
+    with pytest.raises(ValueError, match="16-bit"):
+        write_wav(tmp_path / "wide.wav", np.array([40000]), 16000)
+    assert not (tmp_path / "wide.wav").exists()
