@@ -1,9 +1,10 @@
 # amaranth: UnusedElaboratable=no
-"""GruWeightLoader: a weight-normed GRU from a state dict through the weight-norm unit into a GruEngine.
+"""The weight loaders: weight-normed (g, v) through the weight-norm unit into an engine's memories.
 
-The resident weights must equal the model's folded weights (``quantize_weight_norm`` packed by
-``GruGeometry.weight_words``) and a GRU step afterwards must be bit-exact with ``gru_cell``. A failing
-simulation names its seed; ``WAVEFABRIC_VCD=DIR pytest tests/test_loader.py -k NAME`` writes its trace.
+GruWeightLoader: the resident weights must equal the model's folded weights (``quantize_weight_norm`` packed by
+``GruGeometry.weight_words``) and a GRU step afterwards must be bit-exact with ``gru_cell``. MatVecWeightLoader:
+the matrix-vector unit's memories must equal the image of the model's integer matrices, zero padding included.
+A failing simulation names its seed; ``WAVEFABRIC_VCD=DIR pytest tests/test_loader.py -k NAME`` writes its trace.
 """
 
 import numpy as np
@@ -11,18 +12,26 @@ import pytest
 
 from wavefabric.model.fixed import QFormat
 from wavefabric.model.kernels import Numerics, weight_norm_operands
-from wavefabric.model.perf import gru_weight_load_cycles
+from wavefabric.model.perf import gru_weight_load_cycles, matvec_weight_load_cycles
+from wavefabric.model.samplernn import SampleRNNConfig, SampleRNNFixed, SampleRNNParams, random_state_dict
 from wavefabric.rtl.gru import GruGeometry
-from wavefabric.rtl.loader import GruWeightLoader
+from wavefabric.rtl.loader import GruWeightLoader, MatVecWeightLoader, NormedMatrix
+from wavefabric.rtl.samplernn import SampleRNNLayout
 from wavefabric.sim.gru import gru_reference
 from wavefabric.sim.loader import (
     ProbedGruEngine,
+    ProbedMatVecUnit,
     folded_gru_weights,
+    folded_matvec_weights,
     folded_params,
     gru_weight_norm_tensors,
     loader_beats,
+    matvec_image,
+    matvec_loader_beats,
     run_gru_weight_load,
+    run_matvec_weight_load,
 )
+from wavefabric.sim.samplernn import _matvec_words, matvec_weight_norm_pairs
 from wavefabric.sim.streams import run_streams, vcd_hint
 
 NUM = Numerics()
@@ -158,3 +167,139 @@ def test_framing_error_flag():
     run = run_streams(loader, {"v": v_beats, "g": g_beats}, {"weights": loader.buffer_depth},
                       name="loader_framing_error")
     assert run.flags["error"] == 1, vcd_hint("loader_framing_error")
+
+
+# ---- MatVecWeightLoader ------------------------------------------------------------------------------------------
+
+SMALL = SampleRNNConfig(frame_sizes=(4, 2), n_rnn=1, dim=8, q_levels=16)
+
+
+def place(specs, lanes: int, simd: int) -> list[NormedMatrix]:
+    """``(rows, cols, taps)`` matrices packed one after the other into the unit's memories."""
+    matrices, base = [], 0
+    for rows, cols, taps in specs:
+        matrices.append(NormedMatrix(base, rows, cols, taps))
+        base += -(-rows // lanes) * -(-cols // simd)
+    return matrices
+
+
+def depth_of(matrices, lanes: int, simd: int) -> int:
+    return max(mat.weight_base + -(-mat.rows // lanes) * -(-mat.cols // simd) for mat in matrices)
+
+
+def random_pairs(matrices, rng: np.random.Generator) -> list[tuple]:
+    """Float ``(g, v)`` per matrix in PyTorch's layout (a ConvTranspose1d as ``(in, out, taps)``), rows of very
+    different norms."""
+    pairs = []
+    for mat in matrices:
+        rows, length = mat.v_shape
+        v = rng.normal(0, 1, (rows, length)) * 10.0 ** rng.uniform(-2, 1, (rows, 1))
+        shape = (mat.cols, mat.rows // mat.taps, mat.taps) if mat.taps else (rows, length, 1)
+        pairs.append((rng.uniform(0.2, 1.8, (rows,) + (1,) * (len(shape) - 1)), v.reshape(shape)))
+    return pairs
+
+
+def check_matvec_load(matrices, pairs, lanes, simd, expected, *, seed, name, p=1.0):
+    """Load ``pairs``; assert the resident image equals ``expected``, no framing error, and (unstalled) cycles."""
+    depth = depth_of(matrices, lanes, simd)
+    loader = MatVecWeightLoader(matrices, lanes, simd, depth, NUM)
+    unit = ProbedMatVecUnit(lanes, simd, depth, 4, max(mat.cols for mat in matrices),
+                            max(mat.rows for mat in matrices), NUM)
+    run = run_matvec_weight_load(loader, unit, pairs, seed=seed, p_valid=p, p_ready=p, name=name)
+    where = f"seed {seed}; {vcd_hint(name)}"
+    assert np.array_equal(run.resident, expected), \
+        f"resident weights differ at addresses {np.flatnonzero((run.resident != expected).any(axis=(1, 2)))} ({where})"
+    assert not run.error, f"framing error ({where})"
+    if p == 1:
+        model = matvec_weight_load_cycles([(mat.rows, mat.cols, mat.taps) for mat in matrices], simd)
+        assert run.cycles == model == loader.cycles, f"{run.cycles} cycles, model {model} ({where})"
+    return run
+
+
+@pytest.mark.parametrize("p", [1.0, 0.6])
+def test_matvec_samplernn_matrices_equal_integer_params(p):
+    """A weight-normed SampleRNN checkpoint's input_expand, upsampling (ConvTranspose), hidden and output load as
+    exactly the matrices SampleRNNFixed computes with (quantize_weight_norm on the same float (g, v))."""
+    lay = SampleRNNLayout(SMALL, lanes=2, simd=4, gru_lanes=2)
+    model = SampleRNNFixed(SampleRNNParams.from_state_dict(SMALL, random_state_dict(SMALL, 3)))
+    ints = model.integer_params()
+    matrices = [w for tier in ints.tiers for w in (tier.input_expand, tier.upsampling)] + [ints.hidden, ints.output]
+    check_matvec_load(lay.normed_matrices(), matvec_weight_norm_pairs(model.params), 2, 4,
+                      _matvec_words(lay, matrices), seed=3, p=p, name=f"matvec_load_samplernn_{p}")
+
+
+@pytest.mark.parametrize("specs, lanes, simd, seed", [
+    # dim not a multiple of S (9, 6, 3 columns), P = 3 dividing no row count, ConvTransposes of 2 and 8 taps,
+    # a 60-column matrix after them (rows longer than any before: the unit's row buffer keeps the output busy).
+    ([(3, 2, 0), (24, 9, 2), (6, 6, 0), (40, 3, 8), (5, 60, 0)], 3, 4, 11),
+    # The smallest: one element; a 2 x 2 ConvTranspose of one tap (a transposed matrix); one lane, two lanes S.
+    ([(1, 1, 0)], 1, 2, 12),
+    ([(2, 2, 1)], 1, 2, 13),
+    # One output channel (taps = rows): the drain walks the taps only; S = 8 with a short last group.
+    ([(16, 6, 16), (8, 2, 0)], 2, 8, 14),
+])
+@pytest.mark.parametrize("p", [1.0, 0.5])
+def test_matvec_shapes_stalls_and_cycle_model(specs, lanes, simd, seed, p):
+    matrices = place(specs, lanes, simd)
+    pairs = random_pairs(matrices, np.random.default_rng(seed))
+    expected = matvec_image(matrices, folded_matvec_weights(matrices, pairs, NUM), lanes, simd,
+                            depth_of(matrices, lanes, simd))
+    check_matvec_load(matrices, pairs, lanes, simd, expected, seed=seed, p=p,
+                      name=f"matvec_load_{len(specs)}x_p{lanes}s{simd}_{p}")
+
+
+def test_matvec_zero_rows():
+    """A zero v row in a row-normalised matrix and in a ConvTranspose (a zero column): zeros, and the flag."""
+    matrices = place([(6, 5, 0), (8, 5, 2)], 2, 4)
+    pairs = random_pairs(matrices, np.random.default_rng(21))
+    pairs[0][1][4] = 0.0
+    pairs[1][1][2] = 0.0
+    folded = folded_matvec_weights(matrices, pairs, NUM)
+    assert not folded[0][4].any() and not folded[1][:, 2].any()
+    expected = matvec_image(matrices, folded, 2, 4, depth_of(matrices, 2, 4))
+    run = check_matvec_load(matrices, pairs, 2, 4, expected, seed=21, name="matvec_load_zero_rows")
+    assert run.zero_row, "zero_row flag not raised by a zero row (seed 21)"
+
+
+def test_matvec_cycle_model_figures():
+    # Seed configuration: 13,440 beats; tier 0 upsampling drains 8 groups of 1,025 cycles, tier 1 8 of 257; its
+    # 128-beat rows set the lag.
+    lay = SampleRNNLayout(SampleRNNConfig())
+    specs = [(mat.rows, mat.cols, mat.taps) for mat in lay.normed_matrices()]
+    assert specs[1] == (1024, 64, 16)
+    assert matvec_weight_load_cycles(specs, 8) == 13_440 + 15 + 128 + 8 * 1025 + 8 * 257
+    # Without a ConvTranspose it is the weight-norm unit's own count: B + b_max + latency - 1.
+    assert matvec_weight_load_cycles([(5, 9, 0), (3, 2, 0)], 4) == 5 * 3 + 3 * 1 + 3 + 16 - 1
+    with pytest.raises(ValueError, match="taps"):
+        matvec_weight_load_cycles([(6, 4, 4)], 4)
+
+
+def test_matvec_parameter_checks():
+    with pytest.raises(ValueError, match="taps"):
+        NormedMatrix(0, 6, 4, 4)
+    with pytest.raises(ValueError, match="matrices must be a non-empty sequence of NormedMatrix"):
+        MatVecWeightLoader([], 2, 4, 8)
+    with pytest.raises(ValueError, match="simd must be a power of two"):
+        MatVecWeightLoader([NormedMatrix(0, 2, 2)], 2, 3, 8)
+    with pytest.raises(ValueError, match="past the depth 2"):
+        MatVecWeightLoader([NormedMatrix(1, 4, 5)], 2, 4, 2)
+    loader = MatVecWeightLoader([NormedMatrix(0, 4, 3, 2)], 2, 4, 4)
+    assert (loader.v_beats, loader.g_beats, loader.buffer_depth) == (3, 3, 4)
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="tensor 0: v rows"):
+        matvec_loader_beats(loader, random_pairs([NormedMatrix(0, 4, 3, 0)], rng))
+    pairs = random_pairs(loader.matrices, rng)
+    pairs[0][0][0] = 100.0
+    with pytest.raises(ValueError, match="tensor 0: .* the loader takes g with 9 to 32 fractional bits"):
+        matvec_loader_beats(loader, pairs)
+
+
+def test_matvec_framing_error_flag():
+    """The v stream is framed once per load: a ``first`` on a later beat sets the sticky ``error``."""
+    matrices = place([(3, 5, 0), (4, 3, 2)], 2, 4)
+    loader = MatVecWeightLoader(matrices, 2, 4, 8, NUM)
+    v_beats, g_beats = matvec_loader_beats(loader, random_pairs(matrices, np.random.default_rng(4)))
+    assert [b["first"] for b in v_beats].count(True) == 1 and v_beats[-1]["last"]
+    v_beats[6]["first"] = True  # the ConvTranspose's first beat
+    run = run_streams(loader, {"v": v_beats, "g": g_beats}, {}, tail=40, name="matvec_loader_framing_error")
+    assert run.flags["error"] == 1, vcd_hint("matvec_loader_framing_error")
