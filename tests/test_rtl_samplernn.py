@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from wavefabric.model.fixed import QFormat
-from wavefabric.model.perf import samplernn_timing
+from wavefabric.model.perf import samplernn_timing, weightnorm_latency
 from wavefabric.model.samplernn import SampleRNNConfig, SampleRNNFixed, SampleRNNParams, random_state_dict
 from wavefabric.rtl.samplernn import LoadRegion, SampleRNNEngine
 from wavefabric.sim.samplernn import job_beat, load_frames, run_samplernn, table_image
@@ -83,6 +83,50 @@ def test_load_framing_error_is_sticky():
     load["last"][h0[0]] = True  # the h0 frame ends a beat early
     run = run_streams(engine, {"load": load}, {}, tail=2)
     assert run.flags["error"] == 1
+
+
+def test_plain_weights_without_weight_norm():
+    """A checkpoint without weight norm: no loader, the matrices load as they are (MATVEC_WEIGHTS)."""
+    config = SampleRNNConfig(frame_sizes=(4, 2), n_rnn=1, dim=8, q_levels=16, weight_norm=False)
+    engine = SampleRNNEngine(config, **SMALL_UNIT)
+    assert engine.loader is None and LoadRegion.MATVEC_NORMED not in engine.regions
+    load = load_frames(engine, fixed_model(config, 2))
+    assert LoadRegion.MATVEC_WEIGHTS in load["region"]
+    check(run_samplernn(engine, fixed_model(config, 2), 9, seed=4), "weight_norm=False")
+
+
+def test_job_waits_for_the_weight_loader():
+    """With (g, v) as the last frame, the loader still writes the unit after the load stream ends: the job waits
+    for it (cmd.ready low) and is bit-exact."""
+    model = fixed_model(SMALL, 8)
+    engine = SampleRNNEngine(SMALL, **SMALL_UNIT)
+    load = load_frames(engine, model)
+    order = np.argsort(load["region"] == LoadRegion.MATVEC_NORMED, kind="stable")
+    load = {key: column[order] for key, column in load.items()}
+    run = run_streams(engine, {"load": load, "cmd": [job_beat(6, 1, 1.0)]}, {"out": 6}, waits={"cmd": (0, "load")},
+                      memories={"ddr": AxiReadMemory(table_image(engine.layout, model))}, max_cycles=50_000,
+                      name="samplernn_loader_last")
+    # The last row leaves the weight-norm unit no sooner than its latency after its last v beat.
+    assert run.times["cmd"][0] - run.times["load"][-1] > weightnorm_latency(), vcd_hint("samplernn_loader_last")
+    assert [beat["code"] for beat in run.outputs["out"]] == model.generate(6, 1).tolist(), \
+        vcd_hint("samplernn_loader_last")
+    assert not run.flags["error"] and not run.flags["zero_row"]
+
+
+def test_loader_flags():
+    """A zero v row raises zero_row (not error); a g beat's frac outside the loader's range sets error."""
+    state = random_state_dict(SMALL, 1)
+    state["sample_level_mlp.hidden.weight_v"][3] = 0.0
+    # Not folded: the float weight of a zero row would divide by zero (the fixed-point model gives zeros).
+    model = SampleRNNFixed(SampleRNNParams.from_state_dict(SMALL, state, fold_weight_norm=False))
+    engine = SampleRNNEngine(SMALL, **SMALL_UNIT)
+    load = load_frames(engine, model)
+    run = run_streams(engine, {"load": load}, {}, tail=engine.loader.cycles, name="samplernn_zero_row")
+    assert (run.flags["zero_row"], run.flags["error"]) == (1, 0), vcd_hint("samplernn_zero_row")
+    first_g = np.flatnonzero(load["region"] == LoadRegion.MATVEC_NORMED)[0]
+    load["data"][first_g][1] = engine.loader.g_frac_max + 1
+    run = run_streams(engine, {"load": load}, {}, tail=engine.loader.cycles, name="samplernn_g_frac")
+    assert run.flags["error"] == 1, vcd_hint("samplernn_g_frac")
 
 
 @pytest.mark.parametrize("config, kwargs, word", [
