@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
@@ -422,9 +423,7 @@ class MatVecWeightLoader(_WeightNormLoader):
         n = len(mats)
         unit = self._front(m, [mat.v_shape for mat in mats], frame_per_tensor=False)
         w = unit.w
-
-        def table(index, values, name):
-            return _lookup(m, index, values, name)
+        table = partial(_lookup, m)
 
         # ---- Where the unit's next beat belongs: matrix, v row, beat ------------------------------------------
         op = Signal(range(n))
