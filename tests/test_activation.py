@@ -8,7 +8,7 @@ from amaranth.hdl import Module, Signal, signed, unsigned
 from wavefabric.model.fixed import QFormat
 from wavefabric.model.kernels import Numerics
 from wavefabric.rtl.activation import Activation, fabric_multiply
-from wavefabric.sim.stream import run_simulation, vcd_hint
+from wavefabric.sim.streams import run_simulation, vcd_hint
 
 
 def run_activation(table, xs, name):

@@ -10,7 +10,7 @@ from wavefabric.model.perf import pwg_gate_lanes, pwg_layer_cycles
 from wavefabric.model.pwg import PWG_NUMERICS, residual_layer_fixed
 from wavefabric.rtl.conv1d import ResidualEngine
 from wavefabric.sim.pwg import random_residual_layer, run_residual_layer, run_residual_layers, simulate_pwg_layer
-from wavefabric.sim.stream import vcd_hint
+from wavefabric.sim.streams import vcd_hint
 
 SMALL = {"residual": 4, "gate": 8, "skip": 4, "aux": 4}
 

@@ -1,7 +1,7 @@
 """ProcessingElement: accumulate, restart on first, capture on last, pass operands on."""
 
 from wavefabric.rtl.pe import ProcessingElement
-from wavefabric.sim.stream import run_simulation
+from wavefabric.sim.streams import run_simulation
 
 
 def test_accumulates_restarts_and_captures_with_documented_timing():

@@ -1,14 +1,12 @@
 # amaranth: UnusedElaboratable=no
 """SystolicArray: tiles of sums bit-exact, double-buffered timing, stalls, parameter checks."""
 
-import random
-
 import numpy as np
 import pytest
 
 from wavefabric.model.fixed import QFormat, accumulator_width
 from wavefabric.rtl.systolic import SystolicArray
-from wavefabric.sim.stream import run_simulation, stream_get, stream_put, vcd_hint
+from wavefabric.sim.streams import run_streams, vcd_hint
 
 W16, A16 = QFormat(16, 14), QFormat(16, 12)
 
@@ -17,23 +15,13 @@ def run_tiles(array, a_tiles, b_tiles, *, seed=0, p_valid=1.0, p_ready=1.0, name
     """Stream tiles (a: R x K, b: K x C each) through ``array``; return sums, input and output transfer cycles."""
     beats = [{"a": a[:, k].tolist(), "b": b[k].tolist(), "first": k == 0, "last": k == a.shape[1] - 1}
              for a, b in zip(a_tiles, b_tiles, strict=True) for k in range(a.shape[1])]
-    rng_in = random.Random(f"{seed}-i") if p_valid < 1 else None
-    rng_out = random.Random(f"{seed}-o") if p_ready < 1 else None
-    got = {}
-
-    async def put(ctx):
-        got["in"] = await stream_put(ctx, array.i, beats, rng=rng_in, p_valid=p_valid)
-
-    async def get(ctx):
-        got["out"], got["out_times"] = await stream_get(ctx, array.o, array.rows * len(a_tiles), rng=rng_out,
-                                                        p_ready=p_ready)
-
-    run_simulation(array, [put, get], name=name)
-    rows = got["out"]
+    run = run_streams(array, {"i": beats}, {"o": array.rows * len(a_tiles)}, seed=seed, p_valid=p_valid,
+                      p_ready=p_ready, name=name)
+    rows = run.outputs["o"]
     assert [(r["first"], r["last"]) for r in rows] == [(i == 0, i == array.rows - 1)
                                                       for _ in a_tiles for i in range(array.rows)]
     sums = np.array([r["data"] for r in rows], dtype=np.int64).reshape(len(a_tiles), array.rows, array.cols)
-    return sums, got["in"], got["out_times"]
+    return sums, run.times["i"].tolist(), run.times["o"].tolist()
 
 
 def random_tiles(rng, rows, cols, ks, weight=W16, act=A16):
