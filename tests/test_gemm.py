@@ -10,7 +10,7 @@ from wavefabric.model.kernels import Numerics, linear
 from wavefabric.model.perf import GEMM_LATENCY_BASE, estimate_gemm, gemm_cycles, gemm_fill_drain_cycles
 from wavefabric.rtl.gemm import GemmEngine
 from wavefabric.sim.gemm import gemm_beats, gemm_result, run_gemm, simulate_gemm
-from wavefabric.sim.stream import run_simulation, stream_get, stream_put, vcd_hint
+from wavefabric.sim.streams import run_streams, vcd_hint
 
 W16, A16 = QFormat(16, 14), QFormat(16, 12)
 
@@ -93,26 +93,9 @@ def test_bias_wider_than_act():
 
 def stream_gemms(engine, m, n, k, beats, count, name):
     """Send ready-made operand beats (a, b, bias lists) through ``engine``; return results, times, error flag."""
-    got = {}
-
-    async def config(ctx):
-        ctx.set(engine.m, m)
-        ctx.set(engine.n, n)
-        ctx.set(engine.k, k)
-
-    def putter(stream, payloads):
-        async def put(ctx):
-            await stream_put(ctx, stream, payloads, timeout=1000)
-        return put
-
-    async def get(ctx):
-        got["beats"], got["times"] = await stream_get(ctx, engine.c, count, timeout=1000)
-        await ctx.tick()
-        got["error"] = ctx.get(engine.error)
-
-    run_simulation(engine, [config, putter(engine.a, beats[0]), putter(engine.b, beats[1]),
-                            putter(engine.bias, beats[2]), get], name=name)
-    return got["beats"], got["times"], got["error"]
+    run = run_streams(engine, dict(zip(("a", "b", "bias"), beats, strict=True)), {"c": count},
+                      {"m": m, "n": n, "k": k}, tail=1, max_cycles=1000, name=name)
+    return run.outputs["c"], run.times["c"].tolist(), run.flags["error"]
 
 
 def test_two_gemms_back_to_back():
