@@ -6,8 +6,8 @@ from wavefabric.model.fixed import QFormat
 from wavefabric.model.kernels import Numerics
 from wavefabric.model.perf import gru_layer_cycles, gru_macs, gru_step_cycles, gru_step_latency
 from wavefabric.rtl.gru import GruCommand, GruEngine, GruGeometry
-from wavefabric.sim.gru import command_beats, gru_reference, gru_streams, random_gru_params, run_gru, simulate_gru
-from wavefabric.sim.stream import run_simulation, stream_get, stream_put, vcd_hint
+from wavefabric.sim.gru import command_beats, gru_reference, random_gru_params, run_gru, simulate_gru
+from wavefabric.sim.streams import run_streams, vcd_hint
 
 
 def check(result: dict, name: str = "gru"):
@@ -115,42 +115,23 @@ def test_framing_error_is_sticky():
     beats = command_beats(geo, GruCommand.STATE, np.zeros((1, 2)))
     beats[0]["last"] = False
     beats[-1]["last"] = False  # the only beat should carry last
-    flags = {}
-
-    async def testbench(ctx):
-        await stream_put(ctx, engine.cmd, beats)
-        await ctx.tick()
-        flags["error"] = ctx.get(engine.error)
-
-    run_simulation(engine, [testbench], name="gru_framing")
-    assert flags["error"] == 1
+    run = run_streams(engine, {"cmd": beats}, {}, tail=1, name="gru_framing")
+    assert run.flags["error"] == 1
 
 
 def test_output_waits_and_steps_queue():
     """An output that is not taken for a long time holds the engine after one more step; nothing is lost."""
     num = Numerics()
     engine = GruEngine(2, 3, 1, 3, 2, num)
-    geo = engine.geometry
     rng = np.random.default_rng(2)
     params = random_gru_params(2, 3, 1, num, rng)
     h0 = num.act.quantize(rng.uniform(-1, 1, (1, 3)))
     xs = num.act.quantize(rng.uniform(-1, 1, (4, 2)))
-    beats = gru_streams(geo, params, h0, xs)[0]["inputs"]
-    got = {}
-
-    async def put(ctx):
-        await stream_put(ctx, engine.weights, beats["weights"])
-        await stream_put(ctx, engine.cmd, beats["cmd"])
-
-    async def get(ctx):
-        for _ in range(5 * engine.step_cycles):
-            await ctx.tick()
-        got["beats"], _ = await stream_get(ctx, engine.out, len(xs) * geo.h_words)
-
-    run_simulation(engine, [put, get], name="gru_queue")
-    out = np.array([b["data"] for b in got["beats"]]).reshape(len(xs), -1)[:, :3]
+    # Every step is sent at once, but out is ready in 2% of the cycles.
+    run = run_gru(engine, params, h0, xs, seed=2, p_ready=0.02, name="gru_queue")
     expected, _ = gru_reference(params, h0, xs, num)
-    assert np.array_equal(out, expected)
+    assert np.array_equal(run.outputs, expected), f"seed 2, {vcd_hint('gru_queue')}"
+    assert run.step_done[-1] - run.step_sent[-1] > 5 * engine.step_cycles  # the last output waited that long
 
 
 def test_cycle_model_matches_engine():
