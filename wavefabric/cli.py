@@ -26,17 +26,23 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .engines import ENGINES, Engine, add_sim_run_options, positive, verilog_name
+from .engines import (
+    ENGINES,
+    Engine,
+    add_samplernn_options,
+    add_sim_run_options,
+    output_path,
+    positive,
+    samplernn_config,
+    seconds_type,
+    verilog_name,
+)
 from .model import perf, pwg, samplernn
 from .model.audio import write_wav_blocks
-from .model.files import check_output_file, check_output_folder
+from .model.files import check_output_folder
 from .sim.streams import BACKENDS
 
 __all__ = ["main", "build_parser"]
-
-#: Longest audio ``generate`` and ``demo`` produce, in seconds.
-MAX_SECONDS = 3600
-
 
 class CliError(Exception):
     """A user error: printed as one line, exit status 2."""
@@ -72,24 +78,6 @@ def _refuse(args: argparse.Namespace, dests, where: str) -> None:
     for dest in dests:
         if dest in given:
             raise _fail(f"{given[dest]} does not apply {where}")
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
-    if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
-        raise argparse.ArgumentTypeError(f"must be in (0, {MAX_SECONDS}] seconds, not {text}")
-    return value
-
-
-def _output_path(text: str) -> Path:
-    """An output file that can be written (checked before any work is done)."""
-    try:
-        return check_output_file(text)
-    except OSError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _samples(seconds: float, sample_rate: int) -> int:
@@ -156,21 +144,6 @@ def _seed(text: str) -> int:
 # --- models, generate, demo ---------------------------------------------------------------------------------
 
 
-def _add_samplernn_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("SampleRNN size (samplernn-pytorch hyperparameters)")
-    group.add_argument("--frame-sizes", "--frame_sizes", type=positive, nargs="+", default=[16, 4],
-                       metavar="N", help="frame size of each tier, bottom first (default: 16 4)")
-    group.add_argument("--n-rnn", "--n_rnn", type=positive, default=2, help="GRU layers per tier (default: 2)")
-    group.add_argument("--dim", type=positive, default=64, help="GRU and MLP width (default: 64)")
-    group.add_argument("--q-levels", "--q_levels", type=positive, default=256,
-                       help="quantisation levels (default: 256)")
-
-
-def _samplernn_config(args) -> samplernn.SampleRNNConfig:
-    return samplernn.SampleRNNConfig(frame_sizes=tuple(args.frame_sizes), n_rnn=args.n_rnn, dim=args.dim,
-                                     q_levels=args.q_levels)
-
-
 def _require_samplernn_memory(config: samplernn.SampleRNNConfig, n_samples: int, teacher_forced: bool) -> None:
     """Refuse a SampleRNN size or length that cannot fit: its weights (float, folded and fixed-point copies),
     the samples, and for the teacher-forced comparison every step's logits and tier outputs."""
@@ -222,7 +195,7 @@ def _report_generated(args, model: str, n: int, elapsed: float) -> int:
 
 
 def cmd_generate_samplernn(args) -> int:
-    config = _samplernn_config(args)
+    config = samplernn_config(args)
     n = _samples(args.seconds, args.sample_rate)
     _require_samplernn_memory(config, n, teacher_forced=False)
     params = _samplernn_params(config, args.checkpoint, args.seed)
@@ -295,7 +268,7 @@ def cmd_generate_pwg(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    config = _samplernn_config(args)
+    config = samplernn_config(args)
     sample_rate = 16000
     n = _samples(args.seconds, sample_rate)
     _require_samplernn_memory(config, n, teacher_forced=True)
@@ -450,7 +423,7 @@ def _unsupported(command: str, engine: Engine):
 
 
 def _verilog_options(parser: argparse.ArgumentParser, engine: Engine) -> None:
-    parser.add_argument("-o", "--output", type=_output_path, required=True, help="Verilog file to write")
+    parser.add_argument("-o", "--output", type=output_path, required=True, help="Verilog file to write")
     parser.add_argument("--name", type=verilog_name,
                         help=f"module name, a Verilog identifier (default: {engine.module_name()})")
 
@@ -458,8 +431,9 @@ def _verilog_options(parser: argparse.ArgumentParser, engine: Engine) -> None:
 def _sim_options(parser: argparse.ArgumentParser, engine: Engine) -> None:
     engine.add_sim_options(parser)
     add_sim_run_options(parser, engine.seeded)
-    parser.add_argument("--backend", choices=BACKENDS, default="amaranth",
-                        help="simulator: Amaranth's, or the exported Verilog built by Verilator (default: amaranth)")
+    parser.add_argument("--backend", choices=BACKENDS, default=engine.sim_backend,
+                        help=f"simulator: Amaranth's, or the exported Verilog built by Verilator (default: "
+                             f"{engine.sim_backend})")
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -610,13 +584,13 @@ def _add_generate_parser(commands) -> None:
                        ("pwg", "ParallelWaveGAN (parallel-wavegan, ljspeech v1), at 22050 Hz")):
         sub = models.add_parser(name, help=text)
         sub.add_argument("--checkpoint", help="PyTorch checkpoint (.pt/.pkl); random weights when omitted")
-        sub.add_argument("--seconds", type=_seconds, required=True, help="audio to generate")
-        sub.add_argument("-o", "--output", type=_output_path, required=True, help="WAV file to write")
+        sub.add_argument("--seconds", type=seconds_type, required=True, help="audio to generate")
+        sub.add_argument("-o", "--output", type=output_path, required=True, help="WAV file to write")
         sub.add_argument("--seed", type=_seed, default=0, help="seed of weights, noise and sampling (default: 0)")
         sub.add_argument("--fixed", action="store_true", help="run the fixed-point model instead of float")
         if name == "samplernn":
             sub.add_argument("--sample-rate", type=positive, default=16000, help="output rate in Hz (default: 16000)")
-            _add_samplernn_options(sub)
+            add_samplernn_options(sub)
             sub.set_defaults(run=cmd_generate_samplernn)
         else:
             sub.add_argument("--mel", help="conditioning features, .npy of (frames, 80) or (80, frames), at least "
@@ -631,10 +605,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     demo = commands.add_parser("demo", help="generate audio with SampleRNN in fixed point and report the figures")
-    _add_samplernn_options(demo)
-    demo.add_argument("--seconds", type=_seconds, default=1.0, help="audio to generate (default: 1)")
+    add_samplernn_options(demo)
+    demo.add_argument("--seconds", type=seconds_type, default=1.0, help="audio to generate (default: 1)")
     demo.add_argument("--seed", type=_seed, default=0, help="seed of the weights and the sampling (default: 0)")
-    demo.add_argument("-o", "--output", type=_output_path, default="demo.wav",
+    demo.add_argument("-o", "--output", type=output_path, default="demo.wav",
                       help="WAV file to write (default: demo.wav)")
     demo.set_defaults(run=cmd_demo)
 

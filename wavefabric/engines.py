@@ -8,15 +8,20 @@ options through it, so a block's parameters are spelled the same way in every co
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 from amaranth.lib import wiring
 
+from .model.files import check_output_file
 from .model.fixed import QFormat
 
-__all__ = ["Engine", "ENGINES", "HW_BYTES_PER_MULTIPLIER", "HW_BYTES_PER_WORD", "SIM_BYTES_PER_ELEMENT",
+__all__ = ["MAX_SECONDS", "seconds_type", "output_path", "add_samplernn_options", "samplernn_config",
+           "Engine", "ENGINES", "HW_BYTES_PER_MULTIPLIER", "HW_BYTES_PER_WORD", "SIM_BYTES_PER_ELEMENT",
            "add_sim_run_options", "positive", "probability", "qformat", "verilog_name"]
 
 
@@ -60,6 +65,71 @@ def verilog_name(text: str) -> str:
     return text
 
 
+#: Longest audio ``generate``, ``demo`` and ``sim samplernn`` produce, in seconds.
+MAX_SECONDS = 3600
+
+
+def seconds_type(text: str) -> float:
+    """A duration in seconds, in (0, :data:`MAX_SECONDS`]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
+    if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
+        raise argparse.ArgumentTypeError(f"must be in (0, {MAX_SECONDS}] seconds, not {text}")
+    return value
+
+
+def output_path(text: str) -> Path:
+    """An output file that can be written (checked before any work is done)."""
+    try:
+        return check_output_file(text)
+    except OSError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def temperature_type(text: str) -> float:
+    """A sampling temperature the hardware sampler can hold (:func:`~wavefabric.model.sampler.temperature_int`)."""
+    from .model.sampler import temperature_int
+
+    try:
+        value = float(text)
+        temperature_int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 16), not {text!r}") from None
+    return value
+
+
+def clock_type(text: str) -> float:
+    """A clock frequency in Hz, 1 kHz to 1 GHz."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a frequency in Hz, not {text!r}") from None
+    if not (math.isfinite(value) and 1e3 <= value <= 1e9):
+        raise argparse.ArgumentTypeError(f"must be from 1e3 to 1e9 Hz, not {text}")
+    return value
+
+
+def add_samplernn_options(parser: argparse.ArgumentParser) -> None:
+    """The SampleRNN size, spelled as samplernn-pytorch's hyperparameters (``generate``, ``demo``, engines)."""
+    group = parser.add_argument_group("SampleRNN size (samplernn-pytorch hyperparameters)")
+    group.add_argument("--frame-sizes", "--frame_sizes", type=positive, nargs="+", default=[16, 4],
+                       metavar="N", help="frame size of each tier, bottom first (default: 16 4)")
+    group.add_argument("--n-rnn", "--n_rnn", type=positive, default=2, help="GRU layers per tier (default: 2)")
+    group.add_argument("--dim", type=positive, default=64, help="GRU and MLP width (default: 64)")
+    group.add_argument("--q-levels", "--q_levels", type=positive, default=256,
+                       help="quantisation levels (default: 256)")
+
+
+def samplernn_config(args):
+    """The :class:`~wavefabric.model.samplernn.SampleRNNConfig` of :func:`add_samplernn_options`' options."""
+    from .model.samplernn import SampleRNNConfig
+
+    return SampleRNNConfig(frame_sizes=tuple(args.frame_sizes), n_rnn=args.n_rnn, dim=args.dim,
+                           q_levels=args.q_levels)
+
+
 def _bytes(*element_counts: int, per_element: int = 8) -> int:
     return per_element * sum(element_counts)
 
@@ -94,6 +164,7 @@ class Engine:
     note : said when a command the block lacks is asked for.
     build_bytes : args to the memory that elaborating the block needs, estimated (``verilog``, ``synth``, ``sim``
         refuse a size that cannot fit before they start), or None if it is small at any legal size.
+    sim_backend : the default ``--backend`` of ``sim``.
     """
 
     name: str
@@ -108,6 +179,7 @@ class Engine:
     estimate: Callable[[argparse.Namespace], dict] | None = None
     note: str = ""
     build_bytes: Callable[[argparse.Namespace], int] | None = None
+    sim_backend: str = "amaranth"
 
     def commands(self) -> list[str]:
         """The commands this block supports, of ``verilog``, ``synth``, ``sim`` and ``estimate``."""
@@ -351,6 +423,110 @@ def _estimate_pwg(args) -> dict:
     return figures
 
 
+#: SampleRNN's sample rate (samplernn-pytorch's default).
+SAMPLERNN_RATE = 16_000
+
+
+def _samplernn_options(parser: argparse.ArgumentParser) -> None:
+    add_samplernn_options(parser)
+    group = parser.add_argument_group("accelerator")
+    group.add_argument("--lanes", type=positive, default=8,
+                       help="P: rows of the matrix-vector unit computed at once (default: 8)")
+    group.add_argument("--simd", type=positive, default=8,
+                       help="S: multipliers per lane, a power of two >= 4; also the GRU engines' (default: 8)")
+    group.add_argument("--gru-lanes", type=positive, default=8, help="lanes of each tier's GRU engine (default: 8)")
+
+
+def _samplernn_unit(args) -> dict:
+    return {"lanes": args.lanes, "simd": args.simd, "gru_lanes": args.gru_lanes}
+
+
+def _build_samplernn(args) -> wiring.Component:
+    from .rtl.samplernn import SampleRNNEngine
+
+    return SampleRNNEngine(samplernn_config(args), **_samplernn_unit(args))
+
+
+def _samplernn_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--clock", type=clock_type, default=100e6,
+                        help="clock frequency in Hz of the real-time factor (default: 100e6)")
+    parser.add_argument("--latency", type=positive, default=40,
+                        help="DDR read latency in cycles, AR to the first R beat (default: 40)")
+
+
+def _samplernn_sim_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", metavar="F",
+                        help="samplernn-pytorch state dict (.pt) of these sizes (default: random weights from --seed)")
+    parser.add_argument("--seconds", type=seconds_type, default=0.25,
+                        help=f"audio to generate at {SAMPLERNN_RATE} Hz (default: 0.25)")
+    parser.add_argument("--temperature", type=temperature_type, default=1.0,
+                        help="sampling temperature, in (0, 16) (default: 1)")
+    _samplernn_common(parser)
+    parser.add_argument("-o", "--output", type=output_path, help="WAV file of the audio the simulated hardware made")
+
+
+def _samplernn_words(args) -> int:
+    from .model.samplernn import state_dict_shapes
+
+    return sum(math.prod(shape) for shape in state_dict_shapes(samplernn_config(args)).values())
+
+
+def _samplernn_hw_bytes(args) -> int:
+    config = samplernn_config(args)
+    multipliers = args.lanes * args.simd + config.n_tiers * args.gru_lanes * args.simd
+    return HW_BYTES_PER_MULTIPLIER * multipliers + HW_BYTES_PER_WORD * _samplernn_words(args)
+
+
+def _samplernn_sim_bytes(args) -> int:
+    # The model's float, folded and integer copies of the weights, and every sample's beats and codes.
+    return _bytes(4 * _samplernn_words(args), round(args.seconds * SAMPLERNN_RATE), per_element=SIM_BYTES_PER_ELEMENT)
+
+
+def _simulate_samplernn(args) -> dict:
+    from .model.audio import write_wav
+    from .model.perf import samplernn_timing
+    from .model.samplernn import SampleRNNFixed, SampleRNNParams, load_checkpoint, random_state_dict
+    from .sim.samplernn import run_samplernn
+
+    config = samplernn_config(args)
+    engine = _build_samplernn(args)
+    n = round(args.seconds * SAMPLERNN_RATE)
+    if not 1 <= n < 1 << 32:
+        raise ValueError(f"--seconds {args.seconds:g} is {n:,} samples; a job is 1 to 2**32 - 1 samples (the "
+                         f"engine's count register)")
+    params = (load_checkpoint(args.checkpoint, config) if args.checkpoint
+              else SampleRNNParams.from_state_dict(config, random_state_dict(config, args.seed)))
+    run = run_samplernn(engine, SampleRNNFixed(params), n, seed=args.seed, temperature=args.temperature,
+                        latency=args.latency, stall_seed=args.seed, p_valid=args.p_valid_ready,
+                        p_ready=args.p_valid_ready, backend=args.backend)
+    if args.output:
+        write_wav(args.output, run.pcm.astype(np.int16), SAMPLERNN_RATE)
+    timing = samplernn_timing(config, **_samplernn_unit(args), latency=args.latency)
+    return {"samples": n, "seed": args.seed, "temperature": args.temperature, "cycles": run.cycles,
+            "model_cycles": timing.total_cycles(n, config.n_frame_samples), "cycles_per_sample": run.cycles / n,
+            "model_cycles_per_sample": timing.cycles_per_sample, "clock_hz": args.clock,
+            "real_time_factor": args.clock * n / (SAMPLERNN_RATE * run.cycles), "ddr_bytes": run.ddr_bytes,
+            "bit_exact": run.bit_exact, **run.streams.figures()}
+
+
+def _estimate_samplernn(args) -> dict:
+    from .model.perf import XC7Z020_DSP48E1, samplernn_timing
+
+    config = samplernn_config(args)
+    engine = _build_samplernn(args)  # validates the parameters as the hardware would
+    timing = samplernn_timing(config, **_samplernn_unit(args), latency=args.latency)
+    dsp = args.lanes * args.simd + config.n_tiers * args.gru_lanes * args.simd + 1  # + the sampler's
+    rate = SAMPLERNN_RATE * timing.real_time_factor(args.clock, SAMPLERNN_RATE)
+    return {"frame_sizes": " ".join(map(str, config.frame_sizes)), "n_rnn": config.n_rnn, "dim": config.dim,
+            "q_levels": config.q_levels, **_samplernn_unit(args), "mlp_cycles": timing.mlp,
+            **{f"tier{k}_cycles": cycles for k, cycles in enumerate(timing.tiers)}, "fetch_cycles": timing.fetch,
+            "cycles_per_sample": timing.cycles_per_sample, "clock_hz": args.clock,
+            "real_time_factor": timing.real_time_factor(args.clock, SAMPLERNN_RATE),
+            "ddr_bytes_per_sample": timing.ddr_bytes_per_sample,
+            "ddr_bytes_per_second": timing.ddr_bytes_per_sample * rate,
+            "table_bytes": engine.layout.table_bytes, "dsp48e1": dsp, "fits_dsp": dsp <= XC7Z020_DSP48E1}
+
+
 ENGINES: dict[str, Engine] = {
     engine.name: engine for engine in [
         Engine("systolic", "output-stationary systolic array (rows x cols processing elements)",
@@ -367,6 +543,11 @@ ENGINES: dict[str, Engine] = {
         Engine("pwg", "ParallelWaveGAN generator on the residual-layer engine: real-time estimate",
                _pwg_options, add_estimate_options=_pwg_estimate_options, estimate=_estimate_pwg,
                note="the residual-layer engine it runs on is 'pwg-layer' (verilog, synth, sim)"),
+        Engine("samplernn", "SampleRNN accelerator: the whole generator, sample after sample (GRU engines, "
+               "matrix-vector unit, table rows from DDR, Gumbel sampler)",
+               _samplernn_options, _build_samplernn, _samplernn_sim_options, _simulate_samplernn,
+               _samplernn_sim_bytes, "weights (without --checkpoint), samples and stalls", _samplernn_common,
+               _estimate_samplernn, build_bytes=_samplernn_hw_bytes, sim_backend="verilator"),
         Engine("gru", "GRU engine: whole batch-1 GRU steps, P lanes x S multipliers, weights in block RAM",
                _gru_options, _build_gru, _gru_steps, _simulate_gru, _gru_bytes, "weights, inputs",
                add_estimate_options=None, estimate=_estimate_gru, build_bytes=_gru_hw_bytes),
