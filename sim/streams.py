@@ -59,6 +59,9 @@ __all__ = ["VCD_ENV", "vcd_hint", "to_python", "run_simulation", "BACKENDS", "St
            "component_ports", "pack", "unpack", "stall_patterns",
            "AxiReadMemory", "burst_fault", "Stimulus", "MemoryTraffic", "StreamRun", "run_streams"]
 
+#: Cycles between two ``progress`` calls of an Amaranth run (about a second of a large design).
+AMARANTH_PROGRESS_CYCLES = 1024
+
 #: Names of the simulation backends :func:`run_streams` knows.
 BACKENDS = ("amaranth", "verilator")
 
@@ -655,6 +658,7 @@ def run_streams(component: wiring.Component, inputs: Mapping[str, Any], outputs:
                 p_ready: float = 1.0, waits: Mapping[str, Any] | None = None,
                 changes: Mapping[str, Sequence[tuple[str, int, int]]] | None = None,
                 memories: Mapping[str, AxiReadMemory] | None = None, tail: int = 0,
+                progress: Callable[[int], object] | None = None,
                 max_cycles: int = 1_000_000, backend: str = "amaranth", name: str = "run",
                 vivado_verilog: bool = False) -> StreamRun:
     """Drive ``component``'s streams from batched stimulus on ``backend``; collect every output transaction.
@@ -683,6 +687,10 @@ def run_streams(component: wiring.Component, inputs: Mapping[str, Any], outputs:
         Memories that serve the component's AXI4 read streams (their ``ar`` / ``r`` streams are not in
         ``inputs`` / ``outputs`` and do not decide when the run ends); the reads they served are in
         :attr:`StreamRun.memories` under the same names.
+    progress : callable, optional
+        Called now and then with the output beats received so far (every
+        :data:`~wavefabric.sim.verilator.PROGRESS_CYCLES` cycles on Verilator, every :data:`AMARANTH_PROGRESS_CYCLES`
+        on Amaranth), e.g. to move a progress bar.
     tail : int
         Idle cycles after the last transfer before the plain outputs are read.
     max_cycles : int
@@ -729,11 +737,11 @@ def run_streams(component: wiring.Component, inputs: Mapping[str, Any], outputs:
     stimulus = Stimulus(packed, gaps, _waits(waits or {}, counts, outputs), dict(outputs), masks, static_bits,
                         _changes(changes or {}, widths, counts), served, tail, max_cycles)
     if backend == "amaranth":
-        raw = _run_amaranth(component, streams, plain, stimulus, name)
+        raw = _run_amaranth(component, streams, plain, stimulus, name, progress)
     else:
         from .verilator import run_verilator
 
-        raw = run_verilator(component, streams, plain, stimulus, vivado_verilog)
+        raw = run_verilator(component, streams, plain, stimulus, vivado_verilog, progress)
     traffic = {m: MemoryTraffic(*raw.memories[m], served[m].beat_bytes) for m in memories}
     for m, reads in traffic.items():
         # The backends stop at the first burst that breaks the rules: only the last can.
@@ -755,7 +763,7 @@ def run_streams(component: wiring.Component, inputs: Mapping[str, Any], outputs:
 
 
 def _run_amaranth(component: wiring.Component, streams: list[StreamPort], plain: list[PlainPort],
-                  stim: Stimulus, name: str) -> RawRun:
+                  stim: Stimulus, name: str, progress: Callable[[int], object] | None = None) -> RawRun:
     """The rules of the module, cycle by cycle in one testbench: the reference the Verilator harness mirrors."""
     sources = [p for p in streams if p.name in stim.sources]
     sinks = [p for p in streams if p.name in stim.sinks]
@@ -838,6 +846,8 @@ def _run_amaranth(component: wiring.Component, streams: list[StreamPort], plain:
             for n, server in enumerate(servers.values()):
                 healthy &= server.update(cycle, *values[at + 3 * n: at + 3 * n + 3])
             cycle += 1
+            if progress is not None and cycle % AMARANTH_PROGRESS_CYCLES == 0:
+                progress(sum(map(len, got)))
         result["done"], result["cycles"] = done, cycle
         for s in src + [server.r for server in servers.values()]:
             ctx.set(s.valid, 0)

@@ -100,6 +100,19 @@ def test_both_backends_agree_on_every_kind_of_port(p_valid, p_ready):
     assert (runs[0].cycles == 61) == (p_valid == p_ready == 1)
 
 
+def test_progress_reports_on_both_backends(monkeypatch):
+    """A long run reports its output beats now and then, in order, on either backend."""
+    from wavefabric.sim import streams
+
+    monkeypatch.setattr(streams, "AMARANTH_PROGRESS_CYCLES", 64)
+    for backend, every in (("amaranth", 64), ("verilator", verilator.PROGRESS_CYCLES)):
+        count = every + every // 8  # ready one cycle in three: past three reports
+        seen = []
+        run_streams(Accumulate(), {"i": wide_beats(count, 4)}, {"o": count}, p_ready=0.33, seed=1, backend=backend,
+                    progress=seen.append, max_cycles=10 * count)
+        assert len(seen) >= 3 and seen == sorted(seen) and 0 < seen[-1] <= count, backend
+
+
 def test_timeout_on_both_backends():
     for backend in ("amaranth", "verilator"):
         with pytest.raises(TimeoutError, match="o.: .2/3"):
