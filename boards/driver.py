@@ -140,18 +140,18 @@ class _SimBackend:
     simulated time as they do on the board.
     """
 
+    #: Cycles from a job's start within which its streams must have moved every beat.
+    MAX_CYCLES = 1_000_000
+
     def __init__(self, config: GruTopConfig, seed: int, p_valid: float, p_ready: float):
         from amaranth.sim import Simulator
 
-        from ..sim.axi import AxisView
-        from ..sim.stream import CLOCK_PERIOD, VCD_ENV
+        from ..sim.streams import CLOCK_PERIOD, VCD_ENV
         from .top import GruAxiCore
 
         self.core = core = GruAxiCore(config)
-        self._rng = {name: random.Random(f"{seed}-{name}") if p < 1 else None
-                     for name, p in (("ctrl", min(p_valid, p_ready)), ("s_axis", p_valid), ("m_axis", p_ready))}
-        self._p_valid, self._p_ready = p_valid, p_ready
-        self._s_axis, self._m_axis = AxisView(core.s_axis), AxisView(core.m_axis)
+        self._rng = random.Random(f"{seed}-ctrl") if min(p_valid, p_ready) < 1 else None
+        self._seed, self._p_valid, self._p_ready, self._jobs = seed, p_valid, p_ready, 0
         self._queues: dict[str, list] = {"ctrl": [], "s_axis": [], "m_axis": []}
         self._sim = Simulator(core)
         self._sim.add_clock(CLOCK_PERIOD)
@@ -190,7 +190,7 @@ class _SimBackend:
         from ..sim.axi import axil_write
 
         async def work(ctx):
-            return await axil_write(ctx, self.core.ctrl, offset, value, rng=self._rng["ctrl"])
+            return await axil_write(ctx, self.core.ctrl, offset, value, rng=self._rng)
         resp = self._run(ctrl=work)["ctrl"]
         if resp:
             raise RuntimeError(f"AXI4-Lite write of {value:#x} to {offset:#x}: response {resp:#04b}")
@@ -199,34 +199,41 @@ class _SimBackend:
         from ..sim.axi import axil_read
 
         async def work(ctx):
-            return await axil_read(ctx, self.core.ctrl, offset, rng=self._rng["ctrl"])
+            return await axil_read(ctx, self.core.ctrl, offset, rng=self._rng)
         data, resp = self._run(ctrl=work)["ctrl"]
         if resp:
             raise RuntimeError(f"AXI4-Lite read of {offset:#x}: response {resp:#04b}")
         return data
 
     def stream(self, rows: np.ndarray, recv_beats: int, ctrl_offset: int) -> np.ndarray:
-        """Start the job, send ``rows`` on ``s_axis`` (TLAST on the last), receive ``recv_beats``, wait for done."""
-        from ..sim.axi import axil_read, axil_write
-        from ..sim.stream import stream_get, stream_put
+        """Start the job, send ``rows`` on ``s_axis`` (TLAST on the last), receive ``recv_beats``, wait for done.
 
-        s_view, m_view = self._s_axis, self._m_axis
-        payloads = [s_view.beat(int.from_bytes(row.tobytes(), "little"), i == len(rows) - 1)
-                    for i, row in enumerate(rows)]
+        The streams stall as ``run_streams``' do, each job's by patterns of its own (seeded by the driver's seed
+        and the job's number).
+        """
+        from ..sim.axi import axil_read, axil_write, axis_receive, axis_send
+        from ..sim.streams import stall_patterns
+
+        core, job = self.core, self._jobs
+        self._jobs += 1
+        beats = [(int.from_bytes(row.tobytes(), "little"), i == len(rows) - 1) for i, row in enumerate(rows)]
+        gaps, ready = stall_patterns(self._seed, {f"s_axis/{job}": len(beats)},
+                                     [f"m_axis/{job}"] if recv_beats else [], self._p_valid, self._p_ready,
+                                     self.MAX_CYCLES)
 
         async def control(ctx):
-            if await axil_write(ctx, self.core.ctrl, ctrl_offset, 1, rng=self._rng["ctrl"]):
+            if await axil_write(ctx, core.ctrl, ctrl_offset, 1, rng=self._rng):
                 raise RuntimeError("AXI4-Lite write to CTRL failed")
             while True:
-                value, _ = await axil_read(ctx, self.core.ctrl, ctrl_offset, rng=self._rng["ctrl"])
+                value, _ = await axil_read(ctx, core.ctrl, ctrl_offset, rng=self._rng)
                 if value & 0b10:  # ap_done
                     return value
 
         async def send(ctx):
-            return await stream_put(ctx, s_view, payloads, rng=self._rng["s_axis"], p_valid=self._p_valid)
+            return await axis_send(ctx, core.s_axis, beats, gaps[f"s_axis/{job}"], timeout=self.MAX_CYCLES)
 
         async def receive(ctx):
-            return await stream_get(ctx, m_view, recv_beats, rng=self._rng["m_axis"], p_ready=self._p_ready)
+            return await axis_receive(ctx, core.m_axis, recv_beats, ready[f"m_axis/{job}"], timeout=self.MAX_CYCLES)
 
         work = {"ctrl": control, "s_axis": send}
         if recv_beats:
@@ -234,11 +241,11 @@ class _SimBackend:
         results = self._run(**work)
         if not recv_beats:
             return np.zeros((0, rows.shape[1]), dtype=rows.dtype)
-        beats = [m_view.split(payload) for payload in results["m_axis"][0]]
-        if [last for _, last in beats] != [i == recv_beats - 1 for i in range(recv_beats)]:
+        received = results["m_axis"][0]
+        if [last for _, last in received] != [i == recv_beats - 1 for i in range(recv_beats)]:
             raise RuntimeError("m_axis: TLAST not on exactly the job's last beat")
         nbytes = rows.shape[1] * rows.itemsize
-        raw = b"".join(tdata.to_bytes(nbytes, "little") for tdata, _ in beats)
+        raw = b"".join(tdata.to_bytes(nbytes, "little") for tdata, _ in received)
         return np.frombuffer(raw, dtype=rows.dtype).reshape(recv_beats, rows.shape[1])
 
     def close(self) -> None:

@@ -23,9 +23,9 @@ from wavefabric.boards.top import (
 )
 from wavefabric.model.fixed import QFormat
 from wavefabric.model.kernels import Numerics
-from wavefabric.sim.axi import AxisView, axil_read, axil_write
+from wavefabric.sim.axi import axil_read, axil_write, axis_send
 from wavefabric.sim.export import to_verilog
-from wavefabric.sim.stream import run_simulation, stream_put
+from wavefabric.sim.streams import run_simulation
 
 SMALL = GruTopConfig(3, 4, layers=1, lanes=2, simd=2)
 OKAY, SLVERR = 0, 2
@@ -213,13 +213,12 @@ def test_ap_ctrl_done_ready_interrupt_and_clear_on_read():
 def test_tlast_in_the_wrong_place_is_reported_and_the_job_still_ends():
     core = GruAxiCore(SMALL)
     regs = {name: reg["offset"] for name, reg in core.regmap["registers"].items()}
-    view = AxisView(core.s_axis)
     beats = SMALL.job_beats()["STATE"]
 
     async def testbench(ctx):
         await axil_write(ctx, core.ctrl, regs["MODE"], Mode.STATE)
         await axil_write(ctx, core.ctrl, regs["CTRL"], 1)
-        await stream_put(ctx, view, [view.beat(0, i == 0) for i in range(beats)])   # TLAST on the first
+        await axis_send(ctx, core.s_axis, [(0, i == 0) for i in range(beats)])   # TLAST on the first
         for _ in range(20):
             value, _ = await axil_read(ctx, core.ctrl, regs["CTRL"])
             if value & 2:
