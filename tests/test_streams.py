@@ -1,18 +1,88 @@
 # amaranth: UnusedElaboratable=no
-"""run_streams beyond plain streams, on both backends cycle for cycle: the AXI4 read memory (bursts, latency,
-stalls, faults) and plain inputs that change during a run."""
+"""run_streams: the stall rules on a one-register pipeline (cycle stamps, gaps, ready masks), traces, and beyond
+plain streams, on both backends cycle for cycle: the AXI4 read memory (bursts, latency, stalls, faults) and plain
+inputs that change during a run."""
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module
+from amaranth.hdl import Module, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from wavefabric.rtl.axi import read_address_layout, read_data_layout
-from wavefabric.sim.streams import AxiReadMemory, StreamRun, burst_fault, run_streams, vcd_hint
+from wavefabric.sim.streams import (
+    VCD_ENV,
+    AxiReadMemory,
+    StreamRun,
+    burst_fault,
+    run_streams,
+    stall_patterns,
+    to_python,
+    vcd_hint,
+)
 
 BACKENDS = ("amaranth", "verilator")
 WORD = data.StructLayout({"data": 64, "last": 1})
+LAYOUT = data.StructLayout({"data": data.ArrayLayout(signed(8), 2), "first": 1, "last": 1})
+
+
+class Register(wiring.Component):
+    """A stream register stage: full throughput, one cycle of latency."""
+
+    i: In(stream.Signature(LAYOUT))
+    o: Out(stream.Signature(LAYOUT))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(self.i.payload)]
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        return m
+
+
+def beats(n):
+    return [{"data": [v, -v], "first": v == 0, "last": v == n - 1} for v in range(n)]
+
+
+def test_full_rate_cycle_stamps():
+    run = run_streams(Register(), {"i": beats(5)}, {"o": 5}, name="stream_register")
+    assert run.outputs["o"] == beats(5)
+    assert run.times["i"].tolist() == [0, 1, 2, 3, 4] and run.times["o"].tolist() == [1, 2, 3, 4, 5]
+    assert run.cycles == 6
+
+
+@pytest.mark.parametrize("seed, p_valid, p_ready", [(1, 0.5, 1.0), (2, 0.5, 0.5), (3, 0.8, 0.3)])
+def test_stalls_follow_the_rules(seed, p_valid, p_ready):
+    name = f"stream_register_{seed}"
+    run = run_streams(Register(), {"i": beats(40)}, {"o": 40}, seed=seed, p_valid=p_valid, p_ready=p_ready,
+                      name=name)
+    gaps, masks = stall_patterns(seed, {"i": 40}, ["o"], p_valid, p_ready, 1_000_000)
+    where = f"seed {seed}; {vcd_hint(name)}"
+    assert run.outputs["o"] == beats(40), where
+    t_in, t_out = run.times["i"], run.times["o"]
+    due = np.concatenate([[0], t_in[:-1] + 1]) + gaps["i"]  # gaps count from the cycle after a transfer
+    if p_ready == 1:
+        assert np.array_equal(t_in, due), where  # the register always takes a beat at once
+        assert np.array_equal(t_out, t_in + 1), where
+    else:
+        assert np.all(t_in >= due) and np.all(masks["o"][t_out]), where  # ready only where the mask is high
+        assert np.all(t_out > t_in), where
+    assert (run.cycles > 41) == (gaps["i"].any() or p_ready < 1)  # the stalls cost cycles
+
+
+def test_vcd_written_when_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv(VCD_ENV, str(tmp_path / "traces"))
+    run_streams(Register(), {"i": beats(2)}, {"o": 2}, name="stream_register")
+    assert (tmp_path / "traces" / "stream_register.vcd").stat().st_size > 0
+    assert VCD_ENV in vcd_hint("x")
+
+
+def test_to_python():
+    const = LAYOUT.const({"data": [3, -4], "first": 1, "last": 0})
+    assert to_python(const) == {"data": [3, -4], "first": 1, "last": 0}
+    assert to_python(7) == 7
 
 
 class BurstReader(wiring.Component):
