@@ -109,7 +109,7 @@ def run_gemm(engine: GemmEngine, a, b, bias, *, seed: int = 0, p_valid: float = 
 
     With ``p_valid`` / ``p_ready`` below 1, every operand stream has random gaps and the result stream random
     stalls, from generators seeded by ``seed``. ``name`` names the VCD trace of an Amaranth run (see
-    :func:`~wavefabric.sim.stream.run_simulation`). A run that takes more than ten times the cycle model's
+    :func:`~wavefabric.sim.streams.run_simulation`). A run that takes more than ten times the cycle model's
     count (plus 1000) raises ``TimeoutError``.
     """
     a = np.asarray(a, dtype=np.int64)

@@ -175,7 +175,7 @@ def run_gru(engine: GruEngine, params: GruParams, h0, xs, *, resets: dict[int, n
     The stimulus is :func:`gru_streams` (``resets`` maps a step to the state loaded just before it), run by
     :func:`~wavefabric.sim.streams.run_streams`. With ``p_valid`` / ``p_ready`` below 1 the input streams have
     random gaps and ``out`` random stalls, from generators seeded by ``seed``. ``name`` names the VCD trace of an
-    Amaranth run (:func:`~wavefabric.sim.stream.run_simulation`). A run that takes more than ten times the
+    Amaranth run (:func:`~wavefabric.sim.streams.run_simulation`). A run that takes more than ten times the
     cycles of loading every beat and running every step one after the other (plus 1000) raises
     ``TimeoutError``.
     """

@@ -123,7 +123,7 @@ def run_weightnorm(unit: WeightNormUnit, v, g, *, seed: int = 0, p_valid: float 
     With ``p_valid`` / ``p_ready`` below 1 the ``v`` and ``g`` streams have random gaps and ``w`` random stalls,
     from generators seeded by ``seed`` (which also fills the padding lanes with garbage). ``backend`` picks the
     simulator (:func:`~wavefabric.sim.streams.run_streams`); ``name`` names the VCD trace of an Amaranth run
-    (:func:`~wavefabric.sim.stream.run_simulation`).
+    (:func:`~wavefabric.sim.streams.run_simulation`).
     """
     v = np.asarray(v, dtype=np.int64)
     g = np.asarray(g, dtype=np.int64)

@@ -7,7 +7,7 @@ from wavefabric.model.fixed import QFormat
 from wavefabric.model.sampler import GumbelSampler as GumbelModel
 from wavefabric.model.sampler import seed_state, temperature_int
 from wavefabric.rtl.gumbel import GumbelSampler
-from wavefabric.sim.stream import run_simulation, vcd_hint
+from wavefabric.sim.streams import run_simulation, vcd_hint
 
 LOGITS = QFormat(16, 10)
 
