@@ -340,10 +340,11 @@ class MatVecWeightLoader(_WeightNormLoader):
     row ``s`` lives in memory ``(s + i) % S`` at address ``b * S + s``. Writing a beat (row ``s``, elements ``b *
     S ..``) rotates it by ``s`` into every memory at one address; reading element ``e`` of all S rows reads
     every memory at its own address and rotates back by ``i``, so both directions move a word per cycle. It
-    holds S rows, ``S * R * W`` bits: at the SampleRNN seed configuration (S = 8, R = 16 * 64 = 1024, W = 16),
-    eight 1024 x 16 memories, one RAMB18 each (4 BRAM36); a depth of 64 or less maps to LUTRAM (``W`` LUTs
-    per memory). The weight-norm unit's own row buffer (``2**ceil(log2(ceil(R / S) + 13))`` beats of ``S * W +
-    2`` bits: 256 x 130 at the seed configuration, about 2 BRAM36) comes on top.
+    holds S rows, ``S * R * W`` bits, in distributed RAM (the engine's block RAM is full): at the SampleRNN seed
+    configuration (S = 8, R = 16 * 64 = 1024, W = 16) eight 1024 x 16 memories, 775 LUTRAM cells where block RAM
+    would take 4 BRAM36. Yosys ``synth_xilinx`` of the whole loader there: 3,696 LUT, 775 LUTRAM, 1,149 FF, 29
+    DSP48E1 (the weight-norm unit's squares, scales and reciprocal square root) and 2 BRAM36 (the unit's row
+    buffer, ``2**ceil(log2(ceil(R / S) + 13))`` beats of ``S * W + 2`` bits: 256 x 130).
 
     **Streams.**
 
@@ -466,8 +467,9 @@ class MatVecWeightLoader(_WeightNormLoader):
         # ---- ConvTranspose: S rows into the transposition buffer, skewed so that both directions are a word ---
         group_row = row[:lane_bits]  # s: the row's place in its group
         m.d.comb += self.busy.eq(pending | (transposed & ((group_row != 0) | (beat != 0))))
-        mems = [memory.Memory(shape=signed(self.num.weight.width), depth=self.buffer_depth, init=[])
-                for _ in range(S)]
+        # Distributed RAM: the engine's block RAM is spoken for (the unit's weights fill it), LUTs are not.
+        mems = [memory.Memory(shape=signed(self.num.weight.width), depth=self.buffer_depth, init=[],
+                              attrs={"ram_style": "distributed"}) for _ in range(S)]
         reads = []
         for i, mem in enumerate(mems):
             m.submodules[f"transpose_{i}"] = mem
