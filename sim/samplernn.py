@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,12 +139,14 @@ class SampleRNNRun:
 def run_samplernn(engine: SampleRNNEngine, model: SampleRNNFixed, n_samples: int, seed: int = 0,
                   temperature: float = 1.0, *, latency: int = 40, stall_seed: int = 0, p_valid: float = 1.0,
                   p_ready: float = 1.0, backend: str = "amaranth", vivado_verilog: bool = False,
-                  expected: np.ndarray | None = None, name: str = "samplernn") -> SampleRNNRun:
+                  expected: np.ndarray | None = None, progress: Callable[[int], object] | None = None,
+                  name: str = "samplernn") -> SampleRNNRun:
     """Load ``model`` into ``engine``, generate ``n_samples`` on ``backend`` and check them against the model.
 
     ``p_valid`` / ``p_ready`` below 1 stall every stream at random (the DDR's AR and R channels too), from
     generators seeded by ``stall_seed``. ``vivado_verilog`` runs the Verilog exactly as exported for Vivado
-    (Verilator only). ``expected`` saves generating the model's codes again.
+    (Verilator only). ``expected`` saves generating the model's codes again. ``progress`` is called now and then with
+    the samples generated so far (:func:`~wavefabric.sim.streams.run_streams`).
     """
     lay = engine.layout
     load = load_frames(engine, model)
@@ -155,7 +158,7 @@ def run_samplernn(engine: SampleRNNEngine, model: SampleRNNFixed, n_samples: int
     run = run_streams(engine, {"load": load, "cmd": [job_beat(n_samples, seed, temperature)]}, {"out": n_samples},
                       waits={"cmd": (0, "load")}, memories={"ddr": memory}, seed=stall_seed, p_valid=p_valid,
                       p_ready=p_ready, tail=2, max_cycles=budget, backend=backend, name=name,
-                      vivado_verilog=vivado_verilog)
+                      vivado_verilog=vivado_verilog, progress=progress)
     out = run.outputs["out"]
     codes = np.array([beat["code"] for beat in out], dtype=np.int64)
     pcm = np.array([beat["pcm"] for beat in out], dtype=np.int64)
