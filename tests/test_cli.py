@@ -32,6 +32,7 @@ def test_demo_writes_wav_and_reports(capsys, tmp_path):
     audio, rate = read_wav(out_wav)
     assert rate == 16000 and len(audio) == 800
     assert "MACs/sample" in out and "top-1 agreement" in out
+    assert "bit-exact       yes" in out and "on the simulated accelerator" in out
 
 
 @pytest.mark.parametrize("model, rate, n", [("samplernn", 16000, 400), ("pwg", 22050, 551)])

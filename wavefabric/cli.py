@@ -28,18 +28,21 @@ import numpy as np
 from . import __version__
 from .engines import (
     ENGINES,
+    SAMPLERNN_RATE,
     Engine,
     add_samplernn_options,
     add_sim_run_options,
     output_path,
     positive,
     samplernn_config,
+    samplernn_dsp48e1,
     seconds_type,
     verilog_name,
 )
 from .model import perf, pwg, samplernn
 from .model.audio import write_wav_blocks
 from .model.files import check_output_folder
+from .model.sampler import pcm16
 from .sim.streams import BACKENDS
 
 __all__ = ["main", "build_parser"]
@@ -159,11 +162,6 @@ def _samplernn_params(config: samplernn.SampleRNNConfig, checkpoint: str | None,
     return samplernn.load_checkpoint(checkpoint, config)
 
 
-def _samplernn_audio(codes: np.ndarray, q_levels: int) -> np.ndarray:
-    """Sample codes to audio in [-1, 1): samplernn-pytorch's linear dequantisation."""
-    return codes / (q_levels / 2) - 1
-
-
 def _generate_samplernn(params, n: int, seed: int, fixed: bool) -> tuple[np.ndarray, float]:
     model = samplernn.SampleRNNFixed(params) if fixed else samplernn.SampleRNNFloat(params)
     start = time.perf_counter()
@@ -200,7 +198,7 @@ def cmd_generate_samplernn(args) -> int:
     _require_samplernn_memory(config, n, teacher_forced=False)
     params = _samplernn_params(config, args.checkpoint, args.seed)
     codes, elapsed = _generate_samplernn(params, n, args.seed, args.fixed)
-    write_wav_blocks(args.output, [_samplernn_audio(codes, config.q_levels)], n, args.sample_rate)
+    write_wav_blocks(args.output, [pcm16(codes, config.q_levels)], n, args.sample_rate)
     return _report_generated(args, "samplernn", n, elapsed)
 
 
@@ -268,29 +266,46 @@ def cmd_generate_pwg(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    from .rtl.samplernn import SampleRNNEngine
+    from .sim.samplernn import run_samplernn
+
     config = samplernn_config(args)
-    sample_rate = 16000
-    n = _samples(args.seconds, sample_rate)
+    n = _samples(args.seconds, SAMPLERNN_RATE)
     _require_samplernn_memory(config, n, teacher_forced=True)
+    engine = SampleRNNEngine(config)  # a size the accelerator cannot take fails here, before any output
     params = _samplernn_params(config, None, args.seed)
     sizes = " ".join(map(str, config.frame_sizes))
     print(f"SampleRNN (frame sizes {sizes}, {config.n_rnn} GRU layers, dim {config.dim}, {config.q_levels} levels), "
           f"random weights, seed {args.seed}")
     work, folded = perf.samplernn_macs(config), perf.samplernn_macs(config, fold_embedding=True)
     print(f"  work            {work.total:,.0f} MACs/sample ({folded.total:,.0f} with the embedding folded), "
-          f"{work.macs_per_second / 1e9:.2f} GMAC/s at {sample_rate / 1000:g} kHz")
-    codes, elapsed = _generate_samplernn(params, n, args.seed, True)
-    write_wav_blocks(args.output, [_samplernn_audio(codes, config.q_levels)], n, sample_rate)
-    print(f"  generated       {len(codes) / sample_rate:.2f} s ({len(codes):,} samples) in fixed point in "
-          f"{elapsed:.1f} s -> {args.output}")
+          f"{work.macs_per_second / 1e9:.2f} GMAC/s at {SAMPLERNN_RATE / 1000:g} kHz")
+    expected, golden_seconds = _generate_samplernn(params, n, args.seed, True)
+    with _progress(n, "sample", "SampleRNN accelerator (Verilator: building, then simulating)") as bar:
+        run = run_samplernn(engine, samplernn.SampleRNNFixed(params), n, seed=args.seed, expected=expected,
+                            backend="verilator", progress=lambda k: bar.update(k - bar.n))
+    write_wav_blocks(args.output, [run.pcm.astype(np.int16)], n, SAMPLERNN_RATE)
+    lay, timing = engine.layout, perf.samplernn_timing(config)
+    streams = run.streams
+    print(f"  accelerator     {lay.lanes}x{lay.simd} matrix-vector unit, one {lay.gru_lanes}x{lay.simd} GRU engine per "
+          f"tier, {samplernn_dsp48e1(config, lay.lanes, lay.simd, lay.gru_lanes)} DSP48E1, the MLP input table in "
+          f"DDR; Verilog built by Verilator in {streams.compile_seconds:.0f} s")
+    print(f"  generated       {n / SAMPLERNN_RATE:.2f} s ({n:,} samples) on the simulated accelerator in "
+          f"{streams.run_seconds:.1f} s ({streams.cycles_per_second / 1e3:,.0f}k cycles/s) -> {args.output}")
+    print(f"  cycles          {run.cycles:,} (cycle model {timing.total_cycles(n, config.n_frame_samples):,}), "
+          f"{run.cycles / n:.1f} per sample: real-time factor {100e6 * n / (SAMPLERNN_RATE * run.cycles):.2f} "
+          f"at 100 MHz")
+    print(f"  bit-exact       {'yes' if run.bit_exact else 'NO'}, against the fixed-point model with the same seed "
+          f"(which took {golden_seconds:.1f} s)")
     with _working("comparing fixed point with float"):
         error = samplernn.compare_teacher_forced(samplernn.SampleRNNFloat(params), samplernn.SampleRNNFixed(params),
-                                                codes)
+                                                expected)
     num = config.numerics
     print(f"  fixed vs float  {num.act} activations, {num.weight} weights, teacher forced on those samples: "
           f"top-1 agreement {error.top1:.1%}, KL {error.kl_mean:.1e} nats mean ({error.kl_max:.1e} max)")
     _demo_gemm(args.seed)
-    _demo_gru(args.seed)
+    if not run.bit_exact:
+        raise _fail("the simulated accelerator does not match the fixed-point model")
     return 0
 
 
@@ -311,24 +326,6 @@ def _demo_gemm(seed: int) -> None:
           f"{big['utilization']:.2%} (fill and drain per tile: {big['fill_drain_utilization']:.1%})")
     if not sim["bit_exact"]:
         raise CliError("wavefabric demo: the simulated GEMM does not match the model")
-
-
-def _demo_gru(seed: int) -> None:
-    """Simulate a few steps of a seed-size GRU layer on the GRU engine."""
-    from .sim.gru import simulate_gru
-
-    size, lanes, simd, steps = 64, 8, 8, 3
-    start = time.perf_counter()
-    with _working("simulating the GRU engine"):
-        sim = simulate_gru(size, size, 1, lanes, simd, steps, seed=seed)
-    elapsed = time.perf_counter() - start
-    print(f"GRU engine {lanes}x{simd} multipliers, {steps} steps of a {size} -> {size} layer simulated in "
-          f"{elapsed:.1f} s")
-    print(f"  cycles per step {sim['cycles_per_step']:g} (cycle model {sim['model_cycles_per_step']}, multiply bound "
-          f"{6 * size * size // (lanes * simd)}), {sim['macs_per_cycle']:.1f} MACs/cycle, "
-          f"bit-exact: {'yes' if sim['bit_exact'] else 'NO'}")
-    if not sim["bit_exact"]:
-        raise CliError("wavefabric demo: the simulated GRU steps do not match the model")
 
 
 # --- engines: verilog, synth, sim, estimate -----------------------------------------------------------------
@@ -604,9 +601,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    demo = commands.add_parser("demo", help="generate audio with SampleRNN in fixed point and report the figures")
+    demo = commands.add_parser("demo", help="generate SampleRNN audio on the simulated accelerator and report the "
+                                            "figures")
     add_samplernn_options(demo)
-    demo.add_argument("--seconds", type=seconds_type, default=1.0, help="audio to generate (default: 1)")
+    demo.add_argument("--seconds", type=seconds_type, default=0.25, help="audio to generate (default: 0.25)")
     demo.add_argument("--seed", type=_seed, default=0, help="seed of the weights and the sampling (default: 0)")
     demo.add_argument("-o", "--output", type=output_path, default="demo.wav",
                       help="WAV file to write (default: demo.wav)")

@@ -20,9 +20,10 @@ from amaranth.lib import wiring
 from .model.files import check_output_file
 from .model.fixed import QFormat
 
-__all__ = ["MAX_SECONDS", "seconds_type", "output_path", "add_samplernn_options", "samplernn_config",
-           "Engine", "ENGINES", "HW_BYTES_PER_MULTIPLIER", "HW_BYTES_PER_WORD", "SIM_BYTES_PER_ELEMENT",
-           "add_sim_run_options", "positive", "probability", "qformat", "verilog_name"]
+__all__ = ["MAX_SECONDS", "SAMPLERNN_RATE", "samplernn_dsp48e1", "seconds_type", "output_path",
+           "add_samplernn_options", "samplernn_config", "Engine", "ENGINES", "HW_BYTES_PER_MULTIPLIER",
+           "HW_BYTES_PER_WORD", "SIM_BYTES_PER_ELEMENT", "add_sim_run_options", "positive", "probability", "qformat",
+           "verilog_name"]
 
 
 def qformat(text: str) -> QFormat:
@@ -427,6 +428,11 @@ def _estimate_pwg(args) -> dict:
 SAMPLERNN_RATE = 16_000
 
 
+def samplernn_dsp48e1(config, lanes: int, simd: int, gru_lanes: int) -> int:
+    """DSP48E1 of the SampleRNN accelerator: the matrix-vector unit's, each tier's GRU engine's, the sampler's."""
+    return lanes * simd + config.n_tiers * gru_lanes * simd + 1
+
+
 def _samplernn_options(parser: argparse.ArgumentParser) -> None:
     add_samplernn_options(parser)
     group = parser.add_argument_group("accelerator")
@@ -515,7 +521,7 @@ def _estimate_samplernn(args) -> dict:
     config = samplernn_config(args)
     engine = _build_samplernn(args)  # validates the parameters as the hardware would
     timing = samplernn_timing(config, **_samplernn_unit(args), latency=args.latency)
-    dsp = args.lanes * args.simd + config.n_tiers * args.gru_lanes * args.simd + 1  # + the sampler's
+    dsp = samplernn_dsp48e1(config, args.lanes, args.simd, args.gru_lanes)
     rate = SAMPLERNN_RATE * timing.real_time_factor(args.clock, SAMPLERNN_RATE)
     return {"frame_sizes": " ".join(map(str, config.frame_sizes)), "n_rnn": config.n_rnn, "dim": config.dim,
             "q_levels": config.q_levels, **_samplernn_unit(args), "mlp_cycles": timing.mlp,
