@@ -28,6 +28,8 @@ __all__ = [
     "gru_step_cycles",
     "gru_step_latency",
     "matvec_op_cycles",
+    "gru_lanes_per_tier",
+    "samplernn_dsp48e1",
     "SampleRNNTiming",
     "samplernn_timing",
     "pwg_skip_width",
@@ -326,6 +328,34 @@ def matvec_op_cycles(rows: int, cols: int, lanes: int, simd: int) -> int:
     return (slots - 1) * max(words, lanes) + words + (simd - 1).bit_length() + p_last + MATVEC_TAIL
 
 
+def gru_lanes_per_tier(n_tiers: int, gru_lanes=None) -> tuple[int, ...]:
+    """The lanes of each tier's GRU engine, bottom tier first.
+
+    ``gru_lanes`` is one count for every tier, a sequence of one per tier, or None: 8 lanes for the bottom tier,
+    which runs every ``frame_sizes[0]`` samples, and 4 for the tiers above, which run at most a quarter as often
+    (at the seed configuration that saves 32 DSP48E1 and 8 BRAM36 for 13 cycles per sample).
+    """
+    check_sizes(n_tiers=n_tiers)
+    if gru_lanes is None:
+        return (8,) + (4,) * (n_tiers - 1)
+    if isinstance(gru_lanes, int):
+        gru_lanes = (gru_lanes,) * n_tiers
+    gru_lanes = tuple(gru_lanes)
+    if len(gru_lanes) != n_tiers:
+        raise ValueError(f"gru_lanes must give one lane count per tier ({n_tiers}), not {len(gru_lanes)}")
+    check_sizes(**{f"gru_lanes[{k}]": lanes for k, lanes in enumerate(gru_lanes)})
+    return gru_lanes
+
+
+def samplernn_dsp48e1(config, lanes: int, simd: int, gru_lanes=None) -> int:
+    """DSP48E1 of the SampleRNN accelerator: the matrix-vector unit's P x S, each tier's GRU engine's lanes x S,
+    the sampler's one, and the weight-norm loader's S squares and S + 5 for its reciprocal square root and scale
+    (when the config is weight-normed)."""
+    grus = gru_lanes_per_tier(config.n_tiers, gru_lanes)
+    loader = 2 * simd + 13 if config.weight_norm else 0
+    return lanes * simd + sum(grus) * simd + 1 + loader
+
+
 @dataclass(frozen=True)
 class SampleRNNTiming:
     """The SampleRNN accelerator's schedule in cycles (:func:`samplernn_timing`).
@@ -371,7 +401,7 @@ class SampleRNNTiming:
         return clock_hz / (sample_rate * self.cycles_per_sample)
 
 
-def samplernn_timing(config, lanes: int = 8, simd: int = 8, gru_lanes: int = 8, latency: int = 40) -> SampleRNNTiming:
+def samplernn_timing(config, lanes: int = 8, simd: int = 8, gru_lanes=None, latency: int = 40) -> SampleRNNTiming:
     """The exact cycle model of :class:`~wavefabric.rtl.samplernn.SampleRNNEngine` for a SampleRNN ``config``.
 
     ``latency`` is the DDR read latency in cycles (AR transfer to the first R beat), with the DDR and ``out``
@@ -382,14 +412,15 @@ def samplernn_timing(config, lanes: int = 8, simd: int = 8, gru_lanes: int = 8, 
     are fetched while the MLP runs.
     """
     dim, q, fs0 = config.dim, config.q_levels, config.frame_sizes[0]
-    check_sizes(lanes=lanes, simd=simd, gru_lanes=gru_lanes, latency=latency)
+    check_sizes(lanes=lanes, simd=simd, latency=latency)
+    grus = gru_lanes_per_tier(config.n_tiers, gru_lanes)
     row_beats, dim_words = -(-dim // 4), -(-dim // simd)
     mlp = (row_beats + matvec_op_cycles(dim, dim, lanes, simd) + matvec_op_cycles(q, dim, lanes, simd)
            + SAMPLERNN_SAMPLE_OVERHEAD)
     tiers = tuple(matvec_op_cycles(dim, nfs, lanes, simd) + 2 * dim_words
-                  + gru_step_latency(dim, dim, config.n_rnn, gru_lanes, simd)
+                  + gru_step_latency(dim, dim, config.n_rnn, tier_lanes, simd)
                   + matvec_op_cycles(fs * dim, dim, lanes, simd) + SAMPLERNN_TIER_OVERHEAD
-                  for fs, nfs in zip(config.frame_sizes, config.n_frame_samples, strict=True))
+                  for fs, nfs, tier_lanes in zip(config.frame_sizes, config.n_frame_samples, grus, strict=True))
     fetch = latency + (fs0 - 1) * row_beats + SAMPLERNN_FETCH_OVERHEAD
     start = config.n_tiers * (2 * config.n_rnn * dim_words + 1) + SAMPLERNN_START
     per_sample = mlp + sum(t / nfs for t, nfs in zip(tiers, config.n_frame_samples, strict=True))

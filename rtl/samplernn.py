@@ -12,6 +12,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..model.checks import check_int
 from ..model.fixed import QFormat
+from ..model.perf import gru_lanes_per_tier
 from ..model.sampler import pcm16
 from ..model.samplernn import SampleRNNConfig, tier_input_values
 from .axi import read_address_layout, read_data_layout
@@ -102,7 +103,7 @@ class SampleRNNLayout:
     ``table_base`` is 4 KiB aligned. The newest position's rows (``j = frame_sizes[0] - 1``) are also on chip.
     """
 
-    def __init__(self, config: SampleRNNConfig, lanes: int = 8, simd: int = 8, gru_lanes: int = 8):
+    def __init__(self, config: SampleRNNConfig, lanes: int = 8, simd: int = 8, gru_lanes=None):
         if not isinstance(config, SampleRNNConfig):
             raise ValueError(f"config must be a SampleRNNConfig, not {type(config).__name__}")
         self.config = config
@@ -110,7 +111,8 @@ class SampleRNNLayout:
         self.simd = check_int("simd", simd, 4)
         if simd & (simd - 1):
             raise ValueError(f"simd must be a power of two >= 4, not {simd}")
-        self.gru_lanes = check_int("gru_lanes", gru_lanes)
+        #: Lanes of each tier's GRU engine, bottom tier first (:func:`~wavefabric.model.perf.gru_lanes_per_tier`).
+        self.gru_lanes = gru_lanes_per_tier(config.n_tiers, gru_lanes)
         num = config.numerics
         if config.frame_sizes[0] < 2:
             raise ValueError(f"frame_sizes[0] must be >= 2 on the accelerator (its older table rows come from "
@@ -250,21 +252,22 @@ class SampleRNNEngine(wiring.Component):
         Sizes and formats (the formats' shifts are run-time configuration, ``LoadRegion.CONFIG``).
     lanes, simd : int
         The matrix-vector unit's P and S (S a power of two >= 4; also the GRU engines' S).
-    gru_lanes : int
-        Lanes of every tier's GRU engine.
+    gru_lanes : int, sequence of int or None
+        Lanes of each tier's GRU engine, bottom tier first; one int for every tier; None for 8 on the bottom
+        tier and 4 above (:func:`~wavefabric.model.perf.gru_lanes_per_tier`).
     fifo_depth : int
         Samples the output FIFO holds, >= 2.
     """
 
-    def __init__(self, config: SampleRNNConfig, lanes: int = 8, simd: int = 8, gru_lanes: int = 8,
+    def __init__(self, config: SampleRNNConfig, lanes: int = 8, simd: int = 8, gru_lanes=None,
                  fifo_depth: int = 16, addr_width: int = 32):
         self.layout = lay = SampleRNNLayout(config, lanes, simd, gru_lanes)
         self.fifo_depth = check_int("fifo_depth", fifo_depth, 2)
         self.addr_width = check_int("addr_width", addr_width, 12, 64)
         num = config.numerics
         self.matvec = MatVecUnit(lanes, simd, lay.weight_depth, lay.bias_rows, lay.max_cols, lay.max_rows, num)
-        self.grus = [GruEngine(config.dim, config.dim, config.n_rnn, gru_lanes, simd, num)
-                     for _ in config.frame_sizes]
+        self.grus = [GruEngine(config.dim, config.dim, config.n_rnn, tier_lanes, simd, num)
+                     for tier_lanes in lay.gru_lanes]
         self.sampler = GumbelSampler(config.logits, config.q_levels, config.gumbel_bits)
         self.loader = (MatVecWeightLoader(lay.normed_matrices(), lanes, simd, lay.weight_depth, num)
                        if config.weight_norm else None)
@@ -273,7 +276,7 @@ class SampleRNNEngine(wiring.Component):
                         LoadRegion.H0: config.n_tiers * config.n_rnn * lay.dim_words,
                         LoadRegion.TABLE: config.q_levels * lay.row_stride}
         for k, gru in enumerate(self.grus):
-            self.regions[LoadRegion.gru_weights(k)] = gru.geometry.weight_depth * gru_lanes
+            self.regions[LoadRegion.gru_weights(k)] = gru.geometry.weight_depth * gru.geometry.lanes
             self.regions[LoadRegion.gru_biases(k)] = gru.geometry.bias_beats
         if self.loader is not None:
             self.regions[LoadRegion.MATVEC_NORMED] = self.loader.g_beats + self.loader.v_beats

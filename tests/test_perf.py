@@ -89,3 +89,28 @@ def test_estimate_pwg_real_time_figures():
     assert not big["fits_dsp"] and packed["fits_dsp"] and packed["dsp48e1"] == 128
     assert packed["real_time_factor"] == big["real_time_factor"] > 1
     assert packed["ddr_bandwidth_needed"] < big["ddr_bandwidth_needed"] < perf.PYNQ_Z1_HP_PORT_BYTES_PER_S
+
+
+def test_gru_lanes_per_tier():
+    from wavefabric.model.perf import gru_lanes_per_tier
+
+    assert gru_lanes_per_tier(2) == (8, 4) and gru_lanes_per_tier(3, 2) == (2, 2, 2)
+    assert gru_lanes_per_tier(2, [6, 3]) == (6, 3)
+    with pytest.raises(ValueError, match="one lane count per tier"):
+        gru_lanes_per_tier(2, (8,))
+    with pytest.raises(ValueError, match="gru_lanes"):
+        gru_lanes_per_tier(2, (8, 0))
+
+
+def test_samplernn_timing_seed_figures():
+    """The seed configuration's schedule (the simulation tests check these cycles exactly)."""
+    from wavefabric.model.perf import samplernn_dsp48e1, samplernn_timing
+    from wavefabric.model.samplernn import SampleRNNConfig
+
+    config = SampleRNNConfig()
+    timing = samplernn_timing(config)
+    assert (timing.mlp, timing.tiers, timing.fetch) == (380, (1971, 1969), 282)
+    assert timing.cycles_per_sample == 380 + 1971 / 16 + 1969 / 64
+    assert timing.ddr_bytes_per_sample == 15 * 128
+    assert 11.7 < timing.real_time_factor(100e6, 16000) < 11.8
+    assert samplernn_dsp48e1(config, 8, 8) == 64 + 96 + 1 + 29

@@ -35,7 +35,6 @@ from .engines import (
     output_path,
     positive,
     samplernn_config,
-    samplernn_dsp48e1,
     seconds_type,
     verilog_name,
 )
@@ -287,8 +286,9 @@ def cmd_demo(args) -> int:
     write_wav_blocks(args.output, [run.pcm.astype(np.int16)], n, SAMPLERNN_RATE)
     lay, timing = engine.layout, perf.samplernn_timing(config)
     streams = run.streams
-    print(f"  accelerator     {lay.lanes}x{lay.simd} matrix-vector unit, one {lay.gru_lanes}x{lay.simd} GRU engine per "
-          f"tier, {samplernn_dsp48e1(config, lay.lanes, lay.simd, lay.gru_lanes)} DSP48E1, the MLP input table in "
+    grus = ", ".join(f"{tier_lanes}x{lay.simd}" for tier_lanes in lay.gru_lanes)
+    print(f"  accelerator     {lay.lanes}x{lay.simd} matrix-vector unit, GRU engines {grus} (bottom tier first), "
+          f"{perf.samplernn_dsp48e1(config, lay.lanes, lay.simd, lay.gru_lanes)} DSP48E1, the MLP input table in "
           f"DDR; Verilog built by Verilator in {streams.compile_seconds:.0f} s")
     print(f"  generated       {n / SAMPLERNN_RATE:.2f} s ({n:,} samples) on the simulated accelerator in "
           f"{streams.run_seconds:.1f} s ({streams.cycles_per_second / 1e3:,.0f}k cycles/s) -> {args.output}")
@@ -396,8 +396,10 @@ def cmd_sim(args) -> int:
     engine = ENGINES[args.engine]
     _require_build_memory(engine, args)
     _require_memory(engine.sim_bytes(args), f"sim {engine.name} at these sizes")
-    with _working(f"sim {engine.name} ({args.backend}{': compiling, then' if args.backend != 'amaranth' else ''}"
-                  " simulating)"):
+    status = (contextlib.nullcontext() if engine.reports_progress else
+              _working(f"sim {engine.name} ({args.backend}{': compiling, then' if args.backend != 'amaranth' else ''}"
+                       " simulating)"))
+    with status:
         figures = engine.simulate(args)
     _print_figures(figures, args.json)
     return 0 if figures.get("bit_exact", True) else 1

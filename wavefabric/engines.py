@@ -20,7 +20,7 @@ from amaranth.lib import wiring
 from .model.files import check_output_file
 from .model.fixed import QFormat
 
-__all__ = ["MAX_SECONDS", "SAMPLERNN_RATE", "samplernn_dsp48e1", "seconds_type", "output_path",
+__all__ = ["MAX_SECONDS", "SAMPLERNN_RATE", "seconds_type", "output_path",
            "add_samplernn_options", "samplernn_config", "Engine", "ENGINES", "HW_BYTES_PER_MULTIPLIER",
            "HW_BYTES_PER_WORD", "SIM_BYTES_PER_ELEMENT", "add_sim_run_options", "positive", "probability", "qformat",
            "verilog_name"]
@@ -166,6 +166,7 @@ class Engine:
     build_bytes : args to the memory that elaborating the block needs, estimated (``verilog``, ``synth``, ``sim``
         refuse a size that cannot fit before they start), or None if it is small at any legal size.
     sim_backend : the default ``--backend`` of ``sim``.
+    reports_progress : ``simulate`` shows its own progress bar (``sim`` then shows no elapsed-time line).
     """
 
     name: str
@@ -181,6 +182,7 @@ class Engine:
     note: str = ""
     build_bytes: Callable[[argparse.Namespace], int] | None = None
     sim_backend: str = "amaranth"
+    reports_progress: bool = False
 
     def commands(self) -> list[str]:
         """The commands this block supports, of ``verilog``, ``synth``, ``sim`` and ``estimate``."""
@@ -428,11 +430,6 @@ def _estimate_pwg(args) -> dict:
 SAMPLERNN_RATE = 16_000
 
 
-def samplernn_dsp48e1(config, lanes: int, simd: int, gru_lanes: int) -> int:
-    """DSP48E1 of the SampleRNN accelerator: the matrix-vector unit's, each tier's GRU engine's, the sampler's."""
-    return lanes * simd + config.n_tiers * gru_lanes * simd + 1
-
-
 def _samplernn_options(parser: argparse.ArgumentParser) -> None:
     add_samplernn_options(parser)
     group = parser.add_argument_group("accelerator")
@@ -440,11 +437,14 @@ def _samplernn_options(parser: argparse.ArgumentParser) -> None:
                        help="P: rows of the matrix-vector unit computed at once (default: 8)")
     group.add_argument("--simd", type=positive, default=8,
                        help="S: multipliers per lane, a power of two >= 4; also the GRU engines' (default: 8)")
-    group.add_argument("--gru-lanes", type=positive, default=8, help="lanes of each tier's GRU engine (default: 8)")
+    group.add_argument("--gru-lanes", type=positive, nargs="+", metavar="N",
+                       help="lanes of the GRU engine of each tier, bottom first, or one count for all (default: 8 "
+                            "for the bottom tier, 4 above)")
 
 
 def _samplernn_unit(args) -> dict:
-    return {"lanes": args.lanes, "simd": args.simd, "gru_lanes": args.gru_lanes}
+    lanes = args.gru_lanes[0] if args.gru_lanes and len(args.gru_lanes) == 1 else args.gru_lanes
+    return {"lanes": args.lanes, "simd": args.simd, "gru_lanes": lanes}
 
 
 def _build_samplernn(args) -> wiring.Component:
@@ -478,8 +478,9 @@ def _samplernn_words(args) -> int:
 
 
 def _samplernn_hw_bytes(args) -> int:
-    config = samplernn_config(args)
-    multipliers = args.lanes * args.simd + config.n_tiers * args.gru_lanes * args.simd
+    from .model.perf import samplernn_dsp48e1
+
+    multipliers = samplernn_dsp48e1(samplernn_config(args), **_samplernn_unit(args))
     return HW_BYTES_PER_MULTIPLIER * multipliers + HW_BYTES_PER_WORD * _samplernn_words(args)
 
 
@@ -502,9 +503,16 @@ def _simulate_samplernn(args) -> dict:
                          f"engine's count register)")
     params = (load_checkpoint(args.checkpoint, config) if args.checkpoint
               else SampleRNNParams.from_state_dict(config, random_state_dict(config, args.seed)))
-    run = run_samplernn(engine, SampleRNNFixed(params), n, seed=args.seed, temperature=args.temperature,
-                        latency=args.latency, stall_seed=args.seed, p_valid=args.p_valid_ready,
-                        p_ready=args.p_valid_ready, backend=args.backend)
+    from tqdm import tqdm
+
+    model = SampleRNNFixed(params)
+    expected = model.generate(n, args.seed, args.temperature)
+    stage = "building, then simulating" if args.backend == "verilator" else "simulating"
+    with tqdm(total=n, unit="sample", unit_scale=True, desc=f"sim samplernn ({args.backend}: {stage})",
+              disable=None, leave=False) as bar:
+        run = run_samplernn(engine, model, n, seed=args.seed, temperature=args.temperature, latency=args.latency,
+                            stall_seed=args.seed, p_valid=args.p_valid_ready, p_ready=args.p_valid_ready,
+                            backend=args.backend, expected=expected, progress=lambda k: bar.update(k - bar.n))
     if args.output:
         write_wav(args.output, run.pcm.astype(np.int16), SAMPLERNN_RATE)
     timing = samplernn_timing(config, **_samplernn_unit(args), latency=args.latency)
@@ -516,15 +524,17 @@ def _simulate_samplernn(args) -> dict:
 
 
 def _estimate_samplernn(args) -> dict:
-    from .model.perf import XC7Z020_DSP48E1, samplernn_timing
+    from .model.perf import XC7Z020_DSP48E1, gru_lanes_per_tier, samplernn_dsp48e1, samplernn_timing
 
     config = samplernn_config(args)
     engine = _build_samplernn(args)  # validates the parameters as the hardware would
     timing = samplernn_timing(config, **_samplernn_unit(args), latency=args.latency)
-    dsp = samplernn_dsp48e1(config, args.lanes, args.simd, args.gru_lanes)
+    dsp = samplernn_dsp48e1(config, **_samplernn_unit(args))
     rate = SAMPLERNN_RATE * timing.real_time_factor(args.clock, SAMPLERNN_RATE)
     return {"frame_sizes": " ".join(map(str, config.frame_sizes)), "n_rnn": config.n_rnn, "dim": config.dim,
-            "q_levels": config.q_levels, **_samplernn_unit(args), "mlp_cycles": timing.mlp,
+            "q_levels": config.q_levels, "lanes": args.lanes, "simd": args.simd,
+            "gru_lanes": " ".join(map(str, gru_lanes_per_tier(config.n_tiers, _samplernn_unit(args)["gru_lanes"]))),
+            "mlp_cycles": timing.mlp,
             **{f"tier{k}_cycles": cycles for k, cycles in enumerate(timing.tiers)}, "fetch_cycles": timing.fetch,
             "cycles_per_sample": timing.cycles_per_sample, "clock_hz": args.clock,
             "real_time_factor": timing.real_time_factor(args.clock, SAMPLERNN_RATE),
@@ -553,7 +563,8 @@ ENGINES: dict[str, Engine] = {
                "matrix-vector unit, table rows from DDR, Gumbel sampler)",
                _samplernn_options, _build_samplernn, _samplernn_sim_options, _simulate_samplernn,
                _samplernn_sim_bytes, "weights (without --checkpoint), samples and stalls", _samplernn_common,
-               _estimate_samplernn, build_bytes=_samplernn_hw_bytes, sim_backend="verilator"),
+               _estimate_samplernn, build_bytes=_samplernn_hw_bytes, sim_backend="verilator",
+               reports_progress=True),
         Engine("gru", "GRU engine: whole batch-1 GRU steps, P lanes x S multipliers, weights in block RAM",
                _gru_options, _build_gru, _gru_steps, _simulate_gru, _gru_bytes, "weights, inputs",
                add_estimate_options=None, estimate=_estimate_gru, build_bytes=_gru_hw_bytes),
