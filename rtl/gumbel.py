@@ -72,7 +72,7 @@ class GumbelSampler(wiring.Component):
         table = [int(g) for g in self.model.table]
         # A LUT ROM (about one LUT6 per 64 bits): the block RAM is wanted for weights.
         m.submodules.table = rom = Memory(shape=signed(width), depth=len(table), init=table,
-                                          attrs={"ram_style": "distributed"})
+                                          attrs={"ram_style": "logic"})
         read = rom.read_port()
 
         state = Signal(32, init=1)
