@@ -34,6 +34,36 @@ def _const_mul(x: Value, c: int) -> Value:
     return -total if c < 0 else total
 
 
+def _check_framing(m: Module, port, first: Value, last: Value, bad: Signal) -> None:
+    """Raise ``bad`` in a cycle where ``port`` transfers a beat whose ``first`` / ``last`` are not the expected."""
+    with m.If(port.valid & port.ready & ((port.payload.first != first) | (port.payload.last != last))):
+        m.d.comb += bad.eq(1)
+
+
+def _bank_loader(m: Module, port, write, data: Value, beats: int, run_bank: Signal, restart: Signal,
+                 bad: Signal, name: str) -> tuple[Signal, Signal]:
+    """Load a layer's ``beats`` words from ``port`` into a memory of two banks of ``beats`` words (``write``).
+
+    The loader fills its bank (the running layer's, or the next layer's while one runs; bank ``b`` at words
+    ``b * beats ...``) and moves to the other bank as soon as its bank is complete and is the bank the layer
+    after this cycle's ``restart`` runs on; a complete bank of the next layer waits for the restart. Framing is
+    checked against the count. Returns ``(bank, count)``: the bank being loaded and its words so far, so the
+    running layer's bank (``run_bank``) is complete when ``bank != run_bank``, else has ``count`` words.
+    """
+    bank = Signal(name=f"{name}_bank")
+    count = Signal(range(beats + 1), name=f"{name}_count")
+    take = port.valid & port.ready
+    full = (count == beats) | (take & (count == beats - 1))
+    m.d.comb += [port.ready.eq(count < beats), write.en.eq(take), write.addr.eq(Mux(bank, beats, 0) + count),
+                 write.data.eq(data)]
+    _check_framing(m, port, count == 0, count == beats - 1, bad)
+    with m.If(full & (bank == (run_bank ^ restart))):
+        m.d.sync += [bank.eq(~bank), count.eq(0)]
+    with m.Elif(take):
+        m.d.sync += count.eq(count + 1)
+    return bank, count
+
+
 class ResidualEngine(wiring.Component):
     """One ParallelWaveGAN residual layer, bit-exact with :func:`wavefabric.model.pwg.residual_layer_fixed`.
 
@@ -59,8 +89,18 @@ class ResidualEngine(wiring.Component):
     :class:`~wavefabric.rtl.activation.Activation`) turns h(n) into g(n). The residual ``x`` of the out 1x1 is
     the centre tap's operand, captured as it enters the array into a FIFO (3 R_ch rows), and added with the
     out bias at the accumulator's scale before the single narrowing; ``sqrt(0.5)`` is a constant multiply in
-    adders. Weights are loaded once per layer into on-chip memory, in the order the array reads them, and the
-    array may start as soon as the first word has arrived.
+    adders.
+
+    **Weights and biases** are loaded once per layer into on-chip memory, in the order the array reads them,
+    and are double-buffered: while a layer runs on one bank, the next layer's weights and biases load into the
+    other (``w`` and ``bias`` accept them as soon as the running layer's have all arrived), so in a chain of
+    layers no layer waits for its weights. A layer whose weights are still arriving may start as soon as the
+    first word is in. The loaders move to a bank only once the layer that used it has finished.
+
+    **Registered ready paths.** The array's ``o.ready`` comes from a register: a one-row skid register in front
+    of the result stage (as in :class:`~wavefabric.rtl.gemm.GemmEngine`) holds a row that the outputs, the
+    biases or the residual FIFO cannot take at once, so no input or output stream reaches the array's global
+    stall combinationally. It adds no latency.
 
     **Skip accumulation.** The engine adds its skip into a stream: it takes the running sum ``skip_in`` and
     emits ``skip_out = skip_in + skip`` (exact, :func:`~wavefabric.model.perf.pwg_skip_width` bits, as the
@@ -70,8 +110,9 @@ class ResidualEngine(wiring.Component):
     **Stream formats.** Every payload is :func:`~wavefabric.rtl.gemm.frame_layout` (``data`` lanes, ``first``,
     ``last``). Activation-like streams carry a *block row* per beat: for block ``n = 0 .. ceil(T / C) - 1``,
     for channel ``ch``: lane ``j`` = value at time ``n C + j`` (lanes beyond T: don't care on inputs, zero on
-    outputs). ``first`` / ``last`` mark the first and last beat of a layer on outputs and are ignored on inputs
-    (the engine's counters frame the layer).
+    outputs). ``first`` / ``last`` mark the first and last beat of a layer on every stream. The engine's own
+    counters frame the layer: an input beat whose ``first`` / ``last`` disagree with them is used all the same
+    but sets the sticky ``error`` output.
 
     - ``x``: R_ch rows per block (act). ``c``: A rows per block (act). ``skip_in``, ``skip_out``: S rows per
       block (``signed(skip_width)``). ``x_next``: R_ch rows per block (act): the format of ``x``, so a layer's
@@ -110,10 +151,14 @@ class ResidualEngine(wiring.Component):
         Time steps of the layer (>= 1).
     dilation : In(range(max_dilation + 1))
         Dilation of the layer (>= 1). ``t`` and ``dilation`` are held from one cycle before a layer's first
-        input beat until its last output beat; after the last ``x_next`` beat the engine takes the next layer.
+        ``x``, ``c`` or ``skip_in`` beat until its last output beat; after the last ``x_next`` beat the engine
+        takes the next layer (whose ``w`` and ``bias`` beats may have arrived already).
+    error : Out(1)
+        Sticky: some input beat carried ``first`` / ``last`` where the engine's counters did not expect them.
 
-    Cycle count of a layer: :func:`~wavefabric.model.perf.pwg_layer_cycles` (exact when inputs are always
-    valid and outputs always ready).
+    Latency and cycle count of a layer: :func:`~wavefabric.model.perf.pwg_layer_cycles`, from an idle engine
+    to the layer's last ``x_next`` beat (exact when inputs are always valid and outputs always ready; a layer
+    whose weights loaded during the previous one takes the same count from the previous layer's last output).
     """
 
     def __init__(self, rows: int, cols: int, residual: int = 64, gate: int = 128, skip: int = 64, aux: int = 80,
@@ -164,6 +209,7 @@ class ResidualEngine(wiring.Component):
             "skip_out": Out(stream.Signature(frame_layout(signed(self.skip_width), cols))),
             "t": In(range(max_t + 1)),
             "dilation": In(range(max_dilation + 1)),
+            "error": Out(1),
         })
 
     def elaborate(self, platform):
@@ -177,6 +223,7 @@ class ResidualEngine(wiring.Component):
         max_blocks = -(-self.max_t // C)
         row = data.ArrayLayout(signed(act.width), C)
         restart = Signal()  # the layer's last output row has been computed: every counter returns to 0
+        bad = Signal()      # an input beat's first / last disagree with the engine's count in this cycle
         counters = []
 
         def counter(shape, name):
@@ -207,6 +254,7 @@ class ResidualEngine(wiring.Component):
         m.d.comb += self.x.ready.eq((x_blk < nblocks) & (x_blk < g_done + q_lo + self.slots))
         m.d.comb += [lines.w_en.eq(self.x.valid & self.x.ready), lines.w_slot.eq(x_slot), lines.w_ch.eq(x_ch),
                      lines.w_data.eq(self.x.payload.data)]
+        _check_framing(m, self.x, (x_blk == 0) & (x_ch == 0), (x_blk == nblocks - 1) & (x_ch == RC - 1), bad)
         with m.If(lines.w_en):
             m.d.sync += x_ch.eq(x_ch + 1)
             with m.If(x_ch == RC - 1):
@@ -221,27 +269,29 @@ class ResidualEngine(wiring.Component):
         m.d.comb += self.c.ready.eq((c_blk < nblocks) & (c_blk < g_done + 2))
         m.d.comb += [c_write.en.eq(self.c.valid & self.c.ready), c_write.addr.eq(Cat(c_ch[:a_bits], c_blk[0])),
                      c_write.data.eq(self.c.payload.data)]
+        _check_framing(m, self.c, (c_blk == 0) & (c_ch == 0), (c_blk == nblocks - 1) & (c_ch == A - 1), bad)
         with m.If(c_write.en):
             m.d.sync += c_ch.eq(c_ch + 1)
             with m.If(c_ch == A - 1):
                 m.d.sync += [c_ch.eq(0), c_blk.eq(c_blk + 1)]
 
-        m.submodules.weights = weights = Memory(shape=self.w.payload.data.shape(), depth=self.weight_beats,
+        # Weights and biases are double-buffered per layer: bank `run_bank` serves the layer that runs while the
+        # other bank loads the next layer's, so back-to-back layers never wait for a weight load.
+        run_bank = Signal()
+        m.submodules.weights = weights = Memory(shape=self.w.payload.data.shape(), depth=2 * self.weight_beats,
                                                 init=[])
         w_write, w_read = weights.write_port(), weights.read_port()
-        w_count = counter(range(self.weight_beats + 1), "w_count")
-        m.d.comb += [self.w.ready.eq(w_count < self.weight_beats), w_write.en.eq(self.w.valid & self.w.ready),
-                     w_write.addr.eq(w_count), w_write.data.eq(self.w.payload.data)]
-        with m.If(w_write.en):
-            m.d.sync += w_count.eq(w_count + 1)
-
-        m.submodules.biases = biases = Memory(shape=signed(act.width), depth=self.bias_beats, init=[])
+        w_bank, w_count = _bank_loader(m, self.w, w_write, self.w.payload.data, self.weight_beats, run_bank,
+                                       restart, bad, "w")
+        m.submodules.biases = biases = Memory(shape=signed(act.width), depth=2 * self.bias_beats, init=[])
         b_write, b_read = biases.write_port(), biases.read_port(domain="comb")
-        b_count = counter(range(self.bias_beats + 1), "b_count")
-        m.d.comb += [self.bias.ready.eq(b_count < self.bias_beats), b_write.en.eq(self.bias.valid & self.bias.ready),
-                     b_write.addr.eq(b_count), b_write.data.eq(self.bias.payload.data[0])]
-        with m.If(b_write.en):
-            m.d.sync += b_count.eq(b_count + 1)
+        b_bank, _ = _bank_loader(m, self.bias, b_write, self.bias.payload.data[0], self.bias_beats, run_bank,
+                                 restart, bad, "bias")
+        # The loader moves to the other bank only when its bank is complete and no longer needed.
+        w_resident = w_bank != run_bank
+        biases_resident = b_bank != run_bank
+        with m.If(restart):
+            m.d.sync += run_bank.eq(~run_bank)
 
         h_bits = (half - 1).bit_length()
         m.submodules.gbuf = gbuf = Memory(shape=row, depth=2 << h_bits, init=[])
@@ -273,7 +323,7 @@ class ResidualEngine(wiring.Component):
 
         x_ok = (x_blk > blk + q_hi) | (x_blk == nblocks)
         g_ok = x_ok & (c_blk > blk)
-        ready0 = ~done & (nblocks != 0) & (w_count > w_addr) & Mux(phase, gated > blk, g_ok)
+        ready0 = ~done & (nblocks != 0) & (w_resident | (w_count > w_addr)) & Mux(phase, gated > blk, g_ok)
         tile_last_k = Mux(phase, kc == half - 1, in_aux & (kc == A - 1))
         tiles = Mux(phase, self.out_tiles - 1, self.gate_tiles - 1)
         phase_end = tile_last_k & (tile == tiles)
@@ -320,7 +370,7 @@ class ResidualEngine(wiring.Component):
             lines.r_shift.eq(s_k[tap]), lines.r_ch.eq(kc),
             c_read.en.eq(s1_ready), c_read.addr.eq(Cat(kc[:a_bits], blk[0])),
             g_read.en.eq(s1_ready), g_read.addr.eq(Cat(kc[:h_bits], blk[0])),
-            w_read.en.eq(s1_ready), w_read.addr.eq(w_addr),
+            w_read.en.eq(s1_ready), w_read.addr.eq(Mux(run_bank, self.weight_beats, 0) + w_addr),
         ]
 
         # ---- Stage 1: operands into the array ----------------------------------------------------------------
@@ -365,7 +415,7 @@ class ResidualEngine(wiring.Component):
         rblk = Mux(rphase, rj - 1, rj)
         keep = Mux(rphase, rm < S + RC, rm < G)
         is_out = rphase & (rm >= S)
-        m.d.comb += b_read.addr.eq(Mux(rphase, G + rm, rm))
+        m.d.comb += b_read.addr.eq(Mux(run_bank, self.bias_beats, 0) + Mux(rphase, G + rm, rm))
 
         # Result stage 1: bias (and residual) added at the accumulator's scale, narrowed once.
         wide = QFormat(act.width + 1, act.frac)
@@ -379,12 +429,28 @@ class ResidualEngine(wiring.Component):
         r1_mask = Signal(C)
         r1_data = Signal(data.ArrayLayout(signed(wide.width), C))
         residual = fifo.r_data
-        take = Signal()
+        # Skid register, as in GemmEngine: the array sees only registered state on `o.ready`, so neither the
+        # output streams nor the bias and residual conditions reach its global stall combinationally. A row that
+        # result stage 1 cannot take at once waits here (the array then holds its next row); a row that can go
+        # on goes straight from the array, so the skid adds no latency.
+        skid_valid = Signal()
+        skid = Signal.like(array.o.payload)
+        src = Signal.like(array.o.payload)
+        src_valid = Signal()
+        advance = Signal()  # the row in front of result stage 1 moves on (kept or dropped)
+        take = Signal()     # ... and is kept
         m.d.comb += [
-            array.o.ready.eq(~keep | (r1_ready & (b_count == self.bias_beats) & (~is_out | fifo.r_rdy))),
-            take.eq(array.o.valid & array.o.ready & keep),
+            array.o.ready.eq(~skid_valid),
+            src_valid.eq(skid_valid | array.o.valid),
+            src.eq(Mux(skid_valid, skid.as_value(), array.o.payload.as_value())),
+            advance.eq(src_valid & (~keep | (r1_ready & biases_resident & (~is_out | fifo.r_rdy)))),
+            take.eq(advance & keep),
             fifo.r_en.eq(take & is_out),
         ]
+        with m.If(array.o.valid & ~skid_valid & ~advance):
+            m.d.sync += [skid_valid.eq(1), skid.eq(array.o.payload)]
+        with m.Elif(advance):
+            m.d.sync += skid_valid.eq(0)
         with m.If(r1_ready):
             m.d.sync += r1_valid.eq(take)
         with m.If(take):
@@ -400,15 +466,15 @@ class ResidualEngine(wiring.Component):
             for lane in range(C):
                 x_lane = residual[lane * act.width:(lane + 1) * act.width].as_signed()
                 term = ((b_read.data + Mux(is_out, x_lane, 0)) << wfmt.frac) + offset
-                total = array.o.payload.data[lane] + term
+                total = src.data[lane] + term
                 m.d.sync += [
                     r1_data[lane].eq(Mux(is_out, narrow(total, acc_frac, wide, add_offset=False),
                                          narrow(total, acc_frac, act, add_offset=False))),
                     r1_mask[lane].eq((rblk << log_c) + lane < self.t),
                 ]
-        with m.If(array.o.valid & array.o.ready):
+        with m.If(advance):
             m.d.sync += [rm.eq(rm + 1)]
-            with m.If(array.o.payload.last):
+            with m.If(src.last):
                 m.d.sync += rtile.eq(rtile + 1)
                 with m.If(rtile == Mux(rphase, self.out_tiles - 1, self.gate_tiles - 1)):
                     m.d.sync += [rtile.eq(0), rm.eq(0)]
@@ -428,6 +494,7 @@ class ResidualEngine(wiring.Component):
             self.skip_in.ready.eq(r1_valid & (r1_kind == 1) & skip_free),
             restart.eq(consume & (r1_kind == 2) & r1_final),
         ]
+        _check_framing(m, self.skip_in, r1_first, r1_final, bad)
         h_narrow = Signal(row)
         m.d.comb += [h_narrow[lane].eq(r1_data[lane]) for lane in range(C)]
         # Rows [0, G/2) go to the tanh half, [G/2, G) to the sigmoid half. The first half has no lower bound to
@@ -505,6 +572,9 @@ class ResidualEngine(wiring.Component):
         m.d.comb += [g_write.data[lane].eq(shifted[lane]) for lane in range(C)]
         with m.If(valid_end & blk_end):
             m.d.sync += gated.eq(gated + 1)
+
+        with m.If(bad):
+            m.d.sync += self.error.eq(1)
 
         # ---- Next layer: every counter back to 0 (the last statement wins) ------------------------------------
         with m.If(restart):

@@ -115,6 +115,8 @@ class LayerRun:
     x_next : (R_ch, T) int64, as the engine computed it.
     skip_out : (S, T) int64: the skip sum after the layer.
     framing_ok : bool
+        The layer's outputs framed right (:func:`from_block_rows`) and the engine's sticky ``error`` low at the
+        end of the run (no input beat of any layer framed wrong).
     cycles : int
         Cycles of the layer up to its last output transfer, inclusive: for the first layer from cycle 0, for a
         later one from the cycle after the previous layer's last output.
@@ -131,6 +133,8 @@ class LayerRun:
 
 #: The engine's input streams, in the order of :func:`layer_streams`.
 _INPUTS = ("x", "c", "skip_in", "w", "bias")
+#: Its inputs that belong to the running layer (the others, weights and biases, are double-buffered).
+_ACTIVATIONS = ("x", "c", "skip_in")
 
 
 def run_residual_layer(engine: ResidualEngine, layer: ResidualLayer, x, c, skip_in, *, seed: int = 0,
@@ -142,38 +146,44 @@ def run_residual_layer(engine: ResidualEngine, layer: ResidualLayer, x, c, skip_
 
 
 def run_residual_layers(engine: ResidualEngine, jobs, *, seed: int = 0, p_valid: float = 1.0,
-                        p_ready: float = 1.0, name: str = "pwg_layer", backend: str = "amaranth") -> list[LayerRun]:
+                        p_ready: float = 1.0, weights_ahead: bool = True, name: str = "pwg_layer",
+                        backend: str = "amaranth") -> list[LayerRun]:
     """Run residual layers back to back through ``engine`` in one run of :func:`~wavefabric.sim.streams.run_streams`.
 
     ``jobs`` is a sequence of ``(layer, x, c, skip_in)``: integers ``x`` (R_ch, T), ``c`` (A, T), ``skip_in``
     (S, T); each job may have its own T and dilation. The first job's ``t`` and ``dilation`` are static inputs;
-    a later job's first beat on every input stream waits until the previous job's last ``x_next`` and
+    a later job's first beat on ``x``, ``c`` and ``skip_in`` waits until the previous job's last ``x_next`` and
     ``skip_out`` beats have been taken and changes ``t`` and ``dilation``, so the engine holds them from a cycle
-    before the job's first input beat until its last output, as it requires. With ``p_valid`` / ``p_ready``
-    below 1 every input stream has random gaps and every output random stalls (generators seeded by ``seed``).
-    ``name`` names the VCD trace of an Amaranth run; ``backend`` picks the simulator. Without stalls every
-    layer's ``cycles`` equal :func:`~wavefabric.model.perf.pwg_layer_cycles`. Raises ``TimeoutError`` after ten
-    times the cycle model (+ 2000) per job.
+    before the job's first input beat until its last output, as it requires. The ``w`` and ``bias`` beats
+    follow each other with no waits: the engine takes a job's weights while the previous job runs (its double
+    buffer); with ``weights_ahead=False`` they wait like the other inputs, as for an engine with one weight
+    buffer. With ``p_valid`` / ``p_ready`` below 1 every input stream has random gaps and every output random
+    stalls (generators seeded by ``seed``). ``name`` names the VCD trace of an Amaranth run; ``backend`` picks
+    the simulator. Without stalls every layer's ``cycles`` equal :func:`~wavefabric.model.perf.pwg_layer_cycles`.
+    Raises ``TimeoutError`` after ten times the cycle model (+ 2000) per job.
     """
     jobs = [(layer, *(np.asarray(v, dtype=np.int64) for v in signals)) for layer, *signals in jobs]
     streams = [layer_streams(engine, *job) for job in jobs]
     inputs = {port: [beat for beats, _ in streams for beat in beats[port]] for port in _INPUTS}
     outputs = {port: sum(count[port] for _, count in streams) for port in ("x_next", "skip_out")}
-    waits: dict[str, list] = {port: [] for port in _INPUTS}
+    waiting = _ACTIVATIONS if weights_ahead else _INPUTS
+    waits: dict[str, list] = {port: [] for port in waiting}
     changes: dict[str, list] = {"t": [], "dilation": []}
     sent = dict.fromkeys(_INPUTS, 0)
     done = dict.fromkeys(outputs, 0)
     for (beats, count), (layer, x, *_) in zip(streams, jobs, strict=True):
         if any(done.values()):  # a later job
-            for port in _INPUTS:
+            for port in waiting:
                 waits[port] += [(sent[port], out, n) for out, n in done.items()]
+            for port in _ACTIVATIONS:
                 changes["t"].append((port, sent[port], x.shape[1]))
                 changes["dilation"].append((port, sent[port], layer.dilation))
         sent = {port: sent[port] + len(beats[port]) for port in _INPUTS}
         done = {port: done[port] + count[port] for port in done}
     first, x0 = jobs[0][0], jobs[0][1]
+    # One cycle after the last output lets an error raised by the last input beats reach the flag.
     run = run_streams(engine, inputs, outputs, {"t": x0.shape[1], "dilation": first.dilation}, seed=seed,
-                      p_valid=p_valid, p_ready=p_ready, waits=waits, changes=changes,
+                      p_valid=p_valid, p_ready=p_ready, waits=waits, changes=changes, tail=1,
                       max_cycles=sum(_max_cycles(engine, layer, x.shape[1]) for layer, x, *_ in jobs),
                       backend=backend, name=name)
     layers, start, ends = [], 0, dict.fromkeys(outputs, 0)
@@ -186,7 +196,7 @@ def run_residual_layers(engine: ResidualEngine, jobs, *, seed: int = 0, p_valid:
         end = max(int(run.times[port][ends[port] - 1]) for port in outputs) + 1
         x_next, ok_x = from_block_rows(beats["x_next"], engine.residual, x.shape[1], engine.cols)
         skip_out, ok_s = from_block_rows(beats["skip_out"], engine.skip, x.shape[1], engine.cols)
-        layers.append(LayerRun(x_next, skip_out, ok_x and ok_s, end - start, run))
+        layers.append(LayerRun(x_next, skip_out, ok_x and ok_s and not run.flags["error"], end - start, run))
         start = end
     return layers
 

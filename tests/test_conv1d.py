@@ -9,8 +9,15 @@ import pytest
 from wavefabric.model.perf import pwg_gate_lanes, pwg_layer_cycles
 from wavefabric.model.pwg import PWG_NUMERICS, residual_layer_fixed
 from wavefabric.rtl.conv1d import ResidualEngine
-from wavefabric.sim.pwg import random_residual_layer, run_residual_layer, run_residual_layers, simulate_pwg_layer
-from wavefabric.sim.streams import vcd_hint
+from wavefabric.sim.pwg import (
+    from_block_rows,
+    layer_streams,
+    random_residual_layer,
+    run_residual_layer,
+    run_residual_layers,
+    simulate_pwg_layer,
+)
+from wavefabric.sim.streams import run_streams, vcd_hint
 
 SMALL = {"residual": 4, "gate": 8, "skip": 4, "aux": 4}
 
@@ -76,29 +83,111 @@ def test_full_scale_saturates_bit_exact(backend):
     assert run.framing_ok
 
 
-def test_consecutive_layers_change_t_and_dilation():
-    """One engine, three layers back to back (x_next feeding x), each with its own T and dilation."""
+def consecutive_jobs(rng, layers):
+    """``(layer, x, c, skip_in)`` of layers chained as in the generator (``x_next`` feeding ``x``, skips summed)
+    for ``layers`` = ``[(dilation, T), ...]``, and each layer's expected ``(x_next, skip_out)``."""
     num = PWG_NUMERICS
-    rng = np.random.default_rng(5)
-    engine = ResidualEngine(2, 4, max_dilation=8, max_t=30, **SMALL)
+    t = max(t for _, t in layers)
     span = 4 << num.act.frac
+    x, c = rng.integers(-span, span, (4, t)), rng.integers(-span, span, (4, t))
+    skips = rng.integers(num.act.min_int, num.act.max_int, (4, t))
     jobs, expected = [], []
-    x = rng.integers(-span, span, (4, 30))
-    c = rng.integers(-span, span, (4, 30))
-    skips = np.zeros((4, 30), dtype=np.int64)
-    for dilation in (8, 1, 2):
+    for dilation, t in layers:  # T may only shrink: a layer takes a prefix of the previous x_next
         layer = random_residual_layer(rng, 4, 8, 4, 4, 3, dilation, num)
-        x_next, skip = residual_layer_fixed(x, c, layer, num)
-        jobs.append((layer, x, c, skips))
-        expected.append((x_next, skips + skip))
-        x, skips = x_next, skips + skip
-    jobs[2] = (jobs[2][0], jobs[2][1][:, :17], c[:, :17], jobs[2][3][:, :17])  # a shorter last layer
-    expected[2] = tuple(v[:, :17] for v in residual_layer_fixed(jobs[2][1], c[:, :17], jobs[2][0], num))
-    expected[2] = (expected[2][0], jobs[2][3] + expected[2][1])
-    runs = run_residual_layers(engine, jobs, name="pwg_layers_consecutive")
-    for run, (x_ref, skip_ref) in zip(runs, expected, strict=True):
-        assert np.array_equal(run.x_next, x_ref) and np.array_equal(run.skip_out, skip_ref) and run.framing_ok
-    assert runs[0].cycles == pwg_layer_cycles(2, 4, 30, 8, gate_lanes=engine.gate_lanes, **SMALL)
+        job = (layer, x[:, :t], c[:, :t], skips[:, :t])
+        x_next, skip = residual_layer_fixed(*job[1:3], layer, num)
+        jobs.append(job)
+        expected.append((x_next, job[3] + skip))
+        x, skips = x_next, job[3] + skip
+    return jobs, expected
+
+
+def test_consecutive_layers_load_weights_ahead(backend):
+    """One engine, three layers back to back (x_next feeding x), each with its own T and dilation: every layer's
+    weights and biases load while the previous layer runs, and every layer takes the cycle model's count."""
+    seed = 5
+    engine = ResidualEngine(2, 4, max_dilation=8, max_t=30, **SMALL)
+    jobs, expected = consecutive_jobs(np.random.default_rng(seed), [(8, 30), (1, 30), (2, 17)])
+    name = "pwg_layers_consecutive"
+    runs = run_residual_layers(engine, jobs, name=name, backend=backend)
+    hint = f"seed {seed}; {vcd_hint(name)}"
+    times = runs[0].streams.times
+    end = 0  # the cycle after the previous layer's last output
+    for n, (run, (layer, x, *_), (x_ref, skip_ref)) in enumerate(zip(runs, jobs, expected, strict=True)):
+        assert np.array_equal(run.x_next, x_ref) and np.array_equal(run.skip_out, skip_ref), hint
+        assert run.framing_ok, hint
+        assert run.cycles == pwg_layer_cycles(2, 4, x.shape[1], layer.dilation, gate_lanes=engine.gate_lanes,
+                                              **SMALL), hint
+        if n:  # the layer's last weight and bias arrived before the previous layer ended
+            assert times["w"][(n + 1) * engine.weight_beats - 1] < end, hint
+            assert times["bias"][(n + 1) * engine.bias_beats - 1] < end, hint
+        end += run.cycles
+
+
+def test_weights_loaded_ahead_save_the_load_behind_a_slow_source(backend):
+    """Every input valid half the time: a layer whose weights loaded during the previous layer starts its first
+    block at the array's pace, one whose weights wait for the previous layer (as with a single weight buffer)
+    at the weight source's pace, so it takes longer."""
+    seed = 9
+    engine = ResidualEngine(2, 4, max_dilation=4, max_t=16, **SMALL)
+    jobs, expected = consecutive_jobs(np.random.default_rng(seed), [(2, 16), (1, 16), (4, 16)])
+    cycles = {}
+    for ahead in (True, False):
+        name = f"pwg_layers_weights_ahead_{ahead}"
+        hint = f"seed {seed}; {vcd_hint(name)}"
+        runs = run_residual_layers(engine, jobs, seed=seed, p_valid=0.5, weights_ahead=ahead, name=name,
+                                   backend=backend)
+        for run, (x_ref, skip_ref) in zip(runs, expected, strict=True):
+            assert np.array_equal(run.x_next, x_ref) and np.array_equal(run.skip_out, skip_ref), hint
+            assert run.framing_ok, hint
+        cycles[ahead] = [run.cycles for run in runs]
+    hint = f"seed {seed}; cycles with weights ahead {cycles[True]}, without {cycles[False]}"
+    assert cycles[True][0] == cycles[False][0], hint  # the first layer is the same run
+    assert all(a < b for a, b in zip(cycles[True][1:], cycles[False][1:], strict=True)), hint
+
+
+@pytest.mark.parametrize("port, beat, flag", [("x", 5, "first"), ("c", -1, "last"), ("skip_in", 3, "last"),
+                                              ("w", 0, "first"), ("bias", -1, "last")])
+def test_framing_error_on_each_input_is_sticky(port, beat, flag, backend):
+    """An input beat whose first / last disagree with the engine's count sets ``error``, which stays set to the
+    end; the layer is computed as usual."""
+    seed = 17
+    rng = np.random.default_rng(seed)
+    engine = ResidualEngine(2, 4, max_dilation=4, max_t=32, **SMALL)
+    layer = random_residual_layer(rng, **SMALL, kernel_size=3, dilation=2, num=PWG_NUMERICS)
+    x, c, skip_in = (rng.integers(-2000, 2000, (4, 10)) for _ in range(3))
+    inputs, outputs = layer_streams(engine, layer, x, c, skip_in)
+    inputs[port][beat][flag] = not inputs[port][beat][flag]
+    name = f"pwg_layer_framing_{port}"
+    hint = f"seed {seed}; {vcd_hint(name)}"
+    run = run_streams(engine, inputs, outputs, {"t": 10, "dilation": 2}, seed=seed, p_valid=0.7, p_ready=0.7,
+                      tail=1, name=name, backend=backend)
+    assert run.flags["error"] == 1, hint
+    x_ref, skip_ref = residual_layer_fixed(x, c, layer, PWG_NUMERICS)
+    x_next, ok_x = from_block_rows(run.outputs["x_next"], 4, 10, 4)
+    skip_out, ok_s = from_block_rows(run.outputs["skip_out"], 4, 10, 4)
+    assert np.array_equal(x_next, x_ref) and np.array_equal(skip_out, skip_in + skip_ref) and ok_x and ok_s, hint
+
+
+def test_verilator_runs_like_amaranth():
+    """The exported Verilog on Verilator: back-to-back layers with their weights loaded ahead, and a framing
+    error, cycle for cycle and value for value as on Amaranth's simulator."""
+    seed = 19
+    engine = ResidualEngine(2, 4, max_dilation=4, max_t=32, **SMALL)  # as test_verilator's, sharing its builds
+    jobs, _ = consecutive_jobs(np.random.default_rng(seed), [(1, 24), (4, 13), (2, 7)])
+    runs = [run_residual_layers(engine, jobs, seed=seed, p_valid=0.6, p_ready=0.6, backend=backend)
+            for backend in ("amaranth", "verilator")]
+    assert [run.cycles for run in runs[0]] == [run.cycles for run in runs[1]], f"seed {seed}"
+    layer, x, c, skip_in = jobs[0]
+    inputs, outputs = layer_streams(engine, layer, x, c, skip_in)
+    inputs["w"][7]["last"] = True
+    errors = [run_streams(engine, inputs, outputs, {"t": 24, "dilation": 1}, seed=seed, p_valid=0.6, p_ready=0.6,
+                          tail=1, backend=backend, vivado_verilog=backend == "verilator")
+              for backend in ("amaranth", "verilator")]
+    for a, b in ((runs[0][0].streams, runs[1][0].streams), errors):
+        assert a.outputs == b.outputs and a.flags == b.flags and a.cycles == b.cycles, f"seed {seed}"
+        assert all(np.array_equal(a.times[s], b.times[s]) for s in a.times), f"seed {seed}: transfer cycles differ"
+    assert runs[0][0].streams.flags["error"] == 0 and errors[0].flags["error"] == 1, f"seed {seed}"
 
 
 @pytest.mark.parametrize("kwargs, message", [
