@@ -408,13 +408,17 @@ class ResidualEngine(wiring.Component):
         ]
 
         # ---- Results: the array's rows, narrowed, routed by the job they belong to -------------------------
-        rj = counter(range(max_blocks + 2), "res_j")
-        rphase = counter(1, "res_phase")
-        rtile = counter(range(max(self.gate_tiles, self.out_tiles)), "res_tile")
-        rm = counter(range(max(self.gate_tiles, self.out_tiles) * R), "res_m")  # output channel of the row
+        # These counters follow the array's rows, not `restart`: the dropped rows of a partial last 1x1 tile may
+        # leave the array after the layer's last output, so they return to 0 with the last row of the layer.
+        rj = Signal(range(max_blocks + 2), name="res_j")
+        rphase = Signal(name="res_phase")
+        rtile = Signal(range(max(self.gate_tiles, self.out_tiles)), name="res_tile")
+        rm = Signal(range(max(self.gate_tiles, self.out_tiles) * R), name="res_m")  # output channel of the row
+        ending = Signal()  # the layer's last kept row has gone on; the rest of its tile is dropped
         rblk = Mux(rphase, rj - 1, rj)
         keep = Mux(rphase, rm < S + RC, rm < G)
         is_out = rphase & (rm >= S)
+        final_row = rphase & (rblk == nblocks - 1) & (rm == S + RC - 1)  # the layer's last kept row
         m.d.comb += b_read.addr.eq(Mux(run_bank, self.bias_beats, 0) + Mux(rphase, G + rm, rm))
 
         # Result stage 1: bias (and residual) added at the accumulator's scale, narrowed once.
@@ -479,6 +483,10 @@ class ResidualEngine(wiring.Component):
                 with m.If(rtile == Mux(rphase, self.out_tiles - 1, self.gate_tiles - 1)):
                     m.d.sync += [rtile.eq(0), rm.eq(0)]
                     next_job(rj, rphase)
+                    with m.If(ending | final_row):
+                        m.d.sync += [rj.eq(0), rphase.eq(0), ending.eq(0)]
+            with m.Elif(final_row):
+                m.d.sync += ending.eq(1)
 
         # Result stage 2: h rows to the h buffers, skip rows summed into skip_out, out rows scaled to x_next.
         m.submodules.h_a = h_a = Memory(shape=row, depth=2 << h_bits, init=[])

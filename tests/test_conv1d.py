@@ -83,32 +83,42 @@ def test_full_scale_saturates_bit_exact(backend):
     assert run.framing_ok
 
 
-def consecutive_jobs(rng, layers):
+def consecutive_jobs(rng, layers, residual=4, gate=8, skip=4, aux=4):
     """``(layer, x, c, skip_in)`` of layers chained as in the generator (``x_next`` feeding ``x``, skips summed)
     for ``layers`` = ``[(dilation, T), ...]``, and each layer's expected ``(x_next, skip_out)``."""
     num = PWG_NUMERICS
     t = max(t for _, t in layers)
     span = 4 << num.act.frac
-    x, c = rng.integers(-span, span, (4, t)), rng.integers(-span, span, (4, t))
-    skips = rng.integers(num.act.min_int, num.act.max_int, (4, t))
+    x, c = rng.integers(-span, span, (residual, t)), rng.integers(-span, span, (aux, t))
+    skips = rng.integers(num.act.min_int, num.act.max_int, (skip, t))
     jobs, expected = [], []
     for dilation, t in layers:  # T may only shrink: a layer takes a prefix of the previous x_next
-        layer = random_residual_layer(rng, 4, 8, 4, 4, 3, dilation, num)
+        layer = random_residual_layer(rng, residual, gate, skip, aux, 3, dilation, num)
         job = (layer, x[:, :t], c[:, :t], skips[:, :t])
-        x_next, skip = residual_layer_fixed(*job[1:3], layer, num)
+        x_next, skip_sum = residual_layer_fixed(*job[1:3], layer, num)
         jobs.append(job)
-        expected.append((x_next, job[3] + skip))
-        x, skips = x_next, job[3] + skip
+        expected.append((x_next, job[3] + skip_sum))
+        x, skips = x_next, job[3] + skip_sum
     return jobs, expected
 
 
-def test_consecutive_layers_load_weights_ahead(backend):
-    """One engine, three layers back to back (x_next feeding x), each with its own T and dilation: every layer's
+# Three layers of SMALL on 2x4, and a 4x2 array whose last 1x1 tile has three padding rows, which leave the array
+# after the layer's last output.
+CHAINS = [
+    dict(rows=2, cols=4, sizes=SMALL, layers=[(8, 30), (1, 30), (2, 17)]),
+    dict(rows=4, cols=2, sizes=dict(residual=3, gate=10, skip=2, aux=3), layers=[(3, 12), (1, 12)]),
+]
+
+
+@pytest.mark.parametrize("chain", CHAINS, ids=lambda c: f"{c['rows']}x{c['cols']}")
+def test_consecutive_layers_load_weights_ahead(chain, backend):
+    """One engine, layers back to back (x_next feeding x), each with its own T and dilation: every layer's
     weights and biases load while the previous layer runs, and every layer takes the cycle model's count."""
     seed = 5
-    engine = ResidualEngine(2, 4, max_dilation=8, max_t=30, **SMALL)
-    jobs, expected = consecutive_jobs(np.random.default_rng(seed), [(8, 30), (1, 30), (2, 17)])
-    name = "pwg_layers_consecutive"
+    rows, cols, sizes, layers = chain["rows"], chain["cols"], chain["sizes"], chain["layers"]
+    engine = ResidualEngine(rows, cols, max_dilation=max(d for d, _ in layers), max_t=layers[0][1], **sizes)
+    jobs, expected = consecutive_jobs(np.random.default_rng(seed), layers, **sizes)
+    name = f"pwg_layers_consecutive_{rows}x{cols}"
     runs = run_residual_layers(engine, jobs, name=name, backend=backend)
     hint = f"seed {seed}; {vcd_hint(name)}"
     times = runs[0].streams.times
@@ -116,8 +126,8 @@ def test_consecutive_layers_load_weights_ahead(backend):
     for n, (run, (layer, x, *_), (x_ref, skip_ref)) in enumerate(zip(runs, jobs, expected, strict=True)):
         assert np.array_equal(run.x_next, x_ref) and np.array_equal(run.skip_out, skip_ref), hint
         assert run.framing_ok, hint
-        assert run.cycles == pwg_layer_cycles(2, 4, x.shape[1], layer.dilation, gate_lanes=engine.gate_lanes,
-                                              **SMALL), hint
+        assert run.cycles == pwg_layer_cycles(rows, cols, x.shape[1], layer.dilation, **sizes,
+                                              gate_lanes=engine.gate_lanes), hint
         if n:  # the layer's last weight and bias arrived before the previous layer ended
             assert times["w"][(n + 1) * engine.weight_beats - 1] < end, hint
             assert times["bias"][(n + 1) * engine.bias_beats - 1] < end, hint
