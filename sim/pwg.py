@@ -154,13 +154,14 @@ def run_residual_layers(engine: ResidualEngine, jobs, *, seed: int = 0, p_valid:
     (S, T); each job may have its own T and dilation. The first job's ``t`` and ``dilation`` are static inputs;
     a later job's first beat on ``x``, ``c`` and ``skip_in`` waits until the previous job's last ``x_next`` and
     ``skip_out`` beats have been taken and changes ``t`` and ``dilation``, so the engine holds them from a cycle
-    before the job's first input beat until its last output, as it requires. The ``w`` and ``bias`` beats
-    follow each other with no waits: the engine takes a job's weights while the previous job runs (its double
-    buffer); with ``weights_ahead=False`` they wait like the other inputs, as for an engine with one weight
-    buffer. With ``p_valid`` / ``p_ready`` below 1 every input stream has random gaps and every output random
-    stalls (generators seeded by ``seed``). ``name`` names the VCD trace of an Amaranth run; ``backend`` picks
-    the simulator. Without stalls every layer's ``cycles`` equal :func:`~wavefabric.model.perf.pwg_layer_cycles`.
-    Raises ``TimeoutError`` after ten times the cycle model (+ 2000) per job.
+    before the job's first beat on these streams until its last output, as it requires. The ``w`` and ``bias``
+    beats follow each other with no waits: the engine takes a job's weights while the previous job runs (its
+    double buffer); with ``weights_ahead=False`` they wait like the other inputs, as for an engine with one
+    weight buffer. With ``p_valid`` / ``p_ready`` below 1 every input stream has random gaps and every output
+    random stalls (generators seeded by ``seed``). ``name`` names the VCD trace of an Amaranth run; ``backend``
+    picks the simulator. Without stalls every layer's ``cycles`` equal
+    :func:`~wavefabric.model.perf.pwg_layer_cycles`. Raises ``TimeoutError`` after ten times the cycle model
+    (+ 2000) per job.
     """
     jobs = [(layer, *(np.asarray(v, dtype=np.int64) for v in signals)) for layer, *signals in jobs]
     streams = [layer_streams(engine, *job) for job in jobs]
