@@ -21,7 +21,27 @@ Float model (``PWGGenerator``)::
 Every convolution carries weight norm ``w = g v / ||v||`` (norm over all axes but the first) when
 ``use_weight_norm`` is set, stored as ``weight_g`` / ``weight_v`` as PyTorch's ``weight_norm`` names them.
 
-Fixed-point model (``PWGFixed``, :func:`residual_layer_fixed`): the same graph on integers with the kernels
+The hardware's order (``PWGGenerator(..., hardware_order=True)``, and always in ``PWGFixed``) cuts work
+without changing the function::
+
+    f   = conv_in(mel)                         # (A, frames): frame-rate conditioning
+    for each layer l:
+        u_l  = stages(aux_l(f))                # aux 1x1 at frame rate (A -> G), then the upsampling stages
+        h    = conv_l(x) + u_l                 #   on its G channels instead of A
+        ...                                    # the last layer's out_l is not computed: nothing reads it
+
+In the package (``parallel_wavegan/layers/upsample.py``, ``UpsampleNetwork`` with ``nonlinear_activation=None``
+and ``freq_axis_kernel_size=1``, the only case modelled here) each stage is ``Stretch2d`` (nearest repeat) and a
+``Conv2d(1, 1, (1, 2s+1), padding (0, s), bias=False)`` over the ``(1, A, T)`` image: the same kernel filters
+every channel along time, with zero padding. Every stage is therefore linear, bias-free and per-channel, so it
+commutes with ``aux_l``, a channel mix without bias: ``stages(aux_l(f)) = aux_l(stages(f))`` exactly in real
+arithmetic (in float64 the two orders differ by rounding only, ~1e-15 relative). It would not hold with a
+nonlinearity between the stages or a frequency-axis kernel wider than 1 (neither is in the ljspeech configs),
+nor across ``conv_l``'s bias, which therefore stays at sample rate. Work per sample (ljspeech): the aux 1x1s
+drop from ``30 * 80 * 128 = 307,200`` MACs to ``30 * 80 * 128 / 256 = 1,200`` plus the stages on ``30 * 128``
+channels instead of 80 (about 12 MACs per channel per sample), and the last ``out_l`` saves ``64 * 64``.
+
+Fixed-point model (``PWGFixed``, :func:`residual_layer_fixed`): the hardware order on integers with the kernels
 of :mod:`~wavefabric.model.kernels`; the formats and every narrowing are stated on the functions.
 """
 
@@ -35,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import load_torch_file, read_state_dict, weight_norm
-from .fixed import MAX_WIDTH, QFormat, accumulator_width, saturate
+from .fixed import MAX_WIDTH, QFormat, accumulator_width, narrow, saturate
 from .kernels import (
     Numerics,
     conv1d,
@@ -321,47 +341,69 @@ class ResidualLayer:
         return np.concatenate([self.conv.reshape(self.conv.shape[0], -1), self.aux], axis=1)
 
 
-def residual_layer(x: np.ndarray, c: np.ndarray, layer: ResidualLayer) -> tuple[np.ndarray, np.ndarray]:
-    """Float residual block: ``(x_next, skip)`` from x ``(R, T)`` and upsampled conditioning c ``(A, T)``.
+def residual_layer(x: np.ndarray, c: np.ndarray, layer: ResidualLayer, *, aux_applied: bool = False,
+                   residual_out: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+    """Float residual block: ``(x_next, skip)`` from x ``(R, T)`` and conditioning c.
 
     ``h = conv(x) + conv_bias + aux @ c``; ``g = tanh(h[:G/2]) * sigmoid(h[G/2:])``;
     ``skip = skip @ g + skip_bias``; ``x_next = (out @ g + out_bias + x) * sqrt(0.5)``.
+
+    ``c`` is the upsampled conditioning ``(A, T)``, or with ``aux_applied`` the layer's aux term ``(G, T)``
+    already computed (the hardware order: ``aux @`` at frame rate, then upsampled), which is added in place
+    of ``aux @ c``. With ``residual_out=False`` (the last layer) ``x_next`` is not computed and is None.
     """
     half = layer.conv.shape[0] // 2
     h = _conv_taps(x, layer.conv, layer.dilation, layer.padding)
-    h += layer.aux @ c
+    h += c if aux_applied else layer.aux @ c
     h += layer.conv_bias[:, None]
     g = np.tanh(h[:half]) * float_sigmoid(h[half:])
     skip = layer.skip @ g + layer.skip_bias[:, None]
+    if not residual_out:
+        return None, skip
     x_next = (layer.out @ g + layer.out_bias[:, None] + x) * math.sqrt(0.5)
     return x_next, skip
 
 
-def residual_layer_fixed(x: np.ndarray, c: np.ndarray, layer: ResidualLayer,
-                         num: Numerics) -> tuple[np.ndarray, np.ndarray]:
+def residual_layer_fixed(x: np.ndarray, c: np.ndarray, layer: ResidualLayer, num: Numerics, *,
+                         aux_applied: bool = False,
+                         residual_out: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
     """Fixed-point residual block: the integers the conv engine must produce for one layer.
 
     Parameters
     ----------
     x : (R, T) int64 in ``num.act``
         Residual input.
-    c : (A, T) int64 in ``num.act``
-        Upsampled conditioning (the output of :meth:`PWGFixed.upsample`).
+    c : (A, T) or, with ``aux_applied``, (G, T) int64 in ``num.act``
+        Upsampled conditioning (the output of :meth:`PWGFixed.upsample_stages` on ``conv_in``'s output); or
+        the layer's aux term as the hardware order computes it (``upsample_stages`` of the frame-rate aux
+        1x1, see :meth:`PWGFixed.forward`).
     layer : ResidualLayer
         Weights in ``num.weight``, biases in ``num.act`` (as :class:`PWGFixed` builds them).
     num : Numerics
+    aux_applied : bool
+        Whether ``c`` is the aux term (True) rather than the conditioning (False, the residual engine's
+        order: the aux 1x1 in the gate GEMM).
+    residual_out : bool
+        False for the last layer, whose residual output nothing reads: step 4 is skipped.
 
     Returns
     -------
-    x_next : (R, T) int64 in ``num.act``
+    x_next : (R, T) int64 in ``num.act``, or None if not ``residual_out``
     skip : (S, T) int64 in ``num.act``
 
     Notes
     -----
-    1. Gate GEMM, one exact accumulation of ``R*K + A`` products per output, narrowed once to ``act``::
+    1. Gate GEMM, one exact accumulation per output, narrowed once to ``act``. Without ``aux_applied``,
+       ``R*K + A`` products::
 
            cols = [im2col(x, K, dilation, padding) ; c]          # (R*K + A, T), zero padding at both ends
            h    = linear(layer.gemm_weight(), cols, conv_bias)  # (G, T) act
+
+       With ``aux_applied``, ``R*K`` products, the aux term added like a per-step bias: the accumulator is
+       preloaded with ``(conv_bias + c) << weight.frac`` (exact; the sum of two act values needs
+       ``act.width + 1`` bits)::
+
+           h    = linear(layer.conv.reshape(G, R*K), im2col(x, K, dilation, padding), conv_bias + c)
 
     2. ``g = gated_activation(h[:G/2], h[G/2:])``: tanh and sigmoid tables to ``gate``, product narrowed
        to ``act``.
@@ -373,11 +415,17 @@ def residual_layer_fixed(x: np.ndarray, c: np.ndarray, layer: ResidualLayer,
        (a 17 x 16-bit product at the defaults, one DSP48E1).
     """
     num_act = num.act
-    cols = np.concatenate([im2col(x, layer.kernel_size, layer.dilation, layer.padding), c], axis=0)
-    h = linear(layer.gemm_weight(), cols, layer.conv_bias, num)
+    cols = im2col(x, layer.kernel_size, layer.dilation, layer.padding)
+    if aux_applied:
+        weight, preload = layer.conv.reshape(layer.conv.shape[0], -1), layer.conv_bias[:, None] + c
+    else:
+        weight, cols, preload = layer.gemm_weight(), np.concatenate([cols, c], axis=0), layer.conv_bias
+    h = linear(weight, cols, preload, num)
     half = h.shape[0] // 2
     g = gated_activation(h[:half], h[half:], num)
     skip = linear(layer.skip, g, layer.skip_bias, num)
+    if not residual_out:
+        return None, skip
     wide = QFormat(num_act.width + 1, num_act.frac)
     y = linear(layer.out, g, layer.out_bias[:, None] + x, num, out=wide)
     return mul_const(y, math.sqrt(0.5), num), skip
@@ -479,6 +527,10 @@ class PWGGenerator:
     fold_weight_norm : bool
         True: compute ``w = g v / ||v||`` once here. False: recompute it on every forward call (as the
         package does while training); the results are identical.
+    hardware_order : bool
+        False (default): the package's order of operations, so that results match PyTorch to rounding.
+        True: the hardware's (module docstring): each layer's aux 1x1 at frame rate, then upsampled, and no
+        ``conv1x1_out`` in the last layer; the same function, different float rounding (~1e-15 relative).
 
     Attributes
     ----------
@@ -486,13 +538,15 @@ class PWGGenerator:
         The checkpoint's tensors (``weight_g``, ``weight_v``, ``bias`` or ``weight``).
     """
 
-    def __init__(self, config: PWGConfig, state_dict: Mapping, fold_weight_norm: bool = True):
+    def __init__(self, config: PWGConfig, state_dict: Mapping, fold_weight_norm: bool = True,
+                 hardware_order: bool = False):
         if not isinstance(config, PWGConfig):
             raise ValueError(f"config must be a PWGConfig, not {config!r}")
         arrays = read_state_dict(state_dict, config.tensor_shapes(), weight_norm_option="use_weight_norm",
                                  ignored=_IGNORED_TENSORS)
         self.config = config
         self.fold_weight_norm = fold_weight_norm
+        self.hardware_order = hardware_order
         self.params = arrays
         self._folded = {m: self._compute_weight(m) for m in config.conv_shapes()} if fold_weight_norm else None
 
@@ -522,11 +576,20 @@ class PWGGenerator:
     def upsample(self, c: np.ndarray) -> np.ndarray:
         """ConvInUpsampleNetwork: mel ``(A, frames + 2w)`` to conditioning ``(A, frames * hop)``.
 
-        ``conv_in`` (``2w + 1`` taps, no padding, no bias), then for each scale s: repeat every column s
-        times (nearest ``Stretch2d``) and filter every channel with the ``(1, 2s+1)`` Conv2d kernel, zero
-        padding s.
+        :meth:`frame_conditioning`, then :meth:`upsample_stages`.
         """
-        c = _conv_taps(np.asarray(c, dtype=np.float64), self.weight("upsample_net.conv_in"), 1, 0)
+        return self.upsample_stages(self.frame_conditioning(c))
+
+    def frame_conditioning(self, c: np.ndarray) -> np.ndarray:
+        """``conv_in`` (``2w + 1`` taps, no padding, no bias): mel ``(A, frames + 2w)`` to ``(A, frames)``."""
+        return _conv_taps(np.asarray(c, dtype=np.float64), self.weight("upsample_net.conv_in"), 1, 0)
+
+    def upsample_stages(self, c: np.ndarray) -> np.ndarray:
+        """The upsampling stages on any number of channels: ``(channels, L)`` to ``(channels, L * hop)``.
+
+        For each scale s: repeat every column s times (nearest ``Stretch2d``) and filter every channel with
+        the ``(1, 2s+1)`` Conv2d kernel, zero padding s.
+        """
         for i, scale in enumerate(self.config.upsample_scales):
             h = self.weight(f"upsample_net.upsample.up_layers.{2 * i + 1}").reshape(-1)
             c = _time_filter(np.repeat(c, scale, axis=1), h)
@@ -538,11 +601,15 @@ class PWGGenerator:
         z = np.asarray(z, dtype=np.float64)
         c = np.asarray(c, dtype=np.float64)
         _check_inputs(self.config, z, c)
-        c = self.upsample(c)
+        hardware = self.hardware_order
+        c = self.frame_conditioning(c) if hardware else self.upsample(c)
         x = self.weight("first_conv")[:, :, 0] @ z + self.bias("first_conv")[:, None]
         skips = 0.0
         for index in range(self.config.layers):
-            x, skip = residual_layer(x, c, self.layer(index))
+            layer = self.layer(index)
+            cond = self.upsample_stages(layer.aux @ c) if hardware else c
+            x, skip = residual_layer(x, cond, layer, aux_applied=hardware,
+                                     residual_out=not hardware or index < self.config.layers - 1)
             skips = skips + skip
         h = np.maximum(skips * math.sqrt(1.0 / self.config.layers), 0.0)
         h = np.maximum(self.weight("last_conv_layers.1")[:, :, 0] @ h + self.bias("last_conv_layers.1")[:, None],
@@ -574,8 +641,9 @@ def _same(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def from_state_dict(config: PWGConfig, state_dict: Mapping, fold_weight_norm: bool = True) -> PWGGenerator:
-    """A float generator from a ``ParallelWaveGANGenerator`` state dict.
+def from_state_dict(config: PWGConfig, state_dict: Mapping, fold_weight_norm: bool = True,
+                    hardware_order: bool = False) -> PWGGenerator:
+    """A float generator from a ``ParallelWaveGANGenerator`` state dict (options as :class:`PWGGenerator`).
 
     Every tensor ``config.tensor_shapes()`` lists must be present with that shape; values may be NumPy
     arrays or torch tensors (read through ``.detach().cpu().numpy()``; torch is not imported). Names from
@@ -587,7 +655,7 @@ def from_state_dict(config: PWGConfig, state_dict: Mapping, fold_weight_norm: bo
     ValueError
         One line naming the first missing, mis-shaped, non-finite or unexpected tensor.
     """
-    return PWGGenerator(config, state_dict, fold_weight_norm)
+    return PWGGenerator(config, state_dict, fold_weight_norm, hardware_order)
 
 
 def load_checkpoint(path: str | Path, config: PWGConfig, fold_weight_norm: bool = True) -> PWGGenerator:
@@ -606,6 +674,7 @@ def load_checkpoint(path: str | Path, config: PWGConfig, fold_weight_norm: bool 
 class PWGFixed:
     """Fixed-point ParallelWaveGAN generator with ``generator.config.numerics`` formats.
 
+    It computes in the hardware's order (module docstring; :meth:`forward` states every narrowing).
     Weights are quantised once, as the hardware loader does: weight-normed convolutions through
     :func:`~.kernels.quantize_weight_norm` (the weight-norm unit's arithmetic) into ``num.weight``, plain
     weights by ``num.weight.quantize``; biases into ``num.act``.
@@ -617,8 +686,17 @@ class PWGFixed:
     first_conv, first_bias : (R, in_channels), (R,)
     conv_in : (A, A, 2w + 1)
     upsample_kernels : tuple of (2s + 1,) arrays, one per scale
+    upsample_phases : tuple of (s, 3) arrays, one per scale
+        The polyphase form of each kernel (:meth:`upsample_stages`): entry ``[p, d]`` is the exact integer
+        sum of the taps ``j`` with ``floor((p + j - s) / s) = d - 1``.
     layers : tuple of ResidualLayer (integers)
     last1, last1_bias, last2, last2_bias : (S, S), (S,), (out_channels, S), (out_channels,)
+
+    Raises
+    ------
+    ValueError
+        If a polyphase weight does not fit ``num.weight`` (the array multiplies them as weights; kernels near
+        the package's ``1/(2s+1)`` give sums near ``s/(2s+1) < 1/2``).
     """
 
     def __init__(self, generator: PWGGenerator):
@@ -641,6 +719,13 @@ class PWGFixed:
         self.conv_in = weight("upsample_net.conv_in")
         self.upsample_kernels = tuple(weight(f"upsample_net.upsample.up_layers.{2 * i + 1}").reshape(-1)
                                       for i in range(len(config.upsample_scales)))
+        self.upsample_phases = tuple(
+            _phase_weights(kernel, scale)
+            for kernel, scale in zip(self.upsample_kernels, config.upsample_scales, strict=True))
+        for stage, phases in enumerate(self.upsample_phases):
+            if not num.weight.contains(phases):
+                raise ValueError(f"upsampling stage {stage}: a polyphase weight (a sum of kernel taps) is outside "
+                                 f"the weight format {num.weight}")
         layers = []
         for index in range(config.layers):
             p = f"conv_layers.{index}."
@@ -656,43 +741,73 @@ class PWGFixed:
         self.last2 = weight("last_conv_layers.3")[:, :, 0]
         self.last2_bias = bias("last_conv_layers.3")
 
-    def upsample(self, c: np.ndarray) -> np.ndarray:
-        """Fixed-point ConvInUpsampleNetwork: act ints ``(A, frames + 2w)`` to act ints ``(A, frames * hop)``.
+    def frame_conditioning(self, c: np.ndarray) -> np.ndarray:
+        """Fixed-point ``conv_in``: act ints ``(A, frames + 2w)`` to act ints ``(A, frames)``.
 
-        ``conv_in`` is :func:`~.kernels.conv1d` (``A * (2w+1)`` products, one narrowing to act). Each stage
-        repeats columns (exact) and filters every channel with its ``2s + 1`` weight ints, zero padding s:
-        one accumulation of ``2s + 1`` products narrowed to act per output.
+        :func:`~.kernels.conv1d`: one exact accumulation of ``A * (2w+1)`` products narrowed to act.
+        """
+        return conv1d(c, self.conv_in, None, self.numerics)
+
+    def upsample_stages(self, c: np.ndarray) -> np.ndarray:
+        """Fixed-point upsampling stages: act ints ``(channels, L)`` to act ints ``(channels, L * hop)``.
+
+        Definition, per stage of scale s and kernel ``h`` (``2s + 1`` weight ints): repeat every column s
+        times (exact), then per channel and output n one exact accumulation narrowed once to act::
+
+            y[n] = narrow(sum_j h[j] * stretched[n + j - s])      # zero outside the stretched signal
+
+        Computed (bit-identically, as the array can) in polyphase form: output ``n = m s + p`` reads frames
+        ``m - 1, m, m + 1`` of the stage's input (zero beyond either end) with the weights
+        ``upsample_phases[stage][p]``, the sums of the taps that fall on each frame. Integer products and
+        sums are exact, so the accumulator, and the narrowed result, are the same; it is 3 products per
+        output instead of ``2s + 1``.
         """
         num = self.numerics
-        c = conv1d(c, self.conv_in, None, num)
-        for scale, kernel in zip(self.config.upsample_scales, self.upsample_kernels, strict=True):
-            c = np.repeat(c, scale, axis=1)
+        for scale, phases in zip(self.config.upsample_scales, self.upsample_phases, strict=True):
             channels, length = c.shape
-            taps = len(kernel)
-            # im2col of every channel, regrouped so that the taps are the reduction and (channel, time) the
-            # columns: one (1, 2s+1) x (2s+1, A*T) product for all channels.
-            cols = im2col(c, taps, 1, scale).reshape(channels, taps, length).transpose(1, 0, 2)
-            c = linear(kernel[None, :], cols.reshape(taps, channels * length), None, num).reshape(channels, length)
+            padded = np.pad(np.asarray(c, dtype=np.int64), ((0, 0), (1, 1)))
+            # acc[:, m, p] is output m s + p: three whole-array multiply-adds per phase (4x faster than a
+            # matrix product over im2col columns, which NumPy runs as copies and transposes at these sizes).
+            acc = np.empty((channels, length, scale), dtype=np.int64)
+            for p, (w_prev, w_this, w_next) in enumerate(phases):
+                acc[:, :, p] = w_prev * padded[:, :-2] + w_this * padded[:, 1:-1] + w_next * padded[:, 2:]
+            c = narrow(acc, num.acc_frac, num.act).reshape(channels, length * scale)
         return c
 
     def forward(self, z: np.ndarray, c: np.ndarray) -> np.ndarray:
         """Fixed-point generator: act ints z ``(in_channels, T)``, c ``(A, T / hop + 2w)`` to act ints
-        ``(out_channels, T)``.
+        ``(out_channels, T)``, in the hardware's order.
 
-        ``first_conv`` is a :func:`~.kernels.linear`; layers run :func:`residual_layer_fixed`; their skips are
-        summed exactly in a wide integer (``act.width + bit_length(layers)`` bits, no saturation) and scaled
-        by ``mul_const(sqrt(1/layers))`` into act (with one layer the scale is 1: saturation only); then
-        ReLU, 1x1 (narrowed to act), ReLU, 1x1 (narrowed to act).
+        Every ``linear`` is an exact accumulation narrowed once (round half up, saturate) to act::
+
+            f   = frame_conditioning(c)                       # conv_in: A (2w+1) products -> act, (A, F)
+            x   = linear(first_conv, z, first_bias)           # in_channels products -> act
+            for each layer l:
+                a_l = linear(aux_l, f, None)                  # at frame rate: A products -> act, (G, F)
+                u_l = upsample_stages(a_l)                    # per stage: 2s+1 products -> act, (G, T)
+                x, skip_l = residual_layer_fixed(x, u_l, layer_l, aux_applied=True,
+                                                 residual_out=(l < layers - 1))
+                skips += skip_l                               # exact, act.width + bit_length(layers) bits
+            h   = mul_const(skips, sqrt(1/layers))            # constant in gate format -> act
+            y   = linear(last2, relu(linear(last1, relu(h), last1_bias)), last2_bias)
+
+        ``u_l`` enters the gate accumulator exactly, with the bias, as a preload (:func:`residual_layer_fixed`).
+        So against the package's order the aux path is narrowed to act after the aux 1x1 and after each
+        stage (five times at ljspeech sizes, each within half an act LSB) instead of after ``conv_in`` and each
+        stage on the 80 mel channels, with the aux products inside the gate accumulator. With one layer the
+        skip scale is 1: saturation only.
         """
         num = self.numerics
         z = np.asarray(z, dtype=np.int64)
         c = np.asarray(c, dtype=np.int64)
         _check_inputs(self.config, z, c)
-        c = self.upsample(c)
+        f = self.frame_conditioning(c)
         x = linear(self.first_conv, z, self.first_bias, num)
         skips = np.zeros((self.config.skip_channels, z.shape[1]), dtype=np.int64)
-        for layer in self.layers:
-            x, skip = residual_layer_fixed(x, c, layer, num)
+        last = len(self.layers) - 1
+        for index, layer in enumerate(self.layers):
+            u = self.upsample_stages(linear(layer.aux, f, None, num))
+            x, skip = residual_layer_fixed(x, u, layer, num, aux_applied=True, residual_out=index < last)
             skips += skip
         if self.config.layers > 1:
             h = mul_const(skips, math.sqrt(1.0 / self.config.layers), num)
@@ -715,6 +830,16 @@ class PWGFixed:
         act = self.numerics.act
         return _inference_blocks(self.config, self.forward, act.quantize, act.dequantize, c, seed, block_frames,
                                  progress)
+
+
+def _phase_weights(kernel: np.ndarray, scale: int) -> np.ndarray:
+    """Polyphase form ``(scale, 3)`` of a ``(2 scale + 1)``-tap stretch-and-filter kernel (see
+    :meth:`PWGFixed.upsample_stages`): tap j of phase p falls on frame offset ``floor((p + j - s) / s)``."""
+    phases = np.zeros((scale, 3), dtype=kernel.dtype)
+    for p in range(scale):
+        for j, tap in enumerate(kernel):
+            phases[p, (p + j - scale) // scale + 1] += tap
+    return phases
 
 
 def snr_db(reference: np.ndarray, test: np.ndarray) -> float:

@@ -8,8 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
-from wavefabric.model.fixed import QFormat
-from wavefabric.model.kernels import Numerics
+from wavefabric.model.fixed import QFormat, narrow
+from wavefabric.model.kernels import Numerics, im2col
 from wavefabric.model.pwg import (
     PWG_NUMERICS,
     PWGConfig,
@@ -393,10 +393,95 @@ def test_fixed_upsampler_error():
     config = LJSPEECH
     act = config.numerics.act
     generator = from_state_dict(config, random_state_dict(config, seed=4))
+    fixed = PWGFixed(generator)
     c = padded_mel(config, 4, 5)
-    up = PWGFixed(generator).upsample(act.quantize(c))
+    up = fixed.upsample_stages(fixed.frame_conditioning(act.quantize(c)))
     assert up.shape == (80, 4 * 256)
     assert np.max(np.abs(act.dequantize(up) - generator.upsample(c))) < 3e-3  # measured 1.7e-3
+
+
+def stretch_and_filter(c: np.ndarray, fixed: PWGFixed) -> np.ndarray:
+    """The upsampling stages by their definition: repeat s times, (2s+1)-tap filter, narrow to act."""
+    num = fixed.numerics
+    for scale, kernel in zip(fixed.config.upsample_scales, fixed.upsample_kernels, strict=True):
+        stretched = np.repeat(c, scale, axis=1)
+        taps = im2col(stretched, len(kernel), 1, scale).reshape(len(c), len(kernel), -1)
+        c = narrow(np.einsum("j,cjt->ct", kernel, taps), num.acc_frac, num.act)
+    return c
+
+
+@pytest.mark.parametrize("config", [SMALL, LJSPEECH], ids=["scales 2 3", "scales 4 4 4 4"])
+@pytest.mark.parametrize("length", [1, 2, 7])
+def test_polyphase_upsample_stages_are_the_stretch_and_filter(config, length):
+    # Edges (one frame: every output reads the zero padding) and full-scale inputs that saturate included.
+    config = dataclasses.replace(config, use_weight_norm=False)
+    num = config.numerics
+    state = random_state_dict(config, seed=length)
+    for i in range(len(config.upsample_scales)):
+        state[f"upsample_net.upsample.up_layers.{2 * i + 1}.weight"] *= 1.5  # gain ~1.5: full scale saturates
+    fixed = PWGFixed(from_state_dict(config, state))
+    rng = np.random.default_rng(length)
+    c = rng.integers(num.act.min_int, num.act.max_int + 1, size=(24, length))
+    c[:4] = num.act.max_int
+    c[4:8] = num.act.min_int
+    up = fixed.upsample_stages(c)
+    assert up.shape == (24, length * config.hop_size)
+    assert np.array_equal(up, stretch_and_filter(c, fixed))
+    if length == 7:
+        middle = up[:8, up.shape[1] // 2]
+        assert np.all(middle[:4] == num.act.max_int) and np.all(middle[4:] == num.act.min_int)
+
+
+def test_polyphase_weights_must_fit_the_weight_format():
+    config = dataclasses.replace(SMALL, use_weight_norm=False)
+    state = random_state_dict(config, seed=0)
+    state["upsample_net.upsample.up_layers.3.weight"][:] = 1.5  # scale 3: three taps of 1.5 on one frame
+    with pytest.raises(ValueError, match=r"^upsampling stage 1: a polyphase weight .* outside the weight format"):
+        PWGFixed(from_state_dict(config, state))
+
+
+# --- the hardware's order ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("config, frames", [(SMALL, 9), (LJSPEECH, 3)], ids=["small", "ljspeech"])
+def test_hardware_order_equals_package_order_in_float(config, frames):
+    # Aux 1x1s at frame rate, upsampled on their G channels, and no last conv1x1_out: the same function
+    # (measured max difference 1.8e-15 at ljspeech sizes, outputs of order 1).
+    state = random_state_dict(config, seed=14)
+    z, c = noise(config, frames, 15), padded_mel(config, frames, 16)
+    package = from_state_dict(config, state).forward(z, c)
+    hardware = from_state_dict(config, state, hardware_order=True)
+    assert hardware.hardware_order and not from_state_dict(config, state).hardware_order
+    assert np.max(np.abs(hardware.forward(z, c) - package)) < 1e-10
+    f = hardware.frame_conditioning(c)
+    aux = hardware.layer(1).aux
+    assert np.max(np.abs(hardware.upsample_stages(aux @ f) - aux @ hardware.upsample_stages(f))) < 1e-12
+
+
+def test_residual_layer_options():
+    # aux_applied adds the given (G, T) term in place of aux @ c; residual_out=False leaves x_next out.
+    config = SMALL
+    num = config.numerics
+    generator = from_state_dict(config, random_state_dict(config, seed=17))
+    rng = np.random.default_rng(18)
+    x, c = rng.standard_normal((16, 30)), rng.standard_normal((20, 30))
+    layer = generator.layer(2)
+    x_next, skip = residual_layer(x, c, layer)
+    x_aux, skip_aux = residual_layer(x, layer.aux @ c, layer, aux_applied=True)
+    assert np.max(np.abs(x_aux - x_next)) < 1e-12 and np.max(np.abs(skip_aux - skip)) < 1e-12
+    none, skip_last = residual_layer(x, c, layer, residual_out=False)
+    assert none is None and np.array_equal(skip_last, skip)
+    # Fixed point: the preloaded aux term is bit for bit an aux column of weight 1.0 per gate channel.
+    fixed = PWGFixed(generator).layers[2]
+    gate = fixed.conv.shape[0]
+    x_int = num.act.quantize(x)
+    u = rng.integers(num.act.min_int, num.act.max_int + 1, size=(gate, 30))
+    identity = dataclasses.replace(fixed, aux=np.eye(gate, dtype=np.int64) << num.weight.frac)
+    expected = residual_layer_fixed(x_int, u, identity, num)
+    got = residual_layer_fixed(x_int, u, fixed, num, aux_applied=True)
+    assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+    none, skip_last = residual_layer_fixed(x_int, u, fixed, num, aux_applied=True, residual_out=False)
+    assert none is None and np.array_equal(skip_last, expected[1])
 
 
 def test_fixed_vs_float_snr_ljspeech():
