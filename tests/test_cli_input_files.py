@@ -78,3 +78,19 @@ def test_bad_mels(tmp_path):
     for name, message in expected.items():
         assert_refused(cli("generate", "pwg", "--mel", tmp_path / name, "--seconds", "0.1", "-o", out), message)
     assert not out.exists()
+
+
+def test_sim_samplernn_bad_inputs(tmp_path):
+    """The accelerator's simulation refuses, in one line and before writing anything: a checkpoint of other sizes,
+    a temperature the sampler cannot hold, and no audio at all."""
+    other = tmp_path / "other.pt"
+    torch.save(small_state(torch.float32), other)  # dim 8, frame sizes 2 2: not the default sizes
+    out = tmp_path / "out.wav"
+    assert_refused(cli("sim", "samplernn", "--checkpoint", other, "-o", out), "frame_level_rnns")
+    for argv, message in ((["--temperature", "0"], "argument --temperature"),
+                          (["--temperature", "-1"], "argument --temperature"),
+                          (["--temperature", "17"], "argument --temperature"),
+                          (["--seconds", "0"], "argument --seconds"),
+                          (["--seconds", "1e-5"], "is 0 samples")):
+        assert_refused(cli("sim", "samplernn", *argv, "-o", out), message)
+    assert not out.exists()
