@@ -42,11 +42,23 @@ def test_pwg_matches_checkpoint_shapes(overrides):
             total += math.prod(shape) * config.aux_channels * rate
         else:
             total += math.prod(shape)
-    report = perf.pwg_macs(config)
+    report = perf.pwg_macs(config, hardware_order=False)
     assert report.total == pytest.approx(total)
     if not overrides:
         assert report.total == pytest.approx(1.2955e6, rel=1e-4)
         assert report.macs_per_second == pytest.approx(28.57e9, rel=1e-3)
+
+
+def test_pwg_macs_in_the_hardware_order():
+    # Aux 1x1s at frame rate, polyphase stages (3 MACs per output) on their 30 x 128 outputs, no last out 1x1.
+    config = pwg.PWGConfig()
+    package, hardware = perf.pwg_macs(config, hardware_order=False), perf.pwg_macs(config)
+    assert hardware.layers["aux_1x1"] == 30 * 128 * 80 / 256 == 1200
+    stages = sum(v for k, v in hardware.layers.items() if k.startswith("upsample.stage"))
+    assert stages == 30 * 128 * 3 * (4 + 16 + 64 + 256) / 256  # ~4 MACs per channel per sample
+    assert hardware.layers["residual_layers"] == package.layers["residual_layers"] - 30 * 80 * 128 - 64 * 64
+    assert hardware.total == 999_793
+    assert 1 - hardware.total / package.total == pytest.approx(0.228, abs=1e-3)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -74,6 +86,8 @@ def test_pwg_layer_traffic_counts_every_stream():
     assert traffic["skip_in"] == traffic["skip_out"] == 100 * 64 * 4
     assert traffic["weights"] == (16 * 272 + 16 * 64) * 8 * 2 + 256 * 2
     assert traffic["total"] == sum(v for k, v in traffic.items() if k != "total")
+    applied = perf.pwg_layer_traffic(100, 8, aux_applied=True)  # reads the 128-channel aux term, K_g = 192
+    assert applied["c"] == 100 * 128 * 2 and applied["weights"] == (16 * 192 + 16 * 64) * 8 * 2 + 256 * 2
 
 
 def test_estimate_pwg_real_time_figures():
@@ -82,13 +96,32 @@ def test_estimate_pwg_real_time_figures():
     assert small["dsp48e1"] == 64 and small["fits_dsp"]
     assert small["cycles"]["total"] == sum(v for k, v in small["cycles"].items() if k != "total")
     assert small["real_time_factor"] == pytest.approx(100e6 / small["cycles_per_sample"] / 22050)
-    assert 0.97 < small["utilization"] < 1 and small["residual_utilization"] > 0.99
+    assert 0.95 < small["utilization"] < 1 and small["residual_utilization"] > 0.99
     assert small["macs_per_sample"] == perf.pwg_macs(config).total
     big = perf.estimate_pwg(16, 16, 200e6)
     packed = perf.estimate_pwg(16, 16, 200e6, int8_pack=True)
     assert not big["fits_dsp"] and packed["fits_dsp"] and packed["dsp48e1"] == 128
     assert packed["real_time_factor"] == big["real_time_factor"] > 1
-    assert packed["ddr_bandwidth_needed"] < big["ddr_bandwidth_needed"] < perf.PYNQ_Z1_HP_PORT_BYTES_PER_S
+    assert packed["ddr_bandwidth_needed"] < big["ddr_bandwidth_needed"] < perf.PYNQ_Z1_DDR_BYTES_PER_S
+
+
+def test_estimate_pwg_recommended_configuration():
+    # 13x16 (cols a power of two, as the engine needs) is the 16-bit array within 220 DSP48E1 that reaches real
+    # time at the lowest clock, 115.5 MHz by the cycle models; the default clock leaves a few percent.
+    figures = perf.estimate_pwg()
+    assert (figures["rows"], figures["cols"], figures["clock_hz"]) == (13, 16, 120e6)
+    assert figures["fits_dsp"] and not figures["int8_pack"] and figures["hardware_order"]
+    assert 1.0 < figures["real_time_factor"] < 1.05
+    package = perf.estimate_pwg(hardware_order=False)
+    assert package["real_time_factor"] < 0.9 and package["macs_per_sample"] == pytest.approx(1.2955e6, rel=1e-4)
+
+
+def test_pwg_upsample_cycles_use_the_best_block():
+    # s = 4 on 16x16: blocks of 16 outputs from 6 frames, one 16-cycle tile per 16 x 16 outputs; 344 outputs
+    # per channel are 22 blocks.
+    assert perf.pwg_upsample_cycles(16, 16, 3840, 86, 4) == perf.gemm_cycles(16, 16, 16, 3840 * 22, 6)
+    # 13 rows: blocks of 52 outputs (4 tiles of 13 rows, 15 frames) beat one tile of 12 rows.
+    assert perf.pwg_upsample_cycles(13, 16, 3840, 86, 4) == perf.gemm_cycles(13, 16, 52, 3840 * 7, 15)
 
 
 def test_gru_lanes_per_tier():
