@@ -21,7 +21,7 @@ def test_models_json(capsys):
     data = json.loads(out)
     assert data["samplernn"]["macs_per_sample"] == 290944
     assert data["samplernn (embedding folded)"]["macs_per_sample"] == 28800
-    assert 1.29e6 < data["pwg ljspeech v1"]["macs_per_sample"] < 1.31e6
+    assert 0.99e6 < data["pwg ljspeech v1"]["macs_per_sample"] < 1.01e6  # the hardware order (perf.pwg_macs)
 
 
 def test_demo_writes_wav_and_reports(capsys, tmp_path):
