@@ -344,10 +344,10 @@ def _estimate_gru(args) -> dict:
             "utilization": macs / cycles / (args.lanes * args.simd)}
 
 
-def _pwg_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rows", type=positive, default=8, help="processing-element rows (default: 8)")
-    parser.add_argument("--cols", type=positive, default=8,
-                        help="processing-element columns = time steps per block, a power of two (default: 8)")
+def _pwg_options(parser: argparse.ArgumentParser, rows: int = 8, cols: int = 8) -> None:
+    parser.add_argument("--rows", type=positive, default=rows, help=f"processing-element rows (default: {rows})")
+    parser.add_argument("--cols", type=positive, default=cols,
+                        help=f"processing-element columns = time steps per block, a power of two (default: {cols})")
     parser.add_argument("--residual", type=positive, default=64, help="residual channels (default: 64)")
     parser.add_argument("--gate", type=positive, default=128, help="gate channels, even (default: 128)")
     parser.add_argument("--skip", type=positive, default=64, help="skip channels (default: 64)")
@@ -368,8 +368,20 @@ def _pwg_layer_sizes(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--t", type=positive, default=16, help="time steps, at most --max-t (default: 16)")
 
 
+def _pwg_generator_options(parser: argparse.ArgumentParser) -> None:
+    """The whole generator's array: by default the recommended xc7z020 configuration (``perf.PWG_RECOMMENDED``)."""
+    from .model.perf import PWG_RECOMMENDED
+
+    _pwg_options(parser, PWG_RECOMMENDED["rows"], PWG_RECOMMENDED["cols"])
+
+
 def _pwg_estimate_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--clock", type=float, default=100e6, help="clock frequency in Hz (default: 100e6)")
+    from .model.perf import PWG_RECOMMENDED
+
+    clock = PWG_RECOMMENDED["clock_hz"]
+    parser.add_argument("--clock", type=clock_type, default=clock,
+                        help=f"clock frequency in Hz (default: {clock:g}, the lowest round clock at which the "
+                             "default array reaches real time)")
     parser.add_argument("--int8-pack", action="store_true",
                         help="8-bit operands, two multiplies per DSP48E1 (halves the DSP count)")
     parser.add_argument("--t", type=positive, default=22050,
@@ -557,7 +569,7 @@ ENGINES: dict[str, Engine] = {
                _pwg_layer_options, _build_pwg_layer, _pwg_layer_sizes, _simulate_pwg_layer, _pwg_layer_bytes,
                "weights, signals", build_bytes=_array_bytes),
         Engine("pwg", "ParallelWaveGAN generator on the residual-layer engine: real-time estimate",
-               _pwg_options, add_estimate_options=_pwg_estimate_options, estimate=_estimate_pwg,
+               _pwg_generator_options, add_estimate_options=_pwg_estimate_options, estimate=_estimate_pwg,
                note="the residual-layer engine it runs on is 'pwg-layer' (verilog, synth, sim)"),
         Engine("samplernn", "SampleRNN accelerator: the whole generator, sample after sample (GRU engines, "
                "matrix-vector unit, table rows from DDR, Gumbel sampler)",
