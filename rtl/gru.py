@@ -14,6 +14,7 @@ from ..model.kernels import Numerics
 from .activation import Activation, fabric_multiply
 from .fixed import narrow, rounding_offset, saturate
 from .gemm import frame_layout
+from .lanes import load_address_major
 from .pe import ProcessingElement
 from .pipeline import delayed
 from .systolic import DSP_ACC_WIDTH, check_multiplier
@@ -498,22 +499,7 @@ class GruEngine(wiring.Component):
                 m.d.sync += [bias_chunk.eq(0), bias_addr.eq(0)]
 
         # --- Weight stream: address-major, one lane's word per beat ----------------------------------------------
-        w_addr, w_lane = Signal(range(geo.weight_depth)), Signal(range(P))
-        w_last = (w_addr == geo.weight_depth - 1) & (w_lane == P - 1)
-        m.d.comb += self.weights.ready.eq(quiet)
-        w_take = self.weights.valid & self.weights.ready
-        for p, port in enumerate(weight_writes):
-            m.d.comb += [port.addr.eq(w_addr), port.data.eq(self.weights.payload.data),
-                         port.en.eq(w_take & (w_lane == p))]
-        with m.If(w_take):
-            m.d.sync += w_lane.eq(w_lane + 1)
-            with m.If(w_lane == P - 1):
-                m.d.sync += [w_lane.eq(0), w_addr.eq(w_addr + 1)]
-            with m.If(w_last):
-                m.d.sync += w_addr.eq(0)
-            with m.If((self.weights.payload.first != ((w_addr == 0) & (w_lane == 0)))
-                      | (self.weights.payload.last != w_last)):
-                m.d.comb += error.eq(1)
+        load_address_major(m, self.weights, weight_writes, geo.weight_depth, quiet, error)
         with m.If(error):
             m.d.sync += self.error.eq(1)
 

@@ -12,6 +12,7 @@ from ..model.fixed import QFormat, accumulator_width
 from ..model.kernels import Numerics
 from .fixed import saturate
 from .gemm import frame_layout
+from .lanes import load_address_major
 from .pe import ProcessingElement
 from .pipeline import delayed
 from .systolic import DSP_ACC_WIDTH, check_multiplier
@@ -237,25 +238,11 @@ class MatVecUnit(wiring.Component):
 
         # --- Loading ---------------------------------------------------------------------------------------------
         error = Signal()
-        w_addr, w_lane = Signal(range(self.depth)), Signal(range(P))
-        w_last = (w_addr == self.depth - 1) & (w_lane == P - 1)
-        m.d.comb += self.weights.ready.eq(~busy)
-        w_take = self.weights.valid & self.weights.ready
+        load_address_major(m, self.weights, weight_writes, self.depth, ~busy, error)
         store = self.store
-        for p, port in enumerate(weight_writes):
-            m.d.comb += [port.addr.eq(Mux(store.valid, store.addr, w_addr)),
-                         port.en.eq(Mux(store.valid, store.lane == p, w_take & (w_lane == p)))]
-            m.d.comb += [port.data[s].eq(Mux(store.valid, store.data[s], self.weights.payload.data[s]))
-                         for s in range(S)]
-        with m.If(w_take):
-            m.d.sync += w_lane.eq(w_lane + 1)
-            with m.If(w_lane == P - 1):
-                m.d.sync += [w_lane.eq(0), w_addr.eq(w_addr + 1)]
-            with m.If(w_last):
-                m.d.sync += w_addr.eq(0)
-            with m.If((self.weights.payload.first != ((w_addr == 0) & (w_lane == 0)))
-                      | (self.weights.payload.last != w_last)):
-                m.d.comb += error.eq(1)
+        with m.If(store.valid):
+            for p, port in enumerate(weight_writes):
+                m.d.comb += [port.addr.eq(store.addr), port.data.eq(store.data), port.en.eq(store.lane == p)]
         b_addr = Signal(range(self.bias_words))
         b_last = b_addr == self.bias_words - 1
         m.d.comb += self.biases.ready.eq(~busy)
