@@ -15,7 +15,7 @@ from .activation import Activation, fabric_multiply
 from .fixed import narrow, rounding_offset, saturate
 from .gemm import frame_layout
 from .lanes import load_address_major
-from .pe import ProcessingElement
+from .pe import dot_lane
 from .pipeline import delayed
 from .systolic import DSP_ACC_WIDTH, check_multiplier
 
@@ -375,24 +375,11 @@ class GruEngine(wiring.Component):
                                   "h_n": signed(act.width), "valid": 1})
         chain = [Signal(unit, name=f"chain_{p}") for p in range(P)]
         for p in range(P):
-            sums = []
-            for s in range(S):
-                pe = ProcessingElement(num.weight.width, act.width, pe_width)
-                m.submodules[f"pe_{p}_{s}"] = pe
-                m.d.comb += [pe.a_in.eq(weight_reads[p].data[s]), pe.b_in.eq(vec[s]),
-                             pe.ctl_in.valid.eq(ctl_pe.valid), pe.ctl_in.first.eq(ctl_pe.first),
-                             pe.ctl_in.last.eq(ctl_pe.last)]
-                sums.append(pe.result)
-            level = 0
-            while len(sums) > 1:
-                pairs = [sums[i] + sums[i + 1] if i + 1 < len(sums) else sums[i] for i in range(0, len(sums), 2)]
-                regs = [Signal(signed(len(v) if v.shape().signed else len(v) + 1), name=f"tree_{p}_{level}_{i}")
-                        for i, v in enumerate(pairs)]
-                m.d.sync += [reg.eq(v) for reg, v in zip(regs, pairs, strict=True)]
-                sums, level = regs, level + 1
+            total = dot_lane(m, f"lane_{p}", [weight_reads[p].data[s] for s in range(S)], [vec[s] for s in range(S)],
+                             ctl_pe, num.weight.width, act.width, pe_width)
             b_i, b_h = bias_read.data[2 * p], bias_read.data[2 * p + 1]
             bias_sum = Mux(ctl_narrow.gate != 3, b_i, 0) + Mux(ctl_narrow.gate != 2, b_h, 0)
-            value = narrow(sums[0] + (bias_sum << num.weight.frac) + rounding, acc_frac, act, add_offset=False)
+            value = narrow(total + (bias_sum << num.weight.frac) + rounding, acc_frac, act, add_offset=False)
             held = {name: Signal(signed(act.width), name=f"{name}_{p}") for name in ("r", "z", "i_n")}
             with m.If(ctl_narrow.last):
                 for g, name in enumerate(("r", "z", "i_n")):

@@ -13,7 +13,7 @@ from ..model.kernels import Numerics
 from .fixed import saturate
 from .gemm import frame_layout
 from .lanes import load_address_major
-from .pe import ProcessingElement
+from .pe import dot_lane
 from .pipeline import delayed
 from .systolic import DSP_ACC_WIDTH, check_multiplier
 
@@ -178,23 +178,9 @@ class MatVecUnit(wiring.Component):
         ctl = Signal(data.StructLayout({"valid": 1, "first": 1, "last": 1}))
         m.d.comb += [ctl.valid.eq(issue), ctl.first.eq(issue & (t == 0)), ctl.last.eq(issue & (t == op.words - 1))]
         ctl_pe = delayed(m, ctl, 1, "ctl_pe")
-        sums = []
-        for p in range(P):
-            lane = []
-            for s in range(S):
-                pe = ProcessingElement(num.weight.width, act, self.pe_width)
-                m.submodules[f"pe_{p}_{s}"] = pe
-                m.d.comb += [pe.a_in.eq(weight_reads[p].data[s]), pe.b_in.eq(self.vec_data[s]),
-                             pe.ctl_in.valid.eq(ctl_pe.valid), pe.ctl_in.first.eq(ctl_pe.first),
-                             pe.ctl_in.last.eq(ctl_pe.last)]
-                lane.append(pe.result)
-            level = 0
-            while len(lane) > 1:
-                pairs = [lane[i] + lane[i + 1] if i + 1 < len(lane) else lane[i] for i in range(0, len(lane), 2)]
-                regs = [Signal(signed(len(v)), name=f"tree_{p}_{level}_{i}") for i, v in enumerate(pairs)]
-                m.d.sync += [reg.eq(v) for reg, v in zip(regs, pairs, strict=True)]
-                lane, level = regs, level + 1
-            sums.append(lane[0])
+        sums = [dot_lane(m, f"lane_{p}", [weight_reads[p].data[s] for s in range(S)],
+                         [self.vec_data[s] for s in range(S)], ctl_pe, num.weight.width, act, self.pe_width)
+                for p in range(P)]
         # The PE result holds a sum from 4 cycles after its last k-step enters; the tree adds tree_levels more.
         load = delayed(m, ctl_pe.last, 4 + self.tree_levels, "load")
 

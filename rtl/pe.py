@@ -6,7 +6,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PeControl", "ProcessingElement"]
+__all__ = ["PeControl", "ProcessingElement", "dot_lane"]
 
 #: Control that travels with the left operand: ``valid`` (a real k-step, not a bubble), ``first`` (first
 #: k-step of a tile: the sum restarts), ``last`` (last k-step: the sum is complete and is captured).
@@ -78,3 +78,27 @@ class ProcessingElement(wiring.Component):
         with m.If(self.done):
             m.d.sync += self.result.eq(acc)
         return m
+
+
+def dot_lane(m: Module, name: str, weights, vector, ctl, a_width: int, b_width: int, acc_width: int):
+    """A lane of a matrix-vector unit: ``len(weights)`` :class:`ProcessingElement` s, multiplier ``s``
+    accumulating ``weights[s] * vector[s]`` under ``ctl`` (:data:`PeControl`), their sums added by a registered
+    tree of ``ceil(log2 S)`` levels (submodules and signals named after ``name``).
+
+    Returns the tree's output: a k-step's last products are in it ``4 + ceil(log2 S)`` cycles after ``ctl``
+    carried them (the PE's four registers, then one per level).
+    """
+    sums = []
+    for s, (a, b) in enumerate(zip(weights, vector, strict=True)):
+        pe = ProcessingElement(a_width, b_width, acc_width)
+        m.submodules[f"{name}_pe_{s}"] = pe
+        m.d.comb += [pe.a_in.eq(a), pe.b_in.eq(b), pe.ctl_in.valid.eq(ctl.valid), pe.ctl_in.first.eq(ctl.first),
+                     pe.ctl_in.last.eq(ctl.last)]
+        sums.append(pe.result)
+    level = 0
+    while len(sums) > 1:
+        pairs = [sums[i] + sums[i + 1] if i + 1 < len(sums) else sums[i] for i in range(0, len(sums), 2)]
+        regs = [Signal(signed(len(v)), name=f"{name}_tree_{level}_{i}") for i, v in enumerate(pairs)]
+        m.d.sync += [reg.eq(v) for reg, v in zip(regs, pairs, strict=True)]
+        sums, level = regs, level + 1
+    return sums[0]

@@ -32,6 +32,7 @@ from .engines import (
     Engine,
     add_samplernn_options,
     add_sim_run_options,
+    nonnegative,
     output_path,
     positive,
     samplernn_config,
@@ -131,16 +132,6 @@ def _working(desc: str) -> Iterator[None]:
         finally:
             stop.set()
             thread.join()
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, not {value}")
-    return value
 
 
 # --- models, generate, demo ---------------------------------------------------------------------------------
@@ -585,7 +576,7 @@ def _add_generate_parser(commands) -> None:
         sub.add_argument("--checkpoint", help="PyTorch checkpoint (.pt/.pkl); random weights when omitted")
         sub.add_argument("--seconds", type=seconds_type, required=True, help="audio to generate")
         sub.add_argument("-o", "--output", type=output_path, required=True, help="WAV file to write")
-        sub.add_argument("--seed", type=_seed, default=0, help="seed of weights, noise and sampling (default: 0)")
+        sub.add_argument("--seed", type=nonnegative, default=0, help="seed of weights, noise and sampling (default: 0)")
         sub.add_argument("--fixed", action="store_true", help="run the fixed-point model instead of float")
         if name == "samplernn":
             sub.add_argument("--sample-rate", type=positive, default=16000, help="output rate in Hz (default: 16000)")
@@ -607,7 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
                                             "figures")
     add_samplernn_options(demo)
     demo.add_argument("--seconds", type=seconds_type, default=0.25, help="audio to generate (default: 0.25)")
-    demo.add_argument("--seed", type=_seed, default=0, help="seed of the weights and the sampling (default: 0)")
+    demo.add_argument("--seed", type=nonnegative, default=0, help="seed of the weights and the sampling (default: 0)")
     demo.add_argument("-o", "--output", type=output_path, default="demo.wav",
                       help="WAV file to write (default: demo.wav)")
     demo.set_defaults(run=cmd_demo)

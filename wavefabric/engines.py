@@ -20,9 +20,9 @@ from amaranth.lib import wiring
 from .model.files import check_output_file
 from .model.fixed import QFormat
 
-__all__ = ["MAX_SECONDS", "SAMPLERNN_RATE", "seconds_type", "output_path",
-           "add_samplernn_options", "samplernn_config", "Engine", "ENGINES", "HW_BYTES_PER_MULTIPLIER",
-           "HW_BYTES_PER_WORD", "SIM_BYTES_PER_ELEMENT", "add_sim_run_options", "positive", "probability", "qformat",
+__all__ = ["MAX_SECONDS", "SAMPLERNN_RATE", "seconds_type", "output_path", "add_samplernn_options",
+           "samplernn_config", "Engine", "ENGINES", "HW_BYTES_PER_MULTIPLIER", "HW_BYTES_PER_WORD",
+           "SIM_BYTES_PER_ELEMENT", "add_sim_run_options", "positive", "nonnegative", "probability", "qformat",
            "verilog_name"]
 
 
@@ -38,24 +38,30 @@ def qformat(text: str) -> QFormat:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def positive(text: str) -> int:
+def _number(text: str, parse, what: str, legal, rule: str):
+    """``parse(text)`` if it parses and ``legal`` holds for it, else an ``ArgumentTypeError`` saying why."""
     try:
-        value = int(text)
+        value = parse(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
+        raise argparse.ArgumentTypeError(f"expected {what}, not {text!r}") from None
+    if not legal(value):
+        raise argparse.ArgumentTypeError(f"must be {rule}, not {text}")
     return value
+
+
+def positive(text: str) -> int:
+    """An integer >= 1."""
+    return _number(text, int, "an integer", lambda value: value >= 1, ">= 1")
+
+
+def nonnegative(text: str) -> int:
+    """An integer >= 0 (a seed)."""
+    return _number(text, int, "an integer", lambda value: value >= 0, ">= 0")
 
 
 def probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a probability, not {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], not {text}")
-    return value
+    """A probability in (0, 1]."""
+    return _number(text, float, "a probability", lambda value: 0 < value <= 1, "in (0, 1]")
 
 
 def verilog_name(text: str) -> str:
@@ -72,13 +78,8 @@ MAX_SECONDS = 3600
 
 def seconds_type(text: str) -> float:
     """A duration in seconds, in (0, :data:`MAX_SECONDS`]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
-    if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
-        raise argparse.ArgumentTypeError(f"must be in (0, {MAX_SECONDS}] seconds, not {text}")
-    return value
+    return _number(text, float, "a number of seconds", lambda value: math.isfinite(value) and 0 < value <= MAX_SECONDS,
+                   f"in (0, {MAX_SECONDS}] seconds")
 
 
 def output_path(text: str) -> Path:
@@ -103,13 +104,8 @@ def temperature_type(text: str) -> float:
 
 def clock_type(text: str) -> float:
     """A clock frequency in Hz, 1 kHz to 1 GHz."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a frequency in Hz, not {text!r}") from None
-    if not (math.isfinite(value) and 1e3 <= value <= 1e9):
-        raise argparse.ArgumentTypeError(f"must be from 1e3 to 1e9 Hz, not {text}")
-    return value
+    return _number(text, float, "a frequency in Hz", lambda value: math.isfinite(value) and 1e3 <= value <= 1e9,
+                   "from 1e3 to 1e9 Hz")
 
 
 def add_samplernn_options(parser: argparse.ArgumentParser) -> None:
