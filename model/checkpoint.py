@@ -105,14 +105,15 @@ def load_torch_file(path: str | Path) -> object:
         ``torch.save`` file, or a pickle of objects other than tensors and plain containers.
     """
     path = Path(path)
-    with open(path, "rb") as file:  # OSError (missing, a folder, unreadable) as it is
-        if not file.read(1):
-            raise ValueError(f"checkpoint {str(path)!r} is empty")
+    # Without torch nothing can be loaded: say that first, whatever the file.
     try:
         import torch
     except ImportError as error:
         raise ImportError("loading a PyTorch checkpoint needs torch (pip install torch==2.13.0); without it, "
                           "pass a dict of NumPy arrays to from_state_dict") from error
+    with open(path, "rb") as file:  # OSError (missing, a folder, unreadable) as it is
+        if not file.read(1):
+            raise ValueError(f"checkpoint {str(path)!r} is empty")
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols it then reads or refuses anyway
             warnings.simplefilter("ignore")
