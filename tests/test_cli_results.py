@@ -41,7 +41,7 @@ def test_options_that_would_not_act_are_refused(tmp_path):
 
 def test_nested_figures_are_printed_without_json(tmp_path):
     # --synth on a tiny generator: its synthesis figures must show in the text output too
-    proc = cli("estimate", "pwg", "--rows", "1", "--cols", "2", "--residual", "2", "--gate", "2", "--skip", "2",
+    proc = cli("estimate", "pwg", "--rows", "1", "--cols", "2", "--residual", "4", "--gate", "4", "--skip", "2",
                "--aux", "2", "--synth")
     assert proc.returncode == 0, proc.stderr
     lines = dict(line.split(None, 1) for line in proc.stdout.splitlines())
