@@ -12,7 +12,7 @@ from amaranth.hdl import Cat, Const, Mux, Value, ValueLike, signed
 
 from ..model.fixed import QFormat
 
-__all__ = ["rounding_offset", "saturate", "narrow"]
+__all__ = ["rounding_offset", "saturate", "shift_round", "narrow", "narrow_by"]
 
 
 def rounding_offset(frac: int, out: QFormat) -> int:
@@ -32,6 +32,15 @@ def saturate(x: ValueLike, out: QFormat) -> Value:
     return Mux(x > out.max_int, Const(out.max_int, shape), Mux(x < out.min_int, Const(out.min_int, shape), wrapped))
 
 
+def shift_round(x: ValueLike, shift: int) -> Value:
+    """The Amaranth twin of :func:`wavefabric.model.fixed.shift_round` for a constant shift: divide by
+    ``2**shift`` rounding half up (``shift`` > 0), or multiply by ``2**-shift``; no saturation."""
+    x = Value.cast(x)
+    if shift > 0:
+        return (x + (1 << (shift - 1))) >> shift
+    return x << -shift
+
+
 def narrow(x: ValueLike, frac: int, out: QFormat, *, add_offset: bool = True) -> Value:
     """The shared narrowing as an expression: ``x`` with ``frac`` fractional bits to format ``out``.
 
@@ -48,3 +57,13 @@ def narrow(x: ValueLike, frac: int, out: QFormat, *, add_offset: bool = True) ->
     elif shift < 0:
         x = x << -shift
     return saturate(x, out)
+
+
+def narrow_by(x: ValueLike, shift: ValueLike, out: QFormat) -> Value:
+    """:func:`narrow` with a run-time right shift: drop ``shift`` fractional bits (a signal, >= 0), rounding
+    half up, then saturate to ``out``'s width; bit-exact with :func:`wavefabric.model.fixed.narrow` for
+    ``frac - out.frac == shift``. A narrowing whose formats are loaded at run time, not built in.
+    """
+    x, shift = Value.cast(x), Value.cast(shift)
+    half = (Const(1, 1 << len(shift)) << shift) >> 1  # 2**(shift - 1), and 0 when nothing is dropped
+    return saturate((x + half) >> shift, out)

@@ -11,6 +11,7 @@ from ..model.checks import check_int
 from ..model.fixed import QFormat
 from ..model.sampler import TEMPERATURE_FRAC
 from ..model.sampler import GumbelSampler as GumbelModel
+from .fixed import shift_round
 
 __all__ = ["GumbelSampler", "xorshift32"]
 
@@ -91,9 +92,8 @@ class GumbelSampler(wiring.Component):
         m.d.sync += [product.eq(Cat(self.temperature, 0).as_signed() * read.data), logit2.eq(logit1)]
 
         # Cycle 2: round the noise, add, compare; the first maximum stays.
-        rounded = (product + (1 << (TEMPERATURE_FRAC - 1))) >> TEMPERATURE_FRAC
         score = Signal(signed(width + 7))
-        m.d.comb += score.eq(logit2.value + rounded)
+        m.d.comb += score.eq(logit2.value + shift_round(product, TEMPERATURE_FRAC))
         best = Signal.like(score)
         arg = Signal(unsigned(len(self.code.code)))
         take = (logit2.index == 0) | (score > best)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 from ..model.checks import check_int
 from ..model.fixed import QFormat, accumulator_width
 from ..model.kernels import Numerics
-from .fixed import saturate
+from .fixed import narrow_by
 from .gemm import frame_layout
 from .lanes import load_address_major
 from .pe import dot_lane
@@ -211,11 +211,7 @@ class MatVecUnit(wiring.Component):
         row = delayed(m, row_out, 1, "row")
         lane = delayed(m, bias_row[:lane_bits] if lane_bits else Const(0, 1), 1, "bias_lane")
         bias = bias_read.data[lane] if S > 1 else bias_read.data[0]
-        total = Signal(signed(self.acc_width + 1))
-        m.d.comb += total.eq(acc + ((bias + self.extra) << num.weight.frac) + ((Const(1, unsigned(self.max_shift + 1))
-                                                                            << op.shift) >> 1))
-        shifted = total >> op.shift
-        value = saturate(shifted, QFormat(act, 0))
+        value = narrow_by(acc + ((bias + self.extra) << num.weight.frac), op.shift, QFormat(act, 0))
         m.d.sync += [self.result.valid.eq(valid), self.result.row.eq(row),
                      self.result.value.eq(Mux(op.relu & (value < 0), 0, value))]
         last_row = valid & (row == op.rows - 1)

@@ -16,7 +16,7 @@ from ..model.perf import gru_lanes_per_tier
 from ..model.sampler import pcm16
 from ..model.samplernn import SampleRNNConfig, tier_input_values
 from .axi import read_address_layout, read_data_layout
-from .fixed import saturate
+from .fixed import narrow_by
 from .gru import GruCommand, GruEngine
 from .gumbel import GumbelSampler
 from .loader import MatVecWeightLoader, NormedMatrix
@@ -452,10 +452,8 @@ class SampleRNNEngine(wiring.Component):
         sum_values = []
         for v in range(TABLE_LANES):
             cond = Array(aux_read.data[g * TABLE_LANES + v] for g in range(S // TABLE_LANES))[sum_group]
-            total = Signal(signed(max(partial_width, act + 16) + 2), name=f"mlp_in_{v}")
-            m.d.comb += total.eq(sum_read.data[v] + table_read.data[v] + (cond << mlp_shift)
-                                 + ((Const(1, 17) << mlp_shift) >> 1))
-            value = saturate(total >> mlp_shift, QFormat(act, 0))
+            value = narrow_by(sum_read.data[v] + table_read.data[v] + (cond << mlp_shift), mlp_shift,
+                              QFormat(act, 0))
             sum_values.append(Mux(value < 0, 0, value))
 
         # --- Output: code and PCM into a FIFO ----------------------------------------------------------------

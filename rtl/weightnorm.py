@@ -10,7 +10,7 @@ from amaranth.utils import ceil_log2
 from ..model.fixed import MAX_WIDTH, QFormat, accumulator_width
 from ..model.kernels import WEIGHT_NORM_SCALE_EXTRA, RsqrtFormat
 from ..model.perf import weightnorm_latency
-from .fixed import narrow
+from .fixed import narrow, shift_round
 from .gemm import frame_layout
 
 __all__ = ["WeightNormUnit"]
@@ -26,13 +26,6 @@ def _tree_sum(values: list):
     while len(values) > 1:
         values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i] for i in range(0, len(values), 2)]
     return values[0]
-
-
-def _shift_round(x, shift: int):
-    """The Amaranth twin of :func:`wavefabric.model.fixed.shift_round` for a constant shift (no saturation)."""
-    if shift > 0:
-        return (x + (1 << (shift - 1))) >> shift
-    return x << -shift
 
 
 class WeightNormUnit(wiring.Component):
@@ -322,14 +315,14 @@ class WeightNormUnit(wiring.Component):
         for step in range(rf.newton_steps):
             y2 = Signal(f + 3, name=f"y2_{step}")
             y_a = Signal(f + 2, name=f"y_a{step}")
-            m.d.sync += [y2.eq(_shift_round(y * y, f)), y_a.eq(y)]
+            m.d.sync += [y2.eq(shift_round(y * y, f)), y_a.eq(y)]
             row = delay(*row)
             my2 = Signal(f + 3, name=f"my2_{step}")
             y_b = Signal(f + 2, name=f"y_b{step}")
-            m.d.sync += [my2.eq(_shift_round(row[1] * y2, mant)), y_b.eq(y_a)]
+            m.d.sync += [my2.eq(shift_round(row[1] * y2, mant)), y_b.eq(y_a)]
             row = delay(*row)
             y = Signal(f + 2, name=f"y_{step + 1}")
-            m.d.sync += y.eq(_shift_round(y_b * ((3 << f) - my2), f + 1))
+            m.d.sync += y.eq(shift_round(y_b * ((3 << f) - my2), f + 1))
             row = delay(*row)
         stage_valid, _, stage_h, stage_g, stage_last = row
         shift = shift_base + stage_h
@@ -347,7 +340,7 @@ class WeightNormUnit(wiring.Component):
         m.d.comb += [
             sc_w.addr.eq(sc_wr),
             sc_w.en.eq(stage_valid),
-            sc_w.data.c.eq(_shift_round(stage_g * y, f - extra)),
+            sc_w.data.c.eq(shift_round(stage_g * y, f - extra)),
             sc_w.data.shift.eq(shift),
             sc_w.data.last_beat.eq(stage_last),
         ]

@@ -718,12 +718,16 @@ def run_verilator(component: wiring.Component, streams: list[StreamPort], plain:
         with subprocess.Popen([str(executable), str(stimulus), str(result)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True) as model:
             messages = []
-            for line in model.stderr:
-                if line.startswith("progress "):
-                    if progress is not None:
-                        progress(int(line.split()[1]))
-                else:
-                    messages.append(line)
+            try:
+                for line in model.stderr:
+                    if line.startswith("progress "):
+                        if progress is not None:
+                            progress(int(line.split()[1]))
+                    else:
+                        messages.append(line)
+            except BaseException:
+                model.kill()  # interrupted (Ctrl-C) or a failing callback: the model stops with us
+                raise
         run_seconds = time.perf_counter() - start
         if model.returncode:
             raise RuntimeError(f"Verilator model failed ({model.returncode}): {''.join(messages).strip()}")

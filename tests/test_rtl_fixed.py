@@ -7,7 +7,7 @@ from amaranth.sim import Simulator
 
 from wavefabric.model.fixed import QFormat
 from wavefabric.model.fixed import narrow as model_narrow
-from wavefabric.rtl.fixed import narrow, rounding_offset, saturate
+from wavefabric.rtl.fixed import narrow, narrow_by, rounding_offset, saturate
 
 
 def evaluate(width, build, shape=signed):
@@ -60,3 +60,30 @@ def test_saturate():
 def test_saturate_unsigned():
     values, got = evaluate(5, lambda x: saturate(x, QFormat(4, 0)), shape=unsigned)
     assert np.array_equal(got, np.clip(values, -8, 7))
+
+
+@pytest.mark.parametrize("width, shift, out", [
+    (10, 6, QFormat(4, 0)),   # round away 6 bits, saturate
+    (9, 0, QFormat(6, 0)),    # no shift: saturate only
+    (9, 8, QFormat(3, 0)),    # many ties
+])
+def test_narrow_by_matches_model(width, shift, out):
+    """The run-time shift gives what the constant one gives, for every input."""
+    shift_signal = Signal(range(16))
+    m = Module()
+    x = Signal(signed(width))
+    y = Signal(signed(out.width))
+    m.d.comb += y.eq(narrow_by(x, shift_signal, out))
+    values = np.arange(-(1 << (width - 1)), 1 << (width - 1))
+    got = []
+
+    async def bench(ctx):
+        ctx.set(shift_signal, shift)
+        for v in values:
+            ctx.set(x, int(v))
+            got.append(ctx.get(y))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert np.array_equal(got, model_narrow(values, shift + out.frac, out))
