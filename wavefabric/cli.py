@@ -44,6 +44,7 @@ from .model.audio import write_wav_blocks
 from .model.files import check_output_folder
 from .model.sampler import pcm16
 from .sim.streams import BACKENDS
+from .sweep import add_sweep_commands
 
 __all__ = ["main", "build_parser"]
 
@@ -609,6 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_generate_parser(commands)
     _add_engine_commands(commands)
+    add_sweep_commands(commands)
     return parser
 
 
