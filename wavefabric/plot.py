@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .model.perf import XC7Z020
+from .sweep import point_label
 
 __all__ = ["RESOURCES", "pareto_front", "write_plots"]
 
@@ -34,10 +35,6 @@ def _resource(record: dict, name: str) -> float | None:
     if name == "lut":
         return None if record["lut"] is None else record["lut"] + (record["lutram"] or 0)
     return record[name]
-
-
-def _label(record: dict, keys: list[str]) -> str:
-    return " ".join(f"{key}={record['params'][key]}" for key in keys)
 
 
 def write_plots(folder: Path, engine: str, keys: list[str], records: list[dict]) -> list[str]:
@@ -64,11 +61,10 @@ def write_plots(folder: Path, engine: str, keys: list[str], records: list[dict])
         ax = figure.add_subplot()
         ax.scatter(xs, ys, s=18, color="tab:blue", label="design points")
         ax.plot([xs[i] for i in front], [ys[i] for i in front], "o-", color="tab:orange", markersize=7,
-                markerfacecolor="none", drawstyle="steps-post",
-                label="Pareto front")
+                markerfacecolor="none", drawstyle="steps-post", label="Pareto front")
         for i in front:
-            ax.annotate(_label(drawn[i], varying), (xs[i], ys[i]), textcoords="offset points", xytext=(4, 4),
-                        fontsize=7)
+            ax.annotate(point_label(drawn[i]["params"], varying), (xs[i], ys[i]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=7)
         ax.axvline(limit, color="tab:red", linestyle="--", label=f"xc7z020: {limit:,} {axis_label.split()[0]}")
         if metric == "real_time_factor":
             ax.axhline(1.0, color="grey", linestyle=":", label="real time")
@@ -79,7 +75,11 @@ def write_plots(folder: Path, engine: str, keys: list[str], records: list[dict])
         if max(ys) > 100 * min(ys) > 0:
             ax.set_yscale("log")
         ax.set_xlabel(axis_label)
-        ax.set_xlim(left=0, right=max(max(xs), limit) * 1.05)
+        if max(xs) * 10 < limit:  # small designs would sit on the axis beside the device's limit
+            ax.set_xscale("log")
+            ax.set_xlim(min(xs) / 2, limit * 2)
+        else:
+            ax.set_xlim(0, max(max(xs), limit) * 1.05)
         ax.set_title(f"{engine}: {len(drawn)} points")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)

@@ -23,6 +23,7 @@ import itertools
 import json
 import logging
 import os
+import signal
 import time
 import warnings
 from collections.abc import Iterator
@@ -33,8 +34,8 @@ from .engines import ENGINES, positive
 from .model.files import atomic_folder, check_output_folder
 from .model.perf import XC7Z020
 
-__all__ = ["COMMANDS", "POINTS_CSV", "POINTS_JSON", "COLUMNS", "Point", "parse_grid", "grid_points", "run_point",
-           "summarize", "read_points", "write_folder", "add_sweep_commands"]
+__all__ = ["COMMANDS", "POINTS_CSV", "POINTS_JSON", "COLUMNS", "Point", "point_label", "parse_grid", "grid_points",
+           "run_point", "summarize", "read_points", "write_folder", "add_sweep_commands"]
 
 #: The engine commands a point runs, in this order: ``estimate`` whenever the engine has one.
 COMMANDS = ("estimate", "synth", "sim")
@@ -110,9 +111,10 @@ class Point:
         text = json.dumps([self.engine, self.argvs], sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
-    def label(self) -> str:
-        """``rows=8 cols=16``."""
-        return " ".join(f"{key}={value}" for key, value in self.params.items())
+
+def point_label(params: dict[str, str], keys: list[str] | None = None) -> str:
+    """``rows=8 cols=16``: the point's values of ``keys`` (default: all)."""
+    return " ".join(f"{key}={params[key]}" for key in (params if keys is None else keys))
 
 
 def _commands(engine_name: str, synth: bool, sim: bool) -> list[str]:
@@ -337,15 +339,46 @@ def _client(workers: int, scheduler: str | None) -> Iterator:
         with Client(scheduler, timeout="10s") as client:
             yield client
         return
-    # One thread per process: simulation and elaboration hold the GIL.
-    with (LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                       silence_logs=logging.ERROR) as cluster, Client(cluster) as client):
+    # The worker processes start with Ctrl-C ignored (they inherit it): the sweep stops them itself and keeps
+    # what finished, and no worker prints a traceback. One thread per process: simulation holds the GIL.
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.ERROR)
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    with cluster, Client(cluster) as client:
         yield client
 
 
 def _cluster_error(point: Point, error: BaseException) -> dict:
     """The record of a point whose task was lost with its worker: rerun by the next sweep."""
     return _record(point, {"figures": {}, "error": f"cluster: {_error_line(error)}", "seconds": 0.0}, retry=True)
+
+
+def _gather(client, engine: str, todo: list[Point], records: dict[str, dict], save) -> None:
+    """Run ``todo`` on ``client`` into ``records`` (by key) with a progress bar, calling ``save`` every few seconds
+    and at the end, also when interrupted."""
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    futures = {client.submit(run_point, point.argvs, key=f"wavefabric-{point.key}"): point for point in todo}
+    saved = time.monotonic()
+    try:
+        with tqdm(total=len(todo), unit="point", desc=f"sweep {engine}", disable=None, leave=False) as bar:
+            for future in as_completed(futures):
+                point = futures[future]
+                try:
+                    records[point.key] = _record(point, future.result())
+                except Exception as error:  # the worker was lost: not the point's fault
+                    records[point.key] = _cluster_error(point, error)
+                bar.update()
+                if time.monotonic() - saved > _WRITE_INTERVAL:
+                    save()
+                    saved = time.monotonic()
+    finally:
+        client.cancel(list(futures))
+        save()
 
 
 def cmd_sweep(args) -> int:
@@ -365,34 +398,14 @@ def cmd_sweep(args) -> int:
         done = [records[point.key] for point in points if point.key in records]
         return write_folder(args.output, args.engine, grid, done, plots, args.force)
 
-    write(plots=False)  # claims the folder, or says why it cannot, before any work
     start = time.perf_counter()
     where = ""
     if todo:
-        from distributed import as_completed
-        from tqdm import tqdm
-
         with _client(args.workers, args.scheduler) as client:
+            write(plots=False)  # claims the folder, or says why it cannot, before any work
             workers = len(client.scheduler_info()["workers"])
             where = f" on {workers} worker{'s' * (workers != 1)}" + (f" at {args.scheduler}" if args.scheduler else "")
-            futures = {client.submit(run_point, point.argvs, key=f"wavefabric-{point.key}"): point for point in todo}
-            written = time.monotonic()
-            try:
-                with tqdm(total=len(todo), unit="point", desc=f"sweep {args.engine}", disable=None,
-                          leave=False) as bar:
-                    for future in as_completed(futures):
-                        point = futures[future]
-                        try:
-                            records[point.key] = _record(point, future.result())
-                        except Exception as error:  # the worker was lost: not the point's fault
-                            records[point.key] = _cluster_error(point, error)
-                        bar.update()
-                        if time.monotonic() - written > _WRITE_INTERVAL:
-                            write(plots=False)
-                            written = time.monotonic()
-            finally:
-                client.cancel(list(futures))
-                write(plots=False)  # what finished is kept when the sweep is interrupted
+            _gather(client, args.engine, todo, records, lambda: write(plots=False))
     files = write(plots=True)
     failed = [records[point.key] for point in points if records[point.key]["error"]]
     inexact = [records[point.key] for point in points if records[point.key]["bit_exact"] is False]
@@ -404,9 +417,9 @@ def cmd_sweep(args) -> int:
     if dropped:
         print(f"  {dropped} earlier point{'s' * (dropped != 1)} not in this grid dropped")
     for record in failed:
-        print(f"  failed {Point(args.engine, record['params'], {}).label()}: {record['error']}")
+        print(f"  failed {point_label(record['params'])}: {record['error']}")
     for record in inexact:
-        print(f"  NOT bit-exact {Point(args.engine, record['params'], {}).label()}")
+        print(f"  NOT bit-exact {point_label(record['params'])}")
     return 1 if failed or inexact else 0
 
 
