@@ -24,18 +24,28 @@ plain inputs are 0).
   one cycle to settle before the beat, as engines that register it require.
 * A sink (the component's ``Out`` stream) raises ``ready`` in cycle ``t`` if it still expects beats and
   ``ready_mask[t]`` (always without a mask).
-* A memory (:class:`AxiReadMemory`) serves AXI4 read bursts on an ``ar`` (``Out``) and ``r`` (``In``) stream
-  pair. ``ar`` is ready in cycle ``t`` if ``ar_mask[t]`` (always without a mask); a burst accepted in cycle ``t``
-  joins an unbounded in-order queue, due in cycle ``t + latency``. A burst must start at a multiple of the beat's
-  bytes, must not cross a 4 KiB boundary and must lie inside the memory's contents: the run stops in the cycle
-  of a burst that breaks one of these and raises ``ValueError``. In cycle ``t``, if ``r`` holds no beat, the
+* A memory (:class:`AxiMemory`) serves AXI4 read bursts on an ``ar`` (``Out``) and ``r`` (``In``) stream
+  pair, write bursts on ``aw`` (``Out``), ``w`` (``Out``) and ``b`` (``In``), or both. ``ar`` is ready in
+  cycle ``t`` if ``ar_mask[t]`` (always without a mask); a burst accepted in cycle ``t`` joins an unbounded
+  in-order queue, due in cycle ``t + latency``. A burst must start at a multiple of the beat's bytes, must not
+  cross a 4 KiB boundary and must lie inside the memory's contents: the run stops in the cycle of a burst that
+  breaks one of these and raises ``ValueError``. In cycle ``t``, if ``r`` holds no beat, the
   queue's head is due (``t >= due``) and ``r_mask[t]`` (always without a mask), ``r`` raises ``valid`` with the
   head's next beat: beat ``b`` of a burst at ``addr`` carries the little-endian word at byte ``addr + b *
   bytes``, ``last`` on its final beat, ``resp`` 0; it holds both until the transfer, after which the burst's
   next beat (or the next burst) may follow in the next cycle.
+* Writes: ``aw`` is ready in cycle ``t`` if ``aw_mask[t]``; a write burst accepted in cycle ``t`` must keep
+  the same burst rules (else the run stops there) and joins an in-order queue of bursts awaiting W beats. ``w``
+  is ready in cycle ``t`` if that queue holds a burst accepted before ``t`` and ``w_mask[t]``. A W beat that
+  transfers is beat ``b`` of the queue's head: the bytes of its ``data`` whose ``strb`` bit is set are written
+  at once at ``addr + b * bytes`` (reads served later see them); its ``last`` must be high exactly on the
+  burst's final beat, else the run stops in that cycle with ``ValueError``. A burst's B response is due
+  ``write_latency`` cycles after its final W beat; in cycle ``t``, if ``b`` holds no response, the oldest
+  response is due and ``b_mask[t]``, ``b`` raises ``valid`` (payload 0: ``resp`` OKAY) and holds it until the
+  transfer. In one cycle the memory takes transfers in the order R, AR, W, B, AW.
 * The run ends when every source has sent and every sink received all its beats (memories do not count: reads
-  still in flight are dropped); ``tail`` more cycles follow with every ``valid`` and ``ready`` low, and then the
-  plain outputs (flags such as ``error``) are read.
+  and write responses still in flight are dropped); ``tail`` more cycles follow with every ``valid`` and
+  ``ready`` low, and then the plain outputs (flags such as ``error``) are read.
 """
 
 from __future__ import annotations
@@ -57,7 +67,8 @@ from amaranth.sim import Simulator
 
 __all__ = ["VCD_ENV", "vcd_hint", "to_python", "run_simulation", "BACKENDS", "StreamPort", "PlainPort",
            "component_ports", "pack", "unpack", "stall_patterns",
-           "AxiReadMemory", "burst_fault", "Stimulus", "MemoryTraffic", "StreamRun", "run_streams"]
+           "AxiMemory", "AxiReadMemory", "burst_fault", "Fault", "Stimulus", "MemoryTraffic", "StreamRun",
+           "run_streams"]
 
 #: Cycles between two ``progress`` calls of an Amaranth run (about a second of a large design).
 AMARANTH_PROGRESS_CYCLES = 1024
@@ -321,18 +332,20 @@ def stall_patterns(seed: int, sources: Mapping[str, int], sinks: Sequence[str], 
 # --- Memories ---------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class AxiReadMemory:
-    """A read-only AXI4 memory (the PS DDR as an engine sees it) serving a component's ``ar`` / ``r`` streams.
+class AxiMemory:
+    """An AXI4 memory (the PS DDR as an engine sees it) serving a component's read and/or write streams.
 
     Attributes
     ----------
     contents : bytes or uint8 array
         The memory image: byte ``a`` at address ``a``. A burst that reaches beyond it stops the run with
-        ``ValueError``: an engine that reads past its data has a bug, which zeros would hide.
-    ar, r : str
+        ``ValueError``: an engine that reads or writes past its data has a bug, which zeros would hide. The
+        image given is never modified: the run returns the final contents.
+    ar, r : str or None
         The component's read-address (``Out``) and read-data (``In``) streams, with the payloads of
         :func:`~wavefabric.rtl.axi.read_address_layout` and :func:`~wavefabric.rtl.axi.read_data_layout` (any
         struct with the fields ``addr``, ``len`` and ``data`` (whole bytes, up to 64 bits), ``last`` will do).
+        Both None: the memory serves no reads.
     latency : int
         Cycles from a burst's AR transfer to the first cycle its first R beat may be valid (at least 1). The
         default, 40 cycles (400 ns at 100 MHz), is our assumption of a pessimistic Zynq-7000 HP-port DDR read
@@ -342,16 +355,44 @@ class AxiReadMemory:
         Probability that ``ar`` is ready in a cycle.
     p_r_valid : float
         Probability that a due R beat is offered in a cycle (the R stream's gaps).
+    aw, w, b : str or None
+        The component's write-address (``Out``), write-data (``Out``) and write-response (``In``) streams, with
+        the payloads of :func:`~wavefabric.rtl.axi.write_address_layout`, :func:`~wavefabric.rtl.axi.write_data_layout`
+        and :func:`~wavefabric.rtl.axi.write_response_layout` (``aw``: ``addr``, ``len``; ``w``: ``data``, ``strb``
+        of one bit per data byte, ``last``). All three None (the default): the memory serves no writes.
+    write_latency : int
+        Cycles from a burst's last W transfer to the first cycle its B response may be valid (at least 1). The
+        default, 40 cycles, is the read latency's assumption applied to writes: we have no measured figure.
+    p_aw_ready, p_w_ready : float
+        Probability that ``aw`` is ready in a cycle, and that ``w`` is ready in a cycle in which it may be.
+    p_b_valid : float
+        Probability that a due B response is offered in a cycle.
 
     The stalls come from generators seeded by the run's ``seed`` and the stream's name, as every stream's do.
     """
 
     contents: bytes | np.ndarray
-    ar: str = "ar"
-    r: str = "r"
+    ar: str | None = "ar"
+    r: str | None = "r"
     latency: int = 40
     p_ar_ready: float = 1.0
     p_r_valid: float = 1.0
+    aw: str | None = None
+    w: str | None = None
+    b: str | None = None
+    write_latency: int = 40
+    p_aw_ready: float = 1.0
+    p_w_ready: float = 1.0
+    p_b_valid: float = 1.0
+
+    @property
+    def streams(self) -> list[str]:
+        """The component's streams this memory serves."""
+        return [s for s in (self.ar, self.r, self.aw, self.w, self.b) if s is not None]
+
+
+#: The name of a memory that only serves reads (:class:`AxiMemory`'s defaults), kept for its users.
+AxiReadMemory = AxiMemory
 
 
 def burst_fault(addr: int, length: int, beat_bytes: int, size: int) -> str | None:
@@ -362,8 +403,21 @@ def burst_fault(addr: int, length: int, beat_bytes: int, size: int) -> str | Non
     if addr >> 12 != (end - 1) >> 12:
         return "crosses a 4 KiB boundary"
     if end > size:
-        return f"reads beyond the memory's {size} bytes"
+        return f"reaches beyond the memory's {size} bytes"
     return None
+
+
+class Fault(enum.IntEnum):
+    """What stopped a run at a memory (the codes the Verilator harness writes)."""
+
+    NONE = 0
+    AR = 1  # a read burst that breaks the burst rules
+    AW = 2  # a write burst that breaks them
+    W = 3  # a W beat whose last is not on the burst's final beat
+
+
+#: Stream name meaning "no stream" in :class:`MemoryStimulus` (a memory without reads or without writes).
+NO_STREAM = ""
 
 
 @dataclass
@@ -371,24 +425,31 @@ class MemoryStimulus:
     """One memory of a run, resolved against the component's ports: what a backend needs (see the rules).
 
     ``fields`` are the bit offsets and widths ``(addr, addr_width, len, len_width, data, data_width, last)`` of
-    the payload fields in the flattened ``ar`` and ``r`` ports; ``r`` payloads are built from zero, so every
-    other field (``resp``) is 0.
+    the payload fields in the flattened ``ar`` and ``r`` ports, ``write_fields`` those of ``(addr, addr_width,
+    len, len_width, data, data_width, strb, strb_width, last)`` in ``aw`` and ``w`` (zeros where the memory
+    serves no reads, or no writes); ``r`` and ``b`` payloads are built from zero, so every other field
+    (``resp``) is 0. Streams the memory does not serve are :data:`NO_STREAM`.
     """
 
     ar: str
     r: str
+    aw: str
+    w: str
+    b: str
     contents: np.ndarray
     latency: int
-    ar_mask: np.ndarray | None
-    r_mask: np.ndarray | None
-    fields: tuple[int, int, int, int, int, int, int]
+    write_latency: int
+    masks: dict[str, np.ndarray | None]
+    fields: tuple[int, ...]
+    write_fields: tuple[int, ...]
+    beat_bytes: int
 
-    @property
-    def beat_bytes(self) -> int:
-        return self.fields[5] // 8
+    def mask(self, stream_name: str) -> np.ndarray | None:
+        """The stall pattern of one of the memory's streams (None: always)."""
+        return self.masks.get(stream_name)
 
 
-def _memory_stimulus(name: str, memory: AxiReadMemory, shapes: Mapping[str, Any], seed: int,
+def _memory_stimulus(name: str, memory: AxiMemory, shapes: Mapping[str, Any], seed: int,
                      max_cycles: int) -> MemoryStimulus:
     def field(stream_name: str, key: str) -> tuple[int, int]:
         layout = _layout(shapes[stream_name])
@@ -396,14 +457,36 @@ def _memory_stimulus(name: str, memory: AxiReadMemory, shapes: Mapping[str, Any]
             raise ValueError(f"memory {name!r}: the payload of {stream_name!r} has no field {key!r}")
         return layout[key].offset, Shape.cast(layout[key].shape).width
 
-    addr, length = field(memory.ar, "addr"), field(memory.ar, "len")
-    data_field, last = field(memory.r, "data"), field(memory.r, "last")
-    if addr[1] > 64 or length[1] > 64 or data_field[1] % 8 or not 8 <= data_field[1] <= 64 or last[1] != 1:
-        raise ValueError(f"memory {name!r}: addr and len up to 64 bits, data whole bytes up to 64 bits and a "
-                         f"one-bit last are supported")
-    if not (isinstance(memory.latency, int) and memory.latency >= 1):
-        raise ValueError(f"memory {name!r}: latency must be an int of at least 1, not {memory.latency!r}")
-    for what, p in (("p_ar_ready", memory.p_ar_ready), ("p_r_valid", memory.p_r_valid)):
+    reads, writes = (memory.ar, memory.r), (memory.aw, memory.w, memory.b)
+    if None in reads and reads != (None, None) or None in writes and writes != (None, None, None):
+        raise ValueError(f"memory {name!r}: give both of ar and r (or neither) and all of aw, w and b (or none)")
+    if reads == (None, None) and writes == (None, None, None):
+        raise ValueError(f"memory {name!r}: serves no streams (give ar and r, or aw, w and b)")
+    fields, write_fields, widths = (0,) * 7, (0,) * 9, set()
+    if memory.ar is not None:
+        fields = (*field(memory.ar, "addr"), *field(memory.ar, "len"), *field(memory.r, "data"),
+                  field(memory.r, "last")[0])
+        widths.add(fields[5])
+        if field(memory.r, "last")[1] != 1:
+            raise ValueError(f"memory {name!r}: the last of {memory.r!r} must be one bit")
+    if memory.aw is not None:
+        write_fields = (*field(memory.aw, "addr"), *field(memory.aw, "len"), *field(memory.w, "data"),
+                        *field(memory.w, "strb"), field(memory.w, "last")[0])
+        widths.add(write_fields[5])
+        if field(memory.w, "last")[1] != 1 or write_fields[7] * 8 != write_fields[5]:
+            raise ValueError(f"memory {name!r}: {memory.w!r} needs a one-bit last and one strb bit per data byte")
+    addressing = [fields[1], fields[3], write_fields[1], write_fields[3]]
+    if len(widths) != 1 or max(addressing) > 64 or any(w % 8 or not 8 <= w <= 64 for w in widths):
+        raise ValueError(f"memory {name!r}: addr and len up to 64 bits and one data width (whole bytes up to 64 "
+                         f"bits) for reads and writes are supported")
+    for what, value in (("latency", memory.latency), ("write_latency", memory.write_latency)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"memory {name!r}: {what} must be an int of at least 1, not {value!r}")
+    probabilities = {memory.ar: memory.p_ar_ready, memory.r: memory.p_r_valid, memory.aw: memory.p_aw_ready,
+                     memory.w: memory.p_w_ready, memory.b: memory.p_b_valid}
+    for what, p in (("p_ar_ready", memory.p_ar_ready), ("p_r_valid", memory.p_r_valid),
+                    ("p_aw_ready", memory.p_aw_ready), ("p_w_ready", memory.p_w_ready),
+                    ("p_b_valid", memory.p_b_valid)):
         if not 0 < p <= 1:
             raise ValueError(f"memory {name!r}: {what} must be in (0, 1], not {p!r}")
     contents = memory.contents
@@ -411,66 +494,146 @@ def _memory_stimulus(name: str, memory: AxiReadMemory, shapes: Mapping[str, Any]
         else np.asarray(contents)
     if contents.dtype != np.uint8 or contents.ndim != 1:
         raise ValueError(f"memory {name!r}: contents must be bytes or a one-dimensional uint8 array")
-    return MemoryStimulus(memory.ar, memory.r, contents, memory.latency,
-                          _mask(seed, memory.ar, memory.p_ar_ready, max_cycles),
-                          _mask(seed, memory.r, memory.p_r_valid, max_cycles),
-                          (*addr, *length, *data_field, last[0]))
+    masks = {s: _mask(seed, s, p, max_cycles) for s, p in probabilities.items() if s is not None}
+    return MemoryStimulus(*(s or NO_STREAM for s in (*reads, *writes)), contents, memory.latency,
+                          memory.write_latency, masks, fields, write_fields, widths.pop() // 8)
 
 
-class _ReadServer:
+def _field(payload: int, at: int, width: int) -> int:
+    return payload >> at & ((1 << width) - 1)
+
+
+class _MemoryServer:
     """The memory rules of the module for one memory, as the Amaranth testbench runs them."""
 
-    def __init__(self, stim: MemoryStimulus, ar, r):
-        self.stim, self.ar, self.r = stim, ar, r
-        self.contents = stim.contents.tobytes()
-        self.queue: deque[list[int]] = deque()  # [addr, len, due, next beat] of every accepted burst
-        self.valid = self.ready = False
-        self.ar_times: list[int] = []
-        self.bursts: list[tuple[int, int]] = []
-        self.r_times: list[int] = []
+    def __init__(self, stim: MemoryStimulus, component):
+        self.stim = stim
+        self.ports = {s: getattr(component, s) for s in (stim.ar, stim.r, stim.aw, stim.w, stim.b) if s}
+        self.contents = bytearray(stim.contents.tobytes())
+        self.queue: deque[list[int]] = deque()  # [addr, len, due, next beat] of every accepted read burst
+        self.writes: deque[list[int]] = deque()  # [addr, len, next beat] of every write burst awaiting W beats
+        self.responses: deque[int] = deque()  # due cycle of every B response not yet taken
+        self.r_valid = self.ar_ready = self.w_ready = self.b_valid = self.aw_ready = False
+        # Transfer cycles of every stream; (addr, len) of every read and write burst.
+        self.times: dict[str, list[int]] = {key: [] for key in ("ar", "r", "aw", "w", "b")}
+        self.bursts: dict[str, list[tuple[int, int]]] = {"ar": [], "aw": []}
+        self.fault, self.fault_cycle = Fault.NONE, 0
+
+    def _allowed(self, stream_name: str, cycle: int) -> bool:
+        mask = self.stim.mask(stream_name)
+        return mask is None or bool(mask[cycle])
 
     def drive(self, ctx, cycle: int) -> None:
-        """Set ``r`` and ``ar`` for ``cycle``."""
+        """Set the memory's side of its streams for ``cycle``."""
         stim = self.stim
-        if not self.valid and self.queue and self.queue[0][2] <= cycle and (stim.r_mask is None
-                                                                               or stim.r_mask[cycle]):
-            addr, length, _, beat = self.queue[0]
-            at = addr + beat * stim.beat_bytes
-            word = int.from_bytes(self.contents[at:at + stim.beat_bytes], "little")
-            ctx.set(Value.cast(self.r.payload), word << stim.fields[4] | (beat == length) << stim.fields[6])
-            self.valid = True
-        ctx.set(self.r.valid, self.valid)
-        self.ready = stim.ar_mask is None or bool(stim.ar_mask[cycle])
-        ctx.set(self.ar.ready, self.ready)
+        if stim.ar:
+            r = self.ports[stim.r]
+            if not self.r_valid and self.queue and self.queue[0][2] <= cycle and self._allowed(stim.r, cycle):
+                addr, length, _, beat = self.queue[0]
+                at = addr + beat * stim.beat_bytes
+                word = int.from_bytes(self.contents[at:at + stim.beat_bytes], "little")
+                ctx.set(Value.cast(r.payload), word << stim.fields[4] | (beat == length) << stim.fields[6])
+                self.r_valid = True
+            ctx.set(r.valid, self.r_valid)
+            self.ar_ready = self._allowed(stim.ar, cycle)
+            ctx.set(self.ports[stim.ar].ready, self.ar_ready)
+        if stim.aw:
+            self.w_ready = bool(self.writes) and self._allowed(stim.w, cycle)
+            ctx.set(self.ports[stim.w].ready, self.w_ready)
+            if not self.b_valid and self.responses and self.responses[0] <= cycle and self._allowed(stim.b, cycle):
+                self.b_valid = True
+            ctx.set(self.ports[stim.b].valid, self.b_valid)
+            self.aw_ready = self._allowed(stim.aw, cycle)
+            ctx.set(self.ports[stim.aw].ready, self.aw_ready)
 
     def samples(self) -> list:
-        return [self.r.ready, self.ar.valid, Value.cast(self.ar.payload).as_unsigned()]
+        """What :meth:`update` takes, sampled before the edge."""
+        stim, ports = self.stim, self.ports
+        out = []
+        if stim.ar:
+            out += [ports[stim.r].ready, ports[stim.ar].valid, Value.cast(ports[stim.ar].payload).as_unsigned()]
+        if stim.aw:
+            out += [ports[stim.w].valid, Value.cast(ports[stim.w].payload).as_unsigned(), ports[stim.b].ready,
+                    ports[stim.aw].valid, Value.cast(ports[stim.aw].payload).as_unsigned()]
+        return out
 
-    def update(self, cycle: int, r_ready: bool, ar_valid: bool, ar_payload: int) -> bool:
-        """Take the transfers of ``cycle`` (sampled values of :meth:`samples`); False for a faulty burst."""
-        stim = self.stim
-        if self.valid and r_ready:
-            self.r_times.append(cycle)
-            self.valid = False
-            head = self.queue[0]
-            head[3] += 1
-            if head[3] > head[1]:
-                self.queue.popleft()
-        if self.ready and ar_valid:
-            addr_at, addr_width, len_at, len_width = stim.fields[:4]
-            addr = ar_payload >> addr_at & ((1 << addr_width) - 1)
-            length = ar_payload >> len_at & ((1 << len_width) - 1)
-            self.ar_times.append(cycle)
-            self.bursts.append((addr, length))
-            if burst_fault(addr, length, stim.beat_bytes, len(self.contents)) is not None:
-                return False
-            self.queue.append([addr, length, cycle + stim.latency, 0])
+    def _accept(self, channel: str, cycle: int, payload: int, fields: tuple[int, ...]) -> tuple[int, int] | None:
+        """Log the burst of an address transfer; None (and the fault recorded) if it breaks the rules."""
+        addr, length = _field(payload, *fields[0:2]), _field(payload, *fields[2:4])
+        self.times[channel].append(cycle)
+        self.bursts[channel].append((addr, length))
+        if burst_fault(addr, length, self.stim.beat_bytes, len(self.contents)) is not None:
+            self.fault, self.fault_cycle = Fault[channel.upper()], cycle
+            return None
+        return addr, length
+
+    def update(self, cycle: int, values: Sequence) -> bool:
+        """Take the transfers of ``cycle`` (sampled values of :meth:`samples`); False when a fault stops the run.
+
+        The order (R, AR, W, B, AW) is the harness's: it decides which fault is reported when two coincide.
+        """
+        stim, at = self.stim, 0
+        if stim.ar:
+            r_ready, ar_valid, ar_payload = values[:3]
+            at = 3
+            if self.r_valid and r_ready:
+                self.times["r"].append(cycle)
+                self.r_valid = False
+                head = self.queue[0]
+                head[3] += 1
+                if head[3] > head[1]:
+                    self.queue.popleft()
+            if self.ar_ready and ar_valid:
+                burst = self._accept("ar", cycle, ar_payload, stim.fields)
+                if burst is None:
+                    return False
+                self.queue.append([*burst, cycle + stim.latency, 0])
+        if stim.aw:
+            w_valid, w_payload, b_ready, aw_valid, aw_payload = values[at:at + 5]
+            if self.w_ready and w_valid:
+                self.times["w"].append(cycle)
+                head = self.writes[0]
+                addr, length, beat = head
+                word, strb = _field(w_payload, *stim.write_fields[4:6]), _field(w_payload, *stim.write_fields[6:8])
+                start = addr + beat * stim.beat_bytes
+                for n in range(stim.beat_bytes):
+                    if strb >> n & 1:
+                        self.contents[start + n] = word >> 8 * n & 0xFF
+                if _field(w_payload, stim.write_fields[8], 1) != (beat == length):
+                    self.fault, self.fault_cycle = Fault.W, cycle
+                    return False
+                head[2] += 1
+                if head[2] > length:
+                    self.writes.popleft()
+                    self.responses.append(cycle + stim.write_latency)
+            if self.b_valid and b_ready:
+                self.times["b"].append(cycle)
+                self.b_valid = False
+                self.responses.popleft()
+            if self.aw_ready and aw_valid:
+                burst = self._accept("aw", cycle, aw_payload, stim.write_fields)
+                if burst is None:
+                    return False
+                self.writes.append([*burst, 0])
         return True
 
-    def raw(self) -> tuple[np.ndarray, ...]:
-        bursts = np.asarray(self.bursts, dtype=np.uint64).reshape(-1, 2)
-        return (np.asarray(self.ar_times, dtype=np.int64), bursts[:, 0].copy(), bursts[:, 1].copy(),
-                np.asarray(self.r_times, dtype=np.int64))
+    def idle(self, ctx) -> None:
+        """Drop the memory's valid and ready signals (the run is over)."""
+        for name in (self.stim.r, self.stim.b):
+            if name:
+                ctx.set(self.ports[name].valid, 0)
+        for name in (self.stim.ar, self.stim.aw, self.stim.w):
+            if name:
+                ctx.set(self.ports[name].ready, 0)
+
+    def raw(self) -> dict[str, Any]:
+        """The run's traffic as the backends return it (:attr:`RawRun.memories`)."""
+        ar, aw = (np.asarray(self.bursts[c], dtype=np.uint64).reshape(-1, 2) for c in ("ar", "aw"))
+        times = {f"{c}_times": np.asarray(t, dtype=np.int64) for c, t in self.times.items()}
+        return times | {"addresses": ar[:, 0].copy(), "lengths": ar[:, 1].copy(),
+                        "write_addresses": aw[:, 0].copy(), "write_lengths": aw[:, 1].copy(),
+                        "contents": np.frombuffer(bytes(self.contents), dtype=np.uint8),
+                        "fault": (Fault(self.fault), self.fault_cycle)}
 
 
 @dataclass
@@ -513,16 +676,24 @@ class Stimulus:
 
 @dataclass
 class MemoryTraffic:
-    """The reads an :class:`AxiReadMemory` served in a run, in the order of their AR transfers.
+    """What an :class:`AxiMemory` served in a run, bursts in the order of their address transfers.
 
     Attributes
     ----------
     ar_times : (bursts,) int64
-        Transfer cycle of every burst's address.
+        Transfer cycle of every read burst's address.
     addresses, lengths : (bursts,) uint64
-        Byte address and ``len`` (beats - 1) of every burst.
+        Byte address and ``len`` (beats - 1) of every read burst.
     r_times : (beats,) int64
         Transfer cycle of every R beat (beats of bursts still in flight at the end are not there).
+    aw_times, write_addresses, write_lengths : (write bursts,)
+        The same for every write burst's address.
+    w_times : (beats,) int64
+        Transfer cycle of every W beat.
+    b_times : (write bursts,) int64
+        Transfer cycle of every B response (responses still due at the end are not there).
+    contents : uint8 array
+        The memory's contents at the end of the run, every W beat applied.
     beat_bytes : int
     """
 
@@ -530,12 +701,23 @@ class MemoryTraffic:
     addresses: np.ndarray
     lengths: np.ndarray
     r_times: np.ndarray
+    aw_times: np.ndarray
+    write_addresses: np.ndarray
+    write_lengths: np.ndarray
+    w_times: np.ndarray
+    b_times: np.ndarray
+    contents: np.ndarray
     beat_bytes: int
 
     @property
     def bytes_read(self) -> int:
         """Bytes transferred on ``r``."""
         return len(self.r_times) * self.beat_bytes
+
+    @property
+    def bytes_written(self) -> int:
+        """Bytes transferred on ``w`` (whole beats, whatever their strobes)."""
+        return len(self.w_times) * self.beat_bytes
 
 
 @dataclass
@@ -551,7 +733,7 @@ class StreamRun:
     flags : dict[str, int]
         Every plain output port after the run (and its tail), as an unsigned integer.
     memories : dict[str, MemoryTraffic]
-        The reads each memory served, by the memory's name.
+        The reads and writes each memory served and its final contents, by the memory's name.
     cycles : int
         Cycles up to and including the last transfer.
     backend : str
@@ -585,13 +767,14 @@ class StreamRun:
 class RawRun:
     """What a backend returns: transfer cycles and packed sink beats, before unpacking.
 
-    ``memories`` holds ``(ar_times, addresses, lengths, r_times)`` of every memory, by name.
+    ``memories`` holds, by name, a dict of every :class:`MemoryTraffic` field but ``beat_bytes`` and
+    ``fault``: ``(Fault, cycle)``, what stopped the run at that memory (``Fault.NONE`` if nothing did).
     """
 
     times: dict[str, np.ndarray]
     words: dict[str, np.ndarray]
     flags: dict[str, int]
-    memories: dict[str, tuple[np.ndarray, ...]]
+    memories: dict[str, dict[str, Any]]
     cycles: int
     done: bool
     compile_seconds: float
@@ -603,17 +786,18 @@ def _check_ports(component, inputs, outputs, statics, memories) -> tuple[list[St
     by_flow = {flow: {p.name for p in streams if p.flow == flow} for flow in (Flow.In, Flow.Out)}
     checks = [("inputs", inputs, by_flow[Flow.In], "input streams"), ("outputs", outputs, by_flow[Flow.Out],
               "output streams"), ("statics", statics, {p.name for p in plain if p.flow == Flow.In}, "plain inputs")]
-    checks += [(f"memory {name!r}", [m.r], by_flow[Flow.In], "input streams") for name, m in memories.items()]
-    checks += [(f"memory {name!r}", [m.ar], by_flow[Flow.Out], "output streams") for name, m in memories.items()]
+    checks += [(f"memory {name!r}", [s for s in (m.r, m.b) if s is not None], by_flow[Flow.In], "input streams")
+               for name, m in memories.items()]
+    checks += [(f"memory {name!r}", [s for s in (m.ar, m.aw, m.w) if s is not None], by_flow[Flow.Out],
+                "output streams") for name, m in memories.items()]
     for what, given, known, kind in checks:
         unknown = set(given) - known
         if unknown:
             raise ValueError(f"{what}: {sorted(unknown)} are not {kind} of {type(component).__name__} "
                              f"(it has {sorted(known)})")
-    served = [s for m in memories.values() for s in (m.ar, m.r)]
+    served = [s for m in memories.values() for s in m.streams]
     if len(set(served)) < len(served) or set(served) & (set(inputs) | set(outputs)):
-        raise ValueError(f"every memory needs its own ar and r streams, driven by nothing else (memories use "
-                         f"{served})")
+        raise ValueError(f"every memory needs its own streams, driven by nothing else (memories use {served})")
     return streams, plain
 
 
@@ -657,7 +841,7 @@ def run_streams(component: wiring.Component, inputs: Mapping[str, Any], outputs:
                 statics: Mapping[str, int] | None = None, *, seed: int = 0, p_valid: float = 1.0,
                 p_ready: float = 1.0, waits: Mapping[str, Any] | None = None,
                 changes: Mapping[str, Sequence[tuple[str, int, int]]] | None = None,
-                memories: Mapping[str, AxiReadMemory] | None = None, tail: int = 0,
+                memories: Mapping[str, AxiMemory] | None = None, tail: int = 0,
                 progress: Callable[[int], object] | None = None,
                 max_cycles: int = 1_000_000, backend: str = "amaranth", name: str = "run",
                 vivado_verilog: bool = False) -> StreamRun:
@@ -683,10 +867,10 @@ def run_streams(component: wiring.Component, inputs: Mapping[str, Any], outputs:
         Plain inputs that change during the run: when beat ``beat`` of the input stream ``stream`` is due, the
         port takes ``value`` and the beat is offered one cycle later (a layer's ``t`` changes with its first
         beats; with ``waits`` on the previous layer's outputs it changes only once that layer is done).
-    memories : mapping of name to :class:`AxiReadMemory`, optional
-        Memories that serve the component's AXI4 read streams (their ``ar`` / ``r`` streams are not in
-        ``inputs`` / ``outputs`` and do not decide when the run ends); the reads they served are in
-        :attr:`StreamRun.memories` under the same names.
+    memories : mapping of name to :class:`AxiMemory`, optional
+        Memories that serve the component's AXI4 read and write streams (those streams are not in ``inputs`` /
+        ``outputs`` and do not decide when the run ends); the traffic they served and their final contents
+        are in :attr:`StreamRun.memories` under the same names.
     progress : callable, optional
         Called now and then with the output beats received so far (every
         :data:`~wavefabric.sim.verilator.PROGRESS_CYCLES` cycles on Verilator, every :data:`AMARANTH_PROGRESS_CYCLES`
@@ -711,16 +895,22 @@ def run_streams(component: wiring.Component, inputs: Mapping[str, Any], outputs:
     Raises
     ------
     ValueError
-        For a backend, port, wait, change or memory that does not exist or does not fit, and for a burst that
-        breaks the memory rules (the run stops there). ``TimeoutError``: not finished after ``max_cycles``.
+        For a backend, port, wait, change or memory that does not exist or does not fit, and for a burst or
+        W beat that breaks the memory rules (the run stops there). ``TimeoutError``: not finished after ``max_cycles``.
 
     Examples
     --------
     An engine that reads its weights from DDR over ``ar`` / ``r`` and takes its commands on ``cmd``::
 
         run = run_streams(engine, {"cmd": commands}, {"out": 64}, seed=3, p_valid=0.7, p_ready=0.7,
-                          memories={"ddr": AxiReadMemory(image, latency=40, p_ar_ready=0.8, p_r_valid=0.9)})
+                          memories={"ddr": AxiMemory(image, latency=40, p_ar_ready=0.8, p_r_valid=0.9)})
         run.memories["ddr"].bytes_read
+
+    An engine that also writes its results back (``aw`` / ``w`` / ``b``), into the same memory::
+
+        memory = AxiMemory(image, aw="aw", w="w", b="b", write_latency=20, p_w_ready=0.8)
+        run = run_streams(engine, {"cmd": commands}, {"done": 1}, memories={"ddr": memory})
+        run.memories["ddr"].contents
     """
     statics, memories = dict(statics or {}), dict(memories or {})
     if backend not in BACKENDS:
@@ -742,14 +932,12 @@ def run_streams(component: wiring.Component, inputs: Mapping[str, Any], outputs:
         from .verilator import run_verilator
 
         raw = run_verilator(component, streams, plain, stimulus, vivado_verilog, progress)
-    traffic = {m: MemoryTraffic(*raw.memories[m], served[m].beat_bytes) for m in memories}
-    for m, reads in traffic.items():
-        # The backends stop at the first burst that breaks the rules: only the last can.
-        fault = len(reads.addresses) and burst_fault(int(reads.addresses[-1]), int(reads.lengths[-1]),
-                                                     reads.beat_bytes, len(served[m].contents))
-        if fault:
-            raise ValueError(f"memory {m!r} ({backend}): the burst accepted in cycle {reads.ar_times[-1]} "
-                             f"(addr {int(reads.addresses[-1]):#x}, len {int(reads.lengths[-1])}) {fault}")
+    traffic = {m: MemoryTraffic(**{k: v for k, v in raw.memories[m].items() if k != "fault"},
+                                beat_bytes=served[m].beat_bytes) for m in memories}
+    for m, (fault, cycle) in ((m, raw.memories[m]["fault"]) for m in memories):
+        if fault != Fault.NONE:
+            why = _fault_message(traffic[m], fault, cycle, len(served[m].contents))
+            raise ValueError(f"memory {m!r} ({backend}): {why}")
     if not raw.done:
         counts = {s: f"{len(raw.times[s])}/{len(w)}" for s, w in packed.items()}
         counts |= {s: f"{len(raw.times[s])}/{n}" for s, n in outputs.items()}
@@ -762,6 +950,24 @@ def run_streams(component: wiring.Component, inputs: Mapping[str, Any], outputs:
     )
 
 
+def _fault_message(traffic: MemoryTraffic, fault: Fault, cycle: int, size: int) -> str:
+    """Why the run stopped at a memory: the faulty burst (always the last accepted on its channel) or W beat."""
+    times, addresses, lengths = ((traffic.ar_times, traffic.addresses, traffic.lengths) if fault == Fault.AR else
+                                 (traffic.aw_times, traffic.write_addresses, traffic.write_lengths))
+    if fault != Fault.W:
+        addr, length = int(addresses[-1]), int(lengths[-1])
+        what = "burst" if fault == Fault.AR else "write burst"
+        return (f"the {what} accepted in cycle {cycle} (addr {addr:#x}, len {length}) "
+                f"{burst_fault(addr, length, traffic.beat_bytes, size)}")
+    ends = np.cumsum(lengths.astype(np.int64) + 1)
+    index = int(np.searchsorted(ends, len(traffic.w_times), side="left"))  # the burst of the faulty beat
+    beat = len(traffic.w_times) - 1 - (int(ends[index - 1]) if index else 0)
+    length = int(lengths[index])
+    return (f"W beat {beat} (cycle {cycle}) of the write burst accepted in cycle {int(times[index])} (addr "
+            f"{int(addresses[index]):#x}, len {length}) has last = {int(beat != length)}: the burst has "
+            f"{length + 1} beats")
+
+
 def _run_amaranth(component: wiring.Component, streams: list[StreamPort], plain: list[PlainPort],
                   stim: Stimulus, name: str, progress: Callable[[int], object] | None = None) -> RawRun:
     """The rules of the module, cycle by cycle in one testbench: the reference the Verilator harness mirrors."""
@@ -769,8 +975,7 @@ def _run_amaranth(component: wiring.Component, streams: list[StreamPort], plain:
     sinks = [p for p in streams if p.name in stim.sinks]
     src = [getattr(component, p.name) for p in sources]
     snk = [getattr(component, p.name) for p in sinks]
-    servers = {m: _ReadServer(mem, getattr(component, mem.ar), getattr(component, mem.r))
-               for m, mem in stim.memories.items()}
+    servers = {m: _MemoryServer(mem, component) for m, mem in stim.memories.items()}
     beats = [[_to_int(w) for w in stim.sources[p.name]] for p in sources]
     counts = [len(b) for b in beats]
     gaps = [stim.gaps[p.name].tolist() for p in sources]
@@ -843,16 +1048,20 @@ def _run_amaranth(component: wiring.Component, streams: list[StreamPort], plain:
                     times[p.name].append(cycle)
                     got[j].append(payload)
             at += 2 * len(sinks)
-            for n, server in enumerate(servers.values()):
-                healthy &= server.update(cycle, *values[at + 3 * n: at + 3 * n + 3])
+            for server in servers.values():
+                taken = len(server.samples())
+                healthy &= server.update(cycle, values[at:at + taken])
+                at += taken
             cycle += 1
             if progress is not None and cycle % AMARANTH_PROGRESS_CYCLES == 0:
                 progress(sum(map(len, got)))
         result["done"], result["cycles"] = done, cycle
-        for s in src + [server.r for server in servers.values()]:
+        for s in src:
             ctx.set(s.valid, 0)
-        for k in snk + [server.ar for server in servers.values()]:
+        for k in snk:
             ctx.set(k.ready, 0)
+        for server in servers.values():
+            server.idle(ctx)
         for _ in range(stim.tail if done else 0):
             await ctx.tick()
         result["flags"] = {p.name: ctx.get(port(p.name).as_unsigned()) for p in plain if p.flow == Flow.Out}

@@ -20,13 +20,22 @@ cycle for cycle, with no Python on the hot path.
   u64 stream (its index among the input streams, then the output streams), u64 count``, ``u64 changes`` and per
   change ``u64 beat, u64 port (its index among the plain inputs), u32 words[the port's n]``; for every output
   stream ``u64 beats, u64 mask_length, u8 ready_mask[mask_length]`` (length 0: always ready); ``u64 memories``
-  and per memory ``u64 r (its index among the input streams), u64 ar (among the output streams), u64 latency,
-  u32 fields[7]`` (see :class:`~wavefabric.sim.streams.MemoryStimulus`) ``, u64 ar_mask_length,
-  u8 ar_mask[], u64 r_mask_length, u8 r_mask[], u64 size, u8 contents[size]``.
-- Result: ``u64 finished (0: timed out or stopped by a faulty burst), u64 cycles``; for every input stream
+  and per memory ``u64 beat_bytes, u64 r (its index among the input streams), u64 ar (among the output
+  streams), u64 latency, u32 fields[7]`` (see :class:`~wavefabric.sim.streams.MemoryStimulus`) ``, u64
+  ar_mask_length, u8 ar_mask[], u64 r_mask_length, u8 r_mask[], u64 aw, u64 w (among the output streams),
+  u64 b (among the input streams), u64 write_latency, u32 write_fields[9], u64 aw_mask_length, u8 aw_mask[],
+  u64 w_mask_length, u8 w_mask[], u64 b_mask_length, u8 b_mask[], u64 size, u8 contents[size]``; a stream
+  index of :data:`NONE` means the memory serves no reads (``r``, ``ar``) or no writes (``aw``, ``w``, ``b``).
+- Result: ``u64 finished (0: timed out or stopped by a memory fault), u64 cycles``; for every input stream
   ``u64 sent, u64 cycle[sent]``; for every output stream ``u64 received, u64 cycle[received],
   u32 words[received][n]``; for every memory ``u64 bursts, u64 ar_cycle[bursts], u64 addr[bursts],
-  u64 len[bursts], u64 beats, u64 r_cycle[beats]``; every plain output's words.
+  u64 len[bursts], u64 beats, u64 r_cycle[beats]``, the same for writes (``aw`` and ``w``), ``u64
+  responses, u64 b_cycle[responses], u64 fault, u64 fault_cycle`` (:class:`~wavefabric.sim.streams.Fault`),
+  ``u64 size, u8 contents[size]`` (the final contents); every plain output's words.
+
+The memories follow the rules of :mod:`wavefabric.sim.streams` (reads, writes, the order in which a memory
+takes a cycle's transfers, faults) line for line: any change to ``_MemoryServer`` there changes the harness
+here.
 """
 
 from __future__ import annotations
@@ -46,10 +55,13 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import Flow
 
 from .export import to_verilog
-from .streams import PlainPort, RawRun, Stimulus, StreamPort, component_ports
+from .streams import NO_STREAM, Fault, PlainPort, RawRun, Stimulus, StreamPort, component_ports
 
 __all__ = ["TOP", "LINT_WAIVERS", "verilator_root", "verilator_version", "verilator_command", "waiver_config",
            "lint", "harness", "build", "cache_folder", "run_verilator"]
+
+#: A memory's stream index in the stimulus that names no stream (a memory without reads or without writes).
+NONE = (1 << 64) - 1
 
 #: Module name of the exported top in every build; the driver refers to the model as ``V<TOP>``.
 TOP = "dut"
@@ -188,6 +200,8 @@ using Top = V@TOP@;
 
 // Every this many cycles the driver reports the output beats received so far on stderr ("progress N").
 constexpr uint64_t PROGRESS_CYCLES = @PROGRESS@;
+// A memory's stream index that names no stream.
+constexpr uint64_t NONE = ~uint64_t{0};
 
 // Port values travel as 32-bit words, least significant first, whatever type Verilator gives the port.
 void put(CData& port, const uint32_t* w) { port = static_cast<CData>(w[0]); }
@@ -274,25 +288,36 @@ struct Burst {
     uint64_t addr, len, due, beat;
 };
 
-struct Memory {
-    Source* r;
-    Sink* ar;
-    uint64_t latency;
-    uint32_t addr_at, addr_width, len_at, len_width, data_at, data_width, last_at;
-    std::vector<uint8_t> ar_mask, r_mask, contents;
-    std::deque<Burst> queue;
-    bool valid = false, ready = false;
-    std::vector<uint32_t> r_words, ar_words;
-    std::vector<uint64_t> ar_times, addresses, lengths, r_times;
+// The codes of wavefabric.sim.streams.Fault.
+enum Fault : uint64_t { NO_FAULT = 0, AR_FAULT = 1, AW_FAULT = 2, W_FAULT = 3 };
 
-    uint64_t bytes() const { return data_width / 8; }
+struct Memory {
+    Source* r = nullptr;  // null (and ar too): the memory serves no reads
+    Sink* ar = nullptr;
+    Sink* aw = nullptr;  // null (and w, b too): the memory serves no writes
+    Sink* w = nullptr;
+    Source* b = nullptr;
+    uint64_t latency = 0, write_latency = 0, bytes = 0;
+    uint32_t addr_at, addr_width, len_at, len_width, data_at, data_width, last_at;
+    uint32_t waddr_at, waddr_width, wlen_at, wlen_width, wdata_at, wdata_width, strb_at, strb_width, wlast_at;
+    std::vector<uint8_t> ar_mask, r_mask, aw_mask, w_mask, b_mask, contents;
+    std::deque<Burst> queue, writes;  // read bursts in flight; write bursts awaiting W beats (due unused)
+    std::deque<uint64_t> responses;  // due cycle of every B response not yet taken
+    bool valid = false, ready = false, w_ready = false, b_valid = false, aw_ready = false;
+    std::vector<uint32_t> r_words, ar_words, aw_words, w_words, b_words;
+    std::vector<uint64_t> ar_times, addresses, lengths, r_times;
+    std::vector<uint64_t> aw_times, waddresses, wlengths, w_times, b_times;
+    uint64_t fault = NO_FAULT, fault_cycle = 0;
+
     // The rules of wavefabric.sim.streams.burst_fault, free of overflow: unaligned, across 4 KiB, beyond contents.
     bool faulty(uint64_t addr, uint64_t len) const {
-        if (addr % bytes() || len >= contents.size() / bytes()) return true;
-        const uint64_t span = (len + 1) * bytes();
+        if (addr % bytes || len >= contents.size() / bytes) return true;
+        const uint64_t span = (len + 1) * bytes;
         return addr > contents.size() - span || addr >> 12 != (addr + span - 1) >> 12;
     }
 };
+
+bool allowed(const std::vector<uint8_t>& mask, uint64_t cycle) { return mask.empty() || mask[cycle]; }
 
 // The component's ports, from its signature.
 std::vector<Plain> inputs() { return {@INPUTS@}; }
@@ -398,22 +423,47 @@ int main(int argc, char** argv) {
         k.times.reserve(k.count);
         k.beats.reserve(k.count * k.words);
     }
+    // A stream of a memory: an index among the sources or sinks, or NONE.
+    auto served_source = [&]() -> Source* {
+        const uint64_t at = in.scalar<uint64_t>();
+        if (at == NONE) return nullptr;
+        if (at >= src.size()) fail("memory streams out of range");
+        src[at].served = true;
+        return &src[at];
+    };
+    auto served_sink = [&]() -> Sink* {
+        const uint64_t at = in.scalar<uint64_t>();
+        if (at == NONE) return nullptr;
+        if (at >= snk.size()) fail("memory streams out of range");
+        snk[at].served = true;
+        return &snk[at];
+    };
     std::vector<Memory> mem(in.scalar<uint64_t>());
     for (auto& m : mem) {
-        const uint64_t r = in.scalar<uint64_t>(), ar = in.scalar<uint64_t>();
-        if (r >= src.size() || ar >= snk.size()) fail("memory streams out of range");
-        m.r = &src[r];
-        m.ar = &snk[ar];
-        m.r->served = m.ar->served = true;
+        m.bytes = in.scalar<uint64_t>();
+        m.r = served_source();
+        m.ar = served_sink();
         m.latency = in.scalar<uint64_t>();
         const auto fields = in.array<uint32_t>(7);
         m.addr_at = fields[0], m.addr_width = fields[1], m.len_at = fields[2], m.len_width = fields[3];
         m.data_at = fields[4], m.data_width = fields[5], m.last_at = fields[6];
         m.ar_mask = pattern();
         m.r_mask = pattern();
+        m.aw = served_sink();
+        m.w = served_sink();
+        m.b = served_source();
+        m.write_latency = in.scalar<uint64_t>();
+        const auto wfields = in.array<uint32_t>(9);
+        m.waddr_at = wfields[0], m.waddr_width = wfields[1], m.wlen_at = wfields[2], m.wlen_width = wfields[3];
+        m.wdata_at = wfields[4], m.wdata_width = wfields[5], m.strb_at = wfields[6], m.strb_width = wfields[7];
+        m.wlast_at = wfields[8];
+        m.aw_mask = pattern();
+        m.w_mask = pattern();
+        m.b_mask = pattern();
         m.contents = in.array<uint8_t>(in.scalar<uint64_t>());
-        m.r_words.resize(m.r->words);
-        m.ar_words.resize(m.ar->words);
+        if (!m.r != !m.ar || !m.aw != !m.w || !m.aw != !m.b || m.bytes == 0 || m.bytes > 8) fail("bad memory");
+        if (m.r) m.r_words.resize(m.r->words), m.ar_words.resize(m.ar->words);
+        if (m.aw) m.aw_words.resize(m.aw->words), m.w_words.resize(m.w->words), m.b_words.resize(m.b->words);
     }
     top.clk = 0;
 @RESET@    top.eval();
@@ -446,19 +496,32 @@ int main(int argc, char** argv) {
             k.set_ready(top, k.ready);
         }
         for (auto& m : mem) {
-            if (!m.valid && !m.queue.empty() && m.queue.front().due <= cycle && (m.r_mask.empty() || m.r_mask[cycle])) {
-                const Burst& b = m.queue.front();
-                uint64_t word = 0;  // little-endian bytes, on a little-endian host
-                std::memcpy(&word, &m.contents[b.addr + b.beat * m.bytes()], m.bytes());
-                std::fill(m.r_words.begin(), m.r_words.end(), 0);
-                place(m.r_words.data(), m.data_at, m.data_width, word);
-                place(m.r_words.data(), m.last_at, 1, b.beat == b.len);
-                m.r->set_payload(top, m.r_words.data());
-                m.valid = true;
+            if (m.r) {
+                if (!m.valid && !m.queue.empty() && m.queue.front().due <= cycle && allowed(m.r_mask, cycle)) {
+                    const Burst& b = m.queue.front();
+                    uint64_t word = 0;  // little-endian bytes, on a little-endian host
+                    std::memcpy(&word, &m.contents[b.addr + b.beat * m.bytes], m.bytes);
+                    std::fill(m.r_words.begin(), m.r_words.end(), 0);
+                    place(m.r_words.data(), m.data_at, m.data_width, word);
+                    place(m.r_words.data(), m.last_at, 1, b.beat == b.len);
+                    m.r->set_payload(top, m.r_words.data());
+                    m.valid = true;
+                }
+                m.r->set_valid(top, m.valid);
+                m.ready = allowed(m.ar_mask, cycle);
+                m.ar->set_ready(top, m.ready);
             }
-            m.r->set_valid(top, m.valid);
-            m.ready = m.ar_mask.empty() || m.ar_mask[cycle];
-            m.ar->set_ready(top, m.ready);
+            if (m.aw) {
+                m.w_ready = !m.writes.empty() && allowed(m.w_mask, cycle);
+                m.w->set_ready(top, m.w_ready);
+                if (!m.b_valid && !m.responses.empty() && m.responses.front() <= cycle && allowed(m.b_mask, cycle)) {
+                    m.b->set_payload(top, m.b_words.data());  // all zero: BRESP OKAY
+                    m.b_valid = true;
+                }
+                m.b->set_valid(top, m.b_valid);
+                m.aw_ready = allowed(m.aw_mask, cycle);
+                m.aw->set_ready(top, m.aw_ready);
+            }
         }
         top.clk = 0;
         top.eval();
@@ -478,23 +541,71 @@ int main(int argc, char** argv) {
                 k.payload(top, &k.beats[k.beats.size() - k.words]);
             }
         }
+        // Each memory takes its transfers in the order R, AR, W, B, AW, as the Amaranth testbench does; at a
+        // fault it takes no more and the run stops (Python reports it from the fault code and the traffic).
         for (auto& m : mem) {
-            if (m.valid && m.r->ready(top)) {
-                m.r_times.push_back(cycle);
-                m.valid = false;
-                if (++m.queue.front().beat > m.queue.front().len) m.queue.pop_front();
-            }
-            if (m.ready && m.ar->valid(top)) {
-                m.ar->payload(top, m.ar_words.data());
-                const uint64_t addr = field(m.ar_words.data(), m.addr_at, m.addr_width);
-                const uint64_t len = field(m.ar_words.data(), m.len_at, m.len_width);
-                m.ar_times.push_back(cycle);
-                m.addresses.push_back(addr);
-                m.lengths.push_back(len);
-                if (m.faulty(addr, len)) {
-                    healthy = false;  // the run stops here; Python reports the burst
-                } else {
+            auto stop = [&](uint64_t fault) {
+                m.fault = fault;
+                m.fault_cycle = cycle;
+                healthy = false;
+            };
+            if (m.r) {
+                if (m.valid && m.r->ready(top)) {
+                    m.r_times.push_back(cycle);
+                    m.valid = false;
+                    if (++m.queue.front().beat > m.queue.front().len) m.queue.pop_front();
+                }
+                if (m.ready && m.ar->valid(top)) {
+                    m.ar->payload(top, m.ar_words.data());
+                    const uint64_t addr = field(m.ar_words.data(), m.addr_at, m.addr_width);
+                    const uint64_t len = field(m.ar_words.data(), m.len_at, m.len_width);
+                    m.ar_times.push_back(cycle);
+                    m.addresses.push_back(addr);
+                    m.lengths.push_back(len);
+                    if (m.faulty(addr, len)) {
+                        stop(AR_FAULT);
+                        continue;
+                    }
                     m.queue.push_back({addr, len, cycle + m.latency, 0});
+                }
+            }
+            if (m.aw) {
+                if (m.w_ready && m.w->valid(top)) {
+                    m.w->payload(top, m.w_words.data());
+                    m.w_times.push_back(cycle);
+                    Burst& head = m.writes.front();
+                    const uint64_t word = field(m.w_words.data(), m.wdata_at, m.wdata_width);
+                    const uint64_t strb = field(m.w_words.data(), m.strb_at, m.strb_width);
+                    uint8_t* at = &m.contents[head.addr + head.beat * m.bytes];
+                    for (uint64_t n = 0; n < m.bytes; ++n) {
+                        if (strb >> n & 1) at[n] = static_cast<uint8_t>(word >> 8 * n);
+                    }
+                    if (field(m.w_words.data(), m.wlast_at, 1) != (head.beat == head.len)) {
+                        stop(W_FAULT);
+                        continue;
+                    }
+                    if (++head.beat > head.len) {
+                        m.writes.pop_front();
+                        m.responses.push_back(cycle + m.write_latency);
+                    }
+                }
+                if (m.b_valid && m.b->ready(top)) {
+                    m.b_times.push_back(cycle);
+                    m.b_valid = false;
+                    m.responses.pop_front();
+                }
+                if (m.aw_ready && m.aw->valid(top)) {
+                    m.aw->payload(top, m.aw_words.data());
+                    const uint64_t addr = field(m.aw_words.data(), m.waddr_at, m.waddr_width);
+                    const uint64_t len = field(m.aw_words.data(), m.wlen_at, m.wlen_width);
+                    m.aw_times.push_back(cycle);
+                    m.waddresses.push_back(addr);
+                    m.wlengths.push_back(len);
+                    if (m.faulty(addr, len)) {
+                        stop(AW_FAULT);
+                        continue;
+                    }
+                    m.writes.push_back({addr, len, 0, 0});
                 }
             }
         }
@@ -508,6 +619,7 @@ int main(int argc, char** argv) {
             std::fflush(stderr);
         }
     }
+    // Every valid and ready low, the memories' streams too.
     for (auto& s : src) s.set_valid(top, false);
     for (auto& k : snk) k.set_ready(top, false);
     for (uint64_t n = 0; done && n < tail; ++n) {
@@ -532,13 +644,24 @@ int main(int argc, char** argv) {
         out.array(k.times.data(), k.times.size());
         out.array(k.beats.data(), k.beats.size());
     }
+    auto times = [&](const std::vector<uint64_t>& cycles) {
+        out.scalar<uint64_t>(cycles.size());
+        out.array(cycles.data(), cycles.size());
+    };
     for (const auto& m : mem) {
-        out.scalar<uint64_t>(m.ar_times.size());
-        out.array(m.ar_times.data(), m.ar_times.size());
+        times(m.ar_times);
         out.array(m.addresses.data(), m.addresses.size());
         out.array(m.lengths.data(), m.lengths.size());
-        out.scalar<uint64_t>(m.r_times.size());
-        out.array(m.r_times.data(), m.r_times.size());
+        times(m.r_times);
+        times(m.aw_times);
+        out.array(m.waddresses.data(), m.waddresses.size());
+        out.array(m.wlengths.data(), m.wlengths.size());
+        times(m.w_times);
+        times(m.b_times);
+        out.scalar<uint64_t>(m.fault);
+        out.scalar<uint64_t>(m.fault_cycle);
+        out.scalar<uint64_t>(m.contents.size());
+        out.array(m.contents.data(), m.contents.size());
     }
     for (const auto& p : flags()) {
         std::vector<uint32_t> words(p.words);
@@ -662,9 +785,15 @@ def _stimulus_bytes(streams: list[StreamPort], plain: list[PlainPort], stim: Sti
     for s in sinks:
         parts += [_u64(stim.sinks.get(s.name, 0)), _pattern(stim.ready_masks.get(s.name))]
     parts.append(_u64(len(stim.memories)))
+
+    def at(stream_name: str) -> int:
+        return index[stream_name] if stream_name != NO_STREAM else NONE
+
     for m in stim.memories.values():
-        parts += [_u64(index[m.r], index[m.ar], m.latency), np.array(m.fields, dtype="<u4").tobytes(),
-                  _pattern(m.ar_mask), _pattern(m.r_mask), _u64(len(m.contents)), m.contents.tobytes()]
+        parts += [_u64(m.beat_bytes, at(m.r), at(m.ar), m.latency), np.array(m.fields, dtype="<u4").tobytes(),
+                  _pattern(m.mask(m.ar)), _pattern(m.mask(m.r)), _u64(at(m.aw), at(m.w), at(m.b), m.write_latency),
+                  np.array(m.write_fields, dtype="<u4").tobytes(), _pattern(m.mask(m.aw)), _pattern(m.mask(m.w)),
+                  _pattern(m.mask(m.b)), _u64(len(m.contents)), m.contents.tobytes()]
     return b"".join(parts)
 
 
@@ -687,13 +816,25 @@ def _parse_result(raw: bytes, streams: list[StreamPort], plain: list[PlainPort],
             count = int(take("<u8", 1)[0])
             times[s.name] = take("<u8", count).astype(np.int64)
             words[s.name] = take("<u4", count * s.words).reshape(count, s.words).astype(np.uint32)
-    reads = {}
+    def cycles_taken() -> np.ndarray:
+        return take("<u8", int(take("<u8", 1)[0])).astype(np.int64)
+
+    traffic = {}
     for m in memories:
-        bursts = int(take("<u8", 1)[0])
-        ar_times, addresses, lengths = (take("<u8", bursts).copy() for _ in range(3))
-        reads[m] = (ar_times.astype(np.int64), addresses, lengths, take("<u8", int(take("<u8", 1)[0])).astype(np.int64))
+        raw_memory = {}
+        for channel, data_channel, prefix in (("ar", "r", ""), ("aw", "w", "write_")):
+            raw_memory[f"{channel}_times"] = cycles_taken()
+            bursts = len(raw_memory[f"{channel}_times"])
+            raw_memory[f"{prefix}addresses"], raw_memory[f"{prefix}lengths"] = (take("<u8", bursts).copy()
+                                                                               for _ in range(2))
+            raw_memory[f"{data_channel}_times"] = cycles_taken()
+        raw_memory["b_times"] = cycles_taken()
+        fault, fault_cycle = (int(v) for v in take("<u8", 2))
+        raw_memory["fault"] = (Fault(fault), fault_cycle)
+        raw_memory["contents"] = take("<u1", int(take("<u8", 1)[0])).copy()
+        traffic[m] = raw_memory
     flags = {p.name: int.from_bytes(take("<u4", p.words).tobytes(), "little") for p in plain if p.flow == Flow.Out}
-    return bool(finished), cycles, times, words, reads, flags
+    return bool(finished), cycles, times, words, traffic, flags
 
 
 def run_verilator(component: wiring.Component, streams: list[StreamPort], plain: list[PlainPort],

@@ -1,7 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """run_streams: the stall rules on a one-register pipeline (cycle stamps, gaps, ready masks), traces, and beyond
-plain streams, on both backends cycle for cycle: the AXI4 read memory (bursts, latency, stalls, faults) and plain
-inputs that change during a run."""
+plain streams, on both backends cycle for cycle: the AXI4 memory's reads and writes (bursts, latencies, strobes,
+stalls, faults, final contents) and plain inputs that change during a run."""
 
 import numpy as np
 import pytest
@@ -9,9 +9,16 @@ from amaranth.hdl import Module, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from wavefabric.rtl.axi import read_address_layout, read_data_layout
+from wavefabric.rtl.axi import (
+    read_address_layout,
+    read_data_layout,
+    write_address_layout,
+    write_data_layout,
+    write_response_layout,
+)
 from wavefabric.sim.streams import (
     VCD_ENV,
+    AxiMemory,
     AxiReadMemory,
     StreamRun,
     burst_fault,
@@ -137,9 +144,10 @@ def same_run(a: StreamRun, b: StreamRun) -> None:
     assert a.times.keys() == b.times.keys() and a.memories.keys() == b.memories.keys()
     for name in a.times:
         assert np.array_equal(a.times[name], b.times[name]), f"transfer cycles of {name} differ"
-    for name, reads in a.memories.items():
-        for field in ("ar_times", "addresses", "lengths", "r_times"):
-            assert np.array_equal(getattr(reads, field), getattr(b.memories[name], field)), f"{name}.{field} differ"
+    for name, traffic in a.memories.items():
+        for field in ("ar_times", "addresses", "lengths", "r_times", "aw_times", "write_addresses", "write_lengths",
+                      "w_times", "b_times", "contents"):
+            assert np.array_equal(getattr(traffic, field), getattr(b.memories[name], field)), f"{name}.{field} differ"
 
 
 def read_run(seed: int, p: float, latency: int, backend: str, count: int = 12, changes: bool = False):
@@ -211,12 +219,12 @@ def test_reads_in_flight_at_the_end_are_dropped():
 
 def test_memory_arguments_are_checked():
     reader = BurstReader()
-    cases = [({"memories": {"m": AxiReadMemory(b"", ar="o")}}, "its own ar and r"),
+    cases = [({"memories": {"m": AxiReadMemory(b"", ar="o")}}, "its own streams"),
              ({"memories": {"m": AxiReadMemory(b"", ar="req")}}, "not output streams"),
              ({"memories": {"m": AxiReadMemory(b"", latency=0)}}, "latency"),
              ({"memories": {"m": AxiReadMemory(b"", p_r_valid=0)}}, "p_r_valid"),
              ({"memories": {"m": AxiReadMemory(np.zeros(4, np.int32))}}, "uint8"),
-             ({"memories": {"m": AxiReadMemory(b""), "n": AxiReadMemory(b"")}}, "its own ar and r"),
+             ({"memories": {"m": AxiReadMemory(b""), "n": AxiReadMemory(b"")}}, "its own streams"),
              ({"changes": {"error": [("req", 0, 1)]}}, "not a plain input"),
              ({"changes": {"offset": [("req", 1, 1)]}}, "beat 1 of 'req'")]
     for kwargs, match in cases:
@@ -238,3 +246,107 @@ def test_a_change_takes_one_cycle_and_waits_may_wait_for_outputs():
     assert run.times["req"].tolist() == [0, 7, 8] and run.times["o"].tolist() == [4, 5, 11, 12]
     assert run.memories["ddr"].addresses.tolist() == [0, 16, 24]
     assert run.outputs["o"] == expected_words(image, requests, [0, 16, 16])
+
+
+class BurstWriter(wiring.Component):
+    """Passes ``req`` to ``aw`` and ``data`` to ``w`` as they come, and every B response through a register to ``o``."""
+
+    req: In(stream.Signature(write_address_layout()))
+    data: In(stream.Signature(write_data_layout(64)))
+    aw: Out(stream.Signature(write_address_layout()))
+    w: Out(stream.Signature(write_data_layout(64)))
+    b: In(stream.Signature(write_response_layout()))
+    o: Out(stream.Signature(write_response_layout()))
+
+    def elaborate(self, platform):
+        m = Module()
+        for source, sink in ((self.req, self.aw), (self.data, self.w)):
+            m.d.comb += [sink.valid.eq(source.valid), source.ready.eq(sink.ready), sink.payload.eq(source.payload)]
+        m.d.comb += self.b.ready.eq(~self.o.valid | self.o.ready)
+        with m.If(self.b.valid & self.b.ready):
+            m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(self.b.payload)]
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        return m
+
+
+WRITER_MEMORY = dict(ar=None, r=None, aw="aw", w="w", b="b")
+
+
+def write_beats(rng: np.random.Generator, requests: list[dict]) -> list[dict]:
+    """Random data and strobes for every beat of ``requests``, ``last`` on each burst's final beat."""
+    return [{"data": int(rng.integers(0, 2**63)) * 2 + int(rng.integers(0, 2)), "strb": int(rng.integers(0, 256)),
+             "last": int(b == r["len"])} for r in requests for b in range(r["len"] + 1)]
+
+
+def written(image: bytes, requests: list[dict], beats: list[dict]) -> np.ndarray:
+    """``image`` after ``beats`` are written by ``requests`` in order, each byte where its strobe is set."""
+    out = np.frombuffer(image, dtype=np.uint8).copy()
+    addresses = [r["addr"] + 8 * b for r in requests for b in range(r["len"] + 1)]
+    for addr, beat in zip(addresses, beats, strict=True):
+        for n in range(8):
+            if beat["strb"] >> n & 1:
+                out[addr + n] = beat["data"] >> 8 * n & 0xFF
+    return out
+
+
+@pytest.mark.parametrize("seed, p, write_latency", [(1, 1.0, 40), (2, 0.6, 5), (3, 0.3, 1)])
+def test_memory_serves_writes_alike_on_both_backends(seed, p, write_latency):
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, 8192, dtype=np.uint8).tobytes()
+    requests = bursts(rng, 10, 8192)
+    beats = write_beats(rng, requests)
+    memory = AxiMemory(image, **WRITER_MEMORY, write_latency=write_latency, p_aw_ready=p, p_w_ready=p, p_b_valid=p)
+    runs = [run_streams(BurstWriter(), {"req": requests, "data": beats}, {"o": len(requests)}, seed=seed,
+                        p_valid=p, p_ready=p, memories={"ddr": memory}, backend=backend, name=f"writer_{seed}")
+            for backend in BACKENDS]
+    same_run(*runs)
+    run, where = runs[0], f"seed {seed}; {vcd_hint(f'writer_{seed}')}"
+    traffic = run.memories["ddr"]
+    assert np.array_equal(traffic.contents, written(image, requests, beats)), where
+    assert image == bytes(np.frombuffer(image, dtype=np.uint8)), "the image given is left alone"
+    assert traffic.write_addresses.tolist() == [r["addr"] for r in requests], where
+    assert traffic.write_lengths.tolist() == [r["len"] for r in requests], where
+    assert traffic.bytes_written == 8 * len(beats) and len(traffic.ar_times) == 0 == traffic.bytes_read
+    ends = np.cumsum([r["len"] + 1 for r in requests]) - 1
+    starts = ends - [r["len"] for r in requests]
+    assert np.all(traffic.w_times[starts] > traffic.aw_times), where  # W only for a burst whose AW came before
+    waited = traffic.b_times - traffic.w_times[ends]
+    assert waited.min() >= write_latency and np.all(np.diff(traffic.b_times) > 0), where
+    assert run.outputs["o"] == [{"resp": 0}] * len(requests), where
+    if p == 1:
+        assert np.all(waited == write_latency) and np.array_equal(traffic.aw_times, np.arange(len(requests)))
+        assert traffic.w_times.tolist() == list(range(1, len(beats) + 1)), where
+
+
+@pytest.mark.parametrize("requests, beats, fault", [
+    ([{"addr": 4096 - 8, "len": 1}], 2, "write burst accepted in cycle 0 .* crosses a 4 KiB"),
+    ([{"addr": 8188, "len": 0}], 1, "write burst accepted in cycle 0 .* multiple of 8"),
+    ([{"addr": 8192, "len": 0}], 1, "write burst accepted in cycle 0 .* beyond the memory's 8192 bytes"),
+    ([{"addr": 64, "len": 2}], [0, 1, 0], r"W beat 1 \(cycle 2\) of the write burst accepted in cycle 0 "
+                                          r"\(addr 0x40, len 2\) has last = 1: the burst has 3 beats"),
+    ([{"addr": 0, "len": 0}, {"addr": 64, "len": 1}], [1, 0, 0], r"W beat 1 \(cycle 3\) of the write burst "
+                                                                 r"accepted in cycle 1 .* has last = 0"),
+])
+def test_a_write_that_breaks_the_rules_stops_the_run(requests, beats, fault):
+    lasts = beats if isinstance(beats, list) else [int(b == beats - 1) for b in range(beats)]
+    data_beats = [{"data": n, "strb": 255, "last": last} for n, last in enumerate(lasts)]
+    for backend in BACKENDS:
+        with pytest.raises(ValueError, match=f"'ddr' \\({backend}\\): .*{fault}"):
+            run_streams(BurstWriter(), {"req": requests, "data": data_beats}, {"o": len(requests)},
+                        memories={"ddr": AxiMemory(bytes(8192), **WRITER_MEMORY, write_latency=3)},
+                        backend=backend)
+
+
+def test_write_memory_arguments_are_checked():
+    writer = BurstWriter()
+    stim = {"req": [{"addr": 0, "len": 0}], "data": [{"data": 0, "strb": 0, "last": 1}]}
+    cases = [(AxiMemory(b"", ar=None, r=None), "serves no streams"),
+             (AxiMemory(b"", ar=None, r=None, aw="aw", w="w"), "all of aw, w and b"),
+             (AxiMemory(b"", aw="aw", w="w", b="b"), "not input streams"),
+             (AxiMemory(b"", **WRITER_MEMORY, write_latency=0), "write_latency"),
+             (AxiMemory(b"", **WRITER_MEMORY, p_b_valid=1.5), "p_b_valid"),
+             (AxiMemory(b"", ar=None, r=None, aw="w", w="aw", b="b"), "payload of 'w' has no field 'addr'")]
+    for memory, match in cases:
+        with pytest.raises(ValueError, match=match):
+            run_streams(writer, stim, {"o": 1}, memories={"m": memory})
