@@ -58,6 +58,9 @@ _CYCLE_FIGURES = ("cycles_per_sample", "cycles_per_step", "model_cycles_per_step
 #: Seconds between two writes of the folder while points finish.
 _WRITE_INTERVAL = 5.0
 
+#: Failed points named in the sweep's report (all are in the table).
+_FAILURES_SHOWN = 10
+
 _INSTALL = "pip install 'wavefabric[sweep]'"
 
 
@@ -261,10 +264,9 @@ def summarize(figures: dict[str, dict]) -> dict:
     sim, estimate = figures.get("sim", {}), figures.get("estimate", {})
     synth = figures.get("synth") or estimate.get("synthesis") or {}
     sources = (("sim", sim), ("estimate", estimate))
-    cycles_figure = next((f"{command}.{name}" for name in _CYCLE_FIGURES for command, source in sources
-                          if _number(source, name) is not None), None)
-    cycles = None if cycles_figure is None else _number(figures[cycles_figure.split(".")[0]],
-                                                        cycles_figure.split(".", 1)[1])
+    cycles_figure, cycles = next(((f"{command}.{name}", value) for name in _CYCLE_FIGURES
+                                  for command, source in sources if (value := _number(source, name)) is not None),
+                                 (None, None))
 
     def first(name: str) -> float | None:
         return next((value for _, source in sources if (value := _number(source, name)) is not None), None)
@@ -297,8 +299,10 @@ def read_points(folder: Path) -> dict:
         raise ValueError(f"{str(path)!r} does not exist: is {str(folder)!r} a sweep's folder?") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"cannot read {str(path)!r}: {_error_line(error)}") from None
-    if not (isinstance(data, dict) and isinstance(data.get("points"), list) and isinstance(data.get("grid"), dict)
-            and data.get("engine") in ENGINES):
+    fields = {"key", "params", "retry", *COLUMNS}
+    if not (isinstance(data, dict) and isinstance(data.get("grid"), dict) and data.get("engine") in ENGINES
+            and isinstance(data.get("points"), list)
+            and all(isinstance(point, dict) and fields <= point.keys() for point in data["points"])):
         raise ValueError(f"{str(path)!r} is not a sweep's points.json")
     return data
 
@@ -389,8 +393,7 @@ def cmd_sweep(args) -> int:
     earlier = {}
     if (Path(args.output) / POINTS_JSON).is_file():
         with contextlib.suppress(ValueError):  # not a sweep's: writing the folder says whose it is
-            earlier = {record.get("key"): record for record in read_points(args.output)["points"]
-                       if isinstance(record, dict) and not record.get("retry")}
+            earlier = {record["key"]: record for record in read_points(args.output)["points"] if not record["retry"]}
     records = {point.key: earlier[point.key] for point in points if point.key in earlier}
     todo = [point for point in points if point.key not in records]
 
@@ -416,8 +419,10 @@ def cmd_sweep(args) -> int:
     dropped = len(set(earlier) - set(records))
     if dropped:
         print(f"  {dropped} earlier point{'s' * (dropped != 1)} not in this grid dropped")
-    for record in failed:
+    for record in failed[:_FAILURES_SHOWN]:
         print(f"  failed {point_label(record['params'])}: {record['error']}")
+    if len(failed) > _FAILURES_SHOWN:
+        print(f"  and {len(failed) - _FAILURES_SHOWN} more failed (their errors are in {POINTS_CSV})")
     for record in inexact:
         print(f"  NOT bit-exact {point_label(record['params'])}")
     return 1 if failed or inexact else 0
