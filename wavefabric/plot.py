@@ -19,6 +19,10 @@ __all__ = ["RESOURCES", "pareto_front", "write_plots"]
 RESOURCES = {"dsp48e1": ("DSP48E1", XC7Z020["dsp48e1"]), "lut": ("LUT (logic and LUTRAM)", XC7Z020["lut"])}
 
 
+#: Points of the Pareto front listed beside a plot.
+_LISTED = 30
+
+
 def pareto_front(xs: Sequence[float], ys: Sequence[float], higher_is_better: bool) -> list[int]:
     """Indices of the points that no other point dominates (no more ``x``, a ``y`` at least as good, one of them
     strictly better), in order of increasing ``x``."""
@@ -57,14 +61,19 @@ def write_plots(folder: Path, engine: str, keys: list[str], records: list[dict])
         xs = [_resource(record, resource) for record in drawn]
         ys = [record[metric] for record in drawn]
         front = pareto_front(xs, ys, higher_is_better)
-        figure = Figure(figsize=(7, 4.5), layout="constrained")
+        figure = Figure(figsize=(10, 5), layout="constrained")
         ax = figure.add_subplot()
         ax.scatter(xs, ys, s=18, color="tab:blue", label="design points")
         ax.plot([xs[i] for i in front], [ys[i] for i in front], "o-", color="tab:orange", markersize=7,
                 markerfacecolor="none", drawstyle="steps-post", label="Pareto front")
-        for i in front:
-            ax.annotate(point_label(drawn[i]["params"], varying), (xs[i], ys[i]), textcoords="offset points",
-                        xytext=(4, 4), fontsize=7)
+        # The front's points are numbered on the plot and listed beside it: labels on the plot would overlap.
+        for number, i in enumerate(front[:_LISTED], 1):
+            ax.annotate(str(number), (xs[i], ys[i]), textcoords="offset points", xytext=(4, -10), fontsize=7)
+        listed = [f"{number}: {point_label(drawn[i]['params'], varying)}"
+                  for number, i in enumerate(front[:_LISTED], 1)]
+        if len(front) > _LISTED:
+            listed.append(f"and {len(front) - _LISTED} more")
+        ax.text(1.02, 1, "Pareto front\n" + "\n".join(listed), transform=ax.transAxes, fontsize=7, va="top")
         ax.axvline(limit, color="tab:red", linestyle="--", label=f"xc7z020: {limit:,} {axis_label.split()[0]}")
         if metric == "real_time_factor":
             ax.axhline(1.0, color="grey", linestyle=":", label="real time")
