@@ -479,6 +479,10 @@ def _axis_layout(sig: wiring.Signature) -> data.StructLayout:
     return data.StructLayout(fields)
 
 
+#: Plain ports StreamView renames: Verilator refuses C++ keywords as port names (SYMRSVDWORD).
+_VIEW_NAMES = {"interrupt": "irq"}
+
+
 class StreamView(wiring.Component):
     """A core with every AXI channel as a ``lib.stream``, for :func:`~wavefabric.sim.streams.run_streams`.
 
@@ -487,7 +491,8 @@ class StreamView(wiring.Component):
     AXI4-Stream ``X``: the stream ``X`` with ``tdata`` (32-bit words, least significant first), ``tlast`` (and
     ``tkeep``). For the AXI4 read manager: ``ar`` (Out) and ``r`` (In) with the layouts of
     :mod:`wavefabric.rtl.axi`, which :class:`~wavefabric.sim.streams.AxiReadMemory` serves. Plain ports pass
-    through. Wiring only: what the backends drive is the core's own logic, cycle for cycle.
+    through (``interrupt`` as ``irq``: Verilator takes no C++ keyword as a port name). Wiring only: what the
+    backends drive is the core's own logic, cycle for cycle.
     """
 
     def __init__(self, core: wiring.Component):
@@ -496,7 +501,7 @@ class StreamView(wiring.Component):
         members = {}
         for name, member in core.signature.members.items():
             if not member.is_signature:
-                members[name] = member
+                members[_VIEW_NAMES.get(name, name)] = member
                 continue
             kind, sig, manager = self._interfaces[name]
             if kind == "lite":
@@ -519,7 +524,7 @@ class StreamView(wiring.Component):
         for name, member in core.signature.members.items():
             inner = getattr(core, name)
             if not member.is_signature:
-                outer = getattr(self, name)
+                outer = getattr(self, _VIEW_NAMES.get(name, name))
                 m.d.comb += inner.eq(outer) if member.flow == In else outer.eq(inner)
                 continue
             kind, sig, manager = self._interfaces[name]

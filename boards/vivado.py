@@ -1,16 +1,22 @@
-"""Vivado project generation for a PYNQ-Z1 overlay around an accelerator top (:class:`~.top.GruTop`).
+"""Vivado project generation for a PYNQ-Z1 overlay around an accelerator top on the AXI shell.
 
-:func:`write_build` writes a build folder, atomically (it appears whole or not at all):
+A design is given by its configuration (:class:`~.top.GruTopConfig`, :class:`~.samplernn_top.SampleRNNTopConfig`):
+``name`` (the top's module), ``top()``, ``register_map()``, ``mm2s_width`` / ``s2mm_width`` (the DMA's streams)
+and ``reads_ddr`` (the top has an AXI4 read manager ``m_axi`` to the PS DDR). :func:`write_build` writes a build
+folder, atomically (it appears whole or not at all):
 
 * ``<top>.v``: the accelerator top in Verilog (:func:`~wavefabric.sim.export.to_verilog`, no source locations).
-* ``<name>.regmap.json``: the register map and stream protocol (:func:`~.top.register_map`); the driver's input.
+* ``<name>.regmap.json``: the register map and stream protocol; the driver's input.
+* ``<name>.weights.npz`` (SampleRNN, with a checkpoint): the weights as NumPy arrays, which the driver loads
+  without torch.
 * ``build.tcl``: Vivado batch script: a project for xc7z020clg400-1; a block design with processing_system7
-  configured for the PYNQ-Z1 by explicit ``CONFIG.PCW_*`` properties (DDR3 MT41K256M16 RE-125, 16-bit, 525 MHz,
+  configured for the PYNQ-Z1 by explicit ``CONFIG.PCW_*`` properties (DDR3 MT41J256M16 RE-125, 16-bit, 525 MHz,
   the board's DDR delays and MIO peripherals, FCLK0 100 MHz, M_AXI_GP0, S_AXI_HP0 64-bit), an AXI DMA in
-  simple mode (no scatter-gather, 26-bit length register, stream width = the top's TDATA), an AXI interconnect
-  for the control ports, a SmartConnect from the DMA to HP0, a processor system reset, and the accelerator as a
-  module reference (VLNV ``xilinx.com:module_ref:<top>:1.0``); address assignment, ``validate_bd_design``, the
-  HDL wrapper, synthesis, implementation, bitstream, and a timing check that exits 1 when WNS or WHS < 0.
+  simple mode (no scatter-gather, 26-bit length register, stream widths = the top's TDATA), an AXI interconnect
+  for the control ports, a SmartConnect from the DMA (and the accelerator's ``m_axi``) to HP0, a processor
+  system reset, and the accelerator as a module reference (VLNV ``xilinx.com:module_ref:<top>:1.0``); the
+  address map (control registers, and every manager's view of the DDR through HP0), ``validate_bd_design``,
+  the HDL wrapper, synthesis, implementation, bitstream, and a timing check that exits 1 when WNS or WHS < 0.
 * ``build.sh``: runs ``vivado -mode batch -source build.tcl`` and puts ``<name>.bit`` and ``<name>.hwh`` side by
   side (the ``.hwh`` from ``<project>.gen/sources_1/bd/*/hw_handoff/`` (Vivado 2020.2+) or
   ``<project>.srcs/...`` (older)), as PYNQ's ``Overlay("<name>.bit")`` expects.
@@ -29,10 +35,12 @@ import subprocess
 from pathlib import Path
 
 from ..model.files import atomic_folder, atomic_write
-from .top import GruTop, GruTopConfig, register_map, vlnv, write_register_map
+from .samplernn_top import SampleRNNTopConfig
+from .shell import vlnv
+from .top import write_register_map
 
-__all__ = ["PART", "PS7_PYNQ_Z1", "CONTROL_BASE", "DMA_BASE", "dma_properties", "build_tcl", "build_sh", "write_build",
-           "make_executable", "require_vivado", "run_build"]
+__all__ = ["PART", "PS7_PYNQ_Z1", "CONTROL_BASE", "DMA_BASE", "DDR_BASE", "DDR_RANGE", "dma_properties",
+           "build_tcl", "build_sh", "write_build", "make_executable", "require_vivado", "run_build"]
 
 PART = "xc7z020clg400-1"
 #: Fabric clock FCLK0 in MHz: the accelerator, the DMA and the interconnects run on it.
@@ -41,10 +49,12 @@ FCLK0_MHZ = 100
 DMA_BASE, CONTROL_BASE = 0x4040_0000, 0x43C0_0000
 #: Bits of the AXI DMA's transfer length register (transfers up to 64 MiB - 1).
 DMA_LENGTH_BITS = 26
+#: The PS DDR as the PL's managers see it through S_AXI_HP0: the PYNQ-Z1's 512 MiB from address 0.
+DDR_BASE, DDR_RANGE = 0x0000_0000, 0x2000_0000
 
 #: processing_system7 configuration of the PYNQ-Z1: the DDR3 and MIO wiring of the board (the values of
-#: Digilent's Arty Z7-20 / PYNQ-Z1 board preset, with the MT41K256M16 RE-125 part), plus the interfaces the
-#: overlay uses.
+#: PYNQ's own Pynq-Z1 sources: the MT41J256M16 RE-125 part; MT41K256M16 belongs to the Arty Z7 / PYNQ-Z2
+#: scripts), plus the interfaces the overlay uses.
 PS7_PYNQ_Z1: dict[str, str] = {
     "PCW_PRESET_BANK0_VOLTAGE": "LVCMOS 3.3V",
     "PCW_PRESET_BANK1_VOLTAGE": "LVCMOS 1.8V",
@@ -52,7 +62,7 @@ PS7_PYNQ_Z1: dict[str, str] = {
     "PCW_APU_PERIPHERAL_FREQMHZ": "650",
     "PCW_UIPARAM_DDR_ENABLE": "1",
     "PCW_UIPARAM_DDR_MEMORY_TYPE": "DDR 3",
-    "PCW_UIPARAM_DDR_PARTNO": "MT41K256M16 RE-125",
+    "PCW_UIPARAM_DDR_PARTNO": "MT41J256M16 RE-125",
     "PCW_UIPARAM_DDR_BUS_WIDTH": "16 Bit",
     "PCW_UIPARAM_DDR_FREQ_MHZ": "525",
     "PCW_UIPARAM_DDR_TRAIN_WRITE_LEVEL": "1",
@@ -114,23 +124,29 @@ def _pins(pins) -> str:
     return " \\\n".join(f"    [get_bd_pins {pin}]" for pin in pins)
 
 
-def dma_properties(tdata_width: int) -> dict[str, str]:
-    """AXI DMA 7.1 in simple (register direct) mode, both channels as wide as the accelerator's streams."""
+def dma_properties(mm2s_width: int, s2mm_width: int) -> dict[str, str]:
+    """AXI DMA 7.1 in simple (register direct) mode, each channel as wide as the accelerator's stream."""
     return {
         "c_include_sg": "0",
         "c_sg_length_width": str(DMA_LENGTH_BITS),
         "c_include_mm2s": "1",
         "c_include_s2mm": "1",
-        "c_m_axi_mm2s_data_width": str(tdata_width),
-        "c_m_axis_mm2s_tdata_width": str(tdata_width),
-        "c_m_axi_s2mm_data_width": str(tdata_width),
-        "c_s_axis_s2mm_tdata_width": str(tdata_width),
+        "c_m_axi_mm2s_data_width": str(mm2s_width),
+        "c_m_axis_mm2s_tdata_width": str(mm2s_width),
+        "c_m_axi_s2mm_data_width": str(s2mm_width),
+        "c_s_axis_s2mm_tdata_width": str(s2mm_width),
         "c_mm2s_burst_size": "16",
         "c_s2mm_burst_size": "16",
     }
 
 
-def build_tcl(config: GruTopConfig, name: str) -> str:
+def _ddr_assignments(spaces) -> str:
+    """``assign_bd_address`` of the HP0 DDR segment in each address space of ``spaces``."""
+    return "\n".join(f"assign_bd_address -offset {DDR_BASE:#010x} -range {DDR_RANGE:#010x} \\\n"
+                     f"    -target_address_space [get_bd_addr_spaces {space}] $hp0_ddr" for space in spaces)
+
+
+def build_tcl(config, name: str) -> str:
     """The Vivado batch script that builds overlay ``name`` around ``config``'s top (see the module docstring).
 
     It reads only ``<top>.v`` from its own folder and writes the project to ``project/``; the optional first
@@ -138,6 +154,10 @@ def build_tcl(config: GruTopConfig, name: str) -> str:
     """
     _check_name(name)
     top, bd = config.name, f"{name}_bd"
+    managers = ["dma/M_AXI_MM2S", "dma/M_AXI_S2MM"] + (["accel/m_axi"] if config.reads_ddr else [])
+    spaces = ["dma/Data_MM2S", "dma/Data_S2MM"] + (["accel/m_axi"] if config.reads_ddr else [])
+    to_hp0 = "\n".join(f"connect_bd_intf_net [get_bd_intf_pins {pin}] [get_bd_intf_pins mem_sc/S{i:02d}_AXI]"
+                        for i, pin in enumerate(managers))
     clocks = _pins((
         "ps7/FCLK_CLK0", "ps7/M_AXI_GP0_ACLK", "ps7/S_AXI_HP0_ACLK", "rst/slowest_sync_clk", "ctrl_ic/ACLK",
         "ctrl_ic/S00_ACLK", "ctrl_ic/M00_ACLK", "ctrl_ic/M01_ACLK", "mem_sc/aclk", "dma/s_axi_lite_aclk",
@@ -178,7 +198,7 @@ apply_bd_automation -rule xilinx.com:bd_rule:processing_system7 -config $ps7_rul
 # AXI DMA in simple mode; the S2MM channel completes a transfer on TLAST.
 set dma [create_bd_cell -type ip -vlnv xilinx.com:ip:axi_dma:7.1 dma]
 set_property -dict [list \\
-{_properties(dma_properties(config.tdata_width), "    ")} \\
+{_properties(dma_properties(config.mm2s_width, config.s2mm_width), "    ")} \\
 ] $dma
 
 # The accelerator, from {top}.v: VLNV {vlnv(top)}.
@@ -188,13 +208,12 @@ set rst [create_bd_cell -type ip -vlnv xilinx.com:ip:proc_sys_reset:5.0 rst]
 set ctrl_ic [create_bd_cell -type ip -vlnv xilinx.com:ip:axi_interconnect:2.1 ctrl_ic]
 set_property -dict [list CONFIG.NUM_SI {{1}} CONFIG.NUM_MI {{2}}] $ctrl_ic
 set mem_sc [create_bd_cell -type ip -vlnv xilinx.com:ip:smartconnect:1.0 mem_sc]
-set_property -dict [list CONFIG.NUM_SI {{2}} CONFIG.NUM_MI {{1}}] $mem_sc
+set_property -dict [list CONFIG.NUM_SI {{{len(managers)}}} CONFIG.NUM_MI {{1}}] $mem_sc
 
 connect_bd_intf_net [get_bd_intf_pins ps7/M_AXI_GP0] [get_bd_intf_pins ctrl_ic/S00_AXI]
 connect_bd_intf_net [get_bd_intf_pins ctrl_ic/M00_AXI] [get_bd_intf_pins dma/S_AXI_LITE]
 connect_bd_intf_net [get_bd_intf_pins ctrl_ic/M01_AXI] [get_bd_intf_pins accel/s_axi_ctrl]
-connect_bd_intf_net [get_bd_intf_pins dma/M_AXI_MM2S] [get_bd_intf_pins mem_sc/S00_AXI]
-connect_bd_intf_net [get_bd_intf_pins dma/M_AXI_S2MM] [get_bd_intf_pins mem_sc/S01_AXI]
+{to_hp0}
 connect_bd_intf_net [get_bd_intf_pins mem_sc/M00_AXI] [get_bd_intf_pins ps7/S_AXI_HP0]
 connect_bd_intf_net [get_bd_intf_pins dma/M_AXIS_MM2S] [get_bd_intf_pins accel/s_axis]
 connect_bd_intf_net [get_bd_intf_pins accel/m_axis] [get_bd_intf_pins dma/S_AXIS_S2MM]
@@ -206,12 +225,14 @@ connect_bd_net [get_bd_pins rst/interconnect_aresetn] [get_bd_pins ctrl_ic/ARESE
 connect_bd_net \\
 {resets}
 
-# Control registers where PYNQ users expect them; the DMA sees all of DDR through HP0.
+# Control registers where PYNQ users expect them; every manager sees the whole DDR through HP0.
 set ps_data [get_bd_addr_spaces ps7/Data]
 assign_bd_address -offset {DMA_BASE:#010x} -range 0x00010000 -target_address_space $ps_data \\
     [get_bd_addr_segs dma/S_AXI_LITE/Reg]
 assign_bd_address -offset {CONTROL_BASE:#010x} -range 0x00010000 -target_address_space $ps_data \\
     [get_bd_addr_segs -of_objects [get_bd_intf_pins accel/s_axi_ctrl]]
+set hp0_ddr [get_bd_addr_segs ps7/S_AXI_HP0/HP0_DDR_LOWOCM]
+{_ddr_assignments(spaces)}
 assign_bd_address
 
 validate_bd_design
@@ -285,18 +306,29 @@ echo "build.sh: {name}.bit and {name}.hwh are ready (copy them with {name}.regma
 """
 
 
-def _readme(config: GruTopConfig, name: str, design: str) -> str:
-    regmap = register_map(config)
-    # A "|" inside a cell would end it: Markdown tables need it escaped.
-    rows = "\n".join(f"| `{reg['offset']:#04x}` | {reg_name} | {reg['access']} | "
-                     f"{reg['description'].replace('|', chr(92) + '|')} |"
-                     for reg_name, reg in regmap["registers"].items())
+def _usage(config, name: str, files: list[str]) -> str:
+    """The notebook cells that use the overlay, and a line on its streams."""
+    if isinstance(config, SampleRNNTopConfig):
+        weights = f"{name}.weights.npz"
+        load = (f'synth.load("{weights}")               # or a samplernn-pytorch .pt where torch is installed'
+                if weights in files else
+                'synth.load("weights.npz")  # a state dict as .npz: build with --checkpoint writes one; or a .pt')
+        return f"""\
+```python
+from wavefabric.boards.driver import SampleRNNOverlay
+from wavefabric.model.audio import write_wav
+
+synth = SampleRNNOverlay("{name}.regmap.json")     # loads {name}.bit, checks its configuration registers
+{load}
+pcm = synth.generate(seconds=4, seed=0, temperature=1.0)   # int16 at {config.sample_rate} Hz
+write_wav("out.wav", pcm, synth.sample_rate)
+```
+
+Streams: `s_axis` {config.mm2s_width}-bit TDATA ({config.simd} x {config.element_bits}-bit values per beat; a
+LOAD job's frames), `m_axis` 32-bit (one sample per beat: PCM in bits 15:0, code in 31:16). The MLP input table
+({config.layout.table_bytes:,} bytes) lives in a DDR buffer the driver allocates; the accelerator reads it
+through `m_axi` and S_AXI_HP0."""
     return f"""\
-# {name}: the {design} accelerator as a PYNQ-Z1 overlay
-
-Generated by `wavefabric build pynq-z1 --design {design}`. Build with `./build.sh` (Vivado on PATH); it leaves
-`{name}.bit` and `{name}.hwh` here. On the board, with those and `{name}.regmap.json` in one folder:
-
 ```python
 from pynq import Overlay
 from wavefabric.boards.driver import GruIP  # binds {vlnv(config.name)}
@@ -308,10 +340,27 @@ gru.reset_state(h0)
 h = gru.run_steps(xs)
 ```
 
-Files: `{config.name}.v` (the accelerator top), `{name}.regmap.json` (register map), `build.tcl` (Vivado batch
-script: project, block design, implementation, timing check), `build.sh`. No constraints file is needed: the
-design has no PL pins. Control: AXI DMA at `{DMA_BASE:#010x}`, accelerator at `{CONTROL_BASE:#010x}`.
-Stream: {config.tdata_width}-bit TDATA, {config.simd} x {config.element_bits}-bit values per beat.
+Stream: {config.tdata_width}-bit TDATA, {config.simd} x {config.element_bits}-bit values per beat."""
+
+
+def _readme(config, name: str, design: str, files: list[str]) -> str:
+    regmap = config.register_map()
+    # A "|" inside a cell would end it: Markdown tables need it escaped.
+    rows = "\n".join(f"| `{reg['offset']:#04x}` | {reg_name} | {reg['access']} | "
+                     f"{reg['description'].replace('|', chr(92) + '|')} |"
+                     for reg_name, reg in regmap["registers"].items())
+    listing = ", ".join(f"`{file}`" for file in files)
+    return f"""\
+# {name}: the {design} accelerator as a PYNQ-Z1 overlay
+
+Generated by `wavefabric build pynq-z1 --design {design}`. Build with `./build.sh` (Vivado on PATH); it leaves
+`{name}.bit` and `{name}.hwh` here. On the board, with those and the other files below in one folder:
+
+{_usage(config, name, files)}
+
+Files: {listing}; `build.tcl` is the Vivado batch script (project, block design, implementation, timing check).
+No constraints file is needed: the design has no PL pins. Control: AXI DMA at `{DMA_BASE:#010x}`, accelerator
+at `{CONTROL_BASE:#010x}`.
 
 | offset | register | access | meaning |
 |---|---|---|---|
@@ -319,22 +368,30 @@ Stream: {config.tdata_width}-bit TDATA, {config.simd} x {config.element_bits}-bi
 """
 
 
-def write_build(config: GruTopConfig, folder: str | os.PathLike, name: str = "wavefabric_gru",
-                design: str = "gru", force: bool = False) -> list[str]:
+def write_build(config, folder: str | os.PathLike, name: str = "wavefabric_gru", design: str = "gru",
+                force: bool = False, weights=None) -> list[str]:
     """Write the build folder for overlay ``name`` (see the module docstring) atomically; return its file names.
 
-    The folder is written by :func:`~wavefabric.model.files.atomic_folder`: a new folder, or one holding only
-    files of an earlier wavefabric build, is replaced as a whole once everything has been written; a folder
-    with other files is refused (``OSError``) unless ``force``, which adds the files beside them.
+    ``config`` is a design's configuration (the module docstring says what it offers); ``weights``, for a
+    SampleRNN design, a state dict written as ``<name>.weights.npz`` (:func:`~.driver.write_weights`). The folder
+    is written by :func:`~wavefabric.model.files.atomic_folder`: a new folder, or one holding only files of an
+    earlier wavefabric build, is replaced as a whole once everything has been written; a folder with other
+    files is refused (``OSError``) unless ``force``, which adds the files beside them.
     """
     from ..sim.export import write_verilog
+    from .driver import write_weights
 
     _check_name(name)
+    if weights is not None and not isinstance(config, SampleRNNTopConfig):
+        raise ValueError("weights belong to a SampleRNN design")
     with atomic_folder(folder, force) as tmp:
-        write_verilog(GruTop(config), tmp / f"{config.name}.v", config.name)
+        if weights is not None:
+            write_weights(config, weights, tmp / f"{name}.weights.npz")
+        write_verilog(config.top(), tmp / f"{config.name}.v", config.name)
         write_register_map(config, tmp / f"{name}.regmap.json")
+        files = sorted([path.name for path in tmp.iterdir()] + ["README.md", "build.sh", "build.tcl"])
         for file_name, text in (("build.tcl", build_tcl(config, name)), ("build.sh", build_sh(name, design)),
-                                ("README.md", _readme(config, name, design))):
+                                ("README.md", _readme(config, name, design, files))):
             with atomic_write(tmp / file_name) as file:
                 file.write(text)
         make_executable(tmp / "build.sh")

@@ -75,7 +75,7 @@ def test_tcl_configures_the_pynq_z1_overlay(build):
     tcl = (build / "build.tcl").read_text()
     for line in [
         "create_project -force $overlay_name [file join $script_dir project] -part xc7z020clg400-1",
-        "CONFIG.PCW_UIPARAM_DDR_PARTNO {MT41K256M16 RE-125}",
+        "CONFIG.PCW_UIPARAM_DDR_PARTNO {MT41J256M16 RE-125}",
         "CONFIG.PCW_UIPARAM_DDR_BUS_WIDTH {16 Bit}",
         "CONFIG.PCW_FPGA0_PERIPHERAL_FREQMHZ {100}",
         "CONFIG.PCW_USE_M_AXI_GP0 {1}",

