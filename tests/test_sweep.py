@@ -190,3 +190,21 @@ def test_summary_of_synthesis_and_simulation():
     assert summary == {"cycles": 1040, "cycles_figure": "sim.cycles", "real_time_factor": None, "utilization": 0.98,
                        "lut": 60_000, "lutram": 0, "ff": 10, "dsp48e1": 4, "bram36": 0.0, "fits_xc7z020": False,
                        "bit_exact": True}
+
+
+def test_sim_sweep_reports_simulated_cycles(capsys, tmp_path, scheduler):
+    folder = tmp_path / "sweep"
+    status, out, err = run(capsys, "sweep", "gru", "--grid", "input=8 hidden=8 lanes=2 simd=4 steps=1", "--sim",
+                           "--scheduler", scheduler, "-o", str(folder))
+    assert status == 0, err
+    [row] = rows(folder)
+    assert (row["cycles"], row["cycles_figure"], row["bit_exact"]) == ("69", "sim.cycles_per_step", "True")
+    [point] = json.loads((folder / "points.json").read_text())["points"]
+    assert point["figures"]["estimate"]["model_cycles_per_step"] == 69  # the cycle model agrees
+    assert point["commands"]["sim"] == ["sim", "gru", "--hidden", "8", "--input", "8", "--lanes", "2", "--simd", "4",
+                                        "--steps", "1"]
+
+
+def test_synth_of_pwg_is_its_estimates_synthesis():
+    [point] = sweep.grid_points("pwg", {"rows": ["8"], "int8-pack": ["true"]}, synth=True)
+    assert point.argvs == {"estimate": ["estimate", "pwg", "--int8-pack", "--rows", "8", "--synth"]}

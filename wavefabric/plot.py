@@ -52,7 +52,7 @@ def write_plots(folder: Path, engine: str, keys: list[str], records: list[dict])
     good = [record for record in records if not record["error"]]
     metric = "real_time_factor" if any(record["real_time_factor"] is not None for record in good) else "cycles"
     higher_is_better = metric == "real_time_factor"
-    varying = [key for key in keys if len({record["params"][key] for record in records}) > 1]
+    varying = [key for key in keys if len({record["params"][key] for record in records}) > 1] or keys
     names = []
     for resource, (axis_label, limit) in RESOURCES.items():
         drawn = [record for record in good if record[metric] is not None and _resource(record, resource) is not None]
