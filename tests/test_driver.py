@@ -1,20 +1,42 @@
 # amaranth: UnusedElaboratable=no
 """boards.driver: the simulated twin is bit-exact with the model; the PYNQ path makes the right calls in order."""
 
+import gc
 import subprocess
 import sys
 import types
+import warnings
 
 import numpy as np
 import pytest
+from amaranth.hdl import UnusedElaboratable
 
 from wavefabric.boards import driver as driver_module
-from wavefabric.boards.driver import GruDriver, pynq_driver_class
+from wavefabric.boards.driver import GruDriver, SampleRNNOverlay, pynq_driver_class, write_weights
+from wavefabric.boards.samplernn_top import GENERATE_OVERHEAD, SampleRNNTopConfig, load_stream
 from wavefabric.boards.top import GruTopConfig, register_map, write_register_map
+from wavefabric.cli import main
+from wavefabric.model.audio import read_wav
 from wavefabric.model.kernels import Numerics
+from wavefabric.model.perf import samplernn_timing
+from wavefabric.model.sampler import pcm16, seed_state
+from wavefabric.model.samplernn import SampleRNNConfig, SampleRNNFixed, SampleRNNParams, random_state_dict
 from wavefabric.sim.gru import gru_reference, random_gru_params
+from wavefabric.sim.samplernn import table_image
 
 NUM = Numerics()
+
+# The SampleRNN configurations build engines for their sizes and load regions only.
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+
+@pytest.fixture(autouse=True)
+def _collect_components():
+    """Collect each test's components before the next test, so that no warning about them lands elsewhere."""
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        gc.collect()
 
 
 def _problem(config: GruTopConfig, steps: int, seed: int):
@@ -116,6 +138,7 @@ def fake_pynq(monkeypatch):
     def allocate(shape, dtype):
         buffer = np.zeros(shape, dtype).view(_FakeBuffer)
         buffer.log = log
+        buffer.physical_address = 0x1800_0000
         return buffer
 
     module = types.SimpleNamespace(DefaultIP=DefaultIP, allocate=allocate)
@@ -183,3 +206,113 @@ def test_pynq_attach_rejects_a_bitstream_of_another_configuration(fake_pynq):
     ip.registers[regmap["registers"]["INPUT_SIZE"]["offset"]] = 7
     with pytest.raises(ValueError, match="register INPUT_SIZE reads 7"):
         ip.attach(types.SimpleNamespace(), regmap)
+
+
+# --- SampleRNNOverlay -----------------------------------------------------------------------------------------
+
+SMALL_NET = SampleRNNConfig(frame_sizes=(4, 2), n_rnn=1, dim=8, q_levels=16)
+SMALL_OVERLAY = SampleRNNTopConfig(SMALL_NET, lanes=2, simd=4, gru_lanes=2)
+SMALL_OPTIONS = "--frame-sizes 4 2 --n-rnn 1 --dim 8 --q-levels 16 --lanes 2 --simd 4 --gru-lanes 2".split()
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """The small network's random weights as the .npz a build folder holds, and the fixed-point model."""
+    state = random_state_dict(SMALL_NET, 5)
+    path = write_weights(SMALL_OVERLAY, state, tmp_path_factory.mktemp("weights") / "w.weights.npz")
+    return path, SampleRNNFixed(SampleRNNParams.from_state_dict(SMALL_NET, state))
+
+
+def test_samplernn_twin_on_verilator_is_bit_exact(weights, tmp_path):
+    """The overlay's Verilog on Verilator with the DDR model: two generations against SampleRNNFixed.generate,
+    CYCLES against the cycle model; then with random stalls on every AXI channel and the DDR."""
+    path, model = weights
+    regmap = write_register_map(SMALL_OVERLAY, tmp_path / "s.regmap.json")
+    synth = SampleRNNOverlay(regmap, backend="sim")
+    synth.load(path)
+    timing = samplernn_timing(SMALL_NET, lanes=2, simd=4, gru_lanes=2)
+    for n, seed, temperature in ((23, 3, 1.0), (10, 4, 0.5)):
+        pcm = synth.generate(n / 16000, seed, temperature)
+        expected = model.generate(n, seed, temperature)
+        assert pcm.dtype == np.int16 and np.array_equal(synth.codes, expected)
+        assert np.array_equal(pcm, pcm16(expected, SMALL_NET.q_levels))
+        assert synth.cycles == timing.total_cycles(n, SMALL_NET.n_frame_samples) + GENERATE_OVERHEAD
+    stalled = SampleRNNOverlay(regmap, backend="sim", seed=2, p_valid=0.6, p_ready=0.6, latency=9)
+    stalled.load(path)
+    stalled.generate(17 / 16000, 7, 2.0)
+    assert np.array_equal(stalled.codes, model.generate(17, 7, 2.0))
+
+
+def test_play_drives_the_twin(weights, tmp_path, capsys):
+    out = tmp_path / "out.wav"
+    assert main(["play", "--design", "samplernn", "--backend", "sim", "--seconds", "0.001", "--seed", "2",
+                 *SMALL_OPTIONS, "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "16 samples" in text and "bit-exact with the fixed-point model: yes" in text
+    audio, rate = read_wav(out)
+    model = SampleRNNFixed(SampleRNNParams.from_state_dict(SMALL_NET, random_state_dict(SMALL_NET, 2)))
+    assert rate == 16000 and np.array_equal(np.round(audio * 32768), pcm16(model.generate(16, 2), 16))
+
+
+def test_samplernn_bad_input_is_refused_before_the_hardware(fake_pynq, weights):
+    _, log = fake_pynq
+    path, _ = weights
+    regmap = SMALL_OVERLAY.register_map()
+    ip = types.SimpleNamespace(read=lambda offset: {reg["offset"]: reg.get("value", 0)
+                                                    for reg in regmap["registers"].values()}[offset],
+                               write=lambda offset, value: log.append(("write", offset, value)))
+    synth = SampleRNNOverlay(regmap, ip=ip, dma=types.SimpleNamespace())
+    with pytest.raises(RuntimeError, match="load"):
+        synth.generate(0.01)
+    other = SampleRNNConfig(frame_sizes=(4, 2), n_rnn=1, dim=6, q_levels=16)
+    with pytest.raises(ValueError, match=r"does not fit the overlay's sizes \(frame sizes 4 2, n_rnn 1, dim 8"):
+        synth.load(random_state_dict(other, 0))
+    synth._model = object()  # as if loaded: the checks below come before any register access
+    with pytest.raises(ValueError, match="a job holds 1 to 16,777,215"):
+        synth.generate(2000.0)
+    with pytest.raises(ValueError, match="temperature must be"):
+        synth.generate(0.01, temperature=0)
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        synth.generate(0.01, seed=-1)
+    assert log == []
+    with pytest.raises(ValueError, match="not 'samplernn'"):
+        SampleRNNOverlay(register_map(GruTopConfig(3, 4, lanes=2, simd=2)), backend="sim")
+    lying = {**regmap, "registers": {**regmap["registers"],
+                                     "DIM": {**regmap["registers"]["DIM"], "value": 9}}}
+    with pytest.raises(ValueError, match="register DIM reads 8, the register map says 9"):
+        SampleRNNOverlay(lying, ip=ip, dma=types.SimpleNamespace())
+
+
+def test_samplernn_on_pynq_loads_the_table_and_streams_in_order(fake_pynq, weights):
+    _, log = fake_pynq
+    path, model = weights
+    regmap = SMALL_OVERLAY.register_map()
+    regs = {name: reg["offset"] for name, reg in regmap["registers"].items()}
+    values = {reg["offset"]: reg.get("value", 0) for reg in regmap["registers"].values()}
+    values[regs["CTRL"]] = 0b1110
+    values[regs["CYCLES"]] = 1234
+
+    class Ip:
+        def read(self, offset):
+            log.append(("read", offset))
+            return values[offset]
+
+        def write(self, offset, value):
+            log.append(("write", offset, value))
+
+    samples = np.array([3 << 16 | 0xFFFE, 5 << 16 | 7], dtype=np.uint32)
+    dma = types.SimpleNamespace(sendchannel=_Channel("send", log),
+                                recvchannel=_Channel("recv", log, fill=lambda shape: samples))
+    synth = SampleRNNOverlay(regmap, ip=Ip(), dma=dma)
+    synth.load(path)
+    stream_shape = load_stream(SMALL_OVERLAY, model).shape
+    table = synth._backend.table
+    assert bytes(table) == table_image(SMALL_OVERLAY.layout, model, 0)
+    log.clear()
+    pcm = synth.generate(2 / 16000, seed=1, temperature=0.5)
+    assert np.array_equal(pcm, [-2, 7]) and synth.codes.tolist() == [3, 5] and synth.cycles == 1234
+    assert log == [("write", regs["MODE"], 1), ("write", regs["SAMPLES"], 2), ("write", regs["SEED"], seed_state(1)),
+                   ("write", regs["TEMPERATURE"], 2048), ("recv", "transfer", (2,)), ("write", regs["CTRL"], 1),
+                   ("recv", "wait"), ("invalidate", (2,)), ("read", regs["CTRL"]), ("free", (2,)),
+                   ("read", regs["STATUS"]), ("read", regs["CYCLES"])]
+    assert stream_shape[1] == 4
