@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import load_torch_file, read_state_dict, weight_norm
-from .fixed import MAX_WIDTH, QFormat, accumulator_width, narrow, saturate
+from .fixed import MAX_WIDTH, QFormat, accumulator_width, int_matmul, narrow, saturate
 from .kernels import (
     Numerics,
     conv1d,
@@ -73,6 +73,9 @@ __all__ = [
     "PWG_NUMERICS",
     "PWGConfig",
     "ResidualLayer",
+    "UpsampleTable",
+    "upsample_geometry",
+    "upsample_table",
     "PWGGenerator",
     "PWGFixed",
     "random_state_dict",
@@ -367,18 +370,18 @@ def residual_layer(x: np.ndarray, c: np.ndarray, layer: ResidualLayer, *, aux_ap
 
 
 def residual_layer_fixed(x: np.ndarray, c: np.ndarray, layer: ResidualLayer, num: Numerics, *,
-                         aux_applied: bool = False,
-                         residual_out: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+                         aux_applied: bool = False, residual_out: bool = True,
+                         relu_gate: bool = False) -> tuple[np.ndarray | None, np.ndarray]:
     """Fixed-point residual block: the integers the conv engine must produce for one layer.
 
     Parameters
     ----------
     x : (R, T) int64 in ``num.act``
         Residual input.
-    c : (A, T) or, with ``aux_applied``, (G, T) int64 in ``num.act``
-        Upsampled conditioning (the output of :meth:`PWGFixed.upsample_stages` on ``conv_in``'s output); or
-        the layer's aux term as the hardware order computes it (``upsample_stages`` of the frame-rate aux
-        1x1, see :meth:`PWGFixed.forward`).
+    c : (A, T) int64 in ``num.act``, or with ``aux_applied`` (G, T) int64 at the accumulator's scale
+        Upsampled conditioning (the package's order, the residual engine's ``c`` stream); or the layer's aux
+        term as the hardware order computes it, exactly, inside the gate accumulator (``acc_frac`` fractional
+        bits: :meth:`PWGFixed.upsample`).
     layer : ResidualLayer
         Weights in ``num.weight``, biases in ``num.act`` (as :class:`PWGFixed` builds them).
     num : Numerics
@@ -387,6 +390,9 @@ def residual_layer_fixed(x: np.ndarray, c: np.ndarray, layer: ResidualLayer, num
         order: the aux 1x1 in the gate GEMM).
     residual_out : bool
         False for the last layer, whose residual output nothing reads: step 4 is skipped.
+    relu_gate : bool
+        Step 2 computes ``g = relu(h[:G/2])`` instead: the generator's output layers in the residual engine's
+        form (:meth:`PWGFixed.output_layer`).
 
     Returns
     -------
@@ -401,11 +407,10 @@ def residual_layer_fixed(x: np.ndarray, c: np.ndarray, layer: ResidualLayer, num
            cols = [im2col(x, K, dilation, padding) ; c]          # (R*K + A, T), zero padding at both ends
            h    = linear(layer.gemm_weight(), cols, conv_bias)  # (G, T) act
 
-       With ``aux_applied``, ``R*K`` products, the aux term added like a per-step bias: the accumulator is
-       preloaded with ``(conv_bias + c) << weight.frac`` (exact; the sum of two act values needs
-       ``act.width + 1`` bits)::
+       With ``aux_applied``, the ``R*K`` products plus the aux term, which is already a sum of products at the
+       accumulator's scale, and the bias, in one exact sum narrowed once::
 
-           h    = linear(layer.conv.reshape(G, R*K), im2col(x, K, dilation, padding), conv_bias + c)
+           h    = narrow(conv.reshape(G, R*K) @ im2col(x, K, dilation, padding) + (conv_bias << weight.frac) + c)
 
     2. ``g = gated_activation(h[:G/2], h[G/2:])``: tanh and sigmoid tables to ``gate``, product narrowed
        to ``act``.
@@ -419,12 +424,13 @@ def residual_layer_fixed(x: np.ndarray, c: np.ndarray, layer: ResidualLayer, num
     num_act = num.act
     cols = im2col(x, layer.kernel_size, layer.dilation, layer.padding)
     if aux_applied:
-        weight, preload = layer.conv.reshape(layer.conv.shape[0], -1), layer.conv_bias[:, None] + c
+        acc = (int_matmul(layer.conv.reshape(layer.conv.shape[0], -1), cols)
+               + (layer.conv_bias[:, None] << np.int64(num.weight.frac)) + c)
+        h = narrow(acc, num.acc_frac, num_act)
     else:
-        weight, cols, preload = layer.gemm_weight(), np.concatenate([cols, c], axis=0), layer.conv_bias
-    h = linear(weight, cols, preload, num)
+        h = linear(layer.gemm_weight(), np.concatenate([cols, c], axis=0), layer.conv_bias, num)
     half = h.shape[0] // 2
-    g = gated_activation(h[:half], h[half:], num)
+    g = relu(h[:half]) if relu_gate else gated_activation(h[:half], h[half:], num)
     skip = linear(layer.skip, g, layer.skip_bias, num)
     if not residual_out:
         return None, skip
@@ -592,10 +598,9 @@ class PWGGenerator:
         For each scale s: repeat every column s times (nearest ``Stretch2d``) and filter every channel with
         the ``(1, 2s+1)`` Conv2d kernel, zero padding s.
         """
-        for i, scale in enumerate(self.config.upsample_scales):
-            h = self.weight(f"upsample_net.upsample.up_layers.{2 * i + 1}").reshape(-1)
-            c = _time_filter(np.repeat(c, scale, axis=1), h)
-        return c
+        scales = self.config.upsample_scales
+        kernels = [self.weight(f"upsample_net.upsample.up_layers.{2 * i + 1}").reshape(-1) for i in range(len(scales))]
+        return _stretch_and_filter(c, kernels, scales)
 
     def forward(self, z: np.ndarray, c: np.ndarray) -> np.ndarray:
         """Generator forward: noise z ``(in_channels, T)`` and padded mel c ``(A, T / hop + 2w)`` to
@@ -673,6 +678,120 @@ def load_checkpoint(path: str | Path, config: PWGConfig, fold_weight_norm: bool 
     return from_state_dict(config, checkpoint, fold_weight_norm)
 
 
+@dataclass(frozen=True)
+class UpsampleTable:
+    """The upsampling stages as one linear map from frames to samples, in the form the array applies it.
+
+    Every stage is linear and bias-free, so the whole upsampler maps a frame-rate signal ``a`` (any number of
+    channels, F frames) to ``u`` at the sample rate through one banded matrix. Sample ``n`` (frame
+    ``m = n // hop``, phase ``p = n % hop``) reads the D frames ``m - offset ... m - offset + D - 1`` (zero
+    outside ``[0, F)``)::
+
+        u[n] = sum_d weights[row(m), p, d] * a[m - offset + d]
+
+    The stages' zero padding makes the first and last ``edge`` frames differ from the rest, so ``weights``
+    holds ``2 edge + 1`` rows of ``(hop, D)``: ``row(m) = m`` for the first ``edge`` frames, ``edge + 1 +
+    (m - (F - edge))`` for the last ``edge``, and ``edge`` for every frame between. That holds for
+    ``F >= 2 edge`` (:attr:`min_frames`). At ljspeech sizes (four stages of 4) D = 5, ``offset`` = 2 and
+    ``edge`` = 1.
+
+    Attributes
+    ----------
+    weights : (2 edge + 1, hop, D) ndarray (float64, or integers in the weight format in :class:`PWGFixed`)
+    offset, edge : int
+    """
+
+    weights: np.ndarray
+    offset: int
+    edge: int
+
+    @property
+    def taps(self) -> int:
+        """D: the frames each sample reads."""
+        return self.weights.shape[2]
+
+    @property
+    def min_frames(self) -> int:
+        return max(1, 2 * self.edge)
+
+    def rows(self, frames: int) -> np.ndarray:
+        """``row(m)`` for ``m = 0 .. frames - 1``."""
+        if frames < self.min_frames:
+            raise ValueError(f"the upsampler's table needs at least {self.min_frames} frames, not {frames}")
+        interior = np.full(frames - 2 * self.edge, self.edge)
+        return np.concatenate([np.arange(self.edge), interior, np.arange(self.edge + 1, 2 * self.edge + 1)])
+
+    def apply(self, a: np.ndarray) -> np.ndarray:
+        """``u`` ``(channels, F * hop)`` from ``a`` ``(channels, F)``: exact on integers (int64 in, int64 out)."""
+        channels, frames = a.shape
+        rows = self.rows(frames)
+        taps, hop = self.taps, self.weights.shape[1]
+        padded = np.pad(a, ((0, 0), (self.offset, taps - 1 - self.offset)))
+        u = np.zeros((channels, frames, hop), dtype=np.result_type(a, self.weights))
+        for d in range(taps):
+            u += padded[:, d:d + frames, None] * self.weights[rows, :, d][None]
+        return u.reshape(channels, frames * hop)
+
+
+def _stretch_and_filter(c: np.ndarray, kernels, scales) -> np.ndarray:
+    """The float upsampling stages with the given kernels (one per scale): repeat, then filter with zero padding."""
+    for kernel, scale in zip(kernels, scales, strict=True):
+        c = _time_filter(np.repeat(c, scale, axis=1), kernel)
+    return c
+
+
+def _impulse_rows(stages: Callable[[np.ndarray], np.ndarray], hop: int, probe: int, taps: int,
+                  offset: int) -> Callable[[int], np.ndarray]:
+    """Frame m's ``(hop, taps)`` block of the stages' frame-to-sample matrix (from impulses on ``probe`` frames)."""
+    full = stages(np.eye(probe)).T  # (probe * hop, probe): sample by frame
+
+    def rows_of(m: int) -> np.ndarray:
+        block = np.zeros((hop, taps))
+        for d in range(taps):
+            if 0 <= m - offset + d < probe:
+                block[:, d] = full[m * hop:(m + 1) * hop, m - offset + d]
+        return block
+    return rows_of
+
+
+def upsample_geometry(scales: tuple[int, ...]) -> tuple[int, int, int]:
+    """``(taps, offset, edge)`` of the :class:`UpsampleTable` of any stages with these scales.
+
+    Read off the stages with all-one kernels, whose frame-to-sample matrix has the widest band and edges any
+    kernels can give (a positive kernel cancels nothing): a frame is an edge frame where its rows differ from
+    the interior ones once the frames outside the signal are masked.
+    """
+    hop = math.prod(scales)
+    probe = 4 * len(scales) + 5
+    ones = [np.ones(2 * s + 1) for s in scales]
+    full = _stretch_and_filter(np.eye(probe), ones, scales).T
+    frame = np.arange(probe * hop) // hop
+    cols = np.broadcast_to(np.arange(probe)[None, :] - frame[:, None], full.shape)[full != 0]
+    lo, hi = int(cols.min()), int(cols.max())
+    taps, offset = hi - lo + 1, -lo
+    rows_of = _impulse_rows(lambda c: _stretch_and_filter(c, ones, scales), hop, probe, taps, offset)
+    interior = rows_of(probe // 2)
+
+    def masked(m: int) -> np.ndarray:
+        frames = m - offset + np.arange(taps)
+        return interior * ((frames >= 0) & (frames < probe))[None, :]
+
+    edge = 0
+    while not all(np.array_equal(rows_of(m), masked(m)) for m in range(edge, probe - edge)):
+        edge += 1
+    return taps, offset, edge
+
+
+def upsample_table(stages: Callable[[np.ndarray], np.ndarray], scales: tuple[int, ...]) -> UpsampleTable:
+    """The :class:`UpsampleTable` of ``stages`` (a float function ``(channels, F)`` to ``(channels, F hop)``),
+    with the geometry of :func:`upsample_geometry`: ``stages`` is applied to impulses on a probe of frames."""
+    taps, offset, edge = upsample_geometry(scales)
+    probe = 2 * edge + 3
+    rows_of = _impulse_rows(stages, math.prod(scales), probe, taps, offset)
+    blocks = [rows_of(m) for m in range(edge)] + [rows_of(edge + 1)] + [rows_of(m) for m in range(probe - edge, probe)]
+    return UpsampleTable(np.stack(blocks), offset, edge)
+
+
 class PWGFixed:
     """Fixed-point ParallelWaveGAN generator with ``generator.config.numerics`` formats.
 
@@ -687,18 +806,17 @@ class PWGFixed:
     numerics : Numerics
     first_conv, first_bias : (R, in_channels), (R,)
     conv_in : (A, A, 2w + 1)
-    upsample_kernels : tuple of (2s + 1,) arrays, one per scale
-    upsample_phases : tuple of (s, 3) arrays, one per scale
-        The polyphase form of each kernel (:meth:`upsample_stages`): entry ``[p, d]`` is the exact integer
-        sum of the taps ``j`` with ``floor((p + j - s) / s) = d - 1``.
+    upsample_table : UpsampleTable
+        The upsampling stages as one map (:func:`upsample_table` of the float stages), its weights quantised
+        once to ``num.weight``: the array multiplies them with the frame-rate aux terms (:meth:`upsample`).
     layers : tuple of ResidualLayer (integers)
     last1, last1_bias, last2, last2_bias : (S, S), (S,), (out_channels, S), (out_channels,)
 
     Raises
     ------
     ValueError
-        If a polyphase weight does not fit ``num.weight`` (the array multiplies them as weights; kernels near
-        the package's ``1/(2s+1)`` give sums near ``s/(2s+1) < 1/2``).
+        If a weight of the upsampling table is outside the weight format (the stages' kernels near the
+        package's ``1/(2s+1)`` give weights below 1/2).
     """
 
     def __init__(self, generator: PWGGenerator):
@@ -719,15 +837,10 @@ class PWGFixed:
         self.first_conv = weight("first_conv")[:, :, 0]
         self.first_bias = bias("first_conv")
         self.conv_in = weight("upsample_net.conv_in")
-        self.upsample_kernels = tuple(weight(f"upsample_net.upsample.up_layers.{2 * i + 1}").reshape(-1)
-                                      for i in range(len(config.upsample_scales)))
-        self.upsample_phases = tuple(
-            _phase_weights(kernel, scale)
-            for kernel, scale in zip(self.upsample_kernels, config.upsample_scales, strict=True))
-        for stage, phases in enumerate(self.upsample_phases):
-            if not num.weight.contains(phases):
-                raise ValueError(f"upsampling stage {stage}: a polyphase weight (a sum of kernel taps) is outside "
-                                 f"the weight format {num.weight}")
+        table = upsample_table(generator.upsample_stages, config.upsample_scales)
+        if np.min(table.weights) < num.weight.min_value or np.max(table.weights) > num.weight.max_value:
+            raise ValueError(f"a weight of the upsampling table is outside the weight format {num.weight}")
+        self.upsample_table = UpsampleTable(num.weight.quantize(table.weights), table.offset, table.edge)
         layers = []
         for index in range(config.layers):
             p = f"conv_layers.{index}."
@@ -750,31 +863,44 @@ class PWGFixed:
         """
         return conv1d(c, self.conv_in, None, self.numerics)
 
-    def upsample_stages(self, c: np.ndarray) -> np.ndarray:
-        """Fixed-point upsampling stages: act ints ``(channels, L)`` to act ints ``(channels, L * hop)``.
+    def output_layer(self) -> ResidualLayer:
+        """The output layers as one residual layer of the residual engine (``relu_gate``, no residual output).
 
-        Definition, per stage of scale s and kernel ``h`` (``2s + 1`` weight ints): repeat every column s
-        times (exact), then per channel and output n one exact accumulation narrowed once to act::
+        With ``x = relu(h)`` (zero-padded to R channels) and no aux term, :func:`residual_layer_fixed`
+        ``(x, 0, output_layer(), aux_applied=True, residual_out=False, relu_gate=True)`` gives in its first
+        ``out_channels`` skip rows exactly ``linear(last2, relu(linear(last1, relu(h), last1_bias)),
+        last2_bias)``: ``last1`` sits at the centre tap of the gate GEMM's first S rows, ``last2`` in the skip
+        1x1's first rows, every other weight and bias is zero. Needs ``S <= R``, ``S <= G / 2`` and
+        ``out_channels <= S``.
 
-            y[n] = narrow(sum_j h[j] * stretched[n + j - s])      # zero outside the stretched signal
-
-        Computed (bit-identically, as the array can) in polyphase form: output ``n = m s + p`` reads frames
-        ``m - 1, m, m + 1`` of the stage's input (zero beyond either end) with the weights
-        ``upsample_phases[stage][p]``, the sums of the taps that fall on each frame. Integer products and
-        sums are exact, so the accumulator, and the narrowed result, are the same; it is 3 products per
-        output instead of ``2s + 1``.
+        Raises
+        ------
+        ValueError
+            If the sizes do not allow it.
         """
-        num = self.numerics
-        for scale, phases in zip(self.config.upsample_scales, self.upsample_phases, strict=True):
-            channels, length = c.shape
-            padded = np.pad(np.asarray(c, dtype=np.int64), ((0, 0), (1, 1)))
-            # acc[:, m, p] is output m s + p: three whole-array multiply-adds per phase (4x faster than a
-            # matrix product over im2col columns, which NumPy runs as copies and transposes at these sizes).
-            acc = np.empty((channels, length, scale), dtype=np.int64)
-            for p, (w_prev, w_this, w_next) in enumerate(phases):
-                acc[:, :, p] = w_prev * padded[:, :-2] + w_this * padded[:, 1:-1] + w_next * padded[:, 2:]
-            c = narrow(acc, num.acc_frac, num.act).reshape(channels, length * scale)
-        return c
+        cfg = self.config
+        r, g, s, out = cfg.residual_channels, cfg.gate_channels, cfg.skip_channels, cfg.out_channels
+        if s > r or s > g // 2 or out > s:
+            raise ValueError(f"the output layers run on the residual engine only with skip_channels <= "
+                             f"residual_channels and gate_channels / 2 and out_channels <= skip_channels; got "
+                             f"S = {s}, R = {r}, G = {g}, out = {out}")
+        conv = np.zeros((g, r, cfg.kernel_size), dtype=np.int64)
+        conv[:s, :s, (cfg.kernel_size - 1) // 2] = self.last1
+        skip = np.zeros((s, g // 2), dtype=np.int64)
+        skip[:out, :s] = self.last2
+        return ResidualLayer(
+            conv=conv, conv_bias=np.pad(self.last1_bias, (0, g - s)), aux=np.zeros((g, cfg.aux_channels), np.int64),
+            skip=skip, skip_bias=np.pad(self.last2_bias, (0, s - out)), out=np.zeros((r, g // 2), np.int64),
+            out_bias=np.zeros(r, np.int64), dilation=1)
+
+    def upsample(self, a: np.ndarray) -> np.ndarray:
+        """The upsampled aux term: act ints ``(channels, F)`` to ``(channels, F * hop)`` ints at the accumulator's
+        scale (``acc_frac`` fractional bits), exact: :meth:`UpsampleTable.apply` with the quantised table.
+
+        The hardware computes it inside the gate GEMM: D more k-steps per gate tile, with the frame-rate
+        aux terms as the array's weight operand and the table's rows as its activation operand.
+        """
+        return self.upsample_table.apply(np.asarray(a, dtype=np.int64))
 
     def forward(self, z: np.ndarray, c: np.ndarray) -> np.ndarray:
         """Fixed-point generator: act ints z ``(in_channels, T)``, c ``(A, T / hop + 2w)`` to act ints
@@ -786,18 +912,18 @@ class PWGFixed:
             x   = linear(first_conv, z, first_bias)           # in_channels products -> act
             for each layer l:
                 a_l = linear(aux_l, f, None)                  # at frame rate: A products -> act, (G, F)
-                u_l = upsample_stages(a_l)                    # per stage: 2s+1 products -> act, (G, T)
+                u_l = upsample(a_l)                           # D products per sample, exact, (G, T)
                 x, skip_l = residual_layer_fixed(x, u_l, layer_l, aux_applied=True,
                                                  residual_out=(l < layers - 1))
                 skips += skip_l                               # exact, act.width + bit_length(layers) bits
             h   = mul_const(skips, sqrt(1/layers))            # constant in gate format -> act
             y   = linear(last2, relu(linear(last1, relu(h), last1_bias)), last2_bias)
 
-        ``u_l`` enters the gate accumulator exactly, with the bias, as a preload (:func:`residual_layer_fixed`).
-        So against the package's order the aux path is narrowed to act after the aux 1x1 and after each
-        stage (five times at ljspeech sizes, each within half an act LSB) instead of after ``conv_in`` and each
-        stage on the 80 mel channels, with the aux products inside the gate accumulator. With one layer the
-        skip scale is 1: saturation only.
+        ``u_l`` enters the gate accumulator exactly (:func:`residual_layer_fixed`). So against the package's order
+        the aux path is narrowed to act once, after the aux 1x1, instead of after ``conv_in`` and each stage on
+        the 80 mel channels, with the aux products inside the gate accumulator; the stages' kernels become one
+        table of weights (:class:`UpsampleTable`), quantised once. With one layer the skip scale is 1:
+        saturation only.
         """
         num = self.numerics
         z = np.asarray(z, dtype=np.int64)
@@ -808,7 +934,7 @@ class PWGFixed:
         skips = np.zeros((self.config.skip_channels, z.shape[1]), dtype=np.int64)
         last = len(self.layers) - 1
         for index, layer in enumerate(self.layers):
-            u = self.upsample_stages(linear(layer.aux, f, None, num))
+            u = self.upsample(linear(layer.aux, f, None, num))
             x, skip = residual_layer_fixed(x, u, layer, num, aux_applied=True, residual_out=index < last)
             skips += skip
         if self.config.layers > 1:
@@ -832,16 +958,6 @@ class PWGFixed:
         act = self.numerics.act
         return _inference_blocks(self.config, self.forward, act.quantize, act.dequantize, c, seed, block_frames,
                                  progress)
-
-
-def _phase_weights(kernel: np.ndarray, scale: int) -> np.ndarray:
-    """Polyphase form ``(scale, 3)`` of a ``(2 scale + 1)``-tap stretch-and-filter kernel (see
-    :meth:`PWGFixed.upsample_stages`): tap j of phase p falls on frame offset ``floor((p + j - s) / s)``."""
-    phases = np.zeros((scale, 3), dtype=kernel.dtype)
-    for p in range(scale):
-        for j, tap in enumerate(kernel):
-            phases[p, (p + j - scale) // scale + 1] += tap
-    return phases
 
 
 def snr_db(reference: np.ndarray, test: np.ndarray) -> float:

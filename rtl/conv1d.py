@@ -40,21 +40,22 @@ def _check_framing(m: Module, port, first: Value, last: Value, bad: Signal) -> N
         m.d.comb += bad.eq(1)
 
 
-def _bank_loader(m: Module, port, write, data: Value, beats: int, run_bank: Signal, restart: Signal,
+def _bank_loader(m: Module, port, write, data: Value, size: int, beats, run_bank: Signal, restart: Signal,
                  bad: Signal, name: str) -> tuple[Signal, Signal]:
-    """Load a layer's ``beats`` words from ``port`` into a memory of two banks of ``beats`` words (``write``).
+    """Load a layer's ``beats`` words from ``port`` into a memory of two banks of ``size`` words (``write``).
 
     The loader fills its bank (the running layer's, or the next layer's while one runs; bank ``b`` at words
-    ``b * beats ...``) and moves to the other bank as soon as its bank is complete and is the bank the layer
-    after this cycle's ``restart`` runs on; a complete bank of the next layer waits for the restart. Framing is
-    checked against the count. Returns ``(bank, count)``: the bank being loaded and its words so far, so the
-    running layer's bank (``run_bank``) is complete when ``bank != run_bank``, else has ``count`` words.
+    ``b * size ...``) and moves to the other bank as soon as its bank is complete and is the bank the layer
+    after this cycle's ``restart`` runs on; a complete bank of the next layer waits for the restart. ``beats``
+    (at most ``size``) may be a run-time value that holds for the job. Framing is checked against the count.
+    Returns ``(bank, count)``: the bank being loaded and its words so far, so the running layer's bank
+    (``run_bank``) is complete when ``bank != run_bank``, else has ``count`` words.
     """
     bank = Signal(name=f"{name}_bank")
-    count = Signal(range(beats + 1), name=f"{name}_count")
+    count = Signal(range(size + 1), name=f"{name}_count")
     take = port.valid & port.ready
     full = (count == beats) | (take & (count == beats - 1))
-    m.d.comb += [port.ready.eq(count < beats), write.en.eq(take), write.addr.eq(Mux(bank, beats, 0) + count),
+    m.d.comb += [port.ready.eq(count < beats), write.en.eq(take), write.addr.eq(Mux(bank, size, 0) + count),
                  write.data.eq(data)]
     _check_framing(m, port, count == 0, count == beats - 1, bad)
     with m.If(full & (bank == (run_bank ^ restart))):
@@ -65,37 +66,50 @@ def _bank_loader(m: Module, port, write, data: Value, beats: int, run_bank: Sign
 
 
 class ResidualEngine(wiring.Component):
-    """One ParallelWaveGAN residual layer, bit-exact with :func:`wavefabric.model.pwg.residual_layer_fixed`.
+    """One ParallelWaveGAN residual layer, bit-exact with :func:`wavefabric.model.pwg.residual_layer_fixed` in
+    the hardware order (``aux_applied=True``, the aux term upsampled by :class:`~wavefabric.model.pwg.UpsampleTable`).
 
-    For residual input ``x`` (R_ch x T), conditioning ``c`` (A x T) and the running skip sum ``s`` (S x T),
-    computes ``x_next`` and ``s + skip`` of the layer::
+    For residual input ``x`` (R_ch x T), the layer's frame-rate aux term ``a`` (G x F, ``T = F hop``) and the
+    running skip sum ``s`` (S x T), computes ``x_next`` and ``s + skip`` of the layer::
 
-        h      = narrow([conv | aux] @ [im2col(x, K, d, (K-1)/2 d) ; c] + conv_bias)   # (G, T) act
+        h      = narrow(conv @ im2col(x, K, d, (K-1)/2 d) + table(a) + conv_bias)        # (G, T) act
         g      = narrow(tanh(h[:G/2]) * sigmoid(h[G/2:]))                            # tables of numerics
         skip   = narrow(skip_w @ g + skip_bias)
         y      = narrow(out_w @ g + out_bias + x  ->  Q(act.width + 1, act.frac))
         x_next = narrow(y * sqrt(0.5))
 
-    **Dataflow.** Time is cut into blocks of C steps (C = ``cols``); per block the array (rows = output
-    channels, columns = the block's time steps) runs two GEMMs: the *gate GEMM* G(n), ``ceil(G / rows)``
-    tiles with the fused reduction ``K_g = R_ch * K + A`` (channel-major taps, ``r * K + k``, then the aux
-    channels: the column order of :meth:`~wavefabric.model.pwg.ResidualLayer.gemm_weight`), and the *1x1
-    GEMM* O(n), ``ceil((S + R_ch) / rows)`` tiles of ``K_o = G / 2`` over the stacked weights ``[skip; out]``.
-    The im2col operand comes out of a :class:`~wavefabric.rtl.linebuffer.LineBuffer`: tap ``k`` of channel
-    ``r`` is the window of time steps ``n C + (k - (K-1)/2) d ...``, an address pattern, with lanes outside
-    ``[0, T)`` masked to zero (the non-causal padding). The tiles are software-pipelined so that the array
-    never waits for the gate: it runs ``G(0), G(1), O(0), G(2), O(1), ..., G(N-1), O(N-2), O(N-1)``, and
-    while G(n+1) is on the array, a ``gate_lanes``-wide gate unit (the model's tanh and sigmoid tables,
-    :class:`~wavefabric.rtl.activation.Activation`) turns h(n) into g(n). The residual ``x`` of the out 1x1 is
-    the centre tap's operand, captured as it enters the array into a FIFO (3 R_ch rows), and added with the
-    out bias at the accumulator's scale before the single narrowing; ``sqrt(0.5)`` is a constant multiply in
-    adders.
+    where ``table(a)[:, n] = sum_d W[row(m), p, d] a[:, m - offset + d]`` (``m = n // hop``, ``p = n % hop``) is
+    the upsampler as one table of weights, summed exactly in the gate accumulator.
 
-    **Weights and biases** are loaded once per layer into on-chip memory, in the order the array reads them,
-    and are double-buffered: while a layer runs on one bank, the next layer's weights and biases load into the
-    other (``w`` and ``bias`` accept them as soon as the running layer's have all arrived), so in a chain of
-    layers no layer waits for its weights. A layer whose weights are still arriving may start as soon as the
-    first word is in. The loaders move to a bank only once the layer that used it has finished.
+    **Dataflow.** Time is cut into blocks of C steps (C = ``cols``, a power of two dividing ``hop``, so a block
+    lies in one frame); per block the array (rows = output channels, columns = the block's time steps) runs two
+    GEMMs: the *gate GEMM* G(n), ``ceil(G / rows)`` tiles of ``K_g = R_ch * K + D`` k-steps, and the *1x1
+    GEMM* O(n), ``ceil((S + R_ch) / rows)`` tiles of ``K_o = G / 2`` over the stacked weights ``[skip; out]``.
+    The gate GEMM's first ``R_ch * K`` k-steps are the dilated convolution (channel-major taps, ``r * K + k``):
+    the im2col operand comes out of a :class:`~wavefabric.rtl.linebuffer.LineBuffer`, tap ``k`` of channel
+    ``r`` is the window of time steps ``n C + (k - (K-1)/2) d ...``, an address pattern, with lanes outside
+    ``[0, T)`` masked to zero (the non-causal padding). Its last D k-steps are the conditioning: the array's
+    weight operand is the aux term of the tile's channels at frame ``m - offset + d`` (zero outside the job),
+    its activation operand the table's row for the block's lanes, so the upsampled aux term is never stored.
+    The tiles are software-pipelined so that the array never waits for the gate: it runs ``G(0), G(1), O(0),
+    G(2), O(1), ..., G(N-1), O(N-2), O(N-1)``, and while G(n+1) is on the array, a ``gate_lanes``-wide gate
+    unit (the model's tanh and sigmoid tables, :class:`~wavefabric.rtl.activation.Activation`) turns h(n) into
+    g(n). The residual ``x`` of the out 1x1 is the centre tap's operand, captured as it enters the array into a
+    FIFO (3 R_ch rows), and added with the out bias at the accumulator's scale before the single narrowing;
+    ``sqrt(0.5)`` is a constant multiply in adders.
+
+    **Layer kinds** (``last`` and ``relu``, held like ``frames``): with ``last`` the layer computes no out 1x1
+    (``ceil(S / rows)`` 1x1 tiles) and emits no ``x_next`` (the last residual layer). With ``relu`` as well the
+    gate unit computes ``g = relu(h[:G/2])``: the generator's output layers ``relu(last1 @ relu(h) + b1)`` then
+    ``last2 @ . + b2`` run as such a layer (the weights of ``last1`` at the centre tap, of ``last2`` as skip
+    weights, the rest zero), its ``skip_out`` carrying the output when ``skip_in`` is zero.
+
+    **Weights, biases and aux terms** are loaded once per layer into on-chip memory, in the order the array
+    reads them, and are double-buffered: while a layer runs on one bank, the next layer's load into the other
+    (``w``, ``bias`` and ``cond`` accept them as soon as the running layer's have all arrived), so in a chain of
+    layers no layer waits for them. A layer whose weights are still arriving may start as soon as the first word
+    is in; its aux terms must all be in. The loaders move to a bank only once the layer that used it has
+    finished. The upsampling table is loaded once after reset (``table``).
 
     **Registered ready paths.** The array's ``o.ready`` comes from a register: a one-row skid register in front
     of the result stage (as in :class:`~wavefabric.rtl.gemm.GemmEngine`) holds a row that the outputs, the
@@ -108,80 +122,101 @@ class ResidualEngine(wiring.Component):
     stored separately; the first layer gets zeros.
 
     **Stream formats.** Every payload is :func:`~wavefabric.rtl.gemm.frame_layout` (``data`` lanes, ``first``,
-    ``last``). Activation-like streams carry a *block row* per beat: for block ``n = 0 .. ceil(T / C) - 1``,
-    for channel ``ch``: lane ``j`` = value at time ``n C + j`` (lanes beyond T: don't care on inputs, zero on
-    outputs). ``first`` / ``last`` mark the first and last beat of a layer on every stream. The engine's own
-    counters frame the layer: an input beat whose ``first`` / ``last`` disagree with them is used all the same
-    but sets the sticky ``error`` output.
+    ``last``). Activation-like streams carry a *block row* per beat: for block ``n = 0 .. T / C - 1``, for
+    channel ``ch``: lane ``j`` = value at time ``n C + j``. ``first`` / ``last`` mark the first and last beat of
+    a layer on every stream. The engine's own counters frame the layer: an input beat whose ``first`` /
+    ``last`` disagree with them is used all the same but sets the sticky ``error`` output.
 
-    - ``x``: R_ch rows per block (act). ``c``: A rows per block (act). ``skip_in``, ``skip_out``: S rows per
-      block (``signed(skip_width)``). ``x_next``: R_ch rows per block (act): the format of ``x``, so a layer's
-      output is the next layer's input.
-    - ``w`` (``rows`` lanes, weight): ``ceil(G / rows) * K_g + ceil((S + R_ch) / rows) * K_o`` beats per layer:
-      for each gate tile ``i``, for each reduction index ``k``, lane ``r`` = ``gemm_weight()[i rows + r, k]``;
-      then for each 1x1 tile, for each ``k < G / 2``, lane ``r`` = ``[skip; out][i rows + r, k]`` (zero or
-      anything beyond the matrix).
+    - ``x``: R_ch rows per block (act). ``skip_in``, ``skip_out``: S rows per block (``signed(skip_width)``).
+      ``x_next``: R_ch rows per block (act): the format of ``x``, so a layer's output is the next layer's input.
+    - ``w`` (``rows`` lanes, weight): ``ceil(G / rows) * R_ch * K + ceil((S + R_ch) / rows) * G / 2`` beats per
+      layer: for each gate tile ``i``, for each ``k < R_ch * K``, lane ``r`` = ``conv.reshape(G, R_ch K)[i rows
+      + r, k]``; then for each 1x1 tile, for each ``k < G / 2``, lane ``r`` = ``[skip; out][i rows + r, k]``
+      (zero or anything beyond the matrix, and for a ``last`` layer beyond S).
     - ``bias`` (1 lane, act): ``G + S + R_ch`` beats per layer: conv bias, skip bias, out bias.
+    - ``cond`` (``rows`` lanes, act): ``F * ceil(G / rows)`` beats per layer: for each frame ``m``, for each
+      gate tile ``i``, lane ``r`` = ``a[i rows + r, m]`` (anything beyond G).
+    - ``table`` (``cols`` lanes, weight): ``(2 edge + 1) * (hop / C) * D`` beats, once: for each table row, for
+      each block ``q`` of the frame, for each ``d < D``, lane ``j`` = ``W[row, q C + j, d]``.
 
     Parameters
     ----------
     rows, cols : int
-        Array size; ``cols`` (time steps per block) must be a power of two.
-    residual, gate, skip, aux : int
-        Channel counts R_ch, G (even), S, A (each >= 1).
+        Array size; ``cols`` (time steps per block) must be a power of two dividing ``hop``.
+    residual, gate, skip : int
+        Channel counts R_ch, G (even), S (each >= 1).
     kernel_size : int
         K, odd (non-causal), >= 1.
+    hop : int
+        Time steps per frame of the aux term.
+    cond_taps, cond_offset, cond_edge : int
+        D, ``offset`` and ``edge`` of the :class:`~wavefabric.model.pwg.UpsampleTable` (defaults: ljspeech's).
     max_dilation : int
         Largest dilation; sizes the line buffer (:func:`~wavefabric.model.perf.pwg_line_slots` blocks).
-    max_t : int
-        Longest layer in time steps.
+    max_frames : int
+        Longest layer in frames (at least ``max(1, 2 cond_edge)``).
     layers : int
         Layers whose skips are summed (sizes ``skip_width``).
     numerics : Numerics
-        Formats (default :data:`~wavefabric.model.pwg.PWG_NUMERICS`).
+        Formats (default :data:`~wavefabric.model.pwg.PWG_NUMERICS`); ``act`` and ``weight`` of one width (the
+        conditioning k-steps swap them between the array's operands).
     gate_lanes : int, optional
         Values per cycle of the gate unit (a power of two dividing ``cols``); default and minimum: the fewest
         that hide the gate under the array (:func:`~wavefabric.model.perf.pwg_gate_lanes`).
 
     Ports
     -----
-    x, c, skip_in, w, bias : In(stream)
+    x, skip_in, w, bias, cond, table : In(stream)
     x_next, skip_out : Out(stream)
-    t : In(range(max_t + 1))
-        Time steps of the layer (>= 1).
+    frames : In(range(max_frames + 1))
+        Frames F of the layer (``T = F hop`` time steps; at least ``max(1, 2 cond_edge)``). The aux terms of
+        the next layer are counted with it as they load ahead, so it holds for a job's layers and changes only
+        when no word of the next job has been sent.
     dilation : In(range(max_dilation + 1))
-        Dilation of the layer (>= 1). ``t`` and ``dilation`` are held from one cycle before a layer's first
-        ``x``, ``c`` or ``skip_in`` beat until its last output beat; after the last ``x_next`` beat the engine
-        takes the next layer (whose ``w`` and ``bias`` beats may have arrived already).
+        Dilation of the layer (>= 1).
+    last, relu : In(1)
+        The layer's kind (above). ``frames``, ``dilation``, ``last`` and ``relu`` are held from one cycle before
+        a layer's first ``x`` or ``skip_in`` beat until its last output beat; after it the engine takes the
+        next layer (whose ``w``, ``bias`` and ``cond`` beats may have arrived already).
     error : Out(1)
         Sticky: some input beat carried ``first`` / ``last`` where the engine's counters did not expect them.
 
     Latency and cycle count of a layer: :func:`~wavefabric.model.perf.pwg_layer_cycles`, from an idle engine
-    to the layer's last ``x_next`` beat (exact when inputs are always valid and outputs always ready; a layer
-    whose weights loaded during the previous one takes the same count from the previous layer's last output).
+    to the layer's last output beat (exact when inputs are always valid and outputs always ready; a layer
+    whose weights and aux terms loaded during the previous one takes the count with ``preloaded``, from the
+    previous layer's last output).
     """
 
-    def __init__(self, rows: int, cols: int, residual: int = 64, gate: int = 128, skip: int = 64, aux: int = 80,
-                 kernel_size: int = 3, max_dilation: int = 512, max_t: int = 65536, layers: int = 30,
+    def __init__(self, rows: int, cols: int, residual: int = 64, gate: int = 128, skip: int = 64,
+                 kernel_size: int = 3, hop: int = 256, cond_taps: int = 5, cond_offset: int = 2,
+                 cond_edge: int = 1, max_dilation: int = 512, max_frames: int = 256, layers: int = 30,
                  numerics: Numerics = PWG_NUMERICS, gate_lanes: int | None = None):
-        for name, value in (("residual", residual), ("gate", gate), ("skip", skip), ("aux", aux),
-                            ("kernel_size", kernel_size), ("max_dilation", max_dilation), ("max_t", max_t),
-                            ("layers", layers)):
+        for name, value in (("residual", residual), ("gate", gate), ("skip", skip), ("kernel_size", kernel_size),
+                            ("hop", hop), ("cond_taps", cond_taps), ("max_dilation", max_dilation),
+                            ("max_frames", max_frames), ("layers", layers)):
             check_int(name, value)
+        check_int("cond_offset", cond_offset, lo=0, hi=cond_taps - 1)
+        check_int("cond_edge", cond_edge, lo=0)
+        if max_frames < max(1, 2 * cond_edge):
+            raise ValueError(f"max_frames must be at least max(1, 2 * cond_edge) = {max(1, 2 * cond_edge)}, "
+                             f"not {max_frames}")
         if gate % 2:
             raise ValueError(f"gate must be an even integer >= 2 (tanh and sigmoid halves), not {gate}")
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be an odd integer >= 1 (non-causal), not {kernel_size}")
         if not isinstance(numerics, Numerics):
             raise ValueError(f"numerics must be a Numerics, not {numerics!r}")
+        if numerics.act.width != numerics.weight.width:
+            raise ValueError(f"numerics: act and weight must have one width (the conditioning k-steps swap them "
+                             f"between the array's operands), not {numerics.act.width} and {numerics.weight.width}")
         check_int("cols", cols)
-        if cols & (cols - 1):
-            raise ValueError(f"cols must be a power of two (1, 2, 4, ...), not {cols}")
-        self.k_gate = residual * kernel_size + aux
+        if cols & (cols - 1) or hop % cols:
+            raise ValueError(f"cols must be a power of two dividing hop = {hop}, not {cols}")
+        self.k_gate = residual * kernel_size + cond_taps
         self.k_out = gate // 2
         self.max_k = max(self.k_gate, self.k_out)
         check_array(rows, cols, numerics.weight, numerics.act, self.max_k, None)
-        least = pwg_gate_lanes(rows, cols, residual, gate, skip, aux, kernel_size)
+        least = pwg_gate_lanes(rows, cols, residual, gate, skip, cond_taps, kernel_size)
         if gate_lanes is None:
             gate_lanes = least
         if (isinstance(gate_lanes, bool) or not isinstance(gate_lanes, int) or gate_lanes < least
@@ -189,26 +224,32 @@ class ResidualEngine(wiring.Component):
             raise ValueError(f"gate_lanes must be a power of two from {least} (the fewest that keep up with the "
                              f"array) to cols = {cols}, not {gate_lanes!r}")
         self.rows, self.cols = rows, cols
-        self.residual, self.gate, self.skip, self.aux = residual, gate, skip, aux
-        self.kernel_size, self.max_dilation, self.max_t, self.layers = kernel_size, max_dilation, max_t, layers
+        self.residual, self.gate, self.skip = residual, gate, skip
+        self.kernel_size, self.hop = kernel_size, hop
+        self.cond_taps, self.cond_offset, self.cond_edge = cond_taps, cond_offset, cond_edge
+        self.max_dilation, self.max_frames, self.layers = max_dilation, max_frames, layers
         self.numerics, self.gate_lanes = numerics, gate_lanes
         self.gate_tiles = -(-gate // rows)
         self.out_tiles = -(-(skip + residual) // rows)
-        self.weight_beats = self.gate_tiles * self.k_gate + self.out_tiles * self.k_out
+        self.weight_beats = self.gate_tiles * residual * kernel_size + self.out_tiles * self.k_out
         self.bias_beats = gate + skip + residual
+        self.table_beats = (2 * cond_edge + 1) * (hop // cols) * cond_taps
         self.slots = pwg_line_slots(cols, kernel_size, max_dilation)
         self.skip_width = pwg_skip_width(numerics.act.width, layers)
         act = signed(numerics.act.width)
         super().__init__({
             "x": In(stream.Signature(frame_layout(act, cols))),
-            "c": In(stream.Signature(frame_layout(act, cols))),
             "skip_in": In(stream.Signature(frame_layout(signed(self.skip_width), cols))),
             "w": In(stream.Signature(frame_layout(signed(numerics.weight.width), rows))),
             "bias": In(stream.Signature(frame_layout(act, 1))),
+            "cond": In(stream.Signature(frame_layout(act, rows))),
+            "table": In(stream.Signature(frame_layout(signed(numerics.weight.width), cols))),
             "x_next": Out(stream.Signature(frame_layout(act, cols))),
             "skip_out": Out(stream.Signature(frame_layout(signed(self.skip_width), cols))),
-            "t": In(range(max_t + 1)),
+            "frames": In(range(max_frames + 1)),
             "dilation": In(range(max_dilation + 1)),
+            "last": In(1),
+            "relu": In(1),
             "error": Out(1),
         })
 
@@ -217,10 +258,11 @@ class ResidualEngine(wiring.Component):
         num = self.numerics
         act, wfmt = num.act, num.weight
         R, C = self.rows, self.cols
-        RC, G, S, A, K = self.residual, self.gate, self.skip, self.aux, self.kernel_size
+        RC, G, S, K, D = self.residual, self.gate, self.skip, self.kernel_size, self.cond_taps
         half, centre = G // 2, (K - 1) // 2
         log_c = C.bit_length() - 1
-        max_blocks = -(-self.max_t // C)
+        per_frame = self.hop // C  # blocks per frame
+        max_blocks = self.max_frames * per_frame
         row = data.ArrayLayout(signed(act.width), C)
         restart = Signal()  # the layer's last output row has been computed: every counter returns to 0
         bad = Signal()      # an input beat's first / last disagree with the engine's count in this cycle
@@ -235,6 +277,8 @@ class ResidualEngine(wiring.Component):
 
         # ---- Layer configuration, registered (quasi-static: held during the layer) --------------------------
         nblocks = Signal(range(max_blocks + 1))
+        t_steps = Signal(range(max_blocks * C + 1))
+        last, relu = self.last, self.relu
         dil = self.dilation
         max_off = centre * self.max_dilation
         off_shape = signed(max_off.bit_length() + 2)
@@ -242,7 +286,8 @@ class ResidualEngine(wiring.Component):
         q_hi = Signal(off_shape)   # G(n) reads blocks n + q_lo .. n + q_hi
         q_lo = Signal(off_shape)
         pad = _const_mul(dil, centre)
-        m.d.sync += [nblocks.eq((self.t + C - 1) >> log_c), q_hi.eq((pad + C - 1) >> log_c), q_lo.eq((-pad) >> log_c)]
+        m.d.sync += [nblocks.eq(self.frames * per_frame), t_steps.eq(self.frames * self.hop),
+                     q_hi.eq((pad + C - 1) >> log_c), q_lo.eq((-pad) >> log_c)]
         m.d.sync += [offs[k].eq(_const_mul(dil, k - centre)) for k in range(K)]
 
         # ---- Input writers ------------------------------------------------------------------------------------
@@ -261,32 +306,36 @@ class ResidualEngine(wiring.Component):
                 m.d.sync += [x_ch.eq(0), x_blk.eq(x_blk + 1), x_slot.eq(Mux(x_slot == self.slots - 1, 0,
                                                                              x_slot + 1))]
 
-        a_bits = (A - 1).bit_length()
-        m.submodules.cbuf = cbuf = Memory(shape=row, depth=2 << a_bits, init=[])
-        c_write, c_read = cbuf.write_port(), cbuf.read_port()
-        c_blk = counter(range(max_blocks + 1), "c_blk")
-        c_ch = counter(range(A), "c_ch")
-        m.d.comb += self.c.ready.eq((c_blk < nblocks) & (c_blk < g_done + 2))
-        m.d.comb += [c_write.en.eq(self.c.valid & self.c.ready), c_write.addr.eq(Cat(c_ch[:a_bits], c_blk[0])),
-                     c_write.data.eq(self.c.payload.data)]
-        _check_framing(m, self.c, (c_blk == 0) & (c_ch == 0), (c_blk == nblocks - 1) & (c_ch == A - 1), bad)
-        with m.If(c_write.en):
-            m.d.sync += c_ch.eq(c_ch + 1)
-            with m.If(c_ch == A - 1):
-                m.d.sync += [c_ch.eq(0), c_blk.eq(c_blk + 1)]
-
         # Weights and biases are double-buffered per layer: bank `run_bank` serves the layer that runs while the
         # other bank loads the next layer's, so back-to-back layers never wait for a weight load.
         run_bank = Signal()
         m.submodules.weights = weights = Memory(shape=self.w.payload.data.shape(), depth=2 * self.weight_beats,
                                                 init=[])
         w_write, w_read = weights.write_port(), weights.read_port()
-        w_bank, w_count = _bank_loader(m, self.w, w_write, self.w.payload.data, self.weight_beats, run_bank,
-                                       restart, bad, "w")
+        w_bank, w_count = _bank_loader(m, self.w, w_write, self.w.payload.data, self.weight_beats,
+                                       self.weight_beats, run_bank, restart, bad, "w")
         m.submodules.biases = biases = Memory(shape=signed(act.width), depth=2 * self.bias_beats, init=[])
         b_write, b_read = biases.write_port(), biases.read_port(domain="comb")
-        b_bank, _ = _bank_loader(m, self.bias, b_write, self.bias.payload.data[0], self.bias_beats, run_bank,
-                                 restart, bad, "bias")
+        b_bank, _ = _bank_loader(m, self.bias, b_write, self.bias.payload.data[0], self.bias_beats,
+                                 self.bias_beats, run_bank, restart, bad, "bias")
+        # The aux terms of a layer (frame-major, a word of `rows` channels per gate tile), double-buffered too.
+        cond_size = self.max_frames * self.gate_tiles
+        m.submodules.conds = conds = Memory(shape=self.cond.payload.data.shape(), depth=2 * cond_size, init=[])
+        cd_write, cd_read = conds.write_port(), conds.read_port()
+        cd_bank, _ = _bank_loader(m, self.cond, cd_write, self.cond.payload.data, cond_size,
+                                  self.frames * self.gate_tiles, run_bank, restart, bad, "cond")
+        conds_resident = cd_bank != run_bank
+        # The upsampling table: loaded once after reset.
+        m.submodules.table = table = Memory(shape=row, depth=self.table_beats, init=[])
+        tb_write, tb_read = table.write_port(), table.read_port()
+        tb_count = Signal(range(self.table_beats + 1))
+        m.d.comb += [self.table.ready.eq(tb_count < self.table_beats), tb_write.en.eq(self.table.valid
+                                                                                        & self.table.ready),
+                     tb_write.addr.eq(tb_count), tb_write.data.eq(self.table.payload.data)]
+        _check_framing(m, self.table, tb_count == 0, tb_count == self.table_beats - 1, bad)
+        with m.If(tb_write.en):
+            m.d.sync += tb_count.eq(tb_count + 1)
+        table_loaded = tb_count == self.table_beats
         # The loader moves to the other bank only when its bank is complete and no longer needed.
         w_resident = w_bank != run_bank
         biases_resident = b_bank != run_bank
@@ -299,41 +348,55 @@ class ResidualEngine(wiring.Component):
 
         # ---- Job order: G(0), G(1), O(0), G(2), O(1), ..., G(N-1), O(N-2), O(N-1) ------------------------------
         # A job is (j, phase): phase 0 is G(j), phase 1 is O(j - 1).
-        def next_job(j, phase):
+        def next_job(j, phase, stepped=lambda: None):
             with m.If(phase == 0):
                 with m.If(j != 0):
                     m.d.sync += phase.eq(1)
                 with m.Else():
                     m.d.sync += [j.eq(1), phase.eq(nblocks == 1)]
+                    stepped()
             with m.Else():
                 m.d.sync += [j.eq(j + 1), phase.eq(j + 1 >= nblocks)]
+                stepped()
 
         # ---- Operand sequencer (stage 0: addresses) -------------------------------------------------------------
         gated = counter(range(max_blocks + 1), "gated")  # blocks whose g is complete in gbuf
         j = counter(range(max_blocks + 2), "seq_j")
         phase = counter(1, "seq_phase")
         tile = counter(range(max(self.gate_tiles, self.out_tiles)), "seq_tile")
-        kc = counter(range(max(RC, A, half)), "seq_kc")   # channel (x taps), aux channel, or 1x1 k
+        kc = counter(range(max(RC, D, half)), "seq_kc")   # channel (x taps), conditioning step d, or 1x1 k
         tap = counter(range(K), "seq_tap")
-        in_aux = counter(1, "seq_aux")
+        in_aux = counter(1, "seq_aux")  # the gate tile's conditioning k-steps
+        j_fb = counter(range(self.max_frames + 1), "seq_frame")  # frame of block j
+        j_q = counter(range(per_frame), "seq_block_in_frame")  # and its block within the frame
         w_addr = counter(range(self.weight_beats), "seq_w_addr")
         g_slot = counter(range(self.slots), "seq_slot")  # line-buffer slot of block j
         done = counter(1, "seq_done")
         blk = Mux(phase, j - 1, j)
 
         x_ok = (x_blk > blk + q_hi) | (x_blk == nblocks)
-        g_ok = x_ok & (c_blk > blk)
+        g_ok = x_ok & conds_resident & table_loaded
         ready0 = ~done & (nblocks != 0) & (w_resident | (w_count > w_addr)) & Mux(phase, gated > blk, g_ok)
-        tile_last_k = Mux(phase, kc == half - 1, in_aux & (kc == A - 1))
-        tiles = Mux(phase, self.out_tiles - 1, self.gate_tiles - 1)
+        tile_last_k = Mux(phase, kc == half - 1, in_aux & (kc == D - 1))
+        skip_tiles = -(-S // R)  # the 1x1 tiles of a `last` layer
+        out_tiles = Mux(last, skip_tiles, self.out_tiles)
+        tiles = Mux(phase, out_tiles - 1, self.gate_tiles - 1)
         phase_end = tile_last_k & (tile == tiles)
 
         s1_valid = Signal()
         s1_ready = Signal()
         issue = Signal()
         m.d.comb += issue.eq(ready0 & s1_ready)
+        def step_block():
+            with m.If(j_q == per_frame - 1):
+                m.d.sync += [j_q.eq(0), j_fb.eq(j_fb + 1)]
+            with m.Else():
+                m.d.sync += j_q.eq(j_q + 1)
+
         with m.If(issue):
-            m.d.sync += [w_addr.eq(w_addr + 1), kc.eq(kc + 1)]
+            m.d.sync += kc.eq(kc + 1)
+            with m.If(phase | ~in_aux):  # the conditioning k-steps read no weights
+                m.d.sync += w_addr.eq(w_addr + 1)
             with m.If(~phase & ~in_aux):
                 with m.If(tap != K - 1):
                     m.d.sync += [tap.eq(tap + 1), kc.eq(kc)]
@@ -345,17 +408,25 @@ class ResidualEngine(wiring.Component):
                 m.d.sync += [kc.eq(0), in_aux.eq(0), tile.eq(tile + 1)]
                 with m.If(phase_end):
                     m.d.sync += tile.eq(0)
-                    next_job(j, phase)
+                    next_job(j, phase, step_block)
                     # The next phase's first weight: G reads from 0, O after the gate weights.
                     next_is_gate = Mux(phase, j + 1 < nblocks, (j == 0) & (nblocks != 1))
-                    m.d.sync += w_addr.eq(Mux(next_is_gate, 0, self.gate_tiles * self.k_gate))
+                    m.d.sync += w_addr.eq(Mux(next_is_gate, 0, self.gate_tiles * RC * K))
                     with m.If(~phase):
                         m.d.sync += [g_done.eq(g_done + 1),
                                      g_slot.eq(Mux(g_slot == self.slots - 1, 0, g_slot + 1))]
                     with m.If(phase & (j == nblocks)):
                         m.d.sync += done.eq(1)
 
-        # Memory reads for the k-step being issued; their data is valid in stage 1.
+        # Memory reads for the k-step being issued; their data is valid in stage 1. A conditioning k-step d reads
+        # the aux term at frame j_fb - offset + d (zero outside the job) and the table's row for block j's lanes.
+        E = self.cond_edge
+        frame = Signal(signed(len(j_fb) + 2))
+        row_class = Signal(range(2 * E + 1))
+        m.d.comb += [
+            frame.eq(j_fb - self.cond_offset + kc),
+            row_class.eq(Mux(j_fb < E, j_fb, Mux(j_fb + E >= self.frames, j_fb + 2 * E + 1 - self.frames, E))),
+        ]
         q_k = Array(Signal(off_shape, name=f"q{k}") for k in range(K))
         s_k = Array(Signal(range(C), name=f"s{k}") for k in range(K))
         for k in range(K):
@@ -368,14 +439,15 @@ class ResidualEngine(wiring.Component):
             lines.r_en.eq(s1_ready), lines.r_slot.eq(slot0),
             lines.r_next.eq(Mux(slot0 == self.slots - 1, 0, slot0 + 1)),
             lines.r_shift.eq(s_k[tap]), lines.r_ch.eq(kc),
-            c_read.en.eq(s1_ready), c_read.addr.eq(Cat(kc[:a_bits], blk[0])),
+            cd_read.en.eq(s1_ready), cd_read.addr.eq(Mux(run_bank, cond_size, 0) + frame * self.gate_tiles + tile),
+            tb_read.en.eq(s1_ready), tb_read.addr.eq((row_class * per_frame + j_q) * D + kc),
             g_read.en.eq(s1_ready), g_read.addr.eq(Cat(kc[:h_bits], blk[0])),
             w_read.en.eq(s1_ready), w_read.addr.eq(Mux(run_bank, self.weight_beats, 0) + w_addr),
         ]
 
         # ---- Stage 1: operands into the array ----------------------------------------------------------------
-        s1_src = Signal(2)      # 0: line buffer (im2col), 1: c buffer, 2: g buffer
-        s1_first, s1_last, s1_capture = Signal(), Signal(), Signal()
+        s1_src = Signal(2)      # 0: line buffer (im2col), 1: conditioning (aux term x table), 2: g buffer
+        s1_first, s1_last, s1_capture, s1_inside = Signal(), Signal(), Signal(), Signal()
         s1_time = Signal(signed(len(j) + log_c + off_shape.width + 1))  # time step of lane 0 (line buffer)
         with m.If(s1_ready):
             m.d.sync += s1_valid.eq(issue)
@@ -384,20 +456,22 @@ class ResidualEngine(wiring.Component):
             m.d.sync += [
                 s1_src.eq(Mux(phase, 2, Mux(in_aux, 1, 0))),
                 s1_first.eq(first_k), s1_last.eq(tile_last_k),
-                s1_capture.eq(~phase & ~in_aux & (tile == 0) & (tap == centre)),
+                s1_capture.eq(~phase & ~in_aux & (tile == 0) & (tap == centre) & ~last),
+                s1_inside.eq((frame >= 0) & (frame < self.frames)),
                 s1_time.eq((blk << log_c) + Array(offs)[tap]),
             ]
         window = Signal(row)
         for lane in range(C):
             time = s1_time + lane
-            m.d.comb += window[lane].eq(Mux((time >= 0) & (time < self.t), lines.r_data[lane], 0))
-        b_operand = Mux(s1_src == 0, window, Mux(s1_src == 1, c_read.data, g_read.data))
+            m.d.comb += window[lane].eq(Mux((time >= 0) & (time < t_steps), lines.r_data[lane], 0))
+        b_operand = Mux(s1_src == 0, window, Mux(s1_src == 1, tb_read.data, g_read.data))
+        a_operand = Mux(s1_src == 1, Mux(s1_inside, cd_read.data.as_value(), 0), w_read.data.as_value())
 
         m.submodules.residual = fifo = SyncFIFOBuffered(width=len(window.as_value()), depth=3 * RC)
         transfer = Signal()
         m.d.comb += [
             array.i.valid.eq(s1_valid & (~s1_capture | fifo.w_rdy)),
-            array.i.payload.a.eq(w_read.data),
+            array.i.payload.a.eq(a_operand),
             array.i.payload.b.eq(b_operand),
             array.i.payload.first.eq(s1_first),
             array.i.payload.last.eq(s1_last),
@@ -415,10 +489,16 @@ class ResidualEngine(wiring.Component):
         rtile = Signal(range(max(self.gate_tiles, self.out_tiles)), name="res_tile")
         rm = Signal(range(max(self.gate_tiles, self.out_tiles) * R), name="res_m")  # output channel of the row
         ending = Signal()  # the layer's last kept row has gone on; the rest of its tile is dropped
+        # The layer's kind as its rows leave the array: `last` may change for the next layer while the dropped
+        # rows of this one's last tile are still leaving, so it is sampled while no row of the layer has left.
+        r_last = Signal(name="res_last")
+        with m.If((rj == 0) & ~rphase & (rtile == 0) & (rm == 0)):
+            m.d.sync += r_last.eq(last)
         rblk = Mux(rphase, rj - 1, rj)
-        keep = Mux(rphase, rm < S + RC, rm < G)
+        o_rows = Mux(r_last, S, S + RC)  # rows of a 1x1 tile that are kept
+        keep = Mux(rphase, rm < o_rows, rm < G)
         is_out = rphase & (rm >= S)
-        final_row = rphase & (rblk == nblocks - 1) & (rm == S + RC - 1)  # the layer's last kept row
+        final_row = rphase & (rblk == nblocks - 1) & (rm == o_rows - 1)  # the layer's last kept row
         m.d.comb += b_read.addr.eq(Mux(run_bank, self.bias_beats, 0) + Mux(rphase, G + rm, rm))
 
         # Result stage 1: bias (and residual) added at the accumulator's scale, narrowed once.
@@ -429,8 +509,7 @@ class ResidualEngine(wiring.Component):
         r1_ready = Signal()
         r1_kind = Signal(2)     # 0: h row, 1: skip row, 2: out row
         r1_ch = Signal(range(max(G, S, RC)))
-        r1_slot, r1_first, r1_final = Signal(), Signal(), Signal()
-        r1_mask = Signal(C)
+        r1_slot, r1_first, r1_final, r1_end = Signal(), Signal(), Signal(), Signal()
         r1_data = Signal(data.ArrayLayout(signed(wide.width), C))
         residual = fifo.r_data
         # Skid register, as in GemmEngine: the array sees only registered state on `o.ready`, so neither the
@@ -466,6 +545,7 @@ class ResidualEngine(wiring.Component):
                 r1_first.eq((rblk == 0) & Mux(is_out, rm == S, rm == 0)),
                 r1_final.eq(Mux(rphase, (rblk == nblocks - 1) & Mux(is_out, rm == S + RC - 1, rm == S - 1),
                                 rm == G - 1)),
+                r1_end.eq(final_row),
             ]
             for lane in range(C):
                 x_lane = residual[lane * act.width:(lane + 1) * act.width].as_signed()
@@ -474,13 +554,12 @@ class ResidualEngine(wiring.Component):
                 m.d.sync += [
                     r1_data[lane].eq(Mux(is_out, narrow(total, acc_frac, wide, add_offset=False),
                                          narrow(total, acc_frac, act, add_offset=False))),
-                    r1_mask[lane].eq((rblk << log_c) + lane < self.t),
                 ]
         with m.If(advance):
             m.d.sync += [rm.eq(rm + 1)]
             with m.If(src.last):
                 m.d.sync += rtile.eq(rtile + 1)
-                with m.If(rtile == Mux(rphase, self.out_tiles - 1, self.gate_tiles - 1)):
+                with m.If(rtile == Mux(rphase, Mux(r_last, skip_tiles, self.out_tiles) - 1, self.gate_tiles - 1)):
                     m.d.sync += [rtile.eq(0), rm.eq(0)]
                     next_job(rj, rphase)
                     with m.If(ending | final_row):
@@ -500,7 +579,7 @@ class ResidualEngine(wiring.Component):
             consume.eq(r1_valid & Mux(r1_kind == 0, 1, Mux(r1_kind == 1, self.skip_in.valid & skip_free, xn_free))),
             r1_ready.eq(~r1_valid | consume),
             self.skip_in.ready.eq(r1_valid & (r1_kind == 1) & skip_free),
-            restart.eq(consume & (r1_kind == 2) & r1_final),
+            restart.eq(consume & r1_end),
         ]
         _check_framing(m, self.skip_in, r1_first, r1_final, bad)
         h_narrow = Signal(row)
@@ -521,8 +600,7 @@ class ResidualEngine(wiring.Component):
             m.d.sync += [self.skip_out.valid.eq(1), self.skip_out.payload.first.eq(r1_first),
                          self.skip_out.payload.last.eq(r1_final)]
             for lane in range(C):
-                m.d.sync += self.skip_out.payload.data[lane].eq(
-                    Mux(r1_mask[lane], self.skip_in.payload.data[lane] + r1_data[lane], 0))
+                m.d.sync += self.skip_out.payload.data[lane].eq(self.skip_in.payload.data[lane] + r1_data[lane])
         with m.Elif(self.skip_out.ready):
             m.d.sync += self.skip_out.valid.eq(0)
         with m.If(consume & (r1_kind == 2)):
@@ -530,11 +608,11 @@ class ResidualEngine(wiring.Component):
                          self.x_next.payload.last.eq(r1_final)]
             for lane in range(C):
                 scaled = narrow(_const_mul(r1_data[lane], sqrt_half), act.frac + num.gate.frac, act)
-                m.d.sync += self.x_next.payload.data[lane].eq(Mux(r1_mask[lane], scaled, 0))
+                m.d.sync += self.x_next.payload.data[lane].eq(scaled)
         with m.Elif(self.x_next.ready):
             m.d.sync += self.x_next.valid.eq(0)
 
-        # ---- Gate unit: g(n) = tanh(h_a(n)) * sigmoid(h_b(n)), gate_lanes values per cycle ------------------
+        # ---- Gate unit: g(n) = tanh(h_a(n)) * sigmoid(h_b(n)) (or relu(h_a(n))), gate_lanes values per cycle ---
         L = self.gate_lanes
         groups = C // L
         ha_read, hb_read = h_a.read_port(), h_b.read_port()
@@ -564,7 +642,8 @@ class ResidualEngine(wiring.Component):
             m.d.comb += [tanh.x.eq(Array(ha_read.data[g * L + lane] for g in range(groups))[grp1]),
                          sigmoid.x.eq(Array(hb_read.data[g * L + lane] for g in range(groups))[grp1])]
             product = fabric_multiply(m, tanh.y, sigmoid.y, stages=1, name=f"gate{lane}")
-            products.append(narrow(product, 2 * num.gate.frac, act))
+            h_in = delayed(m, tanh.x, Activation.latency + 1, f"relu{lane}")
+            products.append(Mux(relu, Mux(h_in < 0, 0, h_in), narrow(product, 2 * num.gate.frac, act)))
         tag_end = delayed(m, tag1, Activation.latency + 1, "gate_tag")
         valid_end = tag_end[0]
         row_end = tag_end[1 + len(gi_grp)]

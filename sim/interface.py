@@ -290,23 +290,32 @@ def _pwg_layer(c) -> tuple[dict, list, list]:
     notes = {
         "x": f"residual input, block by block (C = {C} time steps): per block one beat per channel, `data[j]` = "
              f"time n * {C} + j (beyond T: don't care); {_FRAME} a layer on every stream",
-        "c": "conditioning (aux channels), ordered as `x`",
         "skip_in": "the running skip sum, ordered as `x` (zeros into the first layer)",
-        "w": f"the layer's weights, {c.weight_beats:,} beats: {c.gate_tiles} gate tiles x {c.k_gate} reduction "
-             f"columns, then {c.out_tiles} [skip; out] tiles x {c.k_out}; `data[r]` = row i * {c.rows} + r of tile "
-             "i. Double-buffered: the next layer's weights load while this one runs",
+        "w": f"the layer's weights, {c.weight_beats:,} beats: {c.gate_tiles} gate tiles x "
+             f"{c.residual * c.kernel_size} reduction columns, then {c.out_tiles} [skip; out] tiles x {c.k_out}; "
+             f"`data[r]` = row i * {c.rows} + r of tile i. Double-buffered: the next layer's weights load while "
+             "this one runs",
         "bias": f"conv, skip and out biases, one per beat ({c.bias_beats} beats; act format)",
-        "x_next": "the layer's output, ordered and formatted as `x` (the next layer's `x`)",
+        "cond": f"the layer's aux term at frame rate: per frame, per gate tile, `data[r]` = channel i * {c.rows} + r "
+                "(F x gate tiles beats; act format). Double-buffered as `w`",
+        "table": f"the upsampling table, once after reset ({c.table_beats} beats): per table row, per block of the "
+                 f"frame, per tap, `data[j]` = the weight of lane j (weight format)",
+        "x_next": "the layer's output, ordered and formatted as `x` (the next layer's `x`); none from a `last` layer",
         "skip_out": "`skip_in` + this layer's skip, exact",
-        "t": "time steps T of the layer (>= 1): held from a cycle before the layer's first `x`, `c` or "
-             "`skip_in` beat until its last output beat",
-        "dilation": "dilation of the layer (>= 1), held as `t`",
+        "frames": f"frames F of the layer (T = F * {c.hop} time steps; >= 2): held from a cycle before the layer's "
+                  "first `x` or `skip_in` beat until its last output beat, and the same for a job's layers",
+        "dilation": "dilation of the layer (>= 1), held as `frames`",
+        "last": "the layer computes no out 1x1 and emits no `x_next` (the generator's last residual layer), held "
+                "as `frames`",
+        "relu": "with `last`: g = relu(h[:G/2]) (the generator's output layers), held as `frames`",
         "error": "sticky until `rst`: an input beat's `first` / `last` disagreed with the engine's count",
     }
     settings = [("rows x cols", f"{c.rows} x {C}", "systolic array (output channels x time steps per block)"),
-                ("residual, gate, skip, aux", f"{c.residual}, {c.gate}, {c.skip}, {c.aux}", "channels"),
+                ("residual, gate, skip", f"{c.residual}, {c.gate}, {c.skip}", "channels"),
                 ("kernel_size", str(c.kernel_size), "taps of the dilated convolution (non-causal)"),
-                ("max_dilation, max_t", f"{c.max_dilation}, {c.max_t}", "largest `dilation`, `t`"),
+                ("hop, cond_taps, cond_offset, cond_edge", f"{c.hop}, {c.cond_taps}, {c.cond_offset}, {c.cond_edge}",
+                 "the upsampling table's geometry"),
+                ("max_dilation, max_frames", f"{c.max_dilation}, {c.max_frames}", "largest `dilation`, `frames`"),
                 *_numerics(c.numerics),
                 ("skip_width", str(c.skip_width), f"`skip_in` / `skip_out` lanes: the exact sum of {c.layers} "
                                                   "layers' skips"),

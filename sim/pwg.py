@@ -8,17 +8,21 @@ import numpy as np
 
 from ..model.kernels import Numerics
 from ..model.perf import pwg_layer_cycles, pwg_layer_ideal_cycles
-from ..model.pwg import PWG_NUMERICS, ResidualLayer, residual_layer_fixed
+from ..model.pwg import PWG_NUMERICS, ResidualLayer, UpsampleTable, residual_layer_fixed
 from ..rtl.conv1d import ResidualEngine
 from .streams import StreamRun, run_streams
 
-__all__ = ["random_residual_layer", "layer_beats", "block_rows", "from_block_rows", "layer_streams", "LayerRun",
-           "run_residual_layer", "run_residual_layers", "simulate_pwg_layer"]
+__all__ = ["random_residual_layer", "random_upsample_table", "layer_beats", "cond_beats", "table_beats",
+           "block_rows", "from_block_rows", "LayerJob", "layer_streams", "LayerRun", "run_residual_layer",
+           "run_residual_layers", "simulate_pwg_layer"]
 
 
-def random_residual_layer(rng: np.random.Generator, residual: int, gate: int, skip: int, aux: int,
-                          kernel_size: int, dilation: int, num: Numerics = PWG_NUMERICS) -> ResidualLayer:
-    """Integer weights for one layer: uniform over +-1.0 (weights) and +-0.5 (biases) in ``num``'s formats."""
+def random_residual_layer(rng: np.random.Generator, residual: int, gate: int, skip: int, kernel_size: int,
+                          dilation: int, num: Numerics = PWG_NUMERICS, aux: int = 1) -> ResidualLayer:
+    """Integer weights for one layer: uniform over +-1.0 (weights) and +-0.5 (biases) in ``num``'s formats.
+
+    ``aux`` sizes the aux 1x1 (which the residual engine does not apply: it takes the aux term).
+    """
     w = 1 << num.weight.frac
     b = 1 << (num.act.frac - 1)
     return ResidualLayer(
@@ -68,10 +72,17 @@ def from_block_rows(beats: list[dict], channels: int, t: int, cols: int) -> tupl
     return full[:, :t], framing_ok
 
 
+def random_upsample_table(rng: np.random.Generator, engine: ResidualEngine,
+                          num: Numerics = PWG_NUMERICS) -> UpsampleTable:
+    """An :class:`~wavefabric.model.pwg.UpsampleTable` of the engine's geometry, weights uniform over [0, 0.5)."""
+    shape = (2 * engine.cond_edge + 1, engine.hop, engine.cond_taps)
+    return UpsampleTable(rng.integers(0, 1 << (num.weight.frac - 1), shape), engine.cond_offset, engine.cond_edge)
+
+
 def layer_beats(engine: ResidualEngine, layer: ResidualLayer) -> tuple[list[dict], list[dict]]:
     """The ``w`` and ``bias`` beats of one layer, in the order :class:`ResidualEngine` documents."""
     rows = engine.rows
-    gate_w = layer.gemm_weight()
+    gate_w = layer.conv.reshape(layer.conv.shape[0], -1)
     out_w = np.concatenate([layer.skip, layer.out])
     w_beats = []
     for matrix in (gate_w, out_w):
@@ -85,25 +96,64 @@ def layer_beats(engine: ResidualEngine, layer: ResidualLayer) -> tuple[list[dict
     return _frame(w_beats), _frame(bias_beats)
 
 
-def layer_streams(engine: ResidualEngine, layer: ResidualLayer, x: np.ndarray, c: np.ndarray,
-                  skip_in: np.ndarray) -> tuple[dict[str, list[dict]], dict[str, int]]:
+def cond_beats(engine: ResidualEngine, a: np.ndarray) -> list[dict]:
+    """The ``cond`` beats of a layer's aux term ``a`` (G, F): per frame, per gate tile, ``rows`` channels."""
+    rows, frames = engine.rows, a.shape[1]
+    padded = np.zeros((engine.gate_tiles * rows, frames), dtype=np.int64)
+    padded[:a.shape[0]] = a
+    return _frame([{"data": padded[i * rows:(i + 1) * rows, m].tolist(), "first": False, "last": False}
+                   for m in range(frames) for i in range(engine.gate_tiles)])
+
+
+def table_beats(engine: ResidualEngine, table: UpsampleTable) -> list[dict]:
+    """The ``table`` beats: per table row, per block of the frame, per tap d, ``cols`` lanes."""
+    cols = engine.cols
+    return _frame([{"data": table.weights[row, q * cols:(q + 1) * cols, d].tolist(), "first": False,
+                    "last": False}
+                   for row in range(table.weights.shape[0]) for q in range(engine.hop // cols)
+                   for d in range(table.taps)])
+
+
+@dataclass(frozen=True)
+class LayerJob:
+    """One layer for :func:`run_residual_layers`: weights, integer signals and the layer's kind.
+
+    ``x`` (R_ch, T), ``a`` (G, F: the aux term at frame rate, ``T = F hop``), ``skip_in`` (S, T); ``last`` and
+    ``relu`` as :class:`~wavefabric.rtl.conv1d.ResidualEngine` documents them.
+    """
+
+    layer: ResidualLayer
+    x: np.ndarray
+    a: np.ndarray
+    skip_in: np.ndarray
+    last: bool = False
+    relu: bool = False
+
+    def model(self, table: UpsampleTable, num: Numerics) -> tuple[np.ndarray | None, np.ndarray]:
+        """``(x_next, skip)`` of :func:`~wavefabric.model.pwg.residual_layer_fixed` for this job."""
+        return residual_layer_fixed(self.x, table.apply(self.a), self.layer, num, aux_applied=True,
+                                    residual_out=not self.last, relu_gate=self.relu)
+
+
+def layer_streams(engine: ResidualEngine, job: LayerJob) -> tuple[dict[str, list[dict]], dict[str, int]]:
     """One layer's input payloads per stream and output beats per stream, in :class:`ResidualEngine`'s order.
 
-    ``x`` (R_ch, T), ``c`` (A, T) and ``skip_in`` (S, T) are integers. The two dicts are the ``inputs`` and
-    ``outputs`` of :func:`~wavefabric.sim.streams.run_streams`.
+    The two dicts are the ``inputs`` and ``outputs`` of :func:`~wavefabric.sim.streams.run_streams` (without
+    the table, which loads once per run).
     """
     cols = engine.cols
-    w_beats, bias_beats = layer_beats(engine, layer)
-    inputs = {"x": block_rows(x, cols), "c": block_rows(c, cols), "skip_in": block_rows(skip_in, cols),
-              "w": w_beats, "bias": bias_beats}
-    blocks = -(-x.shape[1] // cols)
-    return inputs, {"x_next": blocks * engine.residual, "skip_out": blocks * engine.skip}
+    w_beats, bias_beats = layer_beats(engine, job.layer)
+    inputs = {"x": block_rows(job.x, cols), "cond": cond_beats(engine, job.a),
+              "skip_in": block_rows(job.skip_in, cols), "w": w_beats, "bias": bias_beats}
+    blocks = job.x.shape[1] // cols
+    return inputs, {"x_next": 0 if job.last else blocks * engine.residual, "skip_out": blocks * engine.skip}
 
 
-def _max_cycles(engine: ResidualEngine, layer: ResidualLayer, t: int) -> int:
+def _max_cycles(engine: ResidualEngine, job: LayerJob, loads: int) -> int:
     """Ten times the cycle model (plus 2000): a layer that takes longer has hung."""
-    return 10 * pwg_layer_cycles(engine.rows, engine.cols, t, layer.dilation, engine.residual, engine.gate,
-                                 engine.skip, engine.aux, engine.kernel_size, engine.gate_lanes) + 2000
+    return 10 * pwg_layer_cycles(engine.rows, engine.cols, job.a.shape[1], engine.hop, job.layer.dilation,
+                                 engine.residual, engine.gate, engine.skip, engine.kernel_size, engine.cond_taps,
+                                 engine.gate_lanes, last=job.last, loads=loads) + 2000
 
 
 @dataclass
@@ -112,7 +162,7 @@ class LayerRun:
 
     Attributes
     ----------
-    x_next : (R_ch, T) int64, as the engine computed it.
+    x_next : (R_ch, T) int64 as the engine computed it, or None for a ``last`` layer.
     skip_out : (S, T) int64: the skip sum after the layer.
     framing_ok : bool
         The layer's outputs framed right (:func:`from_block_rows`) and the engine's sticky ``error`` low at the
@@ -124,7 +174,7 @@ class LayerRun:
         The whole run (every transfer with its cycle, the backend and its timings), shared by its layers.
     """
 
-    x_next: np.ndarray
+    x_next: np.ndarray | None
     skip_out: np.ndarray
     framing_ok: bool
     cycles: int
@@ -132,113 +182,130 @@ class LayerRun:
 
 
 #: The engine's input streams, in the order of :func:`layer_streams`.
-_INPUTS = ("x", "c", "skip_in", "w", "bias")
-#: Its inputs that belong to the running layer (the others, weights and biases, are double-buffered).
-_ACTIVATIONS = ("x", "c", "skip_in")
+_INPUTS = ("x", "cond", "skip_in", "w", "bias")
+#: Its inputs that belong to the running layer (the others are double-buffered).
+_ACTIVATIONS = ("x", "skip_in")
+#: The plain inputs that describe a layer.
+_KIND = ("frames", "dilation", "last", "relu")
 
 
-def run_residual_layer(engine: ResidualEngine, layer: ResidualLayer, x, c, skip_in, *, seed: int = 0,
+def _kind(engine: ResidualEngine, job: LayerJob) -> dict[str, int]:
+    return {"frames": job.a.shape[1], "dilation": job.layer.dilation, "last": int(job.last),
+            "relu": int(job.relu)}
+
+
+def run_residual_layer(engine: ResidualEngine, job: LayerJob, table: UpsampleTable, *, seed: int = 0,
                        p_valid: float = 1.0, p_ready: float = 1.0, name: str = "pwg_layer",
                        backend: str = "amaranth") -> LayerRun:
     """Run one residual layer through ``engine``: :func:`run_residual_layers` with one job."""
-    return run_residual_layers(engine, [(layer, x, c, skip_in)], seed=seed, p_valid=p_valid, p_ready=p_ready,
-                               name=name, backend=backend)[0]
+    return run_residual_layers(engine, [job], table, seed=seed, p_valid=p_valid, p_ready=p_ready, name=name,
+                               backend=backend)[0]
 
 
-def run_residual_layers(engine: ResidualEngine, jobs, *, seed: int = 0, p_valid: float = 1.0,
-                        p_ready: float = 1.0, weights_ahead: bool = True, name: str = "pwg_layer",
-                        backend: str = "amaranth") -> list[LayerRun]:
+def run_residual_layers(engine: ResidualEngine, jobs, table: UpsampleTable, *, seed: int = 0,
+                        p_valid: float = 1.0, p_ready: float = 1.0, weights_ahead: bool = True,
+                        name: str = "pwg_layer", backend: str = "amaranth") -> list[LayerRun]:
     """Run residual layers back to back through ``engine`` in one run of :func:`~wavefabric.sim.streams.run_streams`.
 
-    ``jobs`` is a sequence of ``(layer, x, c, skip_in)``: integers ``x`` (R_ch, T), ``c`` (A, T), ``skip_in``
-    (S, T); each job may have its own T and dilation. The first job's ``t`` and ``dilation`` are static inputs;
-    a later job's first beat on ``x``, ``c`` and ``skip_in`` waits until the previous job's last ``x_next`` and
-    ``skip_out`` beats have been taken and changes ``t`` and ``dilation``, so the engine holds them from a cycle
-    before the job's first beat on these streams until its last output, as it requires. The ``w`` and ``bias``
-    beats follow each other with no waits: the engine takes a job's weights while the previous job runs (its
-    double buffer); with ``weights_ahead=False`` they wait like the other inputs, as for an engine with one
-    weight buffer. With ``p_valid`` / ``p_ready`` below 1 every input stream has random gaps and every output
-    random stalls (generators seeded by ``seed``). ``name`` names the VCD trace of an Amaranth run; ``backend``
-    picks the simulator. Without stalls every layer's ``cycles`` equal
-    :func:`~wavefabric.model.perf.pwg_layer_cycles`. Raises ``TimeoutError`` after ten times the cycle model
-    (+ 2000) per job.
+    ``jobs`` is a sequence of :class:`LayerJob` (each may have its own T, dilation and kind); ``table`` (integer
+    weights) is loaded first. The first job's ``frames``, ``dilation``, ``last`` and ``relu`` are static inputs;
+    a later job's first beat on ``x`` and ``skip_in`` waits until the previous job's last output beats have been
+    taken and changes them, so the engine holds them from a cycle before the job's first beat on these streams
+    until its last output, as it requires. The ``w``, ``bias`` and ``cond`` beats follow each other with no
+    waits: the engine takes a job's while the previous job runs (its double buffers); with
+    ``weights_ahead=False`` they wait like the other inputs. With ``p_valid`` / ``p_ready`` below 1 every input
+    stream has random gaps and every output random stalls (generators seeded by ``seed``). ``name`` names the
+    VCD trace of an Amaranth run; ``backend`` picks the simulator. Without stalls every layer's ``cycles`` equal
+    :func:`~wavefabric.model.perf.pwg_layer_cycles` (the first with ``loads``: its aux words or the table,
+    whichever is longer). Raises ``TimeoutError`` after ten times the cycle model (+ 2000) per job.
     """
-    jobs = [(layer, *(np.asarray(v, dtype=np.int64) for v in signals)) for layer, *signals in jobs]
-    streams = [layer_streams(engine, *job) for job in jobs]
+    jobs = [LayerJob(job.layer, *(np.asarray(v, dtype=np.int64) for v in (job.x, job.a, job.skip_in)),
+                     job.last, job.relu) for job in jobs]
+    streams = [layer_streams(engine, job) for job in jobs]
     inputs = {port: [beat for beats, _ in streams for beat in beats[port]] for port in _INPUTS}
+    inputs["table"] = table_beats(engine, table)
     outputs = {port: sum(count[port] for _, count in streams) for port in ("x_next", "skip_out")}
+    outputs = {port: n for port, n in outputs.items() if n}
     waiting = _ACTIVATIONS if weights_ahead else _INPUTS
     waits: dict[str, list] = {port: [] for port in waiting}
-    changes: dict[str, list] = {"t": [], "dilation": []}
+    changes: dict[str, list] = {port: [] for port in _KIND}
     sent = dict.fromkeys(_INPUTS, 0)
     done = dict.fromkeys(outputs, 0)
-    for (beats, count), (layer, x, *_) in zip(streams, jobs, strict=True):
+    for (beats, count), job in zip(streams, jobs, strict=True):
         if any(done.values()):  # a later job
             for port in waiting:
                 waits[port] += [(sent[port], out, n) for out, n in done.items()]
             for port in _ACTIVATIONS:
-                changes["t"].append((port, sent[port], x.shape[1]))
-                changes["dilation"].append((port, sent[port], layer.dilation))
+                changes.update({key: changes[key] + [(port, sent[port], value)]
+                                for key, value in _kind(engine, job).items()})
         sent = {port: sent[port] + len(beats[port]) for port in _INPUTS}
         done = {port: done[port] + count[port] for port in done}
-    first, x0 = jobs[0][0], jobs[0][1]
+    loads = max(len(streams[0][0]["cond"]), len(inputs["table"]))
     # One cycle after the last output lets an error raised by the last input beats reach the flag.
-    run = run_streams(engine, inputs, outputs, {"t": x0.shape[1], "dilation": first.dilation}, seed=seed,
-                      p_valid=p_valid, p_ready=p_ready, waits=waits, changes=changes, tail=1,
-                      max_cycles=sum(_max_cycles(engine, layer, x.shape[1]) for layer, x, *_ in jobs),
-                      backend=backend, name=name)
+    run = run_streams(engine, inputs, outputs, _kind(engine, jobs[0]), seed=seed, p_valid=p_valid,
+                      p_ready=p_ready, waits=waits, changes=changes, tail=1,
+                      max_cycles=sum(_max_cycles(engine, job, loads) for job in jobs), backend=backend, name=name)
     layers, start, ends = [], 0, dict.fromkeys(outputs, 0)
-    for (_, count), (_, x, *_) in zip(streams, jobs, strict=True):
+    for (_, count), job in zip(streams, jobs, strict=True):
         beats = {}
         for port in outputs:
             beats[port] = run.outputs[port][ends[port]:ends[port] + count[port]]
             ends[port] += count[port]
         # Every input beat of a job is taken before its last output (the last skip_out needs the last skip_in).
-        end = max(int(run.times[port][ends[port] - 1]) for port in outputs) + 1
-        x_next, ok_x = from_block_rows(beats["x_next"], engine.residual, x.shape[1], engine.cols)
-        skip_out, ok_s = from_block_rows(beats["skip_out"], engine.skip, x.shape[1], engine.cols)
-        layers.append(LayerRun(x_next, skip_out, ok_x and ok_s and not run.flags["error"], end - start, run))
+        end = max(int(run.times[port][ends[port] - 1]) for port in outputs if count[port]) + 1
+        t = job.x.shape[1]
+        skip_out, ok = from_block_rows(beats["skip_out"], engine.skip, t, engine.cols)
+        x_next = None
+        if not job.last:
+            x_next, ok_x = from_block_rows(beats["x_next"], engine.residual, t, engine.cols)
+            ok = ok and ok_x
+        layers.append(LayerRun(x_next, skip_out, ok and not run.flags["error"], end - start, run))
         start = end
     return layers
 
 
-def simulate_pwg_layer(dilation: int, t: int, rows: int, cols: int, seed: int = 0, *, residual: int = 4,
-                       gate: int = 8, skip: int = 4, aux: int = 4, kernel_size: int = 3,
+def simulate_pwg_layer(dilation: int, frames: int, rows: int, cols: int, seed: int = 0, *, residual: int = 4,
+                       gate: int = 8, skip: int = 4, kernel_size: int = 3, hop: int = 8, last: bool = False,
                        gate_lanes: int | None = None, p_valid: float = 1.0, p_ready: float = 1.0,
                        numerics: Numerics = PWG_NUMERICS, backend: str = "amaranth") -> dict:
     """Simulate one residual layer of seeded random weights and signals and check it against the model.
 
-    Weights by :func:`random_residual_layer`; ``x`` and ``c`` uniform over +-4.0, the incoming skip sum over
-    the act range. The engine is built for exactly this dilation and T. Returns a JSON-ready dict: the sizes,
-    ``cycles`` (simulated), ``model_cycles`` (:func:`~wavefabric.model.perf.pwg_layer_cycles`),
-    ``ideal_cycles`` (MACs / (rows * cols)), ``utilization`` (ideal / simulated) and ``bit_exact``
-    (``x_next`` and ``skip_out - skip_in`` equal :func:`~wavefabric.model.pwg.residual_layer_fixed`, framing
-    right). ``backend`` picks the simulator; its name, the seconds spent compiling and the simulated cycles per
-    second are in ``backend``, ``compile_seconds`` and ``cycles_per_second``.
+    Weights by :func:`random_residual_layer`, the upsampling table by :func:`random_upsample_table` (ljspeech's
+    geometry: 5 taps, offset 2, edge 1); ``x`` and the aux term uniform over +-4.0, the incoming skip sum over
+    the act range. The engine is built for exactly this dilation and length (``frames * hop`` steps). Returns a
+    JSON-ready dict: the sizes, ``cycles`` (simulated), ``model_cycles``
+    (:func:`~wavefabric.model.perf.pwg_layer_cycles`), ``ideal_cycles`` (MACs / (rows * cols)),
+    ``utilization`` (ideal / simulated) and ``bit_exact`` (``x_next`` and ``skip_out - skip_in`` equal
+    :func:`~wavefabric.model.pwg.residual_layer_fixed`, framing right). ``backend`` picks the simulator; its
+    name, the seconds spent compiling and the simulated cycles per second are in ``backend``,
+    ``compile_seconds`` and ``cycles_per_second``.
     """
-    engine = ResidualEngine(rows, cols, residual, gate, skip, aux, kernel_size, max_dilation=dilation, max_t=t,
-                            numerics=numerics, gate_lanes=gate_lanes)
+    engine = ResidualEngine(rows, cols, residual, gate, skip, kernel_size, hop=hop, max_dilation=dilation,
+                            max_frames=frames, numerics=numerics, gate_lanes=gate_lanes)
     rng = np.random.default_rng(seed)
     act = numerics.act
-    layer = random_residual_layer(rng, residual, gate, skip, aux, kernel_size, dilation, numerics)
+    layer = random_residual_layer(rng, residual, gate, skip, kernel_size, dilation, numerics)
+    table = random_upsample_table(rng, engine, numerics)
     span = 4 << act.frac
-    x = rng.integers(-span, span, (residual, t), endpoint=True)
-    c = rng.integers(-span, span, (aux, t), endpoint=True)
-    skip_in = rng.integers(act.min_int, act.max_int, (skip, t), endpoint=True)
-    run = run_residual_layer(engine, layer, x, c, skip_in, seed=seed, p_valid=p_valid, p_ready=p_ready,
-                             name=f"pwg_layer_d{dilation}_t{t}_{rows}x{cols}_seed{seed}", backend=backend)
-    x_ref, skip_ref = residual_layer_fixed(x, c, layer, numerics)
-    ideal = pwg_layer_ideal_cycles(rows, cols, t, residual, gate, skip, aux, kernel_size)
+    t = frames * hop
+    job = LayerJob(layer, rng.integers(-span, span, (residual, t), endpoint=True),
+                   rng.integers(-span, span, (gate, frames), endpoint=True),
+                   rng.integers(act.min_int, act.max_int, (skip, t), endpoint=True), last=last)
+    run = run_residual_layer(engine, job, table, seed=seed, p_valid=p_valid, p_ready=p_ready,
+                             name=f"pwg_layer_d{dilation}_f{frames}_{rows}x{cols}_seed{seed}", backend=backend)
+    x_ref, skip_ref = job.model(table, numerics)
+    ideal = pwg_layer_ideal_cycles(rows, cols, t, residual, gate, skip, engine.cond_taps, kernel_size)
+    loads = max(frames * engine.gate_tiles, engine.table_beats)
     return {
-        "dilation": dilation, "t": t, "rows": rows, "cols": cols, "seed": seed,
-        "residual": residual, "gate": gate, "skip": skip, "aux": aux, "kernel_size": kernel_size,
+        "dilation": dilation, "frames": frames, "hop": hop, "t": t, "rows": rows, "cols": cols, "seed": seed,
+        "residual": residual, "gate": gate, "skip": skip, "kernel_size": kernel_size, "last": last,
         "gate_lanes": engine.gate_lanes,
         "cycles": run.cycles,
-        "model_cycles": pwg_layer_cycles(rows, cols, t, dilation, residual, gate, skip, aux, kernel_size,
-                                         engine.gate_lanes),
+        "model_cycles": pwg_layer_cycles(rows, cols, frames, hop, dilation, residual, gate, skip, kernel_size,
+                                         engine.cond_taps, engine.gate_lanes, last=last, loads=loads),
         "ideal_cycles": ideal,
         "utilization": ideal / run.cycles,
-        "bit_exact": bool(np.array_equal(run.x_next, x_ref) and np.array_equal(run.skip_out - skip_in, skip_ref)
-                          and run.framing_ok),
+        "bit_exact": bool((last or np.array_equal(run.x_next, x_ref))
+                          and np.array_equal(run.skip_out - job.skip_in, skip_ref) and run.framing_ok),
         **run.streams.figures(),
     }

@@ -139,8 +139,8 @@ def test_sim_and_estimate_gru(capsys):
 
 
 def test_sim_and_estimate_pwg(capsys):
-    status, out, _ = run(capsys, "sim", "pwg-layer", "--dilation", "4", "--t", "20", "--rows", "2", "--cols", "4",
-                         "--seed", "1", "--residual", "4", "--gate", "8", "--skip", "4", "--aux", "4", "--json")
+    status, out, _ = run(capsys, "sim", "pwg-layer", "--dilation", "4", "--frames", "5", "--hop", "4", "--rows",
+                         "2", "--cols", "4", "--seed", "1", "--residual", "4", "--gate", "8", "--skip", "4", "--json")
     sim = json.loads(out)
     assert status == 0 and sim["bit_exact"] is True and sim["cycles"] == sim["model_cycles"]
     assert 0 < sim["utilization"] < 1

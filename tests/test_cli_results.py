@@ -23,7 +23,8 @@ def test_options_that_would_not_act_are_refused(tmp_path):
          "--pwm-bits does not apply to --design gru"),
         (["build", "pynq-z1", "--design", "gru", "--jobs", "2", "-o", tmp_path / "b"],
          "--jobs does not apply without --run"),
-        (["sim", "pwg-layer", "--t", "70000"], "--t 70000 exceeds --max-t 65536"),
+        (["sim", "pwg-layer", "--frames", "300"], "--frames 300 must be from 2 (the upsampler's edge frames) to "
+                                                   "--max-frames 256"),
         (["sim", "pwg-layer", "--dilation", "1024"], "--dilation 1024 exceeds --max-dilation 512"),
         (["generate", "samplernn", "--seconds", "1e-5", "-o", tmp_path / "a.wav"],
          "--seconds 1e-05 is less than one sample at 16000 Hz"),
@@ -53,6 +54,6 @@ def test_version_and_legal_default_module_name(tmp_path):
     assert proc.returncode == 0 and proc.stdout.startswith("wavefabric 0.")
     out = tmp_path / "layer.v"
     proc = cli("verilog", "pwg-layer", "--rows", "1", "--cols", "2", "--residual", "2", "--gate", "2", "--skip", "2",
-               "--aux", "2", "--max-dilation", "2", "--max-t", "8", "-o", out)
+               "--hop", "2", "--max-dilation", "2", "--max-frames", "4", "-o", out)
     assert proc.returncode == 0, proc.stderr
     assert "module pwg_layer(" in out.read_text()

@@ -44,7 +44,7 @@ def test_document_is_up_to_date():
 # names follow the same rule, and their default exports take 10 to 25 s each).
 @pytest.mark.parametrize("name, argv", [
     ("systolic", []), ("gemm", []), ("weightnorm", []), ("gru", []),
-    ("pwg-layer", "--rows 2 --cols 2 --residual 4 --gate 4 --skip 4 --aux 4 --max-dilation 4 --max-t 16".split()),
+    ("pwg-layer", "--rows 2 --cols 2 --residual 4 --gate 4 --skip 4 --hop 4 --max-dilation 4 --max-frames 4".split()),
     ("samplernn", "--frame-sizes 2 2 --n-rnn 1 --dim 8 --q-levels 16 --lanes 2 --simd 4 --gru-lanes 2".split()),
 ])
 def test_engine_ports_are_the_exported_verilog_ports(name, argv):

@@ -68,14 +68,17 @@ def test_pwg_macs_in_the_hardware_order():
 @pytest.mark.parametrize("rows, cols", [(8, 8), (8, 16), (16, 16), (13, 16)])
 @pytest.mark.parametrize("dilation", [1, 512])
 def test_pwg_layer_utilization_at_ljspeech_sizes(rows, cols, dilation):
-    for t in (1024, 4096):
-        utilization = perf.pwg_layer_ideal_cycles(rows, cols, t) / perf.pwg_layer_cycles(rows, cols, t, dilation)
+    for frames in (4, 16):  # T = 1024 and 4096 at hop 256; the upsampling table's 5 taps in the gate GEMM
+        ideal = perf.pwg_layer_ideal_cycles(rows, cols, frames * 256, aux=5)
+        utilization = ideal / perf.pwg_layer_cycles(rows, cols, frames, 256, dilation)
         assert utilization >= 0.95 * (128 / (rows * -(-128 // rows)))  # rows not dividing G waste tile rows
 
 
 def test_pwg_layer_cycles_validates():
     with pytest.raises(ValueError, match="dilation must be an integer >= 1"):
-        perf.pwg_layer_cycles(8, 8, 16, 0)
+        perf.pwg_layer_cycles(8, 8, 2, 16, 0)
+    with pytest.raises(ValueError, match="loads must be an integer >= 0"):
+        perf.pwg_layer_cycles(8, 8, 2, 16, 1, loads=-1)
     with pytest.raises(ValueError, match="the gate unit cannot keep up"):
         perf.pwg_gate_lanes(4, 8, 1, 8, 1, 1, 3)
 
@@ -96,7 +99,7 @@ def test_estimate_pwg_real_time_figures():
     assert small["dsp48e1"] == 64 and small["fits_dsp"]
     assert small["cycles"]["total"] == sum(v for k, v in small["cycles"].items() if k != "total")
     assert small["real_time_factor"] == pytest.approx(100e6 / small["cycles_per_sample"] / 22050)
-    assert 0.95 < small["utilization"] < 1 and small["residual_utilization"] > 0.99
+    assert 0.9 < small["utilization"] < 1 and small["residual_utilization"] > 0.99
     assert small["macs_per_sample"] == perf.pwg_macs(config).total
     big = perf.estimate_pwg(16, 16, 200e6)
     packed = perf.estimate_pwg(16, 16, 200e6, int8_pack=True)

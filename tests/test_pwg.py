@@ -8,8 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
-from wavefabric.model.fixed import QFormat, narrow
-from wavefabric.model.kernels import Numerics, im2col
+from wavefabric.model.fixed import QFormat
+from wavefabric.model.kernels import Numerics
 from wavefabric.model.pwg import (
     PWG_NUMERICS,
     PWGConfig,
@@ -20,6 +20,7 @@ from wavefabric.model.pwg import (
     residual_layer,
     residual_layer_fixed,
     snr_db,
+    upsample_table,
 )
 
 # Small network for fast tests: two stacks of three layers, dilations 1 2 4 1 2 4, hop 6.
@@ -391,52 +392,62 @@ def test_residual_layer_fixed_formats_and_error():
 
 def test_fixed_upsampler_error():
     config = LJSPEECH
-    act = config.numerics.act
+    num = config.numerics
     generator = from_state_dict(config, random_state_dict(config, seed=4))
     fixed = PWGFixed(generator)
     c = padded_mel(config, 4, 5)
-    up = fixed.upsample_stages(fixed.frame_conditioning(act.quantize(c)))
+    up = fixed.upsample(fixed.frame_conditioning(num.act.quantize(c)))
     assert up.shape == (80, 4 * 256)
-    assert np.max(np.abs(act.dequantize(up) - generator.upsample(c))) < 3e-3  # measured 1.7e-3
-
-
-def stretch_and_filter(c: np.ndarray, fixed: PWGFixed) -> np.ndarray:
-    """The upsampling stages by their definition: repeat s times, (2s+1)-tap filter, narrow to act."""
-    num = fixed.numerics
-    for scale, kernel in zip(fixed.config.upsample_scales, fixed.upsample_kernels, strict=True):
-        stretched = np.repeat(c, scale, axis=1)
-        taps = im2col(stretched, len(kernel), 1, scale).reshape(len(c), len(kernel), -1)
-        c = narrow(np.einsum("j,cjt->ct", kernel, taps), num.acc_frac, num.act)
-    return c
+    error = np.max(np.abs(up / 2.0**num.acc_frac - generator.upsample(c)))
+    assert error < 3e-3  # measured 9.9e-4 (1.7e-3 when narrowed after every stage)
 
 
 @pytest.mark.parametrize("config", [SMALL, LJSPEECH], ids=["scales 2 3", "scales 4 4 4 4"])
-@pytest.mark.parametrize("length", [1, 2, 7])
-def test_polyphase_upsample_stages_are_the_stretch_and_filter(config, length):
-    # Edges (one frame: every output reads the zero padding) and full-scale inputs that saturate included.
-    config = dataclasses.replace(config, use_weight_norm=False)
+def test_upsample_table_is_the_stages(config):
+    # The table reproduces the stages, zero padding at both ends included, for every length it allows.
+    generator = from_state_dict(config, random_state_dict(config, seed=6))
+    table = upsample_table(generator.upsample_stages, config.upsample_scales)
+    assert (table.taps, table.offset, table.edge, table.min_frames) == (5, 2, 1, 2)
+    assert table.weights.shape == (3, config.hop_size, 5)
+    rng = np.random.default_rng(7)
+    for frames in range(table.min_frames, table.min_frames + 6):
+        a = rng.standard_normal((6, frames))
+        assert np.max(np.abs(table.apply(a) - generator.upsample_stages(a))) < 1e-12
+    with pytest.raises(ValueError, match=r"^the upsampler's table needs at least 2 frames, not 1$"):
+        table.apply(np.zeros((6, 1)))
+    one_stage = from_state_dict(dataclasses.replace(config, upsample_scales=(4,)), random_state_dict(
+        dataclasses.replace(config, upsample_scales=(4,)), seed=6))
+    single = upsample_table(one_stage.upsample_stages, (4,))
+    assert (single.taps, single.offset, single.edge, single.min_frames) == (3, 1, 0, 1)
+
+
+def test_fixed_upsample_is_exact():
+    # Integer table times integer frames, full scale included: the exact sums (no narrowing), as the array
+    # accumulates them.
+    config = SMALL
     num = config.numerics
-    state = random_state_dict(config, seed=length)
-    for i in range(len(config.upsample_scales)):
-        state[f"upsample_net.upsample.up_layers.{2 * i + 1}.weight"] *= 1.5  # gain ~1.5: full scale saturates
-    fixed = PWGFixed(from_state_dict(config, state))
-    rng = np.random.default_rng(length)
-    c = rng.integers(num.act.min_int, num.act.max_int + 1, size=(24, length))
-    c[:4] = num.act.max_int
-    c[4:8] = num.act.min_int
-    up = fixed.upsample_stages(c)
-    assert up.shape == (24, length * config.hop_size)
-    assert np.array_equal(up, stretch_and_filter(c, fixed))
-    if length == 7:
-        middle = up[:8, up.shape[1] // 2]
-        assert np.all(middle[:4] == num.act.max_int) and np.all(middle[4:] == num.act.min_int)
+    fixed = PWGFixed(from_state_dict(config, random_state_dict(config, seed=8)))
+    table = fixed.upsample_table
+    assert np.issubdtype(table.weights.dtype, np.integer) and num.weight.contains(table.weights)
+    rng = np.random.default_rng(9)
+    frames, hop = 7, config.hop_size
+    a = rng.integers(num.act.min_int, num.act.max_int + 1, size=(4, frames))
+    a[0], a[1] = num.act.max_int, num.act.min_int
+    expected = np.zeros((4, frames * hop), dtype=np.int64)
+    rows = table.rows(frames)
+    for n in range(frames * hop):
+        m, p = divmod(n, hop)
+        for d in range(table.taps):
+            if 0 <= m - table.offset + d < frames:
+                expected[:, n] += int(table.weights[rows[m], p, d]) * a[:, m - table.offset + d]
+    assert np.array_equal(fixed.upsample(a), expected)
 
 
-def test_polyphase_weights_must_fit_the_weight_format():
+def test_upsample_table_must_fit_the_weight_format():
     config = dataclasses.replace(SMALL, use_weight_norm=False)
     state = random_state_dict(config, seed=0)
-    state["upsample_net.upsample.up_layers.3.weight"][:] = 1.5  # scale 3: three taps of 1.5 on one frame
-    with pytest.raises(ValueError, match=r"^upsampling stage 1: a polyphase weight .* outside the weight format"):
+    state["upsample_net.upsample.up_layers.3.weight"][:] = 9.0  # a composite gain far beyond Q3.13's 4
+    with pytest.raises(ValueError, match=r"^a weight of the upsampling table is outside the weight format"):
         PWGFixed(from_state_dict(config, state))
 
 
@@ -471,16 +482,18 @@ def test_residual_layer_options():
     assert np.max(np.abs(x_aux - x_next)) < 1e-12 and np.max(np.abs(skip_aux - skip)) < 1e-12
     none, skip_last = residual_layer(x, c, layer, residual_out=False)
     assert none is None and np.array_equal(skip_last, skip)
-    # Fixed point: the preloaded aux term is bit for bit an aux column of weight 1.0 per gate channel.
+    # Fixed point: an aux term at the accumulator's scale is bit for bit an aux column of weight 1.0 per gate
+    # channel times an act value.
     fixed = PWGFixed(generator).layers[2]
     gate = fixed.conv.shape[0]
     x_int = num.act.quantize(x)
     u = rng.integers(num.act.min_int, num.act.max_int + 1, size=(gate, 30))
     identity = dataclasses.replace(fixed, aux=np.eye(gate, dtype=np.int64) << num.weight.frac)
     expected = residual_layer_fixed(x_int, u, identity, num)
-    got = residual_layer_fixed(x_int, u, fixed, num, aux_applied=True)
+    scaled = u << num.weight.frac
+    got = residual_layer_fixed(x_int, scaled, fixed, num, aux_applied=True)
     assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
-    none, skip_last = residual_layer_fixed(x_int, u, fixed, num, aux_applied=True, residual_out=False)
+    none, skip_last = residual_layer_fixed(x_int, scaled, fixed, num, aux_applied=True, residual_out=False)
     assert none is None and np.array_equal(skip_last, expected[1])
 
 

@@ -15,8 +15,9 @@ from amaranth.lib.wiring import In, Out
 from wavefabric.cli import main
 from wavefabric.model.kernels import Numerics
 from wavefabric.model.perf import gemm_cycles, gru_step_cycles, gru_step_latency, pwg_layer_cycles, weightnorm_cycles
-from wavefabric.model.pwg import PWG_NUMERICS, residual_layer_fixed
+from wavefabric.model.pwg import PWG_NUMERICS
 from wavefabric.rtl.conv1d import ResidualEngine
+from wavefabric.rtl.dma import MemoryReader, MemoryWriter
 from wavefabric.rtl.gemm import GemmEngine
 from wavefabric.rtl.gru import GruEngine
 from wavefabric.rtl.systolic import SystolicArray
@@ -24,7 +25,15 @@ from wavefabric.rtl.weightnorm import WeightNormUnit
 from wavefabric.sim import verilator
 from wavefabric.sim.gemm import gemm_columns, simulate_gemm
 from wavefabric.sim.gru import gru_reference, gru_streams, random_gru_params, run_gru
-from wavefabric.sim.pwg import layer_streams, random_residual_layer, run_residual_layer, run_residual_layers
+from wavefabric.sim.pwg import (
+    LayerJob,
+    layer_streams,
+    random_residual_layer,
+    random_upsample_table,
+    run_residual_layer,
+    run_residual_layers,
+    table_beats,
+)
 from wavefabric.sim.streams import StreamRun, component_ports, pack, run_streams, unpack
 from wavefabric.sim.weightnorm import weightnorm_beats, weightnorm_operands
 
@@ -147,7 +156,7 @@ def test_the_package_verilator_is_used(monkeypatch, tmp_path):
     assert done.returncode == 0 and "rev" in done.stdout
 
 
-PWG_SMALL = {"residual": 4, "gate": 8, "skip": 4, "aux": 4}
+PWG_SMALL = {"residual": 4, "gate": 8, "skip": 4}
 
 ENGINES = {
     "systolic": lambda: SystolicArray(3, 2, max_k=16),
@@ -156,7 +165,11 @@ ENGINES = {
     "weightnorm": lambda: WeightNormUnit(12, 3),
     "gru": lambda: GruEngine(3, 4, 2, 2, 2),
     "gru_seed": lambda: GruEngine(64, 64, 2, 8, 8),
-    "pwg": lambda: ResidualEngine(2, 4, **PWG_SMALL, max_dilation=4, max_t=32),
+    "pwg": lambda: ResidualEngine(2, 4, **PWG_SMALL, hop=4, max_dilation=4, max_frames=8),
+    # Records wider than the bus, and narrower than a 32-bit bus with one burst in flight.
+    "dma_reader": lambda: MemoryReader(data.ArrayLayout(signed(16), 21), max_records=300),
+    "dma_writer": lambda: MemoryWriter(data.ArrayLayout(signed(16), 21), max_records=300),
+    "dma_narrow": lambda: MemoryReader(signed(16), data_width=32, max_records=5, outstanding=1),
 }
 
 
@@ -186,9 +199,10 @@ def test_exported_verilog_of_gru_and_pwg_layer():
     rng = np.random.default_rng(23)
     engine = ENGINES["pwg"]()
     layer = random_residual_layer(rng, **PWG_SMALL, kernel_size=3, dilation=2, num=PWG_NUMERICS)
-    x, c, skip_in = (rng.integers(-2000, 2000, (4, 11)) for _ in range(3))
-    inputs, outputs = layer_streams(engine, layer, x, c, skip_in)
-    both(ENGINES["pwg"], inputs=inputs, outputs=outputs, statics={"t": 11, "dilation": 2}, seed=24)
+    x, a, skip_in = (rng.integers(-2000, 2000, shape) for shape in ((4, 12), (8, 3), (4, 12)))
+    inputs, outputs = layer_streams(engine, LayerJob(layer, x, a, skip_in))
+    inputs["table"] = table_beats(engine, random_upsample_table(rng, engine))
+    both(ENGINES["pwg"], inputs=inputs, outputs=outputs, statics={"frames": 3, "dilation": 2}, seed=24)
 
 
 @pytest.mark.parametrize("p", [1.0, 0.6])
@@ -248,47 +262,55 @@ def test_cross_simulation_gru(p):
     assert p < 1 or run.step_done[0] - run.step_sent[0] == ENGINES["gru"]().latency
 
 
+def _pwg_model_cycles(engine, job: LayerJob, loads: int) -> int:
+    return pwg_layer_cycles(2, 4, job.a.shape[1], engine.hop, job.layer.dilation, gate_lanes=engine.gate_lanes,
+                            last=job.last, loads=loads, **PWG_SMALL)
+
+
 @pytest.mark.parametrize("p", [1.0, 0.5])
 def test_cross_simulation_pwg_layer(p):
     """One residual layer whose taps cross blocks and both edges of T, on both backends."""
-    dilation, t = 4, 19
     num = PWG_NUMERICS
     rng = np.random.default_rng(13)
-    layer = random_residual_layer(rng, **PWG_SMALL, kernel_size=3, dilation=dilation, num=num)
+    engine = ENGINES["pwg"]()
+    layer = random_residual_layer(rng, **PWG_SMALL, kernel_size=3, dilation=4, num=num)
+    table = random_upsample_table(rng, engine)
     span = 4 << num.act.frac
-    x, c = rng.integers(-span, span, (4, t)), rng.integers(-span, span, (4, t))
-    skip_in = rng.integers(num.act.min_int, num.act.max_int, (4, t))
-    runs = [run_residual_layer(ENGINES["pwg"](), layer, x, c, skip_in, seed=14, p_valid=p, p_ready=p,
-                               backend=backend) for backend in ("amaranth", "verilator")]
+    job = LayerJob(layer, rng.integers(-span, span, (4, 20)), rng.integers(-span, span, (8, 5)),
+                   rng.integers(num.act.min_int, num.act.max_int, (4, 20)))
+    runs = [run_residual_layer(engine, job, table, seed=14, p_valid=p, p_ready=p, backend=backend)
+            for backend in ("amaranth", "verilator")]
     same_run(runs[0].streams, runs[1].streams)
     run = runs[0]
-    x_ref, skip_ref = residual_layer_fixed(x, c, layer, num)
-    assert np.array_equal(run.x_next, x_ref) and np.array_equal(run.skip_out, skip_in + skip_ref) and run.framing_ok
-    model = pwg_layer_cycles(2, 4, t, dilation, gate_lanes=ENGINES["pwg"]().gate_lanes, **PWG_SMALL)
-    assert (run.cycles == model) == (p == 1)
+    x_ref, skip_ref = job.model(table, num)
+    assert np.array_equal(run.x_next, x_ref) and np.array_equal(run.skip_out, job.skip_in + skip_ref)
+    assert run.framing_ok
+    assert (run.cycles == _pwg_model_cycles(engine, job, max(5 * engine.gate_tiles, engine.table_beats))) == (p == 1)
 
 
 @pytest.mark.parametrize("p", [1.0, 0.5])
 def test_cross_simulation_pwg_layers(p):
-    """Three layers back to back, each with its own T and dilation (changed mid-run), on both backends; without
-    stalls every layer takes exactly the cycle model's count."""
+    """Three layers back to back, each with its own dilation and kind (changed mid-run: the last one a last
+    layer), on both backends; without stalls every layer takes exactly the cycle model's count."""
     num = PWG_NUMERICS
     rng = np.random.default_rng(15)
+    engine = ENGINES["pwg"]()
+    table = random_upsample_table(rng, engine)
     span = 4 << num.act.frac
     jobs, skip = [], rng.integers(num.act.min_int // 4, num.act.max_int // 4, (4, 32))
-    for dilation, t in ((4, 19), (1, 32), (2, 11)):
+    for dilation, last in ((4, False), (1, False), (2, True)):
         layer = random_residual_layer(rng, **PWG_SMALL, kernel_size=3, dilation=dilation, num=num)
-        jobs.append((layer, rng.integers(-span, span, (4, t)), rng.integers(-span, span, (4, t)), skip[:, :t]))
-    runs = [run_residual_layers(ENGINES["pwg"](), jobs, seed=16, p_valid=p, p_ready=p, backend=backend)
+        jobs.append(LayerJob(layer, rng.integers(-span, span, (4, 32)), rng.integers(-span, span, (8, 8)), skip,
+                             last=last))
+    runs = [run_residual_layers(engine, jobs, table, seed=16, p_valid=p, p_ready=p, backend=backend)
             for backend in ("amaranth", "verilator")]
     same_run(runs[0][0].streams, runs[1][0].streams)
-    gate_lanes = ENGINES["pwg"]().gate_lanes
-    for run, (layer, x, c, skip_in) in zip(runs[0], jobs, strict=True):
-        x_ref, skip_ref = residual_layer_fixed(x, c, layer, num)
-        assert np.array_equal(run.x_next, x_ref) and np.array_equal(run.skip_out, skip_in + skip_ref)
+    for n, (run, job) in enumerate(zip(runs[0], jobs, strict=True)):
+        x_ref, skip_ref = job.model(table, num)
+        assert (job.last or np.array_equal(run.x_next, x_ref)) and np.array_equal(run.skip_out, job.skip_in + skip_ref)
         assert run.framing_ok
-        model = pwg_layer_cycles(2, 4, x.shape[1], layer.dilation, gate_lanes=gate_lanes, **PWG_SMALL)
-        assert (run.cycles == model) == (p == 1)
+        loads = 0 if n else max(8 * engine.gate_tiles, engine.table_beats)
+        assert (run.cycles == _pwg_model_cycles(engine, job, loads)) == (p == 1)
 
 
 def test_full_size_gemm_8x8():
@@ -314,8 +336,8 @@ def test_thousand_gru_steps_at_the_seed_configuration():
 @pytest.mark.parametrize("argv", [
     ["gemm", "--rows", "2", "--cols", "3", "--m", "5", "--n", "7", "--k", "9"],
     ["gru", "--input", "3", "--hidden", "4", "--layers", "2", "--lanes", "2", "--simd", "2", "--steps", "3"],
-    ["pwg-layer", "--rows", "2", "--cols", "4", "--residual", "4", "--gate", "8", "--skip", "4", "--aux", "4",
-     "--dilation", "4", "--t", "32"],
+    ["pwg-layer", "--rows", "2", "--cols", "4", "--residual", "4", "--gate", "8", "--skip", "4", "--hop", "4",
+     "--max-dilation", "4", "--max-frames", "8", "--dilation", "4", "--frames", "8"],
 ], ids=lambda argv: argv[0])
 def test_cli_sim_takes_the_backend(capsys, argv):
     """``wavefabric sim ... --backend verilator``: the same figures as Amaranth's, plus the backend's own."""

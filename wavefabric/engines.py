@@ -347,21 +347,24 @@ def _pwg_options(parser: argparse.ArgumentParser, rows: int = 8, cols: int = 8) 
     parser.add_argument("--residual", type=positive, default=64, help="residual channels (default: 64)")
     parser.add_argument("--gate", type=positive, default=128, help="gate channels, even (default: 128)")
     parser.add_argument("--skip", type=positive, default=64, help="skip channels (default: 64)")
-    parser.add_argument("--aux", type=positive, default=80, help="aux (conditioning) channels (default: 80)")
     parser.add_argument("--kernel-size", type=positive, default=3, help="taps of the dilated conv, odd (default: 3)")
 
 
 def _pwg_layer_options(parser: argparse.ArgumentParser) -> None:
     _pwg_options(parser)
+    parser.add_argument("--hop", type=positive, default=16,
+                        help="time steps per frame of the aux term, a multiple of --cols (default: 16; ljspeech's "
+                             "is 256)")
     parser.add_argument("--max-dilation", type=positive, default=512,
                         help="largest dilation, sizes the line buffer (default: 512)")
-    parser.add_argument("--max-t", type=positive, default=65536, help="longest layer in time steps (default: 65536)")
+    parser.add_argument("--max-frames", type=positive, default=256, help="longest layer in frames (default: 256)")
 
 
 def _pwg_layer_sizes(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dilation", type=positive, default=1,
                         help="dilation of the layer, at most --max-dilation (default: 1)")
-    parser.add_argument("--t", type=positive, default=16, help="time steps, at most --max-t (default: 16)")
+    parser.add_argument("--frames", type=positive, default=2,
+                        help="frames of the layer (T = frames * hop time steps), from 2 to --max-frames (default: 2)")
 
 
 def _pwg_generator_options(parser: argparse.ArgumentParser) -> None:
@@ -369,6 +372,7 @@ def _pwg_generator_options(parser: argparse.ArgumentParser) -> None:
     from .model.perf import PWG_RECOMMENDED
 
     _pwg_options(parser, PWG_RECOMMENDED["rows"], PWG_RECOMMENDED["cols"])
+    parser.add_argument("--aux", type=positive, default=80, help="aux (conditioning) channels (default: 80)")
 
 
 def _pwg_estimate_options(parser: argparse.ArgumentParser) -> None:
@@ -387,33 +391,30 @@ def _pwg_estimate_options(parser: argparse.ArgumentParser) -> None:
                              "about a minute at 8x8)")
 
 
-def _residual_engine(args, max_dilation: int, max_t: int) -> wiring.Component:
+def _build_pwg_layer(args) -> wiring.Component:
     from .rtl.conv1d import ResidualEngine
 
-    return ResidualEngine(args.rows, args.cols, args.residual, args.gate, args.skip, args.aux, args.kernel_size,
-                          max_dilation=max_dilation, max_t=max_t)
-
-
-def _build_pwg_layer(args) -> wiring.Component:
-    return _residual_engine(args, args.max_dilation, args.max_t)
+    return ResidualEngine(args.rows, args.cols, args.residual, args.gate, args.skip, args.kernel_size, hop=args.hop,
+                          max_dilation=args.max_dilation, max_frames=args.max_frames)
 
 
 def _simulate_pwg_layer(args) -> dict:
     from .sim.pwg import simulate_pwg_layer
 
-    if args.t > args.max_t:
-        raise ValueError(f"--t {args.t} exceeds --max-t {args.max_t}, the longest layer the engine holds")
+    if not 2 <= args.frames <= args.max_frames:
+        raise ValueError(f"--frames {args.frames} must be from 2 (the upsampler's edge frames) to --max-frames "
+                         f"{args.max_frames}, the longest layer the engine holds")
     if args.dilation > args.max_dilation:
         raise ValueError(f"--dilation {args.dilation} exceeds --max-dilation {args.max_dilation}, the largest the "
                          "line buffer holds")
-    return simulate_pwg_layer(args.dilation, args.t, args.rows, args.cols, args.seed, residual=args.residual,
-                              gate=args.gate, skip=args.skip, aux=args.aux, kernel_size=args.kernel_size,
+    return simulate_pwg_layer(args.dilation, args.frames, args.rows, args.cols, args.seed, residual=args.residual,
+                              gate=args.gate, skip=args.skip, kernel_size=args.kernel_size, hop=args.hop,
                               p_valid=args.p_valid_ready, p_ready=args.p_valid_ready, backend=args.backend)
 
 
 def _pwg_layer_bytes(args) -> int:
-    weights = args.gate * (args.residual * args.kernel_size + args.aux) + args.residual * (args.gate // 2) * 2
-    signals = args.t * (2 * args.residual + args.aux + 2 * args.skip)
+    weights = args.gate * args.residual * args.kernel_size + args.residual * (args.gate // 2) * 2
+    signals = args.frames * args.hop * (2 * args.residual + 2 * args.skip)
     return _bytes(weights, signals, per_element=SIM_BYTES_PER_ELEMENT)
 
 
@@ -425,10 +426,13 @@ def _estimate_pwg(args) -> dict:
                        aux_channels=args.aux, kernel_size=args.kernel_size)
     figures = estimate_pwg(args.rows, args.cols, args.clock, args.int8_pack, t=args.t, config=config)
     if args.synth:
+        from .rtl.conv1d import ResidualEngine
         from .sim.synth import synthesize
 
         # The engine for the generator's largest dilation and one pass of --t samples.
-        engine = _residual_engine(args, max(map(config.dilation, range(config.layers))), args.t)
+        engine = ResidualEngine(args.rows, args.cols, args.residual, args.gate, args.skip, args.kernel_size,
+                                hop=config.hop_size, max_dilation=max(map(config.dilation, range(config.layers))),
+                                max_frames=-(-args.t // config.hop_size))
         counts = synthesize(engine, "pwg_residual_engine")
         figures["synthesis"] = {key: counts[key] for key in ("lut", "lutram", "ff", "dsp48e1", "bram36", "share")}
     return figures
