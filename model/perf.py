@@ -484,19 +484,20 @@ def _pwg_tile_period(rows: int, cols: int, k: int) -> int:
     return max(k, rows, cols)
 
 
-def pwg_gate_lanes(rows: int, cols: int, residual: int, gate: int, skip: int, aux: int, kernel_size: int) -> int:
+def pwg_gate_lanes(rows: int, cols: int, residual: int, gate: int, skip: int, cond_taps: int,
+                   kernel_size: int) -> int:
     """The fewest gate-unit lanes L (a power of two dividing ``cols``) that keep the gate off the critical path.
 
     The gate unit turns block n's h into g while the array runs the next block's gate GEMM; g(n) must be
     complete when the 1x1 GEMM of block n would start, ``ceil(G / rows) * max(K_g, rows, cols)`` cycles after
-    the gate GEMM of block n ended (at the least, for block 0)::
+    the gate GEMM of block n ended (at the least, for block 0; ``K_g = R_ch K + D``, D = ``cond_taps``)::
 
         cols + PWG_H_LATENCY + (G - 1) mod rows + (G / 2) * cols / L + PWG_GATE_LATENCY
             <= ceil(G / rows) * max(K_g, rows, cols)
 
     Raises ``ValueError`` if even ``L = cols`` is too slow (tiny reductions on a wide array).
     """
-    k_gate = residual * kernel_size + aux
+    k_gate = residual * kernel_size + cond_taps
     budget = -(-gate // rows) * _pwg_tile_period(rows, cols, k_gate)
     lanes = 1
     while lanes <= cols:
@@ -510,55 +511,62 @@ def pwg_gate_lanes(rows: int, cols: int, residual: int, gate: int, skip: int, au
 
 def pwg_layer_ideal_cycles(rows: int, cols: int, t: int, residual: int = 64, gate: int = 128, skip: int = 64,
                            aux: int = 80, kernel_size: int = 3) -> float:
-    """A residual layer's MACs divided by ``rows * cols``: every processing element busy in every cycle."""
+    """A residual layer's MACs divided by ``rows * cols``: every processing element busy in every cycle.
+
+    ``aux`` is the reduction the conditioning adds per gate output: A (the package's order) or D (the
+    hardware's, the upsampling table's taps).
+    """
     macs = t * (gate * (residual * kernel_size + aux) + gate // 2 * (skip + residual))
     return macs / (rows * cols)
 
 
-def pwg_layer_cycles(rows: int, cols: int, t: int, dilation: int, residual: int = 64, gate: int = 128,
-                     skip: int = 64, aux: int = 80, kernel_size: int = 3, gate_lanes: int | None = None) -> int:
+def pwg_layer_cycles(rows: int, cols: int, frames: int, hop: int, dilation: int, residual: int = 64,
+                     gate: int = 128, skip: int = 64, kernel_size: int = 3, cond_taps: int = 5,
+                     gate_lanes: int | None = None, *, last: bool = False, loads: int = 0) -> int:
     """Exact cycles of one residual layer on :class:`~wavefabric.rtl.conv1d.ResidualEngine` (R x C array).
 
-    Counted from cycle 0 of an idle engine whose inputs are valid and outputs ready from then on, to the
-    transfer of the last ``x_next`` beat, inclusive. With ``N = ceil(T / C)`` blocks, ``t_g = ceil(G / R)``
-    gate tiles of ``P_g = max(K_g, R, C)`` cycles (``K_g = R_ch K + A``) and ``t_o = ceil((S + R_ch) / R)``
-    1x1 tiles of ``P_o = max(G / 2, R, C)`` cycles per block, and ``q = ceil((p + C - 1) / C)`` blocks of
+    Counted from cycle 0 of an idle engine whose ``x`` is valid and outputs ready from then on, to the transfer
+    of the last output beat, inclusive. ``loads`` is the number of beats of aux terms or table that the first
+    gate tile waits for, arriving one per cycle from cycle 0 (``F ceil(G / R)`` aux words, or the table's
+    beats if more, for a layer whose were not loaded before; 0 for one that loaded during the previous layer).
+    With ``N = F hop / C`` blocks, ``t_g = ceil(G / R)`` gate tiles of ``P_g = max(K_g, R, C)`` cycles
+    (``K_g = R_ch K + D``) and ``t_o = ceil((S + R_ch) / R)`` 1x1 tiles (``ceil(S / R)`` for a ``last``
+    layer) of ``P_o = max(G / 2, R, C)`` cycles per block, and ``q = ceil((p + C - 1) / C)`` blocks of
     look-ahead for the padding ``p = (K - 1) / 2 * dilation``::
 
-        s0     = 1 + max(min(q + 1, N) * R_ch, A)              first k-step (line buffer and c filled)
+        s0     = max(1 + min(q + 1, N) * R_ch, loads)          first k-step (line buffer filled, loads in)
         L_g    = s0 + K_g + (N t_g - 1) P_g + max(N - 2, 0) t_o P_o       last k-step of G(N-1)
         L_prev = L_g + t_o P_o if N > 1 else L_g                 last k-step of O(N-2)
         ready  = L_g + C + H + (G - 1) mod R + (G / 2)(C / L) + E      g(N-1) complete (H, E: latencies)
         L_o    = max(ready + K_o, L_prev + P_o) + (t_o - 1) P_o             last k-step of O(N-1)
-        cycles = L_o + C + F + (S + R_ch - 1) mod R
+        cycles = L_o + C + F + (rows_o - 1) mod R                rows_o = S + R_ch, or S for a last layer
 
     Every tile follows the previous one back to back (the array's ``max(K, R, C)`` spacing) except the last
     block's 1x1 GEMM, which waits for its own gate; ``H``, ``E``, ``F`` are :data:`PWG_H_LATENCY`,
     :data:`PWG_GATE_LATENCY` and :data:`PWG_OUT_LATENCY`. Assumes the biases (``G + S + R_ch`` beats) have
-    arrived before the first result row (``G + S <= K_g + C + 5``; checked). ``aux = 0`` is a gate GEMM
-    without conditioning columns: the hardware order of :class:`~wavefabric.model.pwg.PWGFixed` adds the
-    upsampled aux term in the accumulator as a preload (an estimate: no RTL does that yet).
+    arrived before the first result row (``G + S <= K_g + C + 5``; checked).
     """
-    check_sizes(rows=rows, cols=cols, t=t, dilation=dilation, residual=residual, gate=gate, skip=skip,
-                kernel_size=kernel_size)
-    check_int("aux", aux, lo=0)
+    check_sizes(rows=rows, cols=cols, frames=frames, hop=hop, dilation=dilation, residual=residual, gate=gate,
+                skip=skip, kernel_size=kernel_size, cond_taps=cond_taps)
+    check_int("loads", loads, lo=0)
     if gate_lanes is None:
-        gate_lanes = pwg_gate_lanes(rows, cols, residual, gate, skip, aux, kernel_size)
-    k_gate, k_out = residual * kernel_size + aux, gate // 2
+        gate_lanes = pwg_gate_lanes(rows, cols, residual, gate, skip, cond_taps, kernel_size)
+    k_gate, k_out = residual * kernel_size + cond_taps, gate // 2
     if gate + skip > k_gate + cols + 5:
         raise ValueError(f"the cycle model assumes gate + skip <= K_g + cols + 5 = {k_gate + cols + 5}")
-    blocks = -(-t // cols)
+    blocks = frames * hop // cols
     pad = (kernel_size - 1) // 2 * dilation
     look_ahead = (pad + cols - 1) // cols
-    tiles_g, tiles_o = -(-gate // rows), -(-(skip + residual) // rows)
+    rows_o = skip if last else skip + residual
+    tiles_g, tiles_o = -(-gate // rows), -(-rows_o // rows)
     p_g, p_o = _pwg_tile_period(rows, cols, k_gate), _pwg_tile_period(rows, cols, k_out)
-    start = 1 + max(min(look_ahead + 1, blocks) * residual, aux)
+    start = max(1 + min(look_ahead + 1, blocks) * residual, loads)
     last_g = start + k_gate + (blocks * tiles_g - 1) * p_g + max(blocks - 2, 0) * tiles_o * p_o
     last_prev = last_g + tiles_o * p_o if blocks > 1 else last_g
     ready = (last_g + cols + PWG_H_LATENCY + (gate - 1) % rows + k_out * (cols // gate_lanes)
              + PWG_GATE_LATENCY)
     last_o = max(ready + k_out, last_prev + p_o) + (tiles_o - 1) * p_o
-    return last_o + cols + PWG_OUT_LATENCY + (skip + residual - 1) % rows
+    return last_o + cols + PWG_OUT_LATENCY + (rows_o - 1) % rows
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -673,9 +681,13 @@ def pwg_generator_cycles(config, rows: int, cols: int, t: int, hardware_order: b
     for stage, scale in enumerate(config.upsample_scales):
         parts[f"upsample.stage{stage}"] = pwg_upsample_cycles(rows, cols, channels, lengths[stage], scale)
     parts["first_conv"] = gemm_cycles(rows, cols, config.residual_channels, t, config.in_channels)
+    from .pwg import upsample_geometry
+
+    taps = upsample_geometry(config.upsample_scales)[0] if hardware_order else a
+    hop = cols * -(-config.hop_size // cols)  # the estimate for arrays whose columns do not divide the hop
     parts["residual_layers"] = sum(
-        pwg_layer_cycles(rows, cols, t, config.dilation(layer), config.residual_channels, config.gate_channels,
-                         s, 0 if hardware_order else a, config.kernel_size) for layer in range(config.layers))
+        pwg_layer_cycles(rows, cols, -(-t // hop), hop, config.dilation(layer), config.residual_channels,
+                         config.gate_channels, s, config.kernel_size, taps) for layer in range(config.layers))
     parts["last_conv"] = gemm_cycles(rows, cols, s, t, s) + gemm_cycles(rows, cols, config.out_channels, t, s)
     parts["total"] = sum(parts.values())
     return parts
