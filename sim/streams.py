@@ -1010,6 +1010,7 @@ def _run_amaranth(component: wiring.Component, streams: list[StreamPort], plain:
         gap_left = [g[0] if g else 0 for g in gaps]
         valid = [False] * len(sources)
         samples = [s.ready for s in src] + [x for k in snk for x in (k.valid, Value.cast(k.payload).as_unsigned())]
+        sampled = [len(server.samples()) for server in servers.values()]
         samples += [x for server in servers.values() for x in server.samples()]
         cycle, healthy = 0, True
         while not (done := sent == counts and [len(g) for g in got] == expected) and healthy \
@@ -1048,8 +1049,7 @@ def _run_amaranth(component: wiring.Component, streams: list[StreamPort], plain:
                     times[p.name].append(cycle)
                     got[j].append(payload)
             at += 2 * len(sinks)
-            for server in servers.values():
-                taken = len(server.samples())
+            for server, taken in zip(servers.values(), sampled, strict=True):
                 healthy &= server.update(cycle, values[at:at + taken])
                 at += taken
             cycle += 1

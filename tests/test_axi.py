@@ -1,5 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""sim.axi: the AXI4-Stream coroutines stall by run_streams' rules, cycle for cycle; their timeouts."""
+"""sim.axi: the AXI4-Stream coroutines stall by run_streams' rules, cycle for cycle; their timeouts. rtl.axi: the
+AXI4 channel payloads."""
 
 from types import SimpleNamespace
 
@@ -9,6 +10,13 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from wavefabric.rtl.axi import (
+    read_address_layout,
+    read_data_layout,
+    write_address_layout,
+    write_data_layout,
+    write_response_layout,
+)
 from wavefabric.sim.axi import axis_receive, axis_send
 from wavefabric.sim.streams import run_simulation, run_streams, stall_patterns, vcd_hint
 
@@ -73,3 +81,19 @@ def test_timeouts():
         run_simulation(full, [send], name="axis_timeout")
     with pytest.raises(TimeoutError, match="0 of 2 beats after 10 cycles"):
         run_simulation(empty, [receive], name="axis_timeout")
+
+
+def test_axi4_channel_layouts():
+    def fields(layout: data.StructLayout) -> dict[str, tuple[int, int]]:
+        return {name: (field.offset, field.width) for name, field in layout}
+
+    for make in (read_address_layout, write_address_layout):
+        assert fields(make(40)) == {"addr": (0, 40), "len": (40, 8)}
+    assert fields(read_data_layout(32)) == {"data": (0, 32), "resp": (32, 2), "last": (34, 1)}
+    assert fields(write_data_layout(64)) == {"data": (0, 64), "strb": (64, 8), "last": (72, 1)}
+    assert fields(write_data_layout(32)) == {"data": (0, 32), "strb": (32, 4), "last": (36, 1)}
+    assert fields(write_response_layout()) == {"resp": (0, 2)}
+    for make, name, bad in ((write_data_layout, "data_width", 128), (read_data_layout, "data_width", 16),
+                            (write_address_layout, "addr_width", 11), (read_address_layout, "addr_width", 65)):
+        with pytest.raises(ValueError, match=name):
+            make(bad)
