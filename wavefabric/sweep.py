@@ -230,18 +230,18 @@ def run_point(argvs: dict[str, list[str]]) -> dict:
     """
     from amaranth.hdl import UnusedElaboratable
 
+    # As in the command line's main: components built only to validate or estimate, or left by a failed
+    # elaboration, are never elaborated (warned about when collected, so for the whole worker process).
+    warnings.filterwarnings("ignore", category=UnusedElaboratable)
     start = time.perf_counter()
     parser = _parser()
     figures: dict[str, dict] = {}
     error = None
-    with warnings.catch_warnings():
-        # A failed elaboration leaves components unused, as in the command line: not the user's concern.
-        warnings.filterwarnings("ignore", category=UnusedElaboratable)
-        try:
-            for command, argv in argvs.items():
-                figures[command] = _run(command, parser.parse_args(argv))
-        except Exception as caught:  # any failure of the point is its result; the sweep goes on
-            error = _error_line(caught)
+    try:
+        for command, argv in argvs.items():
+            figures[command] = _run(command, parser.parse_args(argv))
+    except Exception as caught:  # any failure of the point is its result; the sweep goes on
+        error = _error_line(caught)
     return {"figures": figures, "error": error, "seconds": time.perf_counter() - start}
 
 
