@@ -51,6 +51,9 @@ COLUMNS = ("cycles", "cycles_figure", "real_time_factor", "utilization", "lut", 
 #: which is the sweep's own switch.
 _NOT_PARAMETERS = {"command", "engine", "run", "json", "output", "synth"}
 
+#: Parser destinations that are not inputs of a point's figures (the command and engine are).
+_NOT_INPUTS = {"run", "given", "json"}
+
 #: The figures that count cycles, best first: per sample or per step (comparable between estimate and sim),
 #: then totals.
 _CYCLE_FIGURES = ("cycles_per_sample", "cycles_per_step", "model_cycles_per_step", "cycles", "model_cycles")
@@ -60,6 +63,8 @@ _WRITE_INTERVAL = 5.0
 
 #: Failed points named in the sweep's report (all are in the table).
 _FAILURES_SHOWN = 10
+
+_NO_PLOT = "no plot: no point has DSP48E1 or LUT figures (sweep with --synth)"
 
 _INSTALL = "pip install 'wavefabric[sweep]'"
 
@@ -102,17 +107,14 @@ def parse_grid(text: str) -> dict[str, list[str]]:
 
 @dataclass(frozen=True)
 class Point:
-    """One design point: its grid values and the command lines (``COMMAND ENGINE --option value ...``) it runs."""
+    """One design point: its grid values, the command lines (``COMMAND ENGINE --option value ...``) it runs, and
+    its key: a hash of every option's value as those command lines parse (defaults included), so equal keys
+    compute equal figures."""
 
     engine: str
     params: dict[str, str]
     argvs: dict[str, list[str]]
-
-    @property
-    def key(self) -> str:
-        """A hash of the engine and the command lines: equal keys compute equal figures."""
-        text = json.dumps([self.engine, self.argvs], sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:20]
+    key: str
 
 
 def point_label(params: dict[str, str], keys: list[str] | None = None) -> str:
@@ -182,15 +184,17 @@ def grid_points(engine: str, grid: dict[str, list[str]], synth: bool = False, si
     points = []
     for values in itertools.product(*grid.values()):
         params = dict(zip(grid, values, strict=True))
-        argvs = {}
+        argvs, inputs = {}, {}
         for command in commands:
             words = [word for key in sorted(params) if key in options[command]
                      for word in _option(key, params[key], options[command][key])]
             if command == "estimate" and synth and "synth" not in commands:
                 words.append("--synth")
             argvs[command] = [command, engine, *words]
-            parser.parse_args(argvs[command])  # a value the option refuses fails here, before any work
-        points.append(Point(engine, params, argvs))
+            parsed = parser.parse_args(argvs[command])  # a value the option refuses fails here, before any work
+            inputs[command] = {dest: repr(value) for dest, value in vars(parsed).items() if dest not in _NOT_INPUTS}
+        key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:20]
+        points.append(Point(engine, params, argvs, key))
     return points
 
 
@@ -415,7 +419,7 @@ def cmd_sweep(args) -> int:
     print(f"sweep {args.engine}: {len(points)} point{'s' * (len(points) != 1)}, {len(todo)} run{where} in "
           f"{time.perf_counter() - start:.1f} s, {len(points) - len(todo)} reused; {len(failed)} failed -> "
           f"{args.output}/")
-    print(f"  {', '.join(files)}")
+    print(f"  {', '.join(files)}" + ("" if any(name.endswith(".png") for name in files) else f"; {_NO_PLOT}"))
     dropped = len(set(earlier) - set(records))
     if dropped:
         print(f"  {dropped} earlier point{'s' * (dropped != 1)} not in this grid dropped")
@@ -433,8 +437,7 @@ def cmd_plot(args) -> int:
     data = read_points(args.folder)
     files = write_folder(args.folder, data["engine"], data["grid"], data["points"], True, args.force)
     plots = [name for name in files if name.endswith(".png")]
-    print(f"plot {data['engine']}: {', '.join(plots) or 'no plot (no point has DSP48E1 or LUT figures)'} -> "
-          f"{args.folder}/")
+    print(f"plot {data['engine']}: " + (f"{', '.join(plots)} -> {args.folder}/" if plots else _NO_PLOT))
     return 0
 
 
