@@ -94,6 +94,11 @@ def test_rerun_does_no_work_and_a_wider_grid_runs_only_its_new_points(capsys, tm
     assert status == 0, err
     assert out.startswith("sweep gemm: 2 points, 0 run in ") and "2 reused; 0 failed" in out
     assert json.loads((folder / "points.json").read_text()) == first
+    # A default given explicitly is the same point, reused under the new grid's spelling.
+    status, out, _ = run(capsys, "sweep", "gemm", "--grid", "rows=4,16 cols=8", "--scheduler", "tcp://127.0.0.1:1",
+                         "-o", str(folder))
+    assert status == 0 and "2 points, 0 run in " in out
+    assert [(row["rows"], row["cols"]) for row in rows(folder)] == [("4", "8"), ("16", "8")]
     status, out, _ = run(capsys, "sweep", "gemm", "--grid", "rows=4,8,16", "--scheduler", scheduler,
                          "-o", str(folder))
     assert status == 0 and "3 points, 1 run on 2 workers" in out and "2 reused" in out

@@ -398,7 +398,9 @@ def cmd_sweep(args) -> int:
     if (Path(args.output) / POINTS_JSON).is_file():
         with contextlib.suppress(ValueError):  # not a sweep's: writing the folder says whose it is
             earlier = {record["key"]: record for record in read_points(args.output)["points"] if not record["retry"]}
-    records = {point.key: earlier[point.key] for point in points if point.key in earlier}
+    # A stored point is reused under this grid's spelling of it (a default given explicitly has the same key).
+    records = {point.key: {**earlier[point.key], "params": point.params, "commands": point.argvs}
+               for point in points if point.key in earlier}
     todo = [point for point in points if point.key not in records]
 
     def write(plots: bool) -> list[str]:
