@@ -85,6 +85,9 @@ __all__ = [
     "residual_layer",
     "residual_layer_fixed",
     "snr_db",
+    "check_output_layer",
+    "PCM_FORMAT",
+    "pcm16",
 ]
 
 #: Default formats of the PWG datapath: act Q5.11 (range [-16, 16)), weight Q3.13 (range [-4, 4)), gate Q1.15,
@@ -792,6 +795,15 @@ def upsample_table(stages: Callable[[np.ndarray], np.ndarray], scales: tuple[int
     return UpsampleTable(np.stack(blocks), offset, edge)
 
 
+def check_output_layer(config: PWGConfig) -> None:
+    """Raise ValueError unless the output layers fit one residual layer (:meth:`PWGFixed.output_layer`)."""
+    r, g, s, out = config.residual_channels, config.gate_channels, config.skip_channels, config.out_channels
+    if s > r or s > g // 2 or out > s:
+        raise ValueError(f"config: the output layers run on the residual engine only with skip_channels <= "
+                         f"residual_channels and gate_channels / 2 and out_channels <= skip_channels; got S = {s}, "
+                         f"R = {r}, G = {g}, out = {out}")
+
+
 class PWGFixed:
     """Fixed-point ParallelWaveGAN generator with ``generator.config.numerics`` formats.
 
@@ -866,9 +878,9 @@ class PWGFixed:
     def output_layer(self) -> ResidualLayer:
         """The output layers as one residual layer of the residual engine (``relu_gate``, no residual output).
 
-        With ``x = relu(h)`` (zero-padded to R channels) and no aux term, :func:`residual_layer_fixed`
+        With ``x = skip_scale(skips)`` (zero-padded to R channels) and no aux term, :func:`residual_layer_fixed`
         ``(x, 0, output_layer(), aux_applied=True, residual_out=False, relu_gate=True)`` gives in its first
-        ``out_channels`` skip rows exactly ``linear(last2, relu(linear(last1, relu(h), last1_bias)),
+        ``out_channels`` skip rows exactly ``linear(last2, relu(linear(last1, x, last1_bias)),
         last2_bias)``: ``last1`` sits at the centre tap of the gate GEMM's first S rows, ``last2`` in the skip
         1x1's first rows, every other weight and bias is zero. Needs ``S <= R``, ``S <= G / 2`` and
         ``out_channels <= S``.
@@ -879,11 +891,8 @@ class PWGFixed:
             If the sizes do not allow it.
         """
         cfg = self.config
+        check_output_layer(cfg)
         r, g, s, out = cfg.residual_channels, cfg.gate_channels, cfg.skip_channels, cfg.out_channels
-        if s > r or s > g // 2 or out > s:
-            raise ValueError(f"the output layers run on the residual engine only with skip_channels <= "
-                             f"residual_channels and gate_channels / 2 and out_channels <= skip_channels; got "
-                             f"S = {s}, R = {r}, G = {g}, out = {out}")
         conv = np.zeros((g, r, cfg.kernel_size), dtype=np.int64)
         conv[:s, :s, (cfg.kernel_size - 1) // 2] = self.last1
         skip = np.zeros((s, g // 2), dtype=np.int64)
@@ -937,12 +946,16 @@ class PWGFixed:
             u = self.upsample(linear(layer.aux, f, None, num))
             x, skip = residual_layer_fixed(x, u, layer, num, aux_applied=True, residual_out=index < last)
             skips += skip
-        if self.config.layers > 1:
-            h = mul_const(skips, math.sqrt(1.0 / self.config.layers), num)
-        else:
-            h = saturate(skips, num.act)
-        h = relu(linear(self.last1, relu(h), self.last1_bias, num))
+        h = relu(linear(self.last1, self.skip_scale(skips), self.last1_bias, num))
         return linear(self.last2, h, self.last2_bias, num)
+
+    def skip_scale(self, skips: np.ndarray) -> np.ndarray:
+        """The output layers' input ``relu(skips * sqrt(1 / layers))``: the constant in the gate format, narrowed
+        to act (:func:`~.kernels.mul_const`); with one layer the scale is 1: saturation only."""
+        num = self.numerics
+        if self.config.layers > 1:
+            return relu(mul_const(skips, math.sqrt(1.0 / self.config.layers), num))
+        return relu(saturate(skips, num.act))
 
     def inference(self, c, seed: int = 0) -> np.ndarray:
         """Float waveform ``(frames * hop, out_channels)`` through the fixed-point model.
@@ -958,6 +971,16 @@ class PWGFixed:
         act = self.numerics.act
         return _inference_blocks(self.config, self.forward, act.quantize, act.dequantize, c, seed, block_frames,
                                  progress)
+
+
+#: The PCM samples the generator's hardware streams out: 16 bits, full scale 1.0.
+PCM_FORMAT = QFormat(16, 15)
+
+
+def pcm16(y: np.ndarray, act: QFormat) -> np.ndarray:
+    """Act-format waveform integers to 16-bit PCM: ``y / 2**act.frac`` times 32768, saturated (the shared
+    :func:`~wavefabric.model.fixed.narrow` into :data:`PCM_FORMAT`; exact when ``act.frac <= 15``)."""
+    return narrow(y, act.frac, PCM_FORMAT).astype(np.int16)
 
 
 def snr_db(reference: np.ndarray, test: np.ndarray) -> float:

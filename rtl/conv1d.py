@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -16,22 +16,13 @@ from ..model.kernels import Numerics
 from ..model.perf import pwg_gate_lanes, pwg_line_slots, pwg_skip_width
 from ..model.pwg import PWG_NUMERICS
 from .activation import Activation, fabric_multiply
-from .fixed import narrow, rounding_offset
+from .fixed import const_multiply, narrow, rounding_offset
 from .gemm import frame_layout
 from .linebuffer import LineBuffer
 from .pipeline import delayed
 from .systolic import SystolicArray, check_array
 
 __all__ = ["ResidualEngine"]
-
-
-def _const_mul(x: Value, c: int) -> Value:
-    """``x * c`` for a Python integer ``c`` as a sum of shifts (adders, never a DSP48E1)."""
-    total = Const(0, signed(2))
-    for bit in range(abs(c).bit_length()):
-        if abs(c) >> bit & 1:
-            total = total + (x << bit)
-    return -total if c < 0 else total
 
 
 def _check_framing(m: Module, port, first: Value, last: Value, bad: Signal) -> None:
@@ -285,10 +276,10 @@ class ResidualEngine(wiring.Component):
         offs = [Signal(off_shape, name=f"off{k}") for k in range(K)]  # (k - centre) * d
         q_hi = Signal(off_shape)   # G(n) reads blocks n + q_lo .. n + q_hi
         q_lo = Signal(off_shape)
-        pad = _const_mul(dil, centre)
+        pad = const_multiply(dil, centre)
         m.d.sync += [nblocks.eq(self.frames * per_frame), t_steps.eq(self.frames * self.hop),
                      q_hi.eq((pad + C - 1) >> log_c), q_lo.eq((-pad) >> log_c)]
-        m.d.sync += [offs[k].eq(_const_mul(dil, k - centre)) for k in range(K)]
+        m.d.sync += [offs[k].eq(const_multiply(dil, k - centre)) for k in range(K)]
 
         # ---- Input writers ------------------------------------------------------------------------------------
         g_done = counter(range(max_blocks + 1), "g_done")  # blocks whose gate GEMM has been issued
@@ -423,10 +414,10 @@ class ResidualEngine(wiring.Component):
         E = self.cond_edge
         frame = Signal(signed(len(j_fb) + 2))
         row_class = Signal(range(2 * E + 1))
-        m.d.comb += [
-            frame.eq(j_fb - self.cond_offset + kc),
-            row_class.eq(Mux(j_fb < E, j_fb, Mux(j_fb + E >= self.frames, j_fb + 2 * E + 1 - self.frames, E))),
-        ]
+        m.d.comb += frame.eq(j_fb - self.cond_offset + kc)
+        if E:  # without edge rows the class is the interior's, 0 (and `j_fb < 0` would be constant: UNSIGNED)
+            m.d.comb += row_class.eq(Mux(j_fb < E, j_fb, Mux(j_fb + E >= self.frames, j_fb + 2 * E + 1 - self.frames,
+                                                                E)))
         q_k = Array(Signal(off_shape, name=f"q{k}") for k in range(K))
         s_k = Array(Signal(range(C), name=f"s{k}") for k in range(K))
         for k in range(K):
@@ -607,7 +598,7 @@ class ResidualEngine(wiring.Component):
             m.d.sync += [self.x_next.valid.eq(1), self.x_next.payload.first.eq(r1_first),
                          self.x_next.payload.last.eq(r1_final)]
             for lane in range(C):
-                scaled = narrow(_const_mul(r1_data[lane], sqrt_half), act.frac + num.gate.frac, act)
+                scaled = narrow(const_multiply(r1_data[lane], sqrt_half), act.frac + num.gate.frac, act)
                 m.d.sync += self.x_next.payload.data[lane].eq(scaled)
         with m.Elif(self.x_next.ready):
             m.d.sync += self.x_next.valid.eq(0)

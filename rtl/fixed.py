@@ -12,7 +12,7 @@ from amaranth.hdl import Cat, Const, Mux, Value, ValueLike, signed
 
 from ..model.fixed import QFormat
 
-__all__ = ["rounding_offset", "saturate", "shift_round", "narrow", "narrow_by"]
+__all__ = ["rounding_offset", "saturate", "shift_round", "narrow", "narrow_by", "const_multiply"]
 
 
 def rounding_offset(frac: int, out: QFormat) -> int:
@@ -67,3 +67,13 @@ def narrow_by(x: ValueLike, shift: ValueLike, out: QFormat) -> Value:
     x, shift = Value.cast(x), Value.cast(shift)
     half = (Const(1, 1 << len(shift)) << shift) >> 1  # 2**(shift - 1), and 0 when nothing is dropped
     return saturate((x + half) >> shift, out)
+
+
+def const_multiply(x: ValueLike, c: int) -> Value:
+    """``x * c`` for a Python integer ``c`` as a sum of shifts (adders, never a DSP48E1)."""
+    x = Value.cast(x)
+    total = Const(0, signed(2))
+    for bit in range(abs(c).bit_length()):
+        if abs(c) >> bit & 1:
+            total = total + (x << bit)
+    return -total if c < 0 else total
