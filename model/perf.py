@@ -42,6 +42,7 @@ __all__ = [
     "PWG_OUT_LATENCY",
     "pwg_layer_ideal_cycles",
     "pwg_layer_cycles",
+    "pwg_engine_cycles",
     "pwg_layer_traffic",
     "pwg_upsample_cycles",
     "pwg_generator_cycles",
@@ -693,6 +694,52 @@ def pwg_generator_cycles(config, rows: int, cols: int, t: int, hardware_order: b
     return parts
 
 
+def pwg_engine_cycles(config, rows: int, cols: int, frames: int, gate_lanes: int | None = None) -> int:
+    """Exact cycles of one job of ``frames`` frames on :class:`~wavefabric.rtl.pwg.PWGEngine`, from cycle 0 of an
+    idle engine (its table loaded) whose inputs are always valid and PCM output always ready, to the last PCM
+    transfer, inclusive.
+
+    The front end (:func:`pwg_frontend_timing`) writes x0 into the x memory, last beat at ``x0_last``; layer
+    l = 0 .. L (L: the output layer) then starts (its cycle 0, :func:`pwg_layer_cycles`) at ``X_0 = x0_last
+    + 1`` and ``X_l = E_(l-1) + 3`` (``E``: the cycle of a layer's last output; two cycles to see the counts
+    and set the next layer's kind). Layer l's aux words come from the front end, which starts them the cycle
+    after layer l - 1's last word ``c_(l-1)`` was taken; the engine takes them once the bank of layer l - 2 is
+    free, from ``E_(l-2)`` (:func:`pwg_frontend_layer_cycles` with ``accept``). A layer waits for its last aux
+    word (``loads = max(0, c_l + 1 - X_l)``)::
+
+        E_l    = X_l + pwg_layer_cycles(..., last=(l >= L - 1), loads) - 1
+        cycles = E_L - g + 2                      the PCM register
+
+    The output layer runs as a last layer with dilation 1; its last output is skip row S - 1 of the last block,
+    the waveform's last sample is row ``o = out_channels - 1``, ``g = ((S - 1) // R - o // R) max(G / 2, R, C)
+    + (S - 1) % R - o % R`` cycles earlier (rows leave one per cycle, tiles ``max(G / 2, R, C)`` apart).
+    """
+    from .pwg import upsample_geometry
+
+    taps = upsample_geometry(config.upsample_scales)[0]
+    layers, gate = config.layers, config.gate_channels
+    front = pwg_frontend_timing(config, frames, cols, rows)
+    ends: list[int] = []
+    cond_last = front.x0_last
+    start = front.x0_last + 1
+    for layer in range(layers + 1):
+        zero = layer == layers
+        begin = cond_last + 1
+        accept = max(0, ends[layer - 2] - begin) if layer >= 2 else 0  # the bank of layer l - 2 frees at its end
+        cond_last = begin + pwg_frontend_layer_cycles(config, frames, rows, zero, accept) - 1
+        if layer:
+            start = ends[-1] + 3
+        loads = max(0, cond_last + 1 - start)
+        dilation = 1 if zero else config.dilation(layer)
+        span = pwg_layer_cycles(rows, cols, frames, config.hop_size, dilation, config.residual_channels, gate,
+                                config.skip_channels, config.kernel_size, taps, gate_lanes,
+                                last=layer >= layers - 1, loads=loads)
+        ends.append(start + span - 1)
+    skip, out = config.skip_channels - 1, config.out_channels - 1
+    gap = (skip // rows - out // rows) * _pwg_tile_period(rows, cols, gate // 2) + skip % rows - out % rows
+    return ends[-1] - gap + 2
+
+
 #: The recommended ParallelWaveGAN configuration on the xc7z020 (``benchmarks/pwg.py``): the array that fits
 #: the 220 DSP48E1 at 16 bits and reaches real time at the lowest clock, and that clock rounded up to 5 MHz.
 PWG_RECOMMENDED = {"rows": 13, "cols": 16, "clock_hz": 120e6}
@@ -891,3 +938,120 @@ def memory_writer_cycles(record_bits: int, count: int, data_width: int = 64, wri
     beats = _dma_beats(record_bits, count, data_width)
     check_int("write_latency", write_latency)
     return beats + write_latency + 3 if beats else 2
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ParallelWaveGAN front end: conv_in, first_conv and every layer's frame-rate aux 1x1 on one multiplier
+# (rtl/frontend.py)
+# ---------------------------------------------------------------------------------------------------------------
+
+__all__ += ["PWG_FRONTEND_LATENCY", "PWGFrontEndTiming", "pwg_frontend_cond_cycles", "pwg_frontend_layer_cycles",
+            "pwg_frontend_timing"]
+
+#: Cycles from the issue of an output's last multiply-accumulate to the transfer of its word on a ready stream,
+#: inclusive of the issue cycle: operand registers, product, accumulator, narrowing into the output register
+#: (the issue and these four cycles), then the transfer.
+PWG_FRONTEND_LATENCY = 5
+
+
+def _check_frontend(config, frames: int, cols: int, rows: int) -> None:
+    check_int("frames", frames, lo=2)
+    check_int("rows", rows)
+    check_int("cols", cols)
+    if cols & (cols - 1) or config.hop_size % cols:
+        raise ValueError(f"cols must be a power of two dividing hop = {config.hop_size}, not {cols}")
+
+
+def pwg_frontend_cond_cycles(config, frames: int, rows: int, zero: bool = False, accept: int = 0) -> list[int]:
+    """When each of one layer's ``cond`` words transfers on :class:`~wavefabric.rtl.frontend.PWGFrontEnd`,
+    counted from the layer's start, with ``weights`` always valid.
+
+    A layer starts (its cycle 0) in the cycle after the previous layer's last ``cond`` word has been taken
+    (layer 0: after the last ``x0`` beat; the next job's mel load likewise after the zero layer's last word),
+    so a chain of layers composes: each starts the cycle after the previous one's last word. Its ``F G A``
+    multiply-accumulates issue one per cycle from cycle 0 (frame-major, gate tile by gate tile), and a word
+    leaves :data:`PWG_FRONTEND_LATENCY` cycles after its last one issued: word ``n`` (frame m, gate tile i) at
+    ``o_n = m G A + min((i + 1) rows, G) A + 4``; the zero layer (``zero=True``) issues one word per cycle,
+    ``o_n = n + 5``.
+
+    ``accept`` models the consumer of the residual engine's double-buffered loader: it takes no word before
+    cycle ``accept`` and every word from then on. A finished word waits in the output register, and the next
+    finished word (word 1, in its last pipeline stage in cycle ``o_1 - 1``) stalls the whole unit until the
+    register is taken, so::
+
+        word 0:       max(o_0, accept)
+        word n >= 1:  o_n + max(0, accept - o_1 + 1)
+    """
+    _check_frontend(config, frames, 1, rows)
+    check_int("accept", accept, lo=0)
+    gate, aux = config.gate_channels, config.aux_channels
+    tiles = -(-gate // rows)
+    if zero:
+        issued = list(range(frames * tiles))
+    else:
+        issued = [m * gate * aux + min((i + 1) * rows, gate) * aux - 1 for m in range(frames) for i in range(tiles)]
+    offsets = [n + PWG_FRONTEND_LATENCY for n in issued]
+    stall = max(0, accept - offsets[1] + 1)
+    return [max(offsets[0], accept)] + [o + stall for o in offsets[1:]]
+
+
+def pwg_frontend_layer_cycles(config, frames: int, rows: int, zero: bool = False, accept: int = 0) -> int:
+    """Cycles of one layer's ``cond`` words on :class:`~wavefabric.rtl.frontend.PWGFrontEnd`, from the layer's
+    start to the transfer of its last word, inclusive: the next layer starts this many cycles after it
+    (:func:`pwg_frontend_cond_cycles`, whose last word this counts). With ``cond`` always ready::
+
+        cycles = F G A + 5           (zero layer: F ceil(G / rows) + 5)
+    """
+    return pwg_frontend_cond_cycles(config, frames, rows, zero, accept)[-1] + 1
+
+
+@dataclass(frozen=True)
+class PWGFrontEndTiming:
+    """Exact timing of one job on :class:`~wavefabric.rtl.frontend.PWGFrontEnd` (:func:`pwg_frontend_timing`).
+
+    Attributes
+    ----------
+    x0_last : int
+        Cycle of the last ``x0`` transfer.
+    cond_last : tuple of int
+        Cycle of each layer's last ``cond`` transfer: L layers, then the zero layer.
+    cycles : int
+        ``cond_last[-1] + 1``: the cycles of the job, and its period when jobs follow back to back.
+    """
+
+    x0_last: int
+    cond_last: tuple[int, ...]
+    cycles: int
+
+
+def pwg_frontend_timing(config, frames: int, cols: int, rows: int) -> PWGFrontEndTiming:
+    """Exact cycles of one job of ``frames`` frames on :class:`~wavefabric.rtl.frontend.PWGFrontEnd`, from cycle 0
+    of an idle unit whose inputs are always valid and outputs always ready.
+
+    With A, R, G, ``I = in_channels``, ``taps = 2w + 1``, ``N = F hop / C`` blocks, the issue stage takes one
+    item per cycle with no gap between phases::
+
+        mel load     A (F + 2w)                    beats into the mel memory
+        conv_in      A F A taps                    MACs (frame 0 of each row takes its weights as they arrive)
+        first load   R I                           first_conv weights (the R biases load beside them)
+        first_conv   N (I + R C I)                 per block: its noise, then R C outputs of I MACs
+        x0_last    = (sum of the above) + 4        the last x0 beat, PWG_FRONTEND_LATENCY after its last issue
+
+    then the layers one after the other, each starting the cycle after the previous stream's last word
+    (:func:`pwg_frontend_layer_cycles`)::
+
+        cond_last[l] = (x0_last if l == 0 else cond_last[l - 1]) + F G A + 5        l < L
+        cond_last[L] = cond_last[L - 1] + F ceil(G / rows) + 5                       the zero layer
+        cycles       = cond_last[L] + 1
+    """
+    _check_frontend(config, frames, cols, rows)
+    a, r, i = config.aux_channels, config.residual_channels, config.in_channels
+    taps = 2 * config.aux_context_window + 1
+    blocks = frames * config.hop_size // cols
+    issued = a * (frames + taps - 1) + a * frames * a * taps + r * i + blocks * (i + r * cols * i)
+    x0_last = issued + PWG_FRONTEND_LATENCY - 1
+    ends, last = [], x0_last
+    for layer in range(config.layers + 1):
+        last += pwg_frontend_layer_cycles(config, frames, rows, zero=layer == config.layers)
+        ends.append(last)
+    return PWGFrontEndTiming(x0_last, tuple(ends), ends[-1] + 1)

@@ -1,4 +1,5 @@
-"""Simulating :class:`~wavefabric.rtl.conv1d.ResidualEngine`: stream beats of a layer, one-call runs."""
+"""Simulating the ParallelWaveGAN engines: a residual layer (:class:`~wavefabric.rtl.conv1d.ResidualEngine`) and
+the whole generator (:class:`~wavefabric.rtl.pwg.PWGEngine`): stream beats, one-call runs."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model.kernels import Numerics
-from ..model.perf import pwg_layer_cycles, pwg_layer_ideal_cycles
-from ..model.pwg import PWG_NUMERICS, ResidualLayer, UpsampleTable, residual_layer_fixed
+from ..model.perf import pwg_engine_cycles, pwg_layer_cycles, pwg_layer_ideal_cycles
+from ..model.pwg import PWG_NUMERICS, PWGFixed, ResidualLayer, UpsampleTable, pcm16, residual_layer_fixed
 from ..rtl.conv1d import ResidualEngine
+from ..rtl.pwg import PWGEngine
 from .streams import StreamRun, run_streams
 
 __all__ = ["random_residual_layer", "random_upsample_table", "layer_beats", "cond_beats", "table_beats",
            "block_rows", "from_block_rows", "LayerJob", "layer_streams", "LayerRun", "run_residual_layer",
-           "run_residual_layers", "simulate_pwg_layer"]
+           "run_residual_layers", "simulate_pwg_layer", "GeneratorRun", "generator_streams", "run_pwg"]
 
 
 def random_residual_layer(rng: np.random.Generator, residual: int, gate: int, skip: int, kernel_size: int,
@@ -309,3 +311,77 @@ def simulate_pwg_layer(dilation: int, frames: int, rows: int, cols: int, seed: i
                           and np.array_equal(run.skip_out - job.skip_in, skip_ref) and run.framing_ok),
         **run.streams.figures(),
     }
+
+
+# --- The whole generator ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GeneratorRun:
+    """Outcome of :func:`run_pwg`.
+
+    Attributes
+    ----------
+    pcm : (out_channels, T) int16: the samples the engine streamed.
+    expected : (out_channels, T) int16: :func:`~wavefabric.model.pwg.pcm16` of :meth:`PWGFixed.forward`.
+    bit_exact : bool
+        ``pcm`` equals ``expected``, the stream framed right and the sticky ``error`` low.
+    cycles, model_cycles : int
+        Simulated cycles of the job (to its last PCM transfer, inclusive) and
+        :func:`~wavefabric.model.perf.pwg_engine_cycles`.
+    streams : StreamRun
+    """
+
+    pcm: np.ndarray
+    expected: np.ndarray
+    bit_exact: bool
+    cycles: int
+    model_cycles: int
+    streams: StreamRun
+
+
+def generator_streams(engine: PWGEngine, fixed: PWGFixed, mel: np.ndarray, z: np.ndarray) -> dict[str, list[dict]]:
+    """Every input stream's beats for one job of :class:`~wavefabric.rtl.pwg.PWGEngine`: the front end's
+    (:func:`~wavefabric.sim.frontend.frontend_streams`), the L residual layers' and the output layer's weights
+    and biases, and the upsampling table. ``mel`` ``(A, F + 2w)`` and ``z`` ``(in_channels, F hop)`` are act
+    integers."""
+    from .frontend import frontend_streams  # sim.frontend builds on this module's block rows
+
+    layers = engine.engine
+    front = frontend_streams(fixed, mel, z, engine.rows, engine.cols)
+    w, bias = [], []
+    for layer in (*fixed.layers, fixed.output_layer()):
+        w_beats, bias_beats = layer_beats(layers, layer)
+        w += w_beats
+        bias += bias_beats
+    return {"mel": front["mel"], "noise": front["noise"], "frontend_w": front["weights"],
+            "frontend_bias": front["bias"], "layer_w": w, "layer_bias": bias,
+            "table": table_beats(layers, fixed.upsample_table)}
+
+
+def run_pwg(engine: PWGEngine, fixed: PWGFixed, mel: np.ndarray, z: np.ndarray, *, seed: int = 0,
+            p_valid: float = 1.0, p_ready: float = 1.0, progress=None, name: str = "pwg",
+            backend: str = "amaranth") -> GeneratorRun:
+    """One job through ``engine``: the padded mel ``mel`` ``(A, F + 2w)`` and the noise ``z`` ``(in_channels,
+    F hop)`` (act integers) in, PCM out, checked against ``fixed`` (built for the engine's configuration).
+
+    With ``p_valid`` / ``p_ready`` below 1 every input stream has random gaps and the PCM output random stalls
+    (seeded by ``seed``). ``progress`` is called now and then with the PCM beats so far.
+    """
+    cfg = engine.config
+    mel, z = np.asarray(mel, dtype=np.int64), np.asarray(z, dtype=np.int64)
+    frames = mel.shape[1] - 2 * cfg.aux_context_window
+    t = frames * cfg.hop_size
+    if not 2 <= frames <= engine.max_frames or z.shape != (cfg.in_channels, t):
+        raise ValueError(f"a job of {frames} frames (2 to max_frames = {engine.max_frames}) needs noise of shape "
+                         f"{(cfg.in_channels, t)}, not {z.shape}")
+    beats = t // engine.cols * cfg.out_channels
+    model = pwg_engine_cycles(cfg, engine.rows, engine.cols, frames, engine.engine.gate_lanes)
+    run = run_streams(engine, generator_streams(engine, fixed, mel, z), {"pcm": beats}, {"frames": frames},
+                      seed=seed, p_valid=p_valid, p_ready=p_ready, tail=1, progress=progress,
+                      max_cycles=3 * model + 10_000, backend=backend, name=name)
+    pcm, framed = from_block_rows(run.outputs["pcm"], cfg.out_channels, t, engine.cols)
+    expected = pcm16(fixed.forward(z, mel), cfg.numerics.act)
+    return GeneratorRun(pcm.astype(np.int16), expected,
+                        bool(framed and not run.flags["error"] and np.array_equal(pcm, expected)),
+                        int(run.times["pcm"][-1]) + 1, model, run)

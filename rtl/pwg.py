@@ -1,0 +1,239 @@
+"""ParallelWaveGAN generator: mel frames and noise in, 16-bit PCM out, the whole network in hardware."""
+
+from __future__ import annotations
+
+import math
+
+from amaranth.hdl import Array, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out, connect, flipped
+
+from ..model.checks import check_int
+from ..model.pwg import PCM_FORMAT, PWGConfig, check_output_layer, upsample_geometry
+from .conv1d import ResidualEngine
+from .fixed import const_multiply, narrow, saturate
+from .frontend import PWGFrontEnd
+from .gemm import frame_layout
+
+__all__ = ["PWGEngine"]
+
+
+class PWGEngine(wiring.Component):
+    """The ParallelWaveGAN generator, bit-exact with :meth:`wavefabric.model.pwg.PWGFixed.forward` and
+    :func:`~wavefabric.model.pwg.pcm16`: per job of F mel frames, ``F hop`` samples of 16-bit PCM.
+
+    **Blocks.** A :class:`~wavefabric.rtl.frontend.PWGFrontEnd` (one multiplier) computes conv_in, first_conv
+    and every layer's frame-rate aux term; a :class:`~wavefabric.rtl.conv1d.ResidualEngine` (the rows x cols
+    array) runs the L residual layers and then the output layers as one more layer (``last`` and ``relu``, with
+    the weights of :meth:`~wavefabric.model.pwg.PWGFixed.output_layer`). Between layers the activations live on
+    chip, in place: an ``x`` memory (``R`` rows of C samples per block) and a skip-sum memory (S rows).
+
+    **Schedule of a job.** The front end loads the mel and computes f and x0, which is written into the x
+    memory. Then layer l = 0 .. L: the x memory and the skip memory (zeros into layer 0) stream into the engine,
+    ``x_next`` and ``skip_out`` stream back into them; the last residual layer's skip sum is scaled (``sqrt(1 /
+    L)``) and rectified into the x memory (rows S .. R - 1 read as zero); the output layer's first
+    ``out_channels`` skip rows leave as PCM. The front end computes layer l + 1's aux term while layer l runs
+    (the engine double-buffers it, as it does the weights). A new job's mel is taken once the previous job's
+    last PCM beat has left, so that ``frames`` may change between jobs.
+
+    Parameters
+    ----------
+    config : PWGConfig
+        Sizes and formats; ``skip_channels <= residual_channels, gate_channels / 2`` and ``out_channels <=
+        skip_channels`` (the output layers on the engine).
+    rows, cols : int
+        The array; ``cols`` a power of two dividing the hop size.
+    max_frames : int
+        Longest job in frames (>= 2): sizes the on-chip activations (``max_frames hop / cols`` blocks).
+    gate_lanes : int, optional
+        The engine's gate unit (default: the fewest that keep up).
+
+    Ports
+    -----
+    frames : In(range(max_frames + 1))
+        F of the job (>= 2), held from a cycle before the job's first ``mel`` beat until its last ``pcm`` beat.
+    mel, noise, frontend_w, frontend_bias : In(stream)
+        The front end's ``mel``, ``noise``, ``weights`` and ``bias`` (:class:`~wavefabric.rtl.frontend.PWGFrontEnd`).
+    layer_w, layer_bias : In(stream)
+        The engine's ``w`` and ``bias``, L + 1 layers per job: the residual layers, then the output layer.
+    table : In(stream)
+        The engine's upsampling table, once after reset.
+    pcm : Out(stream)
+        :func:`~wavefabric.rtl.gemm.frame_layout` of C 16-bit samples: per block, per output channel, lane j =
+        sample ``n C + j``; ``first`` / ``last`` on a job's first and last beat.
+    error : Out(1)
+        Sticky: an input beat of the front end or the engine was framed wrong.
+
+    Cycle count of a job: :func:`~wavefabric.model.perf.pwg_engine_timing`.
+    """
+
+    def __init__(self, config: PWGConfig, rows: int, cols: int, max_frames: int, gate_lanes: int | None = None):
+        if not isinstance(config, PWGConfig):
+            raise ValueError(f"config must be a PWGConfig, not {config!r}")
+        check_output_layer(config)
+        check_int("max_frames", max_frames, lo=2)
+        check_int("cols", cols)
+        if cols & (cols - 1) or config.hop_size % cols:
+            raise ValueError(f"cols must be a power of two dividing hop = {config.hop_size}, not {cols}")
+        taps, offset, edge = upsample_geometry(config.upsample_scales)
+        dilations = [config.dilation(layer) for layer in range(config.layers)]
+        self.config, self.rows, self.cols, self.max_frames = config, rows, cols, max_frames
+        self.engine = ResidualEngine(rows, cols, config.residual_channels, config.gate_channels,
+                                     config.skip_channels, config.kernel_size, config.hop_size, taps, offset, edge,
+                                     max_dilation=max(dilations), max_frames=max_frames, layers=config.layers,
+                                     numerics=config.numerics, gate_lanes=gate_lanes)
+        self.frontend = PWGFrontEnd(config, rows, cols, max_frames)
+        self.max_blocks = max_frames * config.hop_size // cols
+        super().__init__({
+            "frames": In(range(max_frames + 1)),
+            "mel": self.frontend.signature.members["mel"],
+            "noise": self.frontend.signature.members["noise"],
+            "frontend_w": self.frontend.signature.members["weights"],
+            "frontend_bias": self.frontend.signature.members["bias"],
+            "layer_w": self.engine.signature.members["w"],
+            "layer_bias": self.engine.signature.members["bias"],
+            "table": self.engine.signature.members["table"],
+            "pcm": Out(stream.Signature(frame_layout(signed(PCM_FORMAT.width), cols))),
+            "error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, num = self.config, self.config.numerics
+        R, S, L, out_ch = cfg.residual_channels, cfg.skip_channels, cfg.layers, cfg.out_channels
+        C, hop = self.cols, cfg.hop_size
+        m.submodules.frontend = front = self.frontend
+        m.submodules.engine = engine = self.engine
+        connect(m, flipped(self.noise), front.noise)
+        connect(m, flipped(self.frontend_w), front.weights)
+        connect(m, flipped(self.frontend_bias), front.bias)
+        connect(m, flipped(self.layer_w), engine.w)
+        connect(m, flipped(self.layer_bias), engine.bias)
+        connect(m, flipped(self.table), engine.table)
+        connect(m, front.cond, engine.cond)
+        m.d.comb += [front.frames.eq(self.frames), engine.frames.eq(self.frames),
+                     self.error.eq(front.error | engine.error)]
+
+        x_row = data.ArrayLayout(signed(num.act.width), C)
+        skip_row = data.ArrayLayout(signed(engine.skip_width), C)
+        m.submodules.x_mem = x_mem = Memory(shape=x_row, depth=self.max_blocks * R, init=[])
+        m.submodules.skip_mem = skip_mem = Memory(shape=skip_row, depth=self.max_blocks * S, init=[])
+        x_write, x_read = x_mem.write_port(), x_mem.read_port()
+        s_write, s_read = skip_mem.write_port(), skip_mem.read_port()
+
+        nblocks = Signal(range(self.max_blocks + 1))
+        m.d.sync += nblocks.eq(self.frames * (hop // C))
+        layer = Signal(range(L + 1))     # L: the output layer
+        running = Signal()               # a job's layers run: the next job's mel waits
+        is_first, is_final, is_output = layer == 0, layer == L - 1, layer == L
+
+        # The next job's mel only once this job's last PCM beat has left, so `frames` may change in between.
+        m.d.comb += [front.mel.valid.eq(self.mel.valid & ~running), self.mel.ready.eq(front.mel.ready & ~running),
+                     front.mel.payload.eq(self.mel.payload)]
+
+        # The engine's layer kind: held from the SETUP cycle (one before the first x beat) to the layer's end.
+        dilations = Array([cfg.dilation(n) for n in range(L)] + [1])
+        m.d.comb += [engine.dilation.eq(dilations[layer]), engine.last.eq(layer >= L - 1),
+                     engine.relu.eq(is_output)]
+
+        # ---- Readers: the x memory into `x`, the skip memory (or zeros) into `skip_in` ------------------------
+        def reader(port, read, channels, zero, name):
+            """Stream rows (block n, channel ch) of a memory into ``port``, one per cycle; rows for which ``zero``
+            (a function of ch) is true are zero."""
+            n = Signal(range(self.max_blocks + 1), name=f"{name}_n")
+            ch = Signal(range(channels), name=f"{name}_ch")
+            valid, blank = Signal(name=f"{name}_valid"), Signal(name=f"{name}_blank")
+            first, last = Signal(name=f"{name}_first"), Signal(name=f"{name}_last")
+            active = Signal(name=f"{name}_active")
+            step = active & (n < nblocks) & (~port.valid | port.ready)
+            m.d.comb += [read.en.eq(step), read.addr.eq(n * channels + ch),
+                         port.valid.eq(valid), port.payload.first.eq(first), port.payload.last.eq(last),
+                         port.payload.data.eq(Mux(blank, 0, read.data.as_value()))]
+            with m.If(port.ready | ~port.valid):
+                m.d.sync += valid.eq(step)
+            with m.If(step):
+                m.d.sync += [blank.eq(zero(ch)), first.eq((n == 0) & (ch == 0)),
+                             last.eq((n == nblocks - 1) & (ch == channels - 1)), ch.eq(ch + 1)]
+                with m.If(ch == channels - 1):
+                    m.d.sync += [ch.eq(0), n.eq(n + 1)]
+            return active, n, ch
+
+        x_active, x_n, x_ch = reader(engine.x, x_read, R, lambda ch: is_output & (ch >= S), "xr")
+        s_active, s_n, s_ch = reader(engine.skip_in, s_read, S, lambda ch: is_first | is_output, "sr")
+
+        # ---- Writers: x0 and x_next into the x memory, skip_out into the skip memory, h, or PCM -------------
+        xw_n = Signal(range(self.max_blocks + 1))
+        xw_ch = Signal(range(R))
+        sw_n = Signal(range(self.max_blocks + 1))
+        sw_ch = Signal(range(S))
+
+        def count(n, ch, channels):
+            m.d.sync += ch.eq(ch + 1)
+            with m.If(ch == channels - 1):
+                m.d.sync += [ch.eq(0), n.eq(n + 1)]
+
+        x0_take = front.x0.valid & front.x0.ready
+        xn_take = engine.x_next.valid & engine.x_next.ready
+        so_take = engine.skip_out.valid & engine.skip_out.ready
+        # h = relu(sqrt(1 / L) * skip sum), as PWGFixed.skip_scale: a constant multiply in adders, narrowed once.
+        skips = engine.skip_out.payload.data
+        if L > 1:
+            scale = int(num.gate.quantize(math.sqrt(1.0 / L)))
+            scaled = [narrow(const_multiply(skips[j], scale), num.act.frac + num.gate.frac, num.act) for j in range(C)]
+        else:
+            scaled = [saturate(skips[j], num.act) for j in range(C)]
+        h_row = Signal(x_row)
+        m.d.comb += [h_row[j].eq(Mux(scaled[j] < 0, 0, scaled[j])) for j in range(C)]
+        to_h = so_take & is_final
+        m.d.comb += [
+            x_write.en.eq(x0_take | xn_take | to_h),
+            x_write.addr.eq(Mux(to_h, sw_n * R + sw_ch, xw_n * R + xw_ch)),
+            x_write.data.eq(Mux(to_h, h_row.as_value(), Mux(x0_take, front.x0.payload.data.as_value(),
+                                                              engine.x_next.payload.data.as_value()))),
+            s_write.en.eq(so_take & ~is_final & ~is_output),
+            s_write.addr.eq(sw_n * S + sw_ch),
+            s_write.data.eq(skips),
+            engine.x_next.ready.eq(1),
+        ]
+        with m.If(x0_take | xn_take):
+            count(xw_n, xw_ch, R)
+        with m.If(so_take):
+            count(sw_n, sw_ch, S)
+
+        # The output layer's first out_channels skip rows are the waveform: 16-bit PCM, through a register.
+        pcm_free = ~self.pcm.valid | self.pcm.ready
+        m.d.comb += engine.skip_out.ready.eq(~is_output | pcm_free)
+        with m.If(so_take & is_output & (sw_ch < out_ch)):
+            m.d.sync += [self.pcm.valid.eq(1), self.pcm.payload.first.eq((sw_n == 0) & (sw_ch == 0)),
+                         self.pcm.payload.last.eq((sw_n == nblocks - 1) & (sw_ch == out_ch - 1))]
+            m.d.sync += [self.pcm.payload.data[j].eq(narrow(skips[j], num.act.frac, PCM_FORMAT)) for j in range(C)]
+        with m.Elif(self.pcm.ready):
+            m.d.sync += self.pcm.valid.eq(0)
+
+        # ---- Sequencer ---------------------------------------------------------------------------------------------
+        layer_done = (sw_n == nblocks) & ((xw_n == nblocks) | (layer >= L - 1))  # the last layers: no x_next
+        restart = [xw_n.eq(0), xw_ch.eq(0), sw_n.eq(0), sw_ch.eq(0), x_n.eq(0), x_ch.eq(0), s_n.eq(0), s_ch.eq(0)]
+        with m.FSM(name="sequencer"):
+            with m.State("X0"):
+                m.d.comb += front.x0.ready.eq(1)
+                with m.If(x0_take & (xw_n == nblocks - 1) & (xw_ch == R - 1)):
+                    m.d.sync += [layer.eq(0), running.eq(1)] + restart
+                    m.next = "LAYER"
+            with m.State("LAYER"):
+                m.d.comb += [x_active.eq(1), s_active.eq(1)]
+                with m.If(layer_done):
+                    m.d.sync += restart
+                    with m.If(is_output):
+                        m.next = "DRAIN"
+                    with m.Else():
+                        m.d.sync += layer.eq(layer + 1)
+                        m.next = "SETUP"
+            with m.State("SETUP"):  # the engine sees the next layer's kind a cycle before its first x beat
+                m.next = "LAYER"
+            with m.State("DRAIN"):  # the last PCM beat leaves
+                with m.If(~self.pcm.valid | self.pcm.ready):
+                    m.d.sync += running.eq(0)
+                    m.next = "X0"
+        return m
+

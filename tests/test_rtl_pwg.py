@@ -1,0 +1,85 @@
+# amaranth: UnusedElaboratable=no
+"""PWGEngine: the whole generator bit-exact against PWGFixed (as 16-bit PCM), cycle-exact against
+perf.pwg_engine_cycles."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from wavefabric.model.pwg import PWGConfig, PWGFixed, from_state_dict, random_state_dict
+from wavefabric.rtl.pwg import PWGEngine
+from wavefabric.sim.pwg import generator_streams, run_pwg
+from wavefabric.sim.streams import run_streams, vcd_hint
+
+# Three layers on 2x4 (hop 4: two stages, table edge rows); four layers in two stacks on 3x2 with two output and
+# two noise channels, a wider conditioning window and one stage (no edge rows), partial row tiles everywhere.
+SMALL = PWGConfig(layers=3, stacks=1, residual_channels=4, gate_channels=8, skip_channels=4, aux_channels=3,
+                  aux_context_window=1, upsample_scales=(2, 2))
+WIDE = PWGConfig(layers=4, stacks=2, residual_channels=6, gate_channels=12, skip_channels=5, aux_channels=4,
+                 out_channels=2, in_channels=2, aux_context_window=2, upsample_scales=(4,))
+CASES = [(SMALL, 2, 4, 3), (SMALL, 2, 4, 2), (WIDE, 3, 2, 4)]
+
+
+def job(config: PWGConfig, frames: int, seed: int, scale: float = 1.0):
+    """A fixed-point generator of seeded random weights, and a padded mel and noise (act integers)."""
+    state = random_state_dict(config, seed)
+    state = {name: value * scale if name.endswith("weight_g") and "up_layers" not in name else value
+             for name, value in state.items()}
+    fixed = PWGFixed(from_state_dict(config, state, hardware_order=True))
+    rng = np.random.default_rng(seed + 1)
+    act = config.numerics.act
+    mel = act.quantize(rng.standard_normal((config.aux_channels, frames + 2 * config.aux_context_window)))
+    z = act.quantize(rng.standard_normal((config.in_channels, frames * config.hop_size)))
+    return fixed, mel, z
+
+
+@pytest.mark.parametrize("config, rows, cols, frames", CASES, ids=["small", "small-2-frames", "wide"])
+def test_generator_bit_exact_and_cycles_equal_model(config, rows, cols, frames, backend):
+    seed = 3 + frames
+    fixed, mel, z = job(config, frames, seed)
+    name = f"pwg_{rows}x{cols}_f{frames}"
+    run = run_pwg(PWGEngine(config, rows, cols, max_frames=5), fixed, mel, z, name=name, backend=backend)
+    hint = f"seed {seed}; {vcd_hint(name)}"
+    assert run.bit_exact, hint
+    assert run.cycles == run.model_cycles, hint
+
+
+def test_random_stalls_on_every_stream(backend):
+    seed = 11
+    fixed, mel, z = job(SMALL, 3, seed)
+    name = "pwg_stalls"
+    run = run_pwg(PWGEngine(SMALL, 2, 4, max_frames=3), fixed, mel, z, seed=seed, p_valid=0.6, p_ready=0.5,
+                  name=name, backend=backend)
+    assert run.bit_exact and run.cycles > run.model_cycles, f"seed {seed}; {vcd_hint(name)}"
+
+
+def test_full_scale_saturates_bit_exact():
+    # Weights three times their trained scale: activations, skip sums and the waveform saturate.
+    seed = 13
+    fixed, mel, z = job(SMALL, 2, seed, scale=3.0)
+    run = run_pwg(PWGEngine(SMALL, 2, 4, max_frames=2), fixed, mel, z, name="pwg_full_scale")
+    assert run.bit_exact, f"seed {seed}; {vcd_hint('pwg_full_scale')}"
+    assert np.isin(run.expected, [-32768, 32767]).mean() > 0.1  # the case does saturate
+
+
+@pytest.mark.parametrize("port", ["mel", "frontend_w", "layer_w", "table"])
+def test_framing_error_is_sticky(port):
+    seed = 17
+    fixed, mel, z = job(SMALL, 2, seed)
+    engine = PWGEngine(SMALL, 2, 4, max_frames=2)
+    inputs = generator_streams(engine, fixed, mel, z)
+    inputs[port][1]["first"] = True
+    run = run_streams(engine, inputs, {"pcm": 2}, {"frames": 2}, tail=1, name=f"pwg_framing_{port}")
+    assert run.flags["error"] == 1, f"seed {seed}; {vcd_hint(f'pwg_framing_{port}')}"
+
+
+@pytest.mark.parametrize("config, kwargs, message", [
+    (dataclasses.replace(SMALL, skip_channels=6), {}, "the output layers run on the residual engine only"),
+    (SMALL, dict(max_frames=1), "max_frames must be an integer >= 2"),
+    (SMALL, dict(cols=8), "cols must be a power of two dividing hop = 4"),
+    ("ljspeech", {}, "config must be a PWGConfig"),
+])
+def test_bad_parameters(config, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PWGEngine(config, **({"rows": 2, "cols": 4, "max_frames": 3} | kwargs))
