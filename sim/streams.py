@@ -762,6 +762,19 @@ class StreamRun:
         return {"backend": self.backend, "compile_seconds": self.compile_seconds,
                 "cycles_per_second": self.cycles_per_second}
 
+    def differences(self, other: StreamRun) -> list[str]:
+        """What ``other`` (the same run on another backend, say) does not have alike: output beats, flags, the
+        cycle count, any stream's transfer cycles, any memory's traffic or final contents. Empty: the same run."""
+        out = [what for what in ("outputs", "flags", "cycles") if getattr(self, what) != getattr(other, what)]
+        if self.times.keys() != other.times.keys() or self.memories.keys() != other.memories.keys():
+            return out + ["streams or memories"]
+        out += [f"transfer cycles of {name}" for name in self.times
+                if not np.array_equal(self.times[name], other.times[name])]
+        for name, traffic in self.memories.items():
+            out += [f"{name}.{key}" for key, value in vars(traffic).items()
+                    if not np.array_equal(value, getattr(other.memories[name], key))]
+        return out
+
 
 @dataclass
 class RawRun:

@@ -3,6 +3,8 @@
 plain streams, on both backends cycle for cycle: the AXI4 memory's reads and writes (bursts, latencies, strobes,
 stalls, faults, final contents) and plain inputs that change during a run."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from amaranth.hdl import Module, signed
@@ -20,7 +22,6 @@ from wavefabric.sim.streams import (
     VCD_ENV,
     AxiMemory,
     AxiReadMemory,
-    StreamRun,
     burst_fault,
     run_streams,
     stall_patterns,
@@ -138,18 +139,6 @@ def expected_words(image: bytes, requests: list[dict], offsets: list[int]) -> li
             for r, off in zip(requests, offsets, strict=True) for b in range(r["len"] + 1)]
 
 
-def same_run(a: StreamRun, b: StreamRun) -> None:
-    """Two runs agree on every beat, every transfer cycle (memories' too), every flag and the cycle count."""
-    assert a.outputs == b.outputs and a.flags == b.flags and a.cycles == b.cycles
-    assert a.times.keys() == b.times.keys() and a.memories.keys() == b.memories.keys()
-    for name in a.times:
-        assert np.array_equal(a.times[name], b.times[name]), f"transfer cycles of {name} differ"
-    for name, traffic in a.memories.items():
-        for field in ("ar_times", "addresses", "lengths", "r_times", "aw_times", "write_addresses", "write_lengths",
-                      "w_times", "b_times", "contents"):
-            assert np.array_equal(getattr(traffic, field), getattr(b.memories[name], field)), f"{name}.{field} differ"
-
-
 def read_run(seed: int, p: float, latency: int, backend: str, count: int = 12, changes: bool = False):
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 256, 16384, dtype=np.uint8).tobytes()
@@ -171,7 +160,7 @@ def test_memory_serves_bursts_alike_on_both_backends(seed, p, latency):
     runs = [read_run(seed, p, latency, backend) for backend in BACKENDS]
     (run, requests, words), _ = runs
     where = f"seed {seed}; {vcd_hint(f'reader_{seed}')}"
-    same_run(runs[0][0], runs[1][0])
+    assert not runs[0][0].differences(runs[1][0])
     assert run.outputs["o"] == words, where
     assert run.flags == {"error": 0}, where
     reads = run.memories["ddr"]
@@ -189,7 +178,7 @@ def test_memory_serves_bursts_alike_on_both_backends(seed, p, latency):
 
 def test_plain_input_changes_with_a_beat_on_both_backends():
     runs = [read_run(4, 0.5, 5, backend, count=9, changes=True) for backend in BACKENDS]
-    same_run(runs[0][0], runs[1][0])
+    assert not runs[0][0].differences(runs[1][0])
     run, requests, words = runs[0]
     assert run.outputs["o"] == words, f"seed 4; {vcd_hint('reader_4')}"
     assert run.memories["ddr"].addresses.tolist() == [r["addr"] + 8192 * (i >= 5) for i, r in enumerate(requests)]
@@ -240,7 +229,7 @@ def test_a_change_takes_one_cycle_and_waits_may_wait_for_outputs():
     runs = [run_streams(BurstReader(), {"req": requests}, {"o": 4}, waits={"req": [(1, "o", 2)]},
                         changes={"offset": [("req", 1, 16)]}, memories={"ddr": AxiReadMemory(image, latency=3)},
                         backend=backend) for backend in BACKENDS]
-    same_run(*runs)
+    assert not runs[0].differences(runs[1])
     run = runs[0]
     # req 0 in cycle 0; its words at 3, 4 on r and 4, 5 on o; req 1 due in 6, offset set in 6, offered in 7.
     assert run.times["req"].tolist() == [0, 7, 8] and run.times["o"].tolist() == [4, 5, 11, 12]
@@ -300,7 +289,7 @@ def test_memory_serves_writes_alike_on_both_backends(seed, p, write_latency):
     runs = [run_streams(BurstWriter(), {"req": requests, "data": beats}, {"o": len(requests)}, seed=seed,
                         p_valid=p, p_ready=p, memories={"ddr": memory}, backend=backend, name=f"writer_{seed}")
             for backend in BACKENDS]
-    same_run(*runs)
+    assert not runs[0].differences(runs[1])
     run, where = runs[0], f"seed {seed}; {vcd_hint(f'writer_{seed}')}"
     traffic = run.memories["ddr"]
     assert np.array_equal(traffic.contents, written(image, requests, beats)), where
@@ -350,3 +339,11 @@ def test_write_memory_arguments_are_checked():
     for memory, match in cases:
         with pytest.raises(ValueError, match=match):
             run_streams(writer, stim, {"o": 1}, memories={"m": memory})
+
+
+def test_differences_name_what_differs():
+    run, other = read_run(1, 1.0, 40, "amaranth")[0], read_run(2, 0.6, 7, "amaranth")[0]
+    assert run.differences(run) == []
+    assert {"outputs", "cycles", "transfer cycles of req", "ddr.r_times", "ddr.contents"} <= set(run.differences(other))
+    changed = replace(run, memories={"ddr": replace(run.memories["ddr"], contents=run.memories["ddr"].contents ^ 1)})
+    assert run.differences(changed) == ["ddr.contents"]
