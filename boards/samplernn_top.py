@@ -33,10 +33,11 @@ runs. A job is done when its input has been taken and all its output has left.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, UnusedElaboratable
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -67,6 +68,10 @@ from .shell import (
 __all__ = ["Mode", "SampleRNNTopConfig", "register_params", "register_map", "config_from_register_map",
            "region_names", "load_stream", "SampleRNNAxiCore", "SampleRNNTop", "SAMPLE_BITS", "TABLE_ALIGN",
            "GENERATE_OVERHEAD"]
+
+# The register map and the load stream read a SampleRNNEngine's sizes and load regions; its blocks are built in its
+# constructor (rtl/samplernn.py), so such an engine, never elaborated, would warn when collected. Only those.
+warnings.filterwarnings("ignore", category=UnusedElaboratable, module=r".*[/\\]rtl[/\\]samplernn$")
 
 #: Bits of a sample's beat on ``m_axis``: PCM in [15:0], code in [31:16].
 SAMPLE_BITS = 32
@@ -245,15 +250,18 @@ def region_names(engine: SampleRNNEngine) -> dict[int, str]:
     return {value: names[value] for value in sorted(engine.regions)}
 
 
-def register_map(config: SampleRNNTopConfig) -> dict:
+def register_map(config: SampleRNNTopConfig, engine: SampleRNNEngine | None = None) -> dict:
     """The register map and stream protocol of :class:`SampleRNNTop` for ``config``, as JSON-ready data.
+
+    ``engine`` is the configuration's engine if one is at hand (its load regions are read; by default one is
+    built).
 
     Keys: ``design`` (``"samplernn"``), ``top``, ``vlnv``, ``addr_width``, ``config``
     (:meth:`SampleRNNTopConfig.as_json`), ``config_id``, ``streams`` (``s_axis``: ``tdata_width``,
     ``element_bits``, ``elements``; ``m_axis``: ``tdata_width``, ``pcm_bits``, ``code_bits``), ``modes``,
     ``load_regions`` (name to ``value`` and ``beats``), ``table_bytes``, ``table_align``, ``registers``.
     """
-    engine = config.engine()
+    engine = config.engine() if engine is None else engine
     return {
         "design": "samplernn",
         "top": config.name,
@@ -321,8 +329,8 @@ class SampleRNNAxiCore(wiring.Component):
         if not isinstance(config, SampleRNNTopConfig):
             raise ValueError(f"config must be a SampleRNNTopConfig, not {config!r}")
         self.config = config
-        self.regmap = register_map(config)
         self.engine = config.engine()
+        self.regmap = register_map(config, self.engine)
         super().__init__({
             "ctrl": In(axi_lite_signature()),
             "s_axis": In(axi_stream_signature(config.mm2s_width)),

@@ -226,11 +226,14 @@ def register_map(config: GruTopConfig) -> dict:
     }
 
 
-def write_register_map(config, path: str | os.PathLike) -> Path:
-    """Write ``config.register_map()`` as JSON to ``path``, atomically; return the path."""
+def write_register_map(source, path: str | os.PathLike) -> Path:
+    """Write a register map as JSON to ``path``, atomically; return the path.
+
+    ``source`` is the map (a dict) or a design's configuration (its ``register_map()`` is written).
+    """
     path = Path(path)
     with atomic_write(path) as file:
-        json.dump(config.register_map(), file, indent=2)
+        json.dump(source if isinstance(source, dict) else source.register_map(), file, indent=2)
         file.write("\n")
     return path
 

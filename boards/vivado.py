@@ -343,8 +343,7 @@ h = gru.run_steps(xs)
 Stream: {config.tdata_width}-bit TDATA, {config.simd} x {config.element_bits}-bit values per beat."""
 
 
-def _readme(config, name: str, design: str, files: list[str]) -> str:
-    regmap = config.register_map()
+def _readme(config, regmap: dict, name: str, design: str, files: list[str]) -> str:
     # A "|" inside a cell would end it: Markdown tables need it escaped.
     rows = "\n".join(f"| `{reg['offset']:#04x}` | {reg_name} | {reg['access']} | "
                      f"{reg['description'].replace('|', chr(92) + '|')} |"
@@ -387,11 +386,12 @@ def write_build(config, folder: str | os.PathLike, name: str = "wavefabric_gru",
     with atomic_folder(folder, force) as tmp:
         if weights is not None:
             write_weights(config, weights, tmp / f"{name}.weights.npz")
-        write_verilog(config.top(), tmp / f"{config.name}.v", config.name)
-        write_register_map(config, tmp / f"{name}.regmap.json")
+        top = config.top()
+        write_verilog(top, tmp / f"{config.name}.v", config.name)
+        write_register_map(top.core.regmap, tmp / f"{name}.regmap.json")
         files = sorted([path.name for path in tmp.iterdir()] + ["README.md", "build.sh", "build.tcl"])
         for file_name, text in (("build.tcl", build_tcl(config, name)), ("build.sh", build_sh(name, design)),
-                                ("README.md", _readme(config, name, design, files))):
+                                ("README.md", _readme(config, top.core.regmap, name, design, files))):
             with atomic_write(tmp / file_name) as file:
                 file.write(text)
         make_executable(tmp / "build.sh")

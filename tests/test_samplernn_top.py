@@ -25,6 +25,8 @@ from wavefabric.sim.export import to_verilog
 from wavefabric.sim.samplernn import TABLE_BASE, table_image
 from wavefabric.sim.streams import AxiReadMemory, run_streams, vcd_hint
 
+# SampleRNN engines built for their sizes only (the import-time filter of boards.samplernn_top does not outlive
+# pytest's collection).
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
 #: The smallest legal network: one tier of frame size 2, dim 3, two levels.

@@ -9,12 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from wavefabric.boards import vivado
+from wavefabric.boards.samplernn_top import SampleRNNTopConfig
 from wavefabric.boards.top import GruTopConfig
 from wavefabric.cli import main
 from wavefabric.model.files import MANIFEST
+from wavefabric.model.samplernn import SampleRNNConfig, random_state_dict
 
 CONFIG = GruTopConfig(3, 4, layers=1, lanes=2, simd=2)
 FILES = ["README.md", "build.sh", "build.tcl", "gru.regmap.json", "wavefabric_gru.v"]
@@ -196,3 +199,69 @@ def test_cli_synth_pynq_z1_json(capsys):
 def test_readme_register_table_has_four_cells_per_row(build):
     rows = [line for line in (build / "README.md").read_text().splitlines() if line.startswith("| `")]
     assert len(rows) > 10 and all(len(re.split(r"(?<!\\)\|", row)) == 6 for row in rows)
+
+
+SAMPLERNN = SampleRNNTopConfig(SampleRNNConfig(frame_sizes=(2,), n_rnn=1, dim=3, q_levels=2), lanes=2, simd=4,
+                               gru_lanes=2)
+SAMPLERNN_FILES = ["README.md", "build.sh", "build.tcl", "srnn.regmap.json", "srnn.weights.npz",
+                   "wavefabric_samplernn.v"]
+
+
+@pytest.fixture(scope="module")
+def samplernn_build(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("vivado") / "srnn"
+    state = random_state_dict(SAMPLERNN.network, 1)
+    assert vivado.write_build(SAMPLERNN, folder, "srnn", "samplernn", weights=state) == SAMPLERNN_FILES
+    return folder
+
+
+def test_samplernn_tcl_connects_the_ddr_reader_and_lints_clean(samplernn_build):
+    tcl = (samplernn_build / "build.tcl").read_text()
+    for line in [
+        "set top wavefabric_samplernn",
+        "set_property -dict [list CONFIG.NUM_SI {3} CONFIG.NUM_MI {1}] $mem_sc",
+        "connect_bd_intf_net [get_bd_intf_pins accel/m_axi] [get_bd_intf_pins mem_sc/S02_AXI]",
+        "set hp0_ddr [get_bd_addr_segs ps7/S_AXI_HP0/HP0_DDR_LOWOCM]",
+        "    -target_address_space [get_bd_addr_spaces accel/m_axi] $hp0_ddr",
+        "    -target_address_space [get_bd_addr_spaces dma/Data_MM2S] $hp0_ddr",
+        "    CONFIG.c_m_axis_mm2s_tdata_width {64} \\",
+        "    CONFIG.c_s_axis_s2mm_tdata_width {32} \\",
+    ]:
+        assert line in tcl.splitlines(), line
+    assert tcl.count("assign_bd_address -offset 0x00000000 -range 0x20000000") == 3
+    tclint = shutil.which("tclint") or shutil.which("tclint", path=str(Path(sys.executable).parent))
+    if tclint is None:
+        pytest.skip("tclint is not installed (pip install wavefabric[test])")
+    proc = subprocess.run([tclint, str(samplernn_build / "build.tcl")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_samplernn_folder_holds_what_the_board_needs(samplernn_build):
+    regmap = json.loads((samplernn_build / "srnn.regmap.json").read_text())
+    assert regmap["vlnv"] == "xilinx.com:module_ref:wavefabric_samplernn:1.0" and regmap["design"] == "samplernn"
+    with np.load(samplernn_build / "srnn.weights.npz") as arrays:
+        assert dict(arrays).keys() == random_state_dict(SAMPLERNN.network, 1).keys()
+    readme = (samplernn_build / "README.md").read_text()
+    assert 'synth.load("srnn.weights.npz")' in readme and "SampleRNNOverlay" in readme
+    assert "module wavefabric_samplernn(" in (samplernn_build / "wavefabric_samplernn.v").read_text()
+
+
+def test_cli_build_samplernn_with_a_checkpoint(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    sizes = "--frame-sizes 2 --n-rnn 1 --dim 3 --q-levels 2 --lanes 2 --simd 4 --gru-lanes 2".split()
+    checkpoint = tmp_path / "model.pt"
+    torch.save({f"model.{k}": torch.from_numpy(v) for k, v in random_state_dict(SAMPLERNN.network, 1).items()},
+               checkpoint)
+    out = tmp_path / "b"
+    assert main(["build", "pynq-z1", "--design", "samplernn", *sizes, "--checkpoint", str(checkpoint),
+                 "--name", "srnn", "-o", str(out)]) == 0
+    assert listing(out) == SAMPLERNN_FILES
+    other = tmp_path / "other.pt"
+    torch.save({k: torch.from_numpy(v) for k, v in random_state_dict(SampleRNNConfig(frame_sizes=(2,), n_rnn=1,
+                                                                                    dim=4, q_levels=2), 1).items()},
+               other)
+    capsys.readouterr()
+    assert main(["build", "pynq-z1", "--design", "samplernn", *sizes, "--checkpoint", str(other),
+                 "-o", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not fit these sizes" in err and not (tmp_path / "c").exists()
