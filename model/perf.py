@@ -43,9 +43,6 @@ __all__ = [
     "pwg_layer_ideal_cycles",
     "pwg_layer_cycles",
     "pwg_engine_cycles",
-    "pwg_layer_traffic",
-    "pwg_upsample_cycles",
-    "pwg_generator_cycles",
     "PWG_RECOMMENDED",
     "estimate_pwg",
     "PYNQ_Z1_HP_PORT_BYTES_PER_S",
@@ -122,12 +119,11 @@ def pwg_macs(config, hardware_order: bool = True) -> WorkReport:
     the frame rate, and one ``2s+1``-tap filter per channel at each upsampling stage's rate.
 
     In the hardware order (default; :class:`~wavefabric.model.pwg.PWGFixed`) every layer's aux 1x1 runs at the
-    frame rate (``aux * gate / hop``), the stages filter its ``layers * gate`` outputs instead of the ``aux``
-    mel channels, in polyphase form (3 MACs per output instead of ``2s+1``, bit-identical: about 4 MACs per
-    channel per sample at scales 4 4 4 4 instead of 12), and the last layer's output 1x1 is not computed.
-    With ``hardware_order=False``, the package's order and arithmetic: the aux 1x1 at the sample rate
-    (``aux * gate``) and ``2s+1`` taps per output on ``aux`` channels. ljspeech v1: 1.296 M in the package's
-    order, 0.9998 M in the hardware order (22.8% less).
+    frame rate (``aux * gate / hop``), and the stages become one table of D taps per sample applied to its
+    ``gate`` outputs inside the gate GEMM (:class:`~wavefabric.model.pwg.UpsampleTable`: ``layers * gate * D``;
+    D = 5 at scales 4 4 4 4), and the last layer's output 1x1 is not computed. With ``hardware_order=False``,
+    the package's order and arithmetic: the aux 1x1 at the sample rate (``aux * gate``) and ``2s+1`` taps per
+    output on ``aux`` channels at each stage's rate.
     """
     report = WorkReport("pwg", config.sample_rate)
     hop = config.hop_size
@@ -135,13 +131,15 @@ def pwg_macs(config, hardware_order: bool = True) -> WorkReport:
     res, gate, skip = config.residual_channels, config.gate_channels, config.skip_channels
     report.layers["upsample.conv_in"] = aux * aux * (2 * config.aux_context_window + 1) / hop
     if hardware_order:
+        from .pwg import upsample_geometry
+
         report.layers["aux_1x1"] = layers * gate * aux / hop
-    channels = layers * gate if hardware_order else aux
-    rate = 1
-    for stage, scale in enumerate(config.upsample_scales):
-        rate *= scale
-        taps = 3 if hardware_order else 2 * scale + 1
-        report.layers[f"upsample.stage{stage}"] = channels * taps * rate / hop
+        report.layers["upsample.table"] = layers * gate * upsample_geometry(config.upsample_scales)[0]
+    else:
+        rate = 1
+        for stage, scale in enumerate(config.upsample_scales):
+            rate *= scale
+            report.layers[f"upsample.stage{stage}"] = aux * (2 * scale + 1) * rate / hop
     report.layers["first_conv"] = config.in_channels * res
     per_layer = res * gate * config.kernel_size + gate // 2 * skip + gate // 2 * res
     if hardware_order:
@@ -610,90 +608,6 @@ XC7Z020_DSP48E1 = XC7Z020["dsp48e1"]
 XC7Z020_BRAM_BYTES = XC7Z020["bram36"] * 4608
 
 
-def pwg_layer_traffic(t: int, rows: int, residual: int = 64, gate: int = 128, skip: int = 64, aux: int = 80,
-                      kernel_size: int = 3, act_bytes: int = 2, skip_bytes: int = 4,
-                      aux_applied: bool = False) -> dict:
-    """External-memory bytes of one residual layer over T time steps, activations streamed from DDR.
-
-    Reads ``x`` (``R_ch`` act values per step), ``c`` (the A-channel conditioning, or with ``aux_applied``
-    the G-channel aux term of the hardware order) and the skip sum (S values of ``skip_bytes``, the sum's 21
-    bits in a 32-bit word), writes ``x_next`` and the skip sum, and loads the layer's weights once
-    (``ceil(G / rows) K_g + ceil((S + R_ch) / rows) G / 2`` words of ``rows`` lanes, ``K_g = R_ch K`` plus
-    A without ``aux_applied``) and biases. Returns the bytes by stream and ``total``.
-    """
-    k_gate = residual * kernel_size + (0 if aux_applied else aux)
-    words = (-(-gate // rows) * k_gate + -(-(skip + residual) // rows) * (gate // 2)) * rows
-    traffic = {
-        "x": t * residual * act_bytes,
-        "c": t * (gate if aux_applied else aux) * act_bytes,
-        "skip_in": t * skip * skip_bytes,
-        "x_next": t * residual * act_bytes,
-        "skip_out": t * skip * skip_bytes,
-        "weights": words * act_bytes + (gate + skip + residual) * act_bytes,
-    }
-    traffic["total"] = sum(traffic.values())
-    return traffic
-
-
-def pwg_upsample_cycles(rows: int, cols: int, channels: int, length: int, scale: int) -> int:
-    """Cycles of one upsampling stage (stretch by s, ``2s+1``-tap filter) of ``channels`` signals on the array.
-
-    In polyphase form (:meth:`~wavefabric.model.pwg.PWGFixed.upsample_stages`) M consecutive outputs of a
-    channel (M a multiple of s) read ``M / s + 2`` consecutive inputs through one fixed ``M x (M/s + 2)``
-    matrix of polyphase weights (zero where a frame is out of an output's reach), so the stage is one GEMM
-    (:func:`gemm_cycles`) with ``N = channels * ceil(L s / M)`` windows of L input frames. M is the multiple
-    of s up to ``4 * rows`` that takes the fewest cycles (16 for s = 4 on 16 rows: 16 outputs per cycle on
-    a 16 x 16 array).
-    """
-    check_sizes(channels=channels, length=length, scale=scale)
-    outputs = length * scale
-    return min(gemm_cycles(rows, cols, m, channels * -(-outputs // m), m // scale + 2)
-               for m in range(scale, max(4 * rows, scale) + 1, scale))
-
-
-def _pwg_stage_lengths(config, frames: int) -> list[int]:
-    """Signal lengths into and out of the upsampling stages: ``frames``, then times each scale."""
-    lengths = [frames]
-    for scale in config.upsample_scales:
-        lengths.append(lengths[-1] * scale)
-    return lengths
-
-
-def pwg_generator_cycles(config, rows: int, cols: int, t: int, hardware_order: bool = True) -> dict:
-    """Cycles of the whole ParallelWaveGAN generator over T output samples on one R x C array.
-
-    The schedule runs everything on the same array, one pass after the other, activations in DDR between
-    passes: ``conv_in`` (a GEMM of ``A x A (2w + 1)`` by frames), in the hardware order (default) the aux
-    1x1s of all layers as one frame-rate GEMM (``layers G x A`` by frames), the upsampling stages on the
-    ``layers G`` aux outputs (A channels in the package's order) by :func:`pwg_upsample_cycles`,
-    ``first_conv`` (a K = ``in_channels`` GEMM), the ``config.layers`` residual layers
-    (:func:`pwg_layer_cycles`, each from an idle engine, dilation ``2**(l mod layers_per_stack)``; in the
-    hardware order with ``aux = 0``, the aux term preloaded; the last layer is counted with its output 1x1,
-    ``G/2 R`` of its MACs, 0.4% at ljspeech sizes), and the two output 1x1s (GEMMs of K = S). The skip scale
-    and ReLUs are in the narrowing stages. Returns cycles by part and ``total``.
-    """
-    frames = -(-t // config.hop_size)
-    a, s, w = config.aux_channels, config.skip_channels, config.aux_context_window
-    parts = {"upsample.conv_in": gemm_cycles(rows, cols, a, frames, a * (2 * w + 1))}
-    channels = config.layers * config.gate_channels if hardware_order else a
-    if hardware_order:
-        parts["aux_1x1"] = gemm_cycles(rows, cols, channels, frames, a)
-    lengths = _pwg_stage_lengths(config, frames)
-    for stage, scale in enumerate(config.upsample_scales):
-        parts[f"upsample.stage{stage}"] = pwg_upsample_cycles(rows, cols, channels, lengths[stage], scale)
-    parts["first_conv"] = gemm_cycles(rows, cols, config.residual_channels, t, config.in_channels)
-    from .pwg import upsample_geometry
-
-    taps = upsample_geometry(config.upsample_scales)[0] if hardware_order else a
-    hop = cols * -(-config.hop_size // cols)  # the estimate for arrays whose columns do not divide the hop
-    parts["residual_layers"] = sum(
-        pwg_layer_cycles(rows, cols, -(-t // hop), hop, config.dilation(layer), config.residual_channels,
-                         config.gate_channels, s, config.kernel_size, taps) for layer in range(config.layers))
-    parts["last_conv"] = gemm_cycles(rows, cols, s, t, s) + gemm_cycles(rows, cols, config.out_channels, t, s)
-    parts["total"] = sum(parts.values())
-    return parts
-
-
 def pwg_engine_cycles(config, rows: int, cols: int, frames: int, gate_lanes: int | None = None) -> int:
     """Exact cycles of one job of ``frames`` frames on :class:`~wavefabric.rtl.pwg.PWGEngine`, from cycle 0 of an
     idle engine (its table loaded) whose inputs are always valid and PCM output always ready, to the last PCM
@@ -747,20 +661,17 @@ PWG_RECOMMENDED = {"rows": 13, "cols": 16, "clock_hz": 120e6}
 
 def estimate_pwg(rows: int = PWG_RECOMMENDED["rows"], cols: int = PWG_RECOMMENDED["cols"],
                  clock_hz: float = PWG_RECOMMENDED["clock_hz"], int8_pack: bool = False, t: int = 22050,
-                 config=None, hardware_order: bool = True) -> dict:
-    """Real-time figures of the ParallelWaveGAN generator on an R x C array at ``clock_hz``, by the cycle models.
+                 config=None) -> dict:
+    """Real-time figures of :class:`~wavefabric.rtl.pwg.PWGEngine` on an R x C array at ``clock_hz``.
 
-    Defaults: :data:`PWG_RECOMMENDED`, in the hardware order (:func:`pwg_generator_cycles`). ``t`` output
-    samples are generated per pass (default one second at 22.05 kHz). With ``int8_pack`` two 8-bit
-    multiplies share one DSP48E1 (``ceil(R C / 2)`` slices; 8-bit activations, 16-bit skip sums in DDR);
-    otherwise one 16-bit multiply per slice. Returns a JSON-ready dict: ``clock_hz``, ``cycles_per_sample``,
-    ``real_time_factor`` (samples per second generated / ``sample_rate``), ``utilization`` (MACs of
-    :func:`pwg_macs` / (R C cycles)) overall and on the residual layers, ``dsp48e1`` and ``fits_dsp``
-    (<= 220), ``ddr_bytes_per_layer`` (:func:`pwg_layer_traffic` at T), ``ddr_bytes_upsample`` (``conv_in``,
-    the aux GEMM and every stage read their input and write their output), ``ddr_bytes_per_sample`` (all
-    passes), ``ddr_bandwidth_needed`` (bytes/s at the rate generated), against ``hp_port_bandwidth`` and
-    ``ddr_peak_bandwidth`` of the PYNQ-Z1, and the activation footprint of one pass against the xc7z020's
-    block RAM.
+    Defaults: :data:`PWG_RECOMMENDED`. One job of ``ceil(t / hop)`` frames (default one second at 22.05 kHz),
+    timed by :func:`pwg_engine_cycles`. With ``int8_pack`` (a what-if: the engine is 16-bit) two 8-bit
+    multiplies would share one DSP48E1 at the same cycles. Returns a JSON-ready dict: ``clock_hz``, ``cycles``
+    (``total``, ``front_end``: to the last x0 row, ``layers``: the rest), ``cycles_per_sample``,
+    ``real_time_factor`` (samples per second generated / ``sample_rate``), ``clock_hz_for_real_time``,
+    ``utilization`` (MACs of :func:`pwg_macs` / (R C cycles)), ``dsp48e1`` (the array and the front end's one)
+    and ``fits_dsp`` (<= 220), and the block RAM the job's activations need on chip (``activation_bram36``:
+    the x and skip-sum memories, one row of C lanes per 36 Kb).
     """
     from .pwg import PWGConfig
 
@@ -768,49 +679,28 @@ def estimate_pwg(rows: int = PWG_RECOMMENDED["rows"], cols: int = PWG_RECOMMENDE
     check_sizes(rows=rows, cols=cols, t=t)
     if not clock_hz > 0:
         raise ValueError(f"clock_hz must be > 0, not {clock_hz!r}")
-    cycles = pwg_generator_cycles(config, rows, cols, t, hardware_order)
-    macs = pwg_macs(config, hardware_order)
-    per_sample = cycles["total"] / t
-    rate = clock_hz / per_sample
-    res, gate, skip, aux = (config.residual_channels, config.gate_channels, config.skip_channels,
-                            config.aux_channels)
-    act_bytes, skip_bytes = (1, 2) if int8_pack else (2, 4)
-    layer = pwg_layer_traffic(t, rows, res, gate, skip, aux, config.kernel_size, act_bytes, skip_bytes,
-                              hardware_order)
-    frames = -(-t // config.hop_size)
-    lengths = _pwg_stage_lengths(config, frames)
-    channels = config.layers * gate if hardware_order else aux
-    upsample = act_bytes * (aux * (2 * frames + 2 * config.aux_context_window)
-                            + (aux + channels) * frames * hardware_order
-                            + channels * (sum(lengths[:-1]) + sum(lengths[1:])))
-    per_pass = (config.layers * layer["total"] + upsample
-                + t * (config.in_channels + res + config.out_channels) * act_bytes
-                - t * res * act_bytes * hardware_order)  # the last layer writes no x_next
-    dsp = -(-rows * cols // 2) if int8_pack else rows * cols
-    layer_macs = macs.layers["residual_layers"] * t
+    frames = max(2, -(-t // config.hop_size))
+    samples = frames * config.hop_size
+    total = pwg_engine_cycles(config, rows, cols, frames)
+    front = pwg_frontend_timing(config, frames, cols, rows).x0_last + 1
+    per_sample = total / samples
+    macs = pwg_macs(config)
+    dsp = (-(-rows * cols // 2) if int8_pack else rows * cols) + 1
+    row_bits = cols * (config.numerics.act.width * config.residual_channels
+                       + pwg_skip_width(config.numerics.act.width, config.layers) * config.skip_channels)
     return {
-        "rows": rows, "cols": cols, "clock_hz": clock_hz, "int8_pack": int8_pack, "t": t,
-        "hardware_order": hardware_order,
+        "rows": rows, "cols": cols, "clock_hz": clock_hz, "int8_pack": int8_pack, "frames": frames, "t": samples,
         "sample_rate": config.sample_rate,
-        "cycles": cycles,
+        "cycles": {"front_end": front, "layers": total - front, "total": total},
         "cycles_per_sample": per_sample,
         "macs_per_sample": macs.total,
-        "real_time_factor": rate / config.sample_rate,
-        "utilization": macs.total * t / (rows * cols * cycles["total"]),
-        "residual_utilization": layer_macs / (rows * cols * cycles["residual_layers"]),
+        "real_time_factor": clock_hz / per_sample / config.sample_rate,
+        "clock_hz_for_real_time": per_sample * config.sample_rate,
+        "utilization": macs.total * samples / (rows * cols * total),
         "dsp48e1": dsp,
         "fits_dsp": dsp <= XC7Z020_DSP48E1,
-        "ddr_bytes_per_layer": layer,
-        "ddr_bytes_upsample": upsample,
-        "ddr_bytes_per_sample": per_pass / t,
-        "ddr_bandwidth_needed": per_pass / t * rate,
-        "hp_port_bandwidth": PYNQ_Z1_HP_PORT_BYTES_PER_S,
-        "ddr_peak_bandwidth": PYNQ_Z1_DDR_BYTES_PER_S,
-        "activation_bytes_per_pass": t * (res + (gate if hardware_order else aux) + skip * skip_bytes // act_bytes)
-        * act_bytes,
-        "bram_bytes": XC7Z020_BRAM_BYTES,
+        "activation_bram36": -(-samples // cols * row_bits // (36 * 1024)),
     }
-
 
 def matvec_weight_load_cycles(matrices, simd: int, newton_steps: int = 2) -> int:
     """Exact cycles to load weight-normed matrices through :class:`~wavefabric.rtl.loader.MatVecWeightLoader`.

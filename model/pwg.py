@@ -81,6 +81,7 @@ __all__ = [
     "random_state_dict",
     "from_state_dict",
     "context_frames",
+    "load_mel",
     "load_checkpoint",
     "residual_layer",
     "residual_layer_fixed",
@@ -460,6 +461,31 @@ def _check_mel(config: PWGConfig, c) -> None:
     shape = tuple(c.shape)
     if len(shape) != 2 or shape[1] != config.aux_channels or shape[0] < 1:
         raise ValueError(f"c must have shape (frames >= 1, aux_channels={config.aux_channels}), not {shape}")
+
+
+def load_mel(path: str | Path, config: PWGConfig) -> np.ndarray:
+    """A mel from a NumPy ``.npy`` file, ``(frames, A)`` or ``(A, frames)``, as ``(frames, A)`` (memory-mapped).
+
+    Raises
+    ------
+    ValueError
+        One line naming the file: not an ``.npy`` array, not 2-D numbers with ``aux_channels`` channels, no
+        frames, or NaN / infinite values.
+    """
+    try:
+        mel = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, EOFError, OSError) as error:
+        reason = " ".join(str(error).split())
+        raise ValueError(f"--mel {path}: not a NumPy .npy array ({reason})") from None
+    if mel.ndim != 2 or config.aux_channels not in mel.shape or not np.issubdtype(mel.dtype, np.number):
+        raise ValueError(f"--mel {path}: expected a 2-D array of numbers with {config.aux_channels} channels, "
+                         f"not {mel.dtype} of shape {mel.shape}")
+    mel = mel if mel.shape[1] == config.aux_channels else mel.T
+    if len(mel) == 0:
+        raise ValueError(f"--mel {path} has no frames")
+    if not np.isfinite(mel).all():
+        raise ValueError(f"--mel {path} holds NaN or infinite values")
+    return mel
 
 
 def context_frames(config: PWGConfig) -> int:
@@ -956,6 +982,21 @@ class PWGFixed:
         if self.config.layers > 1:
             return relu(mul_const(skips, math.sqrt(1.0 / self.config.layers), num))
         return relu(saturate(skips, num.act))
+
+    def job(self, c, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The act integers ``(z, padded mel)`` that :meth:`inference` gives :meth:`forward` for a mel ``c``
+        ``(frames, A)`` of at most :data:`BLOCK_FRAMES` frames: one block, the whole signal (what the
+        hardware's one job computes)."""
+        config = self.config
+        c = np.asarray(c, dtype=np.float64)
+        _check_mel(config, c)
+        frames, w = c.shape[0], config.aux_context_window
+        if frames > BLOCK_FRAMES:
+            raise ValueError(f"a job is at most {BLOCK_FRAMES} frames, not {frames}")
+        padded = c[np.clip(np.arange(-w, frames + w), 0, frames - 1)].T
+        z = _NoiseStream(config.in_channels, seed).take(0, frames * config.hop_size)
+        act = self.numerics.act
+        return act.quantize(z), act.quantize(padded)
 
     def inference(self, c, seed: int = 0) -> np.ndarray:
         """Float waveform ``(frames * hop, out_channels)`` through the fixed-point model.

@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 
 from wavefabric.model import samplernn  # noqa: E402
 from wavefabric.model.audio import read_wav  # noqa: E402
+from wavefabric.model.pwg import PWGConfig, random_state_dict  # noqa: E402
 
 SMALL = ["--dim", "8", "--frame-sizes", "2", "2"]
 
@@ -93,4 +94,33 @@ def test_sim_samplernn_bad_inputs(tmp_path):
                           (["--seconds", "0"], "argument --seconds"),
                           (["--seconds", "1e-5"], "is 0 samples")):
         assert_refused(cli("sim", "samplernn", *argv, "-o", out), message)
+    assert not out.exists()
+
+
+#: A small generator for the simulated PWG accelerator: three layers, hop 4 (a cols 4 array).
+PWG_SMALL = ["--rows", "2", "--cols", "4", "--residual", "4", "--gate", "8", "--skip", "4", "--aux", "3", "--layers",
+             "3", "--stacks", "1", "--upsample-scales", "2", "2", "--aux-context-window", "1", "--backend", "amaranth"]
+
+
+def test_sim_pwg_bad_inputs(tmp_path):
+    """The PWG accelerator's simulation refuses, in one line and before writing anything: mels of the wrong channel
+    count, with NaN or infinite values, with no frames (or too few for the upsampler's table), and a checkpoint
+    of other sizes."""
+    mel = np.random.default_rng(0).standard_normal((4, 3))
+    np.save(tmp_path / "channels.npy", mel[:, :2])
+    inf = mel.copy()
+    inf[1, 1] = np.inf
+    np.save(tmp_path / "inf.npy", inf)
+    np.save(tmp_path / "empty.npy", mel[:0])
+    np.save(tmp_path / "one.npy", mel[:1])
+    checkpoint = tmp_path / "ljspeech.pt"
+    torch.save({name: torch.from_numpy(value) for name, value in random_state_dict(PWGConfig(), 0).items()},
+               checkpoint)
+    out = tmp_path / "out.wav"
+    for argv, message in ((["--mel", tmp_path / "channels.npy"], "expected a 2-D array of numbers with 3 channels"),
+                          (["--mel", tmp_path / "inf.npy"], "holds NaN or infinite values"),
+                          (["--mel", tmp_path / "empty.npy"], "has no frames"),
+                          (["--mel", tmp_path / "one.npy"], "a job is 2 to 256 frames, not 1"),
+                          (["--checkpoint", checkpoint], "tensor 'first_conv.bias' has shape (64,), expected (4,)")):
+        assert_refused(cli("sim", "pwg", *PWG_SMALL, *argv, "-o", out), message)
     assert not out.exists()

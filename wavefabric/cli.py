@@ -218,18 +218,12 @@ def _mel(args, config: pwg.PWGConfig, frames: int):
     if args.mel is None:
         return _NoiseMel(frames, config.aux_channels, args.seed)
     try:
-        mel = np.load(args.mel, mmap_mode="r", allow_pickle=False)
-    except (ValueError, EOFError) as error:
-        raise _fail(f"--mel {args.mel}: not a NumPy .npy array ({_one_line(error)})") from None
-    if mel.ndim != 2 or config.aux_channels not in mel.shape or not np.issubdtype(mel.dtype, np.number):
-        raise _fail(f"--mel {args.mel}: expected a 2-D array of numbers with {config.aux_channels} channels, "
-                    f"not {mel.dtype} of shape {mel.shape}")
-    mel = mel if mel.shape[1] == config.aux_channels else mel.T
+        mel = pwg.load_mel(args.mel, config)
+    except ValueError as error:
+        raise _fail(str(error)) from None
     if len(mel) < frames:
         raise _fail(f"--mel {args.mel} has {len(mel)} frames ({len(mel) * config.hop_size / config.sample_rate:.2f} "
                     f"s at hop {config.hop_size}), fewer than the {frames} that --seconds {args.seconds:g} needs")
-    if not np.isfinite(mel).all():
-        raise _fail(f"--mel {args.mel} holds NaN or infinite values")
     return mel
 
 

