@@ -742,7 +742,8 @@ def matvec_weight_load_cycles(matrices, simd: int, newton_steps: int = 2) -> int
 
 # --- DMA: records between a stream and the DDR (rtl/dma.py) ------------------------------------------------------
 
-__all__ += ["AXI_MAX_BURST", "AXI_PAGE", "dma_bursts", "memory_reader_cycles", "memory_writer_cycles"]
+__all__ += ["AXI_MAX_BURST", "AXI_PAGE", "dma_bursts", "memory_reader_cycles", "memory_reader_commands_cycles",
+            "memory_writer_cycles", "memory_writer_commands_cycles"]
 
 #: Beats of the longest AXI4 INCR burst.
 AXI_MAX_BURST = 256
@@ -770,64 +771,100 @@ def dma_bursts(addr: int, beats: int, beat_bytes: int) -> list[int]:
     return bursts
 
 
-def _dma_beats(record_bits: int, count: int, data_width: int) -> int:
+def _dma_commands(record_bits: int, commands, data_width: int) -> list[tuple[int, int]]:
+    """``commands`` checked, as ``(addr, beats)``."""
     check_int("record_bits", record_bits)
-    check_int("count", count, lo=0)
     if data_width not in (32, 64):
         raise ValueError(f"data_width must be 32 or 64, not {data_width!r}")
-    return count * -(-record_bits // data_width)
+    commands = list(commands)
+    if not commands:
+        raise ValueError("commands must hold at least one (addr, count)")
+    return [(check_int("addr", addr, lo=0), check_int("count", count, lo=0) * -(-record_bits // data_width))
+            for addr, count in commands]
+
+
+def memory_reader_commands_cycles(record_bits: int, commands, data_width: int = 64, latency: int = 40,
+                                  outstanding: int = 2) -> int:
+    """Exact cycles of :class:`~wavefabric.rtl.dma.MemoryReader` commands ``[(addr, count), ...]``, from the
+    first ``cmd`` transfer (cycle 0) to the transfer of the last record, inclusive.
+
+    The reader is idle and every command valid from cycle 0, the memory
+    (:class:`~wavefabric.sim.streams.AxiMemory`) takes AR at once and offers each R beat as soon as its
+    ``latency`` allows, ``records`` is always ready. Each command's ``count * ceil(record_bits / data_width)``
+    beats go in the bursts of :func:`dma_bursts`; over all commands, burst ``k`` (``n_k`` beats) has its AR in
+    cycle ``a_k`` and its R beats in cycles ``s_k .. e_k = s_k + n_k - 1``::
+
+        a_k = a_(k-1) + 1                          within a command (a_(-1) = -1)
+        a_k = c + 1                                first burst of a command taken in cycle c: the cycle after
+                                                   the previous command's last AR (or after it was taken, for
+                                                   a count of 0), c = 0 for the first
+        a_k = max(a_k, e_(k-outstanding) + 1)      once k >= outstanding
+        s_k = max(a_k + latency, e_(k-1) + 1)
+        cycles = e_last + 2                        (the record register, then its transfer)
+
+    When R never waits (``s_k = e_(k-1) + 1``, as with two bursts in flight on long transfers at the default
+    latency) one command takes ``beats + latency + 2`` and the next command's beats follow without a gap.
+    """
+    check_int("latency", latency)
+    check_int("outstanding", outstanding)
+    issued, ends, taken = [], [], 0
+    for addr, beats in _dma_commands(record_bits, commands, data_width):
+        for n, size in enumerate(dma_bursts(addr, beats, data_width // 8)):
+            a = taken + 1 if n == 0 else issued[-1] + 1
+            if len(issued) >= outstanding:
+                a = max(a, ends[len(issued) - outstanding] + 1)
+            ends.append(max(a + latency, ends[-1] + 1 if ends else 0) + size - 1)
+            issued.append(a)
+        taken = issued[-1] + 1 if beats else taken + 1
+    if not ends:
+        raise ValueError("commands must read at least one record")
+    return ends[-1] + 2
 
 
 def memory_reader_cycles(record_bits: int, count: int, data_width: int = 64, addr: int = 0, latency: int = 40,
                          outstanding: int = 2) -> int:
-    """Exact cycles of one :class:`~wavefabric.rtl.dma.MemoryReader` command, from its ``cmd`` transfer (cycle 0)
-    to the transfer of its last record, inclusive.
-
-    The reader is idle, the memory (:class:`~wavefabric.sim.streams.AxiMemory`) takes AR at once and offers
-    each R beat as soon as its ``latency`` allows, ``records`` is always ready. The ``N = count *
-    ceil(record_bits / data_width)`` beats go in the bursts of :func:`dma_bursts`; burst ``k`` (``n_k`` beats)
-    has its AR in cycle ``a_k`` and its R beats in cycles ``s_k .. e_k = s_k + n_k - 1``::
-
-        a_0 = 1,  a_k = max(a_(k-1) + 1, e_(k-outstanding) + 1)   (the second term once k >= outstanding)
-        s_0 = a_0 + latency,  s_k = max(a_k + latency, e_(k-1) + 1)
-        cycles = e_last + 2                                       (the record register, then its transfer)
-
-    When R never waits (``s_k = e_(k-1) + 1``, as with two bursts in flight on long transfers at the default
-    latency) this is ``N + latency + 2``.
-    """
-    beats = _dma_beats(record_bits, count, data_width)
+    """Exact cycles of one :class:`~wavefabric.rtl.dma.MemoryReader` command of ``count`` (>= 1) records at
+    ``addr``: :func:`memory_reader_commands_cycles` of ``[(addr, count)]``; ``beats + latency + 2`` when R never
+    waits."""
     check_int("count", count)
-    check_int("latency", latency)
-    check_int("outstanding", outstanding)
-    issued, ends = [], []
-    for k, n in enumerate(dma_bursts(addr, beats, data_width // 8)):
-        a = 1 if k == 0 else issued[-1] + 1
-        if k >= outstanding:
-            a = max(a, ends[k - outstanding] + 1)
-        start = a + latency if k == 0 else max(a + latency, ends[-1] + 1)
-        issued.append(a)
-        ends.append(start + n - 1)
-    return ends[-1] + 2
+    return memory_reader_commands_cycles(record_bits, [(addr, count)], data_width, latency, outstanding)
+
+
+def memory_writer_commands_cycles(record_bits: int, commands, data_width: int = 64, write_latency: int = 40,
+                                  pending: int = 4) -> int:
+    """Exact cycles of :class:`~wavefabric.rtl.dma.MemoryWriter` commands ``[(addr, count), ...]``, from the
+    first ``cmd`` transfer (cycle 0) to the transfer of the last ``done`` beat, inclusive.
+
+    The writer is idle, commands and records are always valid, the memory takes AW at once and every W beat as
+    soon as its burst's AW has transferred, and offers each B response ``write_latency`` cycles after the
+    burst's last W beat; ``done`` is always ready. A command of ``N = count * ceil(record_bits / data_width)``
+    beats taken in cycle ``c_j`` has its first record taken in ``c_j + 1`` and its W beats back to back in
+    cycles ``c_j + 2 .. t_j = c_j + N + 1`` (its AWs, one per cycle from ``c_j + 1``, stay ahead of them); its
+    last B response transfers in cycle ``t_j + write_latency`` and its ``done`` once that is counted, in order::
+
+        c_0 = 0,  c_j = max(t_(j-1) + 1, d_(j-pending) + 1)    (the second term once j >= pending)
+        d_j = max(t_j + write_latency + 1, d_(j-1) + 1)        (a count of 0: t_j = c_j, d_j = max(c_j + 1, ...))
+        cycles = d_last + 1
+
+    One command takes ``N + write_latency + 3`` cycles (2 for a count of 0); commands that follow overlap
+    their W beats with the previous command's wait for B, two cycles apart. The addresses do not matter:
+    bursts only decide where ``last`` goes.
+    """
+    check_int("write_latency", write_latency)
+    check_int("pending", pending)
+    done: list[int] = []
+    last_w = -1
+    for _, beats in _dma_commands(record_bits, commands, data_width):
+        taken = last_w + 1 if len(done) < pending else max(last_w + 1, done[len(done) - pending] + 1)
+        last_w = taken + beats + 1 if beats else taken
+        done.append(max(last_w + (write_latency + 1 if beats else 1), done[-1] + 1 if done else 0))
+    return done[-1] + 1
 
 
 def memory_writer_cycles(record_bits: int, count: int, data_width: int = 64, write_latency: int = 40) -> int:
-    """Exact cycles of one :class:`~wavefabric.rtl.dma.MemoryWriter` command, from its ``cmd`` transfer (cycle 0)
-    to the transfer of its ``done`` beat, inclusive.
-
-    The writer is idle, records are always valid, the memory takes AW at once and every W beat as soon as its
-    burst's AW has transferred, and offers each B response ``write_latency`` cycles after the burst's last W
-    beat; ``done`` is always ready. The first record is taken in cycle 1 and the ``N = count *
-    ceil(record_bits / data_width)`` W beats follow back to back in cycles 2 .. N + 1 (the AWs, one per cycle
-    from cycle 1, stay ahead of them); the last B response transfers in cycle ``N + 1 + write_latency`` and
-    ``done`` the cycle after it is counted::
-
-        cycles = N + write_latency + 3     (2 for a count of 0: done in cycle 1)
-
-    The address does not matter: bursts only decide where ``last`` goes.
-    """
-    beats = _dma_beats(record_bits, count, data_width)
-    check_int("write_latency", write_latency)
-    return beats + write_latency + 3 if beats else 2
+    """Exact cycles of one :class:`~wavefabric.rtl.dma.MemoryWriter` command of ``count`` records:
+    :func:`memory_writer_commands_cycles` of one command, ``N + write_latency + 3`` (2 for a count of 0)."""
+    return memory_writer_commands_cycles(record_bits, [(0, count)], data_width, write_latency)
 
 
 # ---------------------------------------------------------------------------------------------------------------

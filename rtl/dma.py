@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, ShapeCastable, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..model.checks import check_int
@@ -104,8 +105,8 @@ class MemoryReader(_Mover):
     -----
     cmd : In(stream(command_layout))
         ``addr`` (a multiple of the beat's bytes: otherwise its low bits are ignored and ``error`` is set) and
-        ``count``. Taken when the previous command is done (its last record taken into the output register); a
-        count of 0 reads nothing.
+        ``count``. Taken the cycle after the previous command's last AR, so its bursts follow at once and R
+        streams on from one command to the next; a count of 0 reads nothing.
     ar, r : Out(stream(read_address_layout)), In(stream(read_data_layout))
         AXI4 read channels. ``r`` is ready whenever a beat has room: at once for the first beats of a record,
         and for its last beat when ``records`` can take the record, so a stalled consumer stalls R.
@@ -114,9 +115,9 @@ class MemoryReader(_Mover):
     error : Out(1)
         Sticky: a non-OKAY ``RRESP`` or a misaligned ``addr``.
 
-    Latency and cycle count: a record leaves one cycle after its last beat arrives. With an idle reader, a
-    command taken in cycle 0, the memory always ready and valid after its latency and ``records`` always ready,
-    the last record transfers in cycle ``memory_reader_cycles(...) - 1``.
+    Latency and cycle count: a record leaves one cycle after its last beat arrives. With an idle reader,
+    commands always valid from cycle 0, the memory always ready and valid after its latency and ``records``
+    always ready, the last record transfers in cycle ``memory_reader_cycles(...) - 1``.
     """
 
     def __init__(self, record_shape, data_width: int = 64, addr_width: int = 32, max_records: int = 1 << 16,
@@ -132,20 +133,22 @@ class MemoryReader(_Mover):
     def elaborate(self, platform):
         m = Module()
         dw, per_record = self.data_width, self.beats_per_record
-        busy = Signal()
         addr = Signal(self.addr_width)
         ar_left = Signal(range(self.max_beats + 1))
         in_flight = Signal(range(self.outstanding + 1))
-        records_left = Signal(range(self.max_records + 1))
-        part = Signal(range(per_record))  # beat of the record that r delivers next
+        # The record counts of the commands whose records are still to come, oldest first. Each has a burst in
+        # flight or is the one AR is working on, so outstanding + 1 entries never run out.
+        m.submodules.counts = counts = SyncFIFO(width=len(self.cmd.payload.count), depth=self.outstanding + 1)
+        record = Signal(range(self.max_records))  # index of the record that r delivers, in the oldest command
+        part = Signal(range(per_record))  # its beat
 
-        m.d.comb += self.cmd.ready.eq(~busy)
+        m.d.comb += [self.cmd.ready.eq((ar_left == 0) & counts.w_rdy), counts.w_data.eq(self.cmd.payload.count),
+                     counts.w_en.eq(self.cmd.valid & self.cmd.ready & (self.cmd.payload.count != 0))]
         with m.If(self.cmd.valid & self.cmd.ready):
             self._start(m, addr, ar_left, self.error)
-            m.d.sync += [records_left.eq(self.cmd.payload.count), busy.eq(self.cmd.payload.count != 0)]
 
         beats = self._burst_beats(m, "burst_beats", addr, ar_left)
-        m.d.comb += [self.ar.valid.eq(busy & (ar_left != 0) & (in_flight < self.outstanding)),
+        m.d.comb += [self.ar.valid.eq((ar_left != 0) & (in_flight < self.outstanding)),
                      self.ar.payload.addr.eq(addr), self.ar.payload.len.eq(beats - 1)]
         ar_fire, r_fire = self.ar.valid & self.ar.ready, self.r.valid & self.r.ready
         with m.If(ar_fire):
@@ -153,8 +156,10 @@ class MemoryReader(_Mover):
         m.d.sync += in_flight.eq(in_flight + ar_fire - (r_fire & self.r.payload.last))
 
         record_end = part == per_record - 1
+        last = record == counts.r_data - 1
         parts = Signal((per_record - 1) * dw)  # the record's earlier beats, the first in the low bits
-        m.d.comb += self.r.ready.eq(~record_end | ~self.records.valid | self.records.ready)
+        m.d.comb += [self.r.ready.eq(~record_end | ~self.records.valid | self.records.ready),
+                     counts.r_en.eq(r_fire & record_end & last)]
         with m.If(self.records.ready):
             m.d.sync += self.records.valid.eq(0)
         with m.If(r_fire):
@@ -162,10 +167,8 @@ class MemoryReader(_Mover):
                 m.d.sync += self.error.eq(1)
             with m.If(record_end):
                 bits = Cat(parts, self.r.payload.data) if per_record > 1 else self.r.payload.data
-                m.d.sync += [self.records.valid.eq(1), part.eq(0), records_left.eq(records_left - 1),
-                             self.records.payload.eq(Cat(bits[:self.record_width], records_left == 1))]
-                with m.If(records_left == 1):
-                    m.d.sync += busy.eq(0)
+                m.d.sync += [self.records.valid.eq(1), part.eq(0), record.eq(Mux(last, 0, record + 1)),
+                             self.records.payload.eq(Cat(bits[:self.record_width], last))]
             if per_record > 1:
                 with m.Else():
                     # Shift in from the top: after per_record - 1 beats the first is in the low bits.
@@ -180,12 +183,16 @@ class MemoryWriter(_Mover):
     ----------
     record_shape, data_width, addr_width, max_records
         As :class:`MemoryReader`'s.
+    pending : int
+        Commands whose ``done`` beat has not been taken, at most (1 to 64): a command waits for its B responses
+        while the next one's records go out, and ``cmd`` stops while that many wait.
 
     Ports
     -----
     cmd : In(stream(command_layout))
         ``addr`` (a multiple of the beat's bytes: otherwise its low bits are ignored and ``error`` is set) and
-        ``count``; taken when the previous command is done (its ``done`` beat taken).
+        ``count``; taken the cycle after the previous command's last W beat (if fewer than ``pending`` commands
+        wait for their ``done``).
     records : In(stream(record_layout))
         The command's records in address order; ``last`` must be high exactly on its last one (``error``
         otherwise; the count decides what is written). Taken only while a command has records to go.
@@ -193,18 +200,20 @@ class MemoryWriter(_Mover):
         AXI4 write channels. W beats follow the records and do not wait for AW (as AXI4 requires of a manager);
         every strobe is set; ``b`` is always ready.
     done : Out(stream(StructLayout({"error": 1})))
-        One beat per command once every burst of it has had its B response (so its data is in memory), with
-        the ``error`` flag as it stands then; for a count of 0 at once.
+        One beat per command, in order, once every burst of it has had its B response (so its data is in
+        memory), with the ``error`` flag as it stands then; for a count of 0 at once.
     error : Out(1)
         Sticky: a non-OKAY ``BRESP``, a ``records`` ``last`` out of place or a misaligned ``addr``.
 
     Latency and cycle count: a record's first beat is offered on ``w`` the cycle after the record is taken. With
-    an idle writer, a command taken in cycle 0, records always valid, the memory always ready (a W beat when its
-    burst's AW has transferred) and ``done`` always ready, ``done`` transfers in cycle
+    an idle writer, commands and records always valid from cycle 0, the memory always ready (a W beat when its
+    burst's AW has transferred) and ``done`` always ready, the last ``done`` transfers in cycle
     ``memory_writer_cycles(...) - 1``.
     """
 
-    def __init__(self, record_shape, data_width: int = 64, addr_width: int = 32, max_records: int = 1 << 16):
+    def __init__(self, record_shape, data_width: int = 64, addr_width: int = 32, max_records: int = 1 << 16,
+                 pending: int = 4):
+        self.pending = check_int("pending", pending, hi=64)
         super().__init__(record_shape, data_width, addr_width, max_records)
 
     def _channels(self) -> dict:
@@ -217,27 +226,34 @@ class MemoryWriter(_Mover):
     def elaborate(self, platform):
         m = Module()
         dw, per_record, shift = self.data_width, self.beats_per_record, self.beat_bytes.bit_length() - 1
-        busy = Signal()
         aw_addr, w_addr = Signal(self.addr_width), Signal(self.addr_width)
         aw_left, w_left = Signal(range(self.max_beats + 1)), Signal(range(self.max_beats + 1))
-        issued, answered = Signal(range(self.max_beats + 1)), Signal(range(self.max_beats + 1))  # bursts
+        issued = Signal(range(self.max_beats + 1))  # bursts of the command on AW so far
+        answered = Signal(range(self.pending * self.max_beats + 1))  # B responses not yet matched by a done
         records_left = Signal(range(self.max_records + 1))
         w_burst_left = Signal(range(AXI_MAX_BURST + 1))  # beats left in the current W burst; 0: a new one is next
         held = Signal(per_record * dw)  # the record on w, its current beat in the low bits
         part = Signal(range(per_record))
+        # The burst count of every command waiting for its done, oldest first.
+        m.submodules.bursts = bursts = SyncFIFO(width=len(issued), depth=self.pending)
 
-        m.d.comb += self.cmd.ready.eq(~busy)
-        with m.If(self.cmd.valid & self.cmd.ready):
+        cmd_fire = self.cmd.valid & self.cmd.ready
+        m.d.comb += self.cmd.ready.eq((aw_left == 0) & (w_left == 0) & bursts.w_rdy)
+        with m.If(cmd_fire):
             self._start(m, aw_addr, aw_left, self.error)
             self._start(m, w_addr, w_left, self.error)
-            m.d.sync += [records_left.eq(self.cmd.payload.count), issued.eq(0), answered.eq(0), busy.eq(1)]
+            m.d.sync += records_left.eq(self.cmd.payload.count)
 
         aw_beats = self._burst_beats(m, "aw_burst_beats", aw_addr, aw_left)
-        m.d.comb += [self.aw.valid.eq(busy & (aw_left != 0)), self.aw.payload.addr.eq(aw_addr),
-                     self.aw.payload.len.eq(aw_beats - 1)]
-        with m.If(self.aw.valid & self.aw.ready):
+        aw_fire = self.aw.valid & self.aw.ready
+        m.d.comb += [self.aw.valid.eq(aw_left != 0), self.aw.payload.addr.eq(aw_addr),
+                     self.aw.payload.len.eq(aw_beats - 1),
+                     # A command's burst count goes in with its last AW (a count of 0: when it is taken).
+                     bursts.w_en.eq((cmd_fire & (self.cmd.payload.count == 0)) | (aw_fire & (aw_beats == aw_left))),
+                     bursts.w_data.eq(Mux(cmd_fire, 0, issued + 1))]
+        with m.If(aw_fire):
             m.d.sync += [aw_addr.eq(aw_addr + (aw_beats << shift)), aw_left.eq(aw_left - aw_beats),
-                         issued.eq(issued + 1)]
+                         issued.eq(Mux(aw_beats == aw_left, 0, issued + 1))]
 
         # W computes the same burst split from its own copy of the address, so it never waits for AW.
         w_burst = Mux(w_burst_left == 0, self._burst_beats(m, "w_burst_beats", w_addr, w_left), w_burst_left)
@@ -247,7 +263,7 @@ class MemoryWriter(_Mover):
         with m.If(w_fire):
             m.d.sync += [w_burst_left.eq(w_burst - 1), w_addr.eq(w_addr + self.beat_bytes), w_left.eq(w_left - 1),
                          part.eq(Mux(record_end, 0, part + 1)), held.eq(held[dw:])]
-        m.d.comb += self.records.ready.eq(busy & (records_left != 0) & (~self.w.valid | (self.w.ready & record_end)))
+        m.d.comb += self.records.ready.eq((records_left != 0) & (~self.w.valid | (self.w.ready & record_end)))
         with m.If(self.records.valid & self.records.ready):
             m.d.sync += [held.eq(Value.cast(self.records.payload.data).as_unsigned()), part.eq(0), self.w.valid.eq(1),
                          records_left.eq(records_left - 1)]
@@ -256,14 +272,11 @@ class MemoryWriter(_Mover):
         with m.Elif(w_fire & record_end):
             m.d.sync += self.w.valid.eq(0)
 
-        m.d.comb += self.b.ready.eq(1)
-        with m.If(self.b.valid):
-            m.d.sync += answered.eq(answered + 1)
-            with m.If(self.b.payload.resp != 0):
-                m.d.sync += self.error.eq(1)
-
-        m.d.comb += [self.done.valid.eq(busy & (aw_left == 0) & (w_left == 0) & (answered == issued)),
-                     self.done.payload.error.eq(self.error)]
-        with m.If(self.done.valid & self.done.ready):
-            m.d.sync += busy.eq(0)
+        # B responses come in burst order: the oldest command is done once as many have come as it has bursts.
+        done_fire = self.done.valid & self.done.ready
+        m.d.comb += [self.b.ready.eq(1), self.done.valid.eq(bursts.r_rdy & (answered >= bursts.r_data)),
+                     self.done.payload.error.eq(self.error), bursts.r_en.eq(done_fire)]
+        m.d.sync += answered.eq(answered + self.b.valid - Mux(done_fire, bursts.r_data, 0))
+        with m.If(self.b.valid & (self.b.payload.resp != 0)):
+            m.d.sync += self.error.eq(1)
         return m

@@ -9,7 +9,13 @@ from amaranth.hdl import Module, Shape, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from wavefabric.model.perf import dma_bursts, memory_reader_cycles, memory_writer_cycles
+from wavefabric.model.perf import (
+    dma_bursts,
+    memory_reader_commands_cycles,
+    memory_reader_cycles,
+    memory_writer_commands_cycles,
+    memory_writer_cycles,
+)
 from wavefabric.rtl.axi import (
     read_address_layout,
     read_data_layout,
@@ -154,6 +160,35 @@ def test_outstanding_bursts_hide_the_latency(outstanding, latency):
     assert memory_reader_cycles(64, 100_000, latency=40) == 100_000 + 42  # long transfers stream
 
 
+@pytest.mark.parametrize("pending, latency", [(4, 40), (1, 40), (2, 3)])
+def test_back_to_back_commands_overlap(pending, latency):
+    """Four commands, one of them empty, of 256-bit records: the reader's bursts and the writer's W beats go on
+    from one command to the next; the writer's dones wait for the B responses, up to ``pending`` commands."""
+    shape, rng = SHAPES[256], np.random.default_rng(pending)
+    commands = [{"addr": 4096 - 64, "count": 9}, {"addr": 64, "count": 0}, {"addr": 8192, "count": 3},
+                {"addr": 1024, "count": 20}]
+    words = record_words(rng, shape, 32)
+    chunks = np.split(words, [9, 9, 12])
+    records = [r for chunk in chunks for r in expected_records(shape, chunk)]
+    writer = MemoryWriter(shape, max_records=20, pending=pending)
+    memory = AxiMemory(bytes(12288), **WRITER_MEMORY, write_latency=latency)
+    run = run_streams(writer, {"cmd": commands, "records": records}, {"done": 4}, memories={"ddr": memory},
+                      name="dma_writer_commands")
+    pairs = [(c["addr"], c["count"]) for c in commands]
+    assert run.cycles == memory_writer_commands_cycles(256, pairs, write_latency=latency, pending=pending)
+    contents = run.memories["ddr"].contents
+    for command, chunk in zip(commands, chunks, strict=True):
+        image = image_of(chunk, shape, 64)
+        assert contents[command["addr"]:command["addr"] + len(image)].tobytes() == image
+    reader = MemoryReader(shape, max_records=20)
+    run = run_streams(reader, {"cmd": commands}, {"records": 32}, memories={"ddr": AxiMemory(contents,
+                                                                                            latency=latency)})
+    assert run.outputs["records"] == records
+    assert run.cycles == memory_reader_commands_cycles(256, pairs, latency=latency)
+    # The commands overlap: less than one after the other.
+    assert run.cycles < sum(memory_reader_cycles(256, count, 64, addr, latency) for addr, count in pairs if count)
+
+
 class Copier(wiring.Component):
     """A :class:`MemoryWriter` and a :class:`MemoryReader` of the same records on one memory's AXI4 channels."""
 
@@ -293,6 +328,9 @@ def test_bad_parameters():
              (lambda: MemoryWriter(SHAPES[336], addr_width=12, max_records=86), "max_records"),
              (lambda: MemoryReader(8, outstanding=0), "outstanding"), (lambda: MemoryReader(8, outstanding=65),
                                                                        "outstanding"),
+             (lambda: MemoryWriter(8, pending=0), "pending"), (lambda: memory_reader_commands_cycles(8, []),
+                                                               "commands"),
+             (lambda: memory_reader_commands_cycles(8, [(0, 0)]), "at least one record"),
              (lambda: dma_bursts(4, 2, 8), "addr"), (lambda: memory_reader_cycles(16, 0), "count"),
              (lambda: memory_writer_cycles(16, 1, write_latency=0), "write_latency")]
     for make, name in cases:
