@@ -147,6 +147,29 @@ def test_edge_values(bits, kind):
     assert np.array_equal(run.memories["ddr"].contents, after), kind
 
 
+def test_smallest_and_largest_sizes():
+    """One 1-bit record in the last word of a 12-bit address space; 1024-bit records (16 beats) filling it all,
+    written and read back."""
+    rng = np.random.default_rng(11)
+    tiny = MemoryReader(unsigned(1), data_width=32, addr_width=12, max_records=1)
+    contents = np.zeros(4096, np.uint8)
+    contents[4092] = 0xFF
+    run = run_streams(tiny, {"cmd": [{"addr": 4092, "count": 1}]}, {"records": 1},
+                      memories={"ddr": AxiMemory(contents)})
+    assert run.outputs["records"] == [{"data": 1, "last": 1}] and run.cycles == memory_reader_cycles(1, 1, 32, 4092)
+    shape = data.ArrayLayout(signed(16), 64)
+    words = record_words(rng, shape, 32, "full")
+    writer = MemoryWriter(shape, addr_width=12, max_records=32)
+    run = run_streams(writer, {"cmd": [{"addr": 0, "count": 32}], "records": expected_records(shape, words)},
+                      {"done": 1}, memories={"ddr": AxiMemory(contents, **WRITER_MEMORY)})
+    assert run.memories["ddr"].contents.tobytes() == image_of(words, shape, 64)
+    assert run.cycles == memory_writer_cycles(1024, 32)
+    reader = MemoryReader(shape, addr_width=12, max_records=32)
+    run = run_streams(reader, {"cmd": [{"addr": 0, "count": 32}]}, {"records": 32},
+                      memories={"ddr": AxiMemory(run.memories["ddr"].contents)})
+    assert run.outputs["records"] == expected_records(shape, words) and run.cycles == memory_reader_cycles(1024, 32)
+
+
 @pytest.mark.parametrize("outstanding, latency", [(1, 40), (2, 40), (2, 7), (3, 100)])
 def test_outstanding_bursts_hide_the_latency(outstanding, latency):
     """600 beats from an address that makes a short first burst: with two bursts in flight R never waits (cycles
