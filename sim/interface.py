@@ -1,6 +1,6 @@
 # amaranth: UnusedElaboratable=no
 # (The components are built for their signatures and attributes only; the Verilog check elaborates its own.)
-"""The port-level interface of every exported engine and of the PYNQ-Z1 GRU top, as ``docs/verilog.md``.
+"""The port-level interface of every exported engine and of the PYNQ-Z1 tops, as ``docs/verilog.md``.
 
 Everything in the document comes from the components as the command line builds them at its default
 parameters: the ports from the signature, named as Amaranth's Verilog export names them (nested names joined
@@ -33,7 +33,8 @@ from amaranth.lib.wiring import In
 from ..model.files import atomic_write
 from .export import to_verilog
 
-__all__ = ["Port", "Field", "Design", "engine_design", "top_design", "designs", "ports", "fields",
+__all__ = ["Port", "Field", "Design", "engine_design", "top_design", "samplernn_top_design", "designs", "ports",
+           "fields",
            "verilog_ports", "check_verilog", "render", "render_document", "main"]
 
 #: The command that regenerates the document (said by the test when the committed file is stale).
@@ -324,6 +325,35 @@ def _pwg_layer(c) -> tuple[dict, list, list]:
     return notes, settings, []
 
 
+def _pwg(c) -> tuple[dict, list, list]:
+    cfg, C = c.config, c.cols
+    A, R, G, L = cfg.aux_channels, cfg.residual_channels, cfg.gate_channels, cfg.layers
+    notes = {
+        "frames": "F of the job (>= 2): held from a cycle before the job's first `mel` beat until its last `pcm` "
+                  "beat",
+        "mel": f"the job's mel, one value per beat (act): A (F + 2w) beats, frame-major (A = {A}, w = "
+               f"{cfg.aux_context_window})",
+        "noise": f"the input noise z, block by block: for block n, for channel i, `data[j]` = z[i, n * {C} + j] (act)",
+        "frontend_w": "per job: conv_in's weights (rows of conv_in.reshape(A, -1)), first_conv's, then every "
+                      "layer's aux 1x1 (row-major), one per beat (weight format)",
+        "frontend_bias": f"per job: first_conv's {R} biases, one per beat (act)",
+        "layer_w": f"the residual engine's weights of the {L} residual layers and then the output layer, per job "
+                   "(as `w` of pwg-layer)",
+        "layer_bias": "their biases, per job (as `bias` of pwg-layer)",
+        "table": "the upsampling table, once after reset (as `table` of pwg-layer)",
+        "pcm": f"16-bit PCM, block by block: per block, per output channel, `data[j]` = sample n * {C} + j; {_FRAME} "
+               "a job",
+        "error": "sticky until `rst`: an input beat of the front end or the engine was framed wrong",
+    }
+    settings = [("rows x cols", f"{c.rows} x {C}", "the residual engine's array"),
+                ("residual, gate, skip, aux", f"{R}, {G}, {cfg.skip_channels}, {A}", "channels"),
+                ("layers, stacks", f"{L}, {cfg.stacks}", "residual layers, dilation cycles"),
+                ("hop", str(cfg.hop_size), "samples per mel frame"),
+                ("max_frames", str(c.max_frames), "longest job in frames (sizes the on-chip activations)"),
+                *_numerics(cfg.numerics)]
+    return notes, settings, []
+
+
 def _samplernn(c) -> tuple[dict, list, list]:
     from ..rtl.samplernn import LoadRegion
 
@@ -393,7 +423,7 @@ def _gru(c) -> tuple[dict, list, list]:
 #: The document's part of each engine, from the built component: what its ports mean (by member), its fixed
 #: settings and any further sections.
 _ENGINE_NOTES: dict[str, Callable] = {"systolic": _systolic, "gemm": _gemm, "weightnorm": _weightnorm,
-                                      "pwg-layer": _pwg_layer, "samplernn": _samplernn, "gru": _gru}
+                                      "pwg-layer": _pwg_layer, "pwg": _pwg, "samplernn": _samplernn, "gru": _gru}
 
 
 def _parse(add_options, argv: Sequence[str]) -> argparse.Namespace:
@@ -465,6 +495,63 @@ def top_design(argv: Sequence[str] = ()) -> Design:
                   layouts={"s_axis_tdata": tdata, "m_axis_tdata": tdata}, sections=[("Registers", registers)])
 
 
+def samplernn_top_design(argv: Sequence[str] = ()) -> Design:
+    """The PYNQ-Z1 SampleRNN overlay's top, as ``wavefabric synth|build pynq-z1 --design samplernn`` builds it.
+
+    ``argv`` are the samplernn engine's options (none: the defaults, which the document shows).
+    """
+    from ..boards.samplernn_top import SAMPLE_BITS, Mode, SampleRNNTop
+    from ..boards.shell import ADDR_WIDTH
+    from ..cli import BOARD_DESIGNS, _samplernn_top_config
+    from ..engines import ENGINES
+
+    config = _samplernn_top_config(_parse(ENGINES["samplernn"].add_options, argv))
+    top = SampleRNNTop(config)
+    regmap, E, S = top.core.regmap, config.element_bits, config.simd
+    notes = {
+        "aclk": "of every interface (FCLK0, 100 MHz, in the overlay)",
+        "aresetn": "resets the whole accelerator, its registers included (not the weights in block RAM)",
+        "s_axi_ctrl_*": f"AXI4-Lite subordinate, 32-bit data, {ADDR_WIDTH}-bit address (4 KiB): the registers "
+                        "below. No AWPROT / ARPROT",
+        "s_axis_*": "AXI4-Stream in (from the AXI DMA's MM2S): a LOAD job's frames, each a header beat "
+                    "(`value[0]` = the load region, below) and then the region's beats; TLAST on the job's last "
+                    "beat",
+        "m_axis_*": f"AXI4-Stream out (to S2MM): a GENERATE job's samples, one per beat ({SAMPLE_BITS} bits), TLAST "
+                    "on the last; TKEEP all ones",
+        "m_axi_*": "AXI4 read manager (to S_AXI_HP0 through an interconnect): the MLP input table at TABLE_ADDR. "
+                   "INCR bursts of 8-byte beats (ARSIZE 3), ARCACHE 0b0011, ARPROT 0, none across 4 KiB; no "
+                   "write channels, no ID",
+        "interrupt": "level high: GIE & (ISR != 0)",
+    }
+    net, lay = config.network, config.layout
+    settings = [("frame_sizes, n_rnn, dim, q_levels",
+                 f"{' '.join(map(str, net.frame_sizes))}, {net.n_rnn}, {net.dim}, {net.q_levels}",
+                 "SampleRNN sizes (tiers bottom first)"),
+                ("lanes x simd", f"{config.lanes} x {S}", "matrix-vector unit (P x S multipliers)"),
+                ("gru_lanes", " ".join(map(str, config.gru_lanes)), "lanes of each tier's GRU engine"),
+                *_numerics(net.numerics),
+                ("s_axis tdata_width", str(config.mm2s_width), f"{S} values of {E} bits per beat"),
+                ("table_bytes", f"{lay.table_bytes:,}", "the MLP input table in DDR (TABLE_ADDR, 4 KiB aligned)"),
+                ("sample_rate", f"{config.sample_rate} Hz", "what the driver assumes"),
+                ("config_id", f"{regmap['config_id']:#010x}", "CRC-32 of the configuration (CONFIG_ID)")]
+    modes = ", ".join(f"{i} {name}" for i, name in enumerate(Mode.NAMES))
+    registers = ("The HLS `ap_ctrl` layout; the same map is `<name>.regmap.json` in the build folder. A LOAD job: "
+                 "write TABLE_ADDR, MODE = 0 and 1 to CTRL, stream the frames on `s_axis`. A GENERATE job: write "
+                 "MODE = 1, SAMPLES, SEED, TEMPERATURE, 1 to CTRL, collect the samples on `m_axis`, poll CTRL for "
+                 f"ap_done. MODE: {modes}. Other addresses and writes to `ro` registers answer SLVERR.\n\n"
+                 "| offset | register | access | meaning |\n|---|---|---|---|\n" + _register_rows(top))
+    regions = ("\n".join(f"| {region['value']} | `{name}` | {region['beats']:,} |"
+                          for name, region in regmap["load_regions"].items()))
+    load = ("A LOAD job's frames: the header's `value[0]` and the beats that follow it (`LoadRegion` in "
+            "`rtl/samplernn.py` says what each holds; `boards.samplernn_top.load_stream` builds the whole stream "
+            "from a model):\n\n| region | name | beats |\n|---|---|---|\n" + regions)
+    return Design("pynq-z1 samplernn (AXI top)", config.name, "wavefabric build pynq-z1 --design samplernn -o DIR",
+                  BOARD_DESIGNS["samplernn"], top, notes, settings, clock="aclk", reset="aresetn", reset_low=True,
+                  layouts={"s_axis_tdata": data.StructLayout({"value": data.ArrayLayout(signed(E), S)}),
+                           "m_axis_tdata": data.StructLayout({"pcm": signed(16), "code": 16})},
+                  sections=[("Registers", registers), ("Load regions", load)])
+
+
 def _register_rows(top) -> str:
     """The register map of ``top`` (:func:`~wavefabric.boards.top.register_map`) as markdown table rows."""
     rows = []
@@ -475,10 +562,11 @@ def _register_rows(top) -> str:
 
 
 def designs() -> list[Design]:
-    """Every engine that ``wavefabric verilog`` exports, at its defaults, in :data:`ENGINES` order, then the top."""
+    """Every engine that ``wavefabric verilog`` exports, at its defaults, in :data:`ENGINES` order, then the tops."""
     from ..engines import ENGINES
 
-    return [engine_design(name) for name, engine in ENGINES.items() if engine.build is not None] + [top_design()]
+    return [engine_design(name) for name, engine in ENGINES.items() if engine.build is not None] + [
+        top_design(), samplernn_top_design()]
 
 
 # --- Rendering ------------------------------------------------------------------------------------------------
@@ -578,7 +666,7 @@ def render(design: Design) -> str:
 _PREAMBLE = f"""# Verilog interfaces
 
 The ports of every engine that `wavefabric verilog ENGINE` writes, at its default parameters, and of the PYNQ-Z1
-GRU accelerator top, named as in the exported Verilog. Other parameters change widths, lane counts and the
+accelerator tops (GRU, SampleRNN), named as in the exported Verilog. Other parameters change widths, lane counts and the
 settings, not the names.
 
 Generated from the components' signatures and attributes by `{REGENERATE}`

@@ -17,6 +17,7 @@ from wavefabric.sim.interface import (
     ports,
     render,
     render_document,
+    samplernn_top_design,
     top_design,
     verilog_ports,
 )
@@ -56,6 +57,14 @@ def test_top_ports_are_the_exported_verilog_ports():
     check_verilog(design)
     names = [port.name for port in ports(design)]
     assert names[:3] == ["aclk", "aresetn", "s_axi_ctrl_awaddr"] and "clk" not in names  # its own domain
+
+
+def test_samplernn_top_ports_are_the_exported_verilog_ports():
+    design = samplernn_top_design("--frame-sizes 2 --n-rnn 1 --dim 3 --q-levels 2 --lanes 2 --simd 4 "
+                                  "--gru-lanes 2".split())
+    check_verilog(design)
+    names = [port.name for port in ports(design)]
+    assert names[:2] == ["aclk", "aresetn"] and "m_axi_araddr" in names and "clk" not in names
 
 
 def test_a_port_the_document_does_not_have_is_found():
