@@ -34,8 +34,8 @@ class PWGEngine(wiring.Component):
     ``x_next`` and ``skip_out`` stream back into them; the last residual layer's skip sum is scaled (``sqrt(1 /
     L)``) and rectified into the x memory (rows S .. R - 1 read as zero); the output layer's first
     ``out_channels`` skip rows leave as PCM. The front end computes layer l + 1's aux term while layer l runs
-    (the engine double-buffers it, as it does the weights). A new job's mel is taken once the previous job's
-    last PCM beat has left, so that ``frames`` may change between jobs.
+    (the engine double-buffers it, as it does the weights). A new job's mel is taken once the previous job has
+    finished.
 
     Parameters
     ----------
@@ -52,7 +52,9 @@ class PWGEngine(wiring.Component):
     Ports
     -----
     frames : In(range(max_frames + 1))
-        F of the job (>= 2), held from a cycle before the job's first ``mel`` beat until its last ``pcm`` beat.
+        F of the job (>= 2), taken with the job's first ``mel`` beat (set it at least a cycle before that beat);
+        it may change for the next job from then on. The next job's ``mel`` is taken once this job has
+        finished.
     mel, noise, frontend_w, frontend_bias : In(stream)
         The front end's ``mel``, ``noise``, ``weights`` and ``bias`` (:class:`~wavefabric.rtl.frontend.PWGFrontEnd`).
     layer_w, layer_bias : In(stream)
@@ -112,8 +114,12 @@ class PWGEngine(wiring.Component):
         connect(m, flipped(self.layer_bias), engine.bias)
         connect(m, flipped(self.table), engine.table)
         connect(m, front.cond, engine.cond)
-        m.d.comb += [front.frames.eq(self.frames), engine.frames.eq(self.frames),
-                     self.error.eq(front.error | engine.error)]
+        # The job's frame count, taken with its first mel beat: `frames` may change for the next job from then on.
+        held = Signal.like(self.frames)
+        started = Signal()  # this job's first mel beat has been taken
+        running = Signal()  # a job's layers run: the next job's mel waits
+        frames = Mux(started | running, held, self.frames)
+        m.d.comb += [front.frames.eq(frames), engine.frames.eq(frames), self.error.eq(front.error | engine.error)]
 
         x_row = data.ArrayLayout(signed(num.act.width), C)
         skip_row = data.ArrayLayout(signed(engine.skip_width), C)
@@ -123,14 +129,17 @@ class PWGEngine(wiring.Component):
         s_write, s_read = skip_mem.write_port(), skip_mem.read_port()
 
         nblocks = Signal(range(self.max_blocks + 1))
-        m.d.sync += nblocks.eq(self.frames * (hop // C))
+        m.d.sync += nblocks.eq(frames * (hop // C))
         layer = Signal(range(L + 1))     # L: the output layer
-        running = Signal()               # a job's layers run: the next job's mel waits
         is_first, is_final, is_output = layer == 0, layer == L - 1, layer == L
 
-        # The next job's mel only once this job's last PCM beat has left, so `frames` may change in between.
+        # The next job's mel only once this job has finished (its last PCM beat has left).
         m.d.comb += [front.mel.valid.eq(self.mel.valid & ~running), self.mel.ready.eq(front.mel.ready & ~running),
                      front.mel.payload.eq(self.mel.payload)]
+        with m.If(~started & ~running):
+            m.d.sync += held.eq(self.frames)
+        with m.If(self.mel.valid & self.mel.ready):
+            m.d.sync += started.eq(1)
 
         # The engine's layer kind: held from the SETUP cycle (one before the first x beat) to the layer's end.
         dilations = Array([cfg.dilation(n) for n in range(L)] + [1])
@@ -233,7 +242,7 @@ class PWGEngine(wiring.Component):
                 m.next = "LAYER"
             with m.State("DRAIN"):  # the last PCM beat leaves
                 with m.If(~self.pcm.valid | self.pcm.ready):
-                    m.d.sync += running.eq(0)
+                    m.d.sync += [running.eq(0), started.eq(0)]
                     m.next = "X0"
         return m
 

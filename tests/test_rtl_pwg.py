@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from wavefabric.model.pwg import PWGConfig, PWGFixed, from_state_dict, random_state_dict
+from wavefabric.model.pwg import PWGConfig, PWGFixed, from_state_dict, pcm16, random_state_dict
 from wavefabric.rtl.pwg import PWGEngine
 from wavefabric.sim.pwg import generator_streams, run_pwg
 from wavefabric.sim.streams import run_streams, vcd_hint
@@ -83,3 +83,26 @@ def test_framing_error_is_sticky(port):
 def test_bad_parameters(config, kwargs, message):
     with pytest.raises(ValueError, match=message):
         PWGEngine(config, **({"rows": 2, "cols": 4, "max_frames": 3} | kwargs))
+
+
+def test_two_jobs_of_different_lengths_back_to_back():
+    """The second job's mel waits for the first job's last PCM beat (then `frames` changes); every other input
+    streams on, and both jobs are bit-exact."""
+    seed = 19
+    engine = PWGEngine(SMALL, 2, 4, max_frames=4)
+    jobs = [job(SMALL, frames, seed) for frames in (3, 2)]
+    fixed = jobs[0][0]
+    streams = [generator_streams(engine, fixed, mel, z) for _, mel, z in jobs]
+    inputs = {port: streams[0][port] + streams[1][port] for port in streams[0] if port != "table"}
+    inputs["table"] = streams[0]["table"]
+    first = len(streams[0]["mel"])
+    pcm = [3 * 4 // 4, 2 * 4 // 4]  # blocks of 4 samples, one output channel
+    name = "pwg_two_jobs"
+    run = run_streams(engine, inputs, {"pcm": sum(pcm)}, {"frames": 3}, waits={"mel": [(first, "pcm", pcm[0])]},
+                      changes={"frames": [("mel", first, 2)]}, tail=1, name=name)
+    hint = f"seed {seed}; {vcd_hint(name)}"
+    assert run.flags["error"] == 0, hint
+    for n, (_, mel, z) in enumerate(jobs):
+        beats = run.outputs["pcm"][sum(pcm[:n]):sum(pcm[:n + 1])]
+        got = np.concatenate([beat["data"] for beat in beats])
+        assert np.array_equal(got, pcm16(fixed.forward(z, mel), SMALL.numerics.act)[0]), hint
