@@ -544,21 +544,31 @@ class SampleRNNOverlay:
                              f"at most {MAX_JOB_SAMPLES / self.sample_rate:,.1f} s")
         return n
 
-    def generate(self, seconds: float, seed: int = 0, temperature: float = 1.0) -> np.ndarray:
+    def generate(self, seconds: float, seed: int = 0, temperature: float = 1.0, play: bool = False) -> np.ndarray:
         """Generate ``seconds`` of audio from ``seed`` at ``temperature``: int16 PCM at :attr:`sample_rate`.
 
-        Raises ``ValueError`` for a length beyond one job, a negative seed or a temperature the sampler cannot
-        hold, and ``RuntimeError`` before :meth:`load`; all before anything reaches the hardware.
+        ``play`` (an overlay built with ``--audio-out``, on a board): the samples go to the board's audio output
+        instead, through the player's FIFO at the sample rate, and nothing comes back (an empty array); the call
+        returns when the FIFO has taken the last sample (its last ``audio_fifo`` samples still play).
+
+        Raises ``ValueError`` for a length beyond one job, a negative seed, a temperature the sampler cannot hold
+        or ``play`` where there is no player, and ``RuntimeError`` before :meth:`load`; all before anything
+        reaches the hardware.
         """
         from ..model.sampler import seed_state, temperature_int
 
         n = self.samples(seconds)
+        if play and not self.config.audio_out:
+            raise ValueError("play needs an overlay built with --audio-out: this one has no audio output")
+        if play and isinstance(self._backend, _SampleRNNSim):
+            raise ValueError("play needs a board: the simulated twin has no audio output (its PWM is checked in "
+                             "tests/test_player.py)")
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise ValueError(f"seed must be an integer >= 0, not {seed!r}")
         tq = temperature_int(temperature)
         if self._model is None:
             raise RuntimeError("no weights: call load(checkpoint) first")
-        words, self.cycles = self._backend.generate(n, seed_state(int(seed)), tq)
+        words, self.cycles = self._backend.generate(n, seed_state(int(seed)), tq, play)
         self.codes = (words >> 16).astype(np.int64)
         return (words & 0xFFFF).astype(np.uint16).view(np.int16)
 
@@ -583,9 +593,10 @@ class _SampleRNNPynq:
     def write_register(self, name: str, value: int) -> None:
         self.ip.write(self.regmap["registers"][name]["offset"], value)
 
-    def _job(self, send, recv_count: int) -> np.ndarray | None:
+    def _job(self, send, recv_count: int, seconds: float = 0.0) -> np.ndarray | None:
+        """One job; ``seconds`` of playback extend the wait for ap_done."""
         received = pynq_job(self.ip, self.dma, self.regmap["registers"]["CTRL"]["offset"], send, (recv_count,),
-                            np.uint32, self.TIMEOUT)
+                            np.uint32, self.TIMEOUT + seconds)
         status = self.read_register("STATUS")
         if status:
             raise RuntimeError(f"STATUS {status:#x} (bit 0 engine error, bit 1 s_axis TLAST error, bit 2 unknown "
@@ -606,12 +617,14 @@ class _SampleRNNPynq:
         self.write_register("MODE", self.regmap["modes"]["LOAD"])
         self._job(stream, 0)
 
-    def generate(self, n: int, state: int, tq: int) -> tuple[np.ndarray, int]:
+    def generate(self, n: int, state: int, tq: int, play: bool) -> tuple[np.ndarray, int]:
         for name, value in (("MODE", self.regmap["modes"]["GENERATE"]), ("SAMPLES", n), ("SEED", state),
                             ("TEMPERATURE", tq)):
             self.write_register(name, value)
-        words = self._job(None, n)
-        return words, self.read_register("CYCLES")
+        if "PLAY" in self.regmap["registers"]:
+            self.write_register("PLAY", int(play))
+        words = self._job(None, 0 if play else n, n / self.regmap["config"]["sample_rate"] if play else 0.0)
+        return (np.zeros(0, dtype=np.int64) if play else words), self.read_register("CYCLES")
 
 
 class _SampleRNNSim:
@@ -639,7 +652,7 @@ class _SampleRNNSim:
     def load(self, stream: np.ndarray, table: bytes, model) -> None:
         self.stream, self.table = stream, table
 
-    def generate(self, n: int, state: int, tq: int) -> tuple[np.ndarray, int]:
+    def generate(self, n: int, state: int, tq: int, play: bool) -> tuple[np.ndarray, int]:
         from ..sim.samplernn import TABLE_BASE
         from ..sim.streams import AxiReadMemory, run_streams
         from .samplernn_top import SampleRNNAxiCore

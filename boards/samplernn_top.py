@@ -46,6 +46,7 @@ from ..model.fixed import QFormat
 from ..model.kernels import Numerics
 from ..model.samplernn import SampleRNNConfig, SampleRNNFixed
 from ..rtl.samplernn import LoadRegion, SampleRNNEngine, SampleRNNLayout
+from .player import PcmPlayer
 from .shell import (
     ADDR_WIDTH,
     ApCtrlRegisters,
@@ -58,6 +59,7 @@ from .shell import (
     config_id,
     connect_read_master,
     element_bits,
+    gpio_signature,
     job_cycles,
     lanes,
     register_table,
@@ -67,7 +69,7 @@ from .shell import (
 
 __all__ = ["Mode", "SampleRNNTopConfig", "register_params", "register_map", "config_from_register_map",
            "region_names", "load_stream", "SampleRNNAxiCore", "SampleRNNTop", "SAMPLE_BITS", "TABLE_ALIGN",
-           "GENERATE_OVERHEAD"]
+           "GENERATE_OVERHEAD", "FCLK0_HZ"]
 
 # The register map and the load stream read a SampleRNNEngine's sizes and load regions; its blocks are built in its
 # constructor (rtl/samplernn.py), so such an engine, never elaborated, would warn when collected. Only those.
@@ -79,6 +81,8 @@ SAMPLE_BITS = 32
 TABLE_ALIGN = 4096
 #: CYCLES of a GENERATE job beyond the engine's (perf.samplernn_timing): its command's cycle and its finish cycle.
 GENERATE_OVERHEAD = 2
+#: The fabric clock of the overlay (FCLK0), which the player counts.
+FCLK0_HZ = 100_000_000
 #: Width of the DDR read manager's address and data (S_AXI_HP0 is 64 bits wide).
 DDR_ADDR_WIDTH, DDR_DATA_WIDTH = 32, 64
 
@@ -115,6 +119,15 @@ class SampleRNNTopConfig:
         Verilog module name of the top (a Verilog identifier).
     sample_rate : int
         The network's sample rate in Hz (>= 1): what the driver and the player assume.
+    audio_out : bool
+        Standalone playback: a :class:`~.player.PcmPlayer` on the board's PWM audio output (ports ``audio_pwm``,
+        a tristate pin, and ``audio_sd``), fed by GENERATE jobs started with PLAY = 1.
+    pwm_bits : int
+        The player's PWM resolution, 1 to 16 (``audio_out`` only).
+    audio_period : int or None
+        Clock cycles per played sample; None: ``round(FCLK0 / sample_rate)`` (6,250 at 100 MHz and 16 kHz).
+    audio_fifo : int
+        Samples the player's FIFO holds (>= 2).
     """
 
     network: SampleRNNConfig = SampleRNNConfig()
@@ -123,10 +136,19 @@ class SampleRNNTopConfig:
     gru_lanes: tuple[int, ...] | int | None = None
     name: str = "wavefabric_samplernn"
     sample_rate: int = 16_000
+    audio_out: bool = False
+    pwm_bits: int = 8
+    audio_period: int | None = None
+    audio_fifo: int = 512
 
     def __post_init__(self):
         check_identifier(self.name)
         check_int("sample_rate", self.sample_rate, 1)
+        if not isinstance(self.audio_out, bool):
+            raise ValueError(f"audio_out must be True or False, not {self.audio_out!r}")
+        if self.audio_period is None:
+            object.__setattr__(self, "audio_period", round(FCLK0_HZ / self.sample_rate))
+        self.player()  # validates pwm_bits, audio_period and audio_fifo
         if not isinstance(self.network, SampleRNNConfig):
             raise ValueError(f"network must be a SampleRNNConfig, not {self.network!r}")
         layout = SampleRNNLayout(self.network, self.lanes, self.simd, self.gru_lanes)  # validates the sizes
@@ -158,6 +180,9 @@ class SampleRNNTopConfig:
     def engine(self) -> SampleRNNEngine:
         return SampleRNNEngine(self.network, self.lanes, self.simd, self.gru_lanes)
 
+    def player(self) -> PcmPlayer:
+        return PcmPlayer(self.pwm_bits, self.audio_period, self.audio_fifo)
+
     def as_json(self) -> dict:
         """The configuration as JSON-ready data (formats as ``[width, frac]``)."""
         net, num = self.network, self.network.numerics
@@ -167,7 +192,8 @@ class SampleRNNTopConfig:
                              "table_bits": num.table_bits},
                 "logits": _pair(net.logits), "table": _pair(net.table), "gumbel_bits": net.gumbel_bits,
                 "lanes": self.lanes, "simd": self.simd, "gru_lanes": list(self.gru_lanes), "name": self.name,
-                "sample_rate": self.sample_rate}
+                "sample_rate": self.sample_rate, "audio_out": self.audio_out, "pwm_bits": self.pwm_bits,
+                "audio_period": self.audio_period, "audio_fifo": self.audio_fifo}
 
     def register_map(self) -> dict:
         return register_map(self)
@@ -193,7 +219,8 @@ def config_from_register_map(regmap: dict) -> SampleRNNTopConfig:
                               logits=QFormat(*fields["logits"]), table=QFormat(*fields["table"]),
                               gumbel_bits=fields["gumbel_bits"])
     config = SampleRNNTopConfig(network, fields["lanes"], fields["simd"], tuple(fields["gru_lanes"]),
-                                fields["name"], fields["sample_rate"])
+                                fields["name"], fields["sample_rate"], fields["audio_out"], fields["pwm_bits"],
+                                fields["audio_period"], fields["audio_fifo"])
     if config_id(config.as_json()) != regmap.get("config_id"):
         raise ValueError("the register map's config_id is not that of its configuration: the JSON was edited")
     return config
@@ -233,11 +260,16 @@ def register_params(config: SampleRNNTopConfig) -> list[Register]:
     params += [Register(f"GRU_LANES_{k}", "ro", f"lanes of tier {k}'s GRU engine", n)
                for k, n in enumerate(config.gru_lanes)]
     params += [
+        Register("AUDIO_OUT", "ro", "1: standalone playback on the PWM audio output (PLAY)", int(config.audio_out)),
         Register("S_AXIS_WIDTH", "ro", "s_axis TDATA bits", config.mm2s_width),
         Register("M_AXIS_WIDTH", "ro", "m_axis TDATA bits", config.s2mm_width),
         Register("TABLE_BYTES", "ro", "bytes of the MLP input table in DDR", lay.table_bytes),
         Register("SAMPLE_RATE", "ro", "sample rate in Hz", config.sample_rate),
     ]
+    if config.audio_out:
+        params += [Register("PLAY", "rw", "1: a GENERATE job's samples go to the audio output, not m_axis", width=1),
+                   Register("PWM_BITS", "ro", "the player's PWM resolution", config.pwm_bits),
+                   Register("AUDIO_PERIOD", "ro", "clock cycles per played sample", config.audio_period)]
     return params
 
 
@@ -317,6 +349,9 @@ class SampleRNNAxiCore(wiring.Component):
     m_axi : Out(axi4_read_signature(32, 64))
         The engine's table reads, to the PS DDR.
     interrupt : Out(1)
+    audio_pwm : Out(gpio_signature()), audio_sd : Out(1)
+        With ``audio_out``: the PWM audio pin, open drain (TRI_O 0, TRI_T the PWM: high impedance for 1), and
+        the amplifier's shutdown pin, high (playing).
 
     Latency: a register read answers in 1 cycle, a write in 2; a job launches the cycle after its CTRL write
     completes, and a GENERATE job hands its command to the engine in the cycle after that. The adapters add no
@@ -331,13 +366,16 @@ class SampleRNNAxiCore(wiring.Component):
         self.config = config
         self.engine = config.engine()
         self.regmap = register_map(config, self.engine)
-        super().__init__({
+        members = {
             "ctrl": In(axi_lite_signature()),
             "s_axis": In(axi_stream_signature(config.mm2s_width)),
             "m_axis": Out(axi_stream_signature(SAMPLE_BITS, keep=True)),
             "m_axi": Out(axi4_read_signature(DDR_ADDR_WIDTH, DDR_DATA_WIDTH)),
             "interrupt": Out(1),
-        })
+        }
+        if config.audio_out:
+            members |= {"audio_pwm": Out(gpio_signature()), "audio_sd": Out(1)}
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -401,9 +439,21 @@ class SampleRNNAxiCore(wiring.Component):
         with m.If(cmd.valid & cmd.ready):
             m.d.sync += cmd_left.eq(0)
         out, m_axis = engine.out, self.m_axis
-        m.d.comb += [m_axis.tvalid.eq(out.valid), out.ready.eq(m_axis.tready),
-                     m_axis.tdata.eq(Cat(out.payload.pcm, out.payload.code)),
+        m.d.comb += [m_axis.tdata.eq(Cat(out.payload.pcm, out.payload.code)),
                      m_axis.tlast.eq(out.payload.last), m_axis.tkeep.eq((1 << len(m_axis.tkeep)) - 1)]
+        if config.audio_out:
+            # PLAY, latched at launch, sends the job's samples to the player instead of m_axis.
+            m.submodules.player = player = config.player()
+            play = Signal()
+            with m.If(regs.launch):
+                m.d.sync += play.eq(regs.play)
+            m.d.comb += [m_axis.tvalid.eq(out.valid & ~play), player.pcm.valid.eq(out.valid & play),
+                         player.pcm.payload.eq(out.payload.pcm),
+                         out.ready.eq(Mux(play, player.pcm.ready, m_axis.tready)),
+                         # Open drain: low pulls the pin down, high impedance lets the board's pull-up raise it.
+                         self.audio_pwm.tri_o.eq(0), self.audio_pwm.tri_t.eq(player.pwm), self.audio_sd.eq(1)]
+        else:
+            m.d.comb += [m_axis.tvalid.eq(out.valid), out.ready.eq(m_axis.tready)]
         with m.If(out.valid & out.ready & (out_left != 0)):
             m.d.sync += out_left.eq(out_left - 1)
         return m

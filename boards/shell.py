@@ -17,7 +17,8 @@ a block design instantiates. The shell provides:
 * :class:`ShellTop`: the core with flat ports ``aclk``, ``aresetn`` (active low, synchronous), ``s_axi_ctrl_*``
   (the core's ``ctrl``), every other interface ``<member>_<signal>``, and ``X_INTERFACE_INFO`` /
   ``X_INTERFACE_PARAMETER`` attributes, so that ``create_bd_cell -type module -reference`` infers the AXI4-Lite,
-  AXI4-Stream and AXI4 interfaces, the clock, the reset and the interrupt.
+  AXI4-Stream and AXI4 interfaces, tristate pins (``gpio_rtl``, :func:`gpio_signature`), the clock, the reset
+  and the interrupt.
 * :class:`StreamView`: the core with every AXI channel as a ``lib.stream`` (AW, W, B, AR, R; TDATA / TLAST;
   the DDR master as the engine-side ``ar`` / ``r``), so that the batched simulation backends
   (:func:`~wavefabric.sim.streams.run_streams`, Verilator included) drive a design through its real register
@@ -39,7 +40,7 @@ from ..rtl.axi import read_address_layout, read_data_layout
 
 __all__ = ["ADDR_WIDTH", "OKAY", "SLVERR", "MAX_TDATA_WIDTH", "AXI4_BURST_INCR", "AXI4_CACHE", "vlnv",
            "check_identifier", "Register", "register_table", "config_id", "axi_lite_signature",
-           "axi_stream_signature", "axi4_read_signature", "stream_width", "element_bits", "lanes",
+           "axi_stream_signature", "axi4_read_signature", "gpio_signature", "stream_width", "element_bits", "lanes",
            "AxiLiteSlave", "ApCtrlRegisters", "job_cycles", "connect_read_master", "ShellTop", "StreamView"]
 
 #: Address bits of the AXI4-Lite slave: a 4 KiB window, the smallest segment Vivado's address editor assigns.
@@ -162,6 +163,12 @@ def axi4_read_signature(addr_width: int = 32, data_width: int = 64) -> wiring.Si
         "arprot": Out(3), "arvalid": Out(1), "arready": In(1),
         "rdata": In(data_width), "rresp": In(2), "rlast": In(1), "rvalid": In(1), "rready": Out(1),
     })
+
+
+def gpio_signature() -> wiring.Signature:
+    """A tristate pin as Vivado's ``gpio_rtl`` interface, from the driving side: TRI_O (value), TRI_T (1: high
+    impedance), TRI_I (the pin, read back). The block design's wrapper puts an IOBUF on it."""
+    return wiring.Signature({"tri_i": In(1), "tri_o": Out(1), "tri_t": Out(1)})
 
 
 def element_bits(widest: int) -> int:
@@ -373,8 +380,10 @@ def _width(signature: wiring.Signature, name: str) -> int:
 
 
 def _kind(signature: wiring.Signature) -> str:
-    """``"lite"``, ``"axis"`` or ``"axi4"``: which AXI interface a core member is."""
+    """``"lite"``, ``"axis"``, ``"axi4"`` or ``"gpio"``: which interface a core member is."""
     members = signature.members
+    if "tri_t" in members:
+        return "gpio"
     if "awaddr" in members:
         return "lite"
     if "tdata" in members:
@@ -426,7 +435,7 @@ class ShellTop(wiring.Component):
         return "_".join((self._prefix(path[0]), *path[1:])) if len(path) > 1 else path[0]
 
     def _attributes(self) -> dict[str, dict[str, str]]:
-        buses = [self._prefix(name) for name in self._interfaces]
+        buses = [self._prefix(name) for name, (kind, _, _) in self._interfaces.items() if kind != "gpio"]
         attrs: dict[str, dict[str, str]] = {
             "aclk": {"X_INTERFACE_INFO": "xilinx.com:signal:clock:1.0 aclk CLK",
                      "X_INTERFACE_PARAMETER": f"XIL_INTERFACENAME aclk, ASSOCIATED_BUSIF {':'.join(buses)}, "
@@ -439,11 +448,13 @@ class ShellTop(wiring.Component):
                                   "X_INTERFACE_PARAMETER": "XIL_INTERFACENAME interrupt, SENSITIVITY LEVEL_HIGH"}
         for name, (kind, sig, _) in self._interfaces.items():
             bus = self._prefix(name)
-            vlnv_name = "axis" if kind == "axis" else "aximm"
+            vlnv_name = {"axis": "axis", "gpio": "gpio"}.get(kind, "aximm")
             for signal in sig.members:
                 attrs[f"{bus}_{signal}"] = {"X_INTERFACE_INFO": f"xilinx.com:interface:{vlnv_name}:1.0 {bus} "
                                                                 f"{signal.upper()}"}
             first = f"{bus}_{next(iter(sig.members))}"
+            if kind == "gpio":
+                continue
             if kind == "lite":
                 parameter = (f"PROTOCOL AXI4LITE, DATA_WIDTH 32, ADDR_WIDTH {ADDR_WIDTH}, "
                              "READ_WRITE_MODE READ_WRITE")
@@ -513,6 +524,8 @@ class StreamView(wiring.Component):
                             f"{name}_r": Out(stream.Signature(data.StructLayout({"data": 32, "resp": 2})))}
             elif kind == "axis":
                 members[name] = (Out if manager else In)(stream.Signature(_axis_layout(sig)))
+            elif kind == "gpio":
+                members |= {f"{name}_{pin}": pin_member for pin, pin_member in sig.members.items()}
             else:
                 members["ar"] = Out(stream.Signature(read_address_layout(_width(sig, "araddr"))))
                 members["r"] = In(stream.Signature(read_data_layout(_width(sig, "rdata"))))
@@ -538,6 +551,11 @@ class StreamView(wiring.Component):
                              inner.araddr.eq(ar.payload.addr), inner.arvalid.eq(ar.valid), ar.ready.eq(inner.arready),
                              r.payload.data.eq(inner.rdata), r.payload.resp.eq(inner.rresp),
                              r.valid.eq(inner.rvalid), inner.rready.eq(r.ready)]
+            elif kind == "gpio":
+                for pin, pin_member in sig.members.items():
+                    outer = getattr(self, f"{name}_{pin}")
+                    m.d.comb += outer.eq(getattr(inner, pin)) if pin_member.flow == Out else \
+                        getattr(inner, pin).eq(outer)
             elif kind == "axis":
                 outer = getattr(self, name)
                 fields = [key for key in sig.members if key not in ("tvalid", "tready")]

@@ -1,12 +1,15 @@
 # amaranth: UnusedElaboratable=no
 """boards.driver: the simulated twin is bit-exact with the model; the PYNQ path makes the right calls in order."""
 
+import gc
 import subprocess
 import sys
 import types
+import warnings
 
 import numpy as np
 import pytest
+from amaranth.hdl import UnusedElaboratable
 
 from wavefabric.boards import driver as driver_module
 from wavefabric.boards.driver import GruDriver, SampleRNNOverlay, pynq_driver_class, write_weights
@@ -24,6 +27,15 @@ from wavefabric.sim.samplernn import table_image
 # SampleRNN engines built for their sizes only (the import-time filter of boards.samplernn_top does not outlive
 # pytest's collection).
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+
+@pytest.fixture(autouse=True)
+def _collect_components():
+    """Collect each test's components before the next test, so that no warning about them lands elsewhere."""
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        gc.collect()
 
 NUM = Numerics()
 
@@ -305,3 +317,23 @@ def test_samplernn_on_pynq_loads_the_table_and_streams_in_order(fake_pynq, weigh
                    ("recv", "wait"), ("invalidate", (2,)), ("read", regs["CTRL"]), ("free", (2,)),
                    ("read", regs["STATUS"]), ("read", regs["CYCLES"])]
     assert stream_shape[1] == 4
+
+
+def test_play_sends_a_job_to_the_audio_output(fake_pynq, weights):
+    _, log = fake_pynq
+    path, _ = weights
+    config = SampleRNNTopConfig(SMALL_NET, lanes=2, simd=4, gru_lanes=2, audio_out=True)
+    regmap = config.register_map()
+    regs = {name: reg["offset"] for name, reg in regmap["registers"].items()}
+    values = {reg["offset"]: reg.get("value", 0) for reg in regmap["registers"].values()} | {regs["CTRL"]: 0b1110}
+    ip = types.SimpleNamespace(read=lambda offset: values[offset],
+                               write=lambda offset, value: log.append(("write", offset, value)))
+    synth = SampleRNNOverlay(regmap, ip=ip, dma=types.SimpleNamespace(sendchannel=_Channel("send", log)))
+    synth.load(path)
+    log.clear()
+    assert synth.generate(0.5, play=True).size == 0
+    assert ("write", regs["PLAY"], 1) in log and not [entry for entry in log if entry[0] == "recv"]
+    with pytest.raises(ValueError, match="play needs an overlay built with --audio-out"):
+        SampleRNNOverlay(SMALL_OVERLAY.register_map(), backend="sim").generate(0.01, play=True)
+    with pytest.raises(ValueError, match="play needs a board"):
+        SampleRNNOverlay(regmap, backend="sim").generate(0.01, play=True)

@@ -1,10 +1,13 @@
 # amaranth: UnusedElaboratable=no
 """boards.samplernn_top: register map, load stream, Vivado-facing ports, and the core through its AXI channels."""
 
+import gc
 import re
+import warnings
 
 import numpy as np
 import pytest
+from amaranth.hdl import UnusedElaboratable
 
 from wavefabric.boards.samplernn_top import (
     GENERATE_OVERHEAD,
@@ -28,6 +31,15 @@ from wavefabric.sim.streams import AxiReadMemory, run_streams, vcd_hint
 # SampleRNN engines built for their sizes only (the import-time filter of boards.samplernn_top does not outlive
 # pytest's collection).
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+
+@pytest.fixture(autouse=True)
+def _collect_components():
+    """Collect each test's components before the next test, so that no warning about them lands elsewhere."""
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        gc.collect()
 
 #: The smallest legal network: one tier of frame size 2, dim 3, two levels.
 TINY = SampleRNNTopConfig(SampleRNNConfig(frame_sizes=(2,), n_rnn=1, dim=3, q_levels=2), lanes=2, simd=4,
@@ -188,3 +200,32 @@ def test_load_errors_are_reported_in_status():
     assert run.outputs["ctrl_r"][0]["data"] & 0b100
     run = _session(TINY, model, [], tlast_at=5)               # TLAST inside a frame: the job still ends there
     assert run.outputs["ctrl_r"][0]["data"] & 0b010
+
+
+def test_play_routes_a_job_to_the_audio_output():
+    """With audio_out and PLAY = 1, a GENERATE job's samples go into the player's FIFO, none to m_axis, and the job
+    is done once the FIFO has taken them all (polled through CTRL)."""
+    config = SampleRNNTopConfig(TINY.network, lanes=2, simd=4, gru_lanes=2, audio_out=True, pwm_bits=4,
+                                audio_period=64, audio_fifo=16)
+    model = model_of(config, 3)
+    regs = {name: reg["offset"] for name, reg in register_map(config)["registers"].items()}
+    assert "PLAY" in regs and register_map(config)["registers"]["AUDIO_OUT"]["value"] == 1
+    words = np.ascontiguousarray(load_stream(config, model)).view("<u4").astype(np.int64)
+    writes = [("TABLE_ADDR", TABLE_BASE), ("MODE", Mode.LOAD), ("CTRL", 1), ("MODE", Mode.GENERATE),
+              ("SAMPLES", 10), ("SEED", seed_state(1)), ("TEMPERATURE", 4096), ("PLAY", 1), ("CTRL", 1)]
+    polls = 1500
+    run = run_streams(
+        StreamView(SampleRNNAxiCore(config)),
+        {"ctrl_aw": [{"addr": regs[name]} for name, _ in writes],
+         "ctrl_w": [{"data": value, "strb": 15} for _, value in writes],
+         "s_axis": {"tdata": words, "tlast": (np.arange(len(words)) == len(words) - 1).astype(np.int64)},
+         "ctrl_ar": [{"addr": regs["CTRL"]}] * polls + [{"addr": regs["STATUS"]}]},
+        {"ctrl_b": len(writes), "ctrl_r": polls + 1},
+        waits={"s_axis": [(0, "ctrl_b", 3)], "ctrl_aw": [(3, "s_axis")], "ctrl_w": [(3, "s_axis")],
+               "ctrl_ar": [(0, "ctrl_b", len(writes))]},
+        memories={"ddr": AxiReadMemory(table_image(config.layout, model, TABLE_BASE))}, max_cycles=100_000,
+        name="samplernn_top_play")
+    reads = [r["data"] for r in run.outputs["ctrl_r"]]
+    done = [i for i, value in enumerate(reads[:-1]) if value & 0b10]
+    assert done and reads[-1] == 0, vcd_hint("samplernn_top_play")
+    assert run.flags["audio_sd"] == 1 and run.flags["audio_pwm_tri_o"] == 0

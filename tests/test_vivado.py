@@ -265,3 +265,22 @@ def test_cli_build_samplernn_with_a_checkpoint(tmp_path, capsys):
                  "-o", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not fit these sizes" in err and not (tmp_path / "c").exists()
+
+
+def test_samplernn_with_audio_out_constrains_the_audio_pins(tmp_path):
+    config = SampleRNNTopConfig(SAMPLERNN.network, lanes=2, simd=4, gru_lanes=2, audio_out=True)
+    folder = tmp_path / "play"
+    assert vivado.write_build(config, folder, "play", "samplernn") == [
+        "README.md", "audio.xdc", "build.sh", "build.tcl", "play.regmap.json", "wavefabric_samplernn.v"]
+    tcl = (folder / "build.tcl").read_text()
+    assert re.findall(r"^add_files .*\[file join \$script_dir (\S+)\]", tcl, re.MULTILINE) == [
+        "wavefabric_samplernn.v", "audio.xdc"]
+    for line in ("create_bd_intf_port -mode Master -vlnv xilinx.com:interface:gpio_rtl:1.0 audio_pwm",
+                 "connect_bd_net [get_bd_pins accel/audio_sd] [get_bd_ports audio_sd]"):
+        assert line in tcl.splitlines(), line
+    xdc = (folder / "audio.xdc").read_text()
+    assert "PACKAGE_PIN R18" in xdc and "[get_ports audio_pwm_tri_io]" in xdc and "PACKAGE_PIN T17" in xdc
+    tclint = shutil.which("tclint") or shutil.which("tclint", path=str(Path(sys.executable).parent))
+    if tclint is not None:
+        proc = subprocess.run([tclint, str(folder / "build.tcl")], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -523,7 +523,9 @@ def _samplernn_top_config(args):
     from .boards.samplernn_top import SampleRNNTopConfig
     from .engines import _samplernn_unit
 
-    return SampleRNNTopConfig(samplernn_config(args), **_samplernn_unit(args), sample_rate=SAMPLERNN_RATE)
+    audio = getattr(args, "audio_out", False)
+    return SampleRNNTopConfig(samplernn_config(args), **_samplernn_unit(args), sample_rate=SAMPLERNN_RATE,
+                              audio_out=audio, pwm_bits=args.pwm_bits if audio else 8)
 
 
 def _top_config(args):
@@ -562,11 +564,17 @@ def cmd_board_build(args) -> int:
 
     _design_options(args, "build")
     if args.design in ACCELERATOR_DESIGNS:
-        _refuse(args, ["sample_rate", "pwm_bits"], f"to --design {args.design} (they set up --design audio)")
+        _refuse(args, ["sample_rate"], f"to --design {args.design} (it sets up --design audio)")
+        if not args.audio_out:
+            _refuse(args, ["pwm_bits"], f"to --design {args.design} without --audio-out (they set up --design "
+                                        "audio)")
     else:
         _refuse(args, ["jobs"], "to --design audio")
     if args.design != "samplernn":
         _refuse(args, ["checkpoint"], f"to --design {args.design} (it gives --design samplernn its weights)")
+        if args.audio_out:
+            raise _fail(f"--audio-out does not apply to --design {args.design} (it gives --design samplernn a "
+                        "player)")
     if not args.run_vivado:
         _refuse(args, ["jobs"], "without --run")
     check_output_folder(args.output, args.force)  # before any work
@@ -623,9 +631,13 @@ def _add_board_parser(boards, build: bool) -> None:
         sub.add_argument("--checkpoint", metavar="F",
                          help="samplernn design: a samplernn-pytorch state dict (.pt) of these sizes, written into "
                               "the folder as NAME.weights.npz for the driver (which then needs no torch)")
+        sub.add_argument("--audio-out", action="store_true",
+                         help="samplernn design: standalone playback: GENERATE jobs with PLAY = 1 sing on the "
+                              "board's PWM audio output through a FIFO at the network's sample rate")
         audio = sub.add_argument_group("audio design")
         audio.add_argument("--sample-rate", type=float, default=16000.0, help="sample rate in Hz (default: 16000)")
-        audio.add_argument("--pwm-bits", type=positive, default=8, help="PWM resolution in bits (default: 8)")
+        audio.add_argument("--pwm-bits", type=positive, default=8,
+                           help="PWM resolution in bits (default: 8); also the samplernn design's with --audio-out")
     else:
         sub.add_argument("--json", action="store_true", help="print JSON")
     sub.set_defaults(run=cmd_board_build if build else cmd_board_synth, takes_anything=True)
