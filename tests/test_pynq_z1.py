@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from wavefabric.boards.player import rc_recover
 from wavefabric.boards.pynq_z1 import PwmPlayer, PynqZ1Platform, pwm_samples, write_pwm_plan
 
 
@@ -49,13 +50,7 @@ def test_pwm_playback_is_recovered_by_a_low_pass_filter():
     assert np.array_equal(pwm.reshape(n, span).sum(axis=1) / periods, samples)
     # An RC low-pass of two poles (time constant 2 PWM periods), read at the end of each sample, like the
     # board's analog reconstruction filter: the samples come back with a high SNR.
-    y = pwm
-    for _ in range(2):
-        out, acc, a = np.empty_like(y), y[0], 1 / (2 << bits)
-        for i, v in enumerate(y):
-            acc += a * (v - acc)
-            out[i] = acc
-        y = out
+    y = rc_recover(pwm, 2 << bits)
     recovered, expected = y[span - 1::span][2:], (samples / (1 << bits))[2:]   # skip the filter's start-up
     error = recovered - expected
     snr = 10 * np.log10(np.var(expected) / np.var(error))
