@@ -1,6 +1,14 @@
-"""Driver of the GRU accelerator (:mod:`wavefabric.boards.top`): on a PYNQ board, or on its simulated twin.
+"""Drivers of the overlays, each on a PYNQ board or on its simulated twin, with the same calls on both.
 
-The same high-level calls work on both backends (:class:`GruApi`):
+**The SampleRNN overlay** (:mod:`wavefabric.boards.samplernn_top`): :class:`SampleRNNOverlay` with
+``load(checkpoint)`` and ``generate(seconds, seed, temperature) -> int16 ndarray``; ``backend="pynq"`` on a
+board (registers by MMIO, the load and the samples through the AXI DMA, the MLP input table in a ``pynq.allocate``
+buffer), ``backend="sim"`` on the overlay's exported Verilog on Verilator with the DDR model. Bad input (a register
+map that does not match the bitstream's configuration registers, a checkpoint of other sizes, a job longer than
+its register and the DMA allow) raises one ``ValueError`` before anything reaches the hardware.
+
+**The GRU accelerator** (:mod:`wavefabric.boards.top`). The same high-level calls work on both backends
+(:class:`GruApi`):
 
 * ``load_weights(params)``: a WEIGHTS job then a BIAS job (:class:`~wavefabric.sim.gru.GruParams`, integers).
 * ``reset_state(h0)``: a STATE job, ``h0`` of shape ``(layers, hidden)``.

@@ -27,6 +27,7 @@ a block design instantiates. The shell provides:
 
 from __future__ import annotations
 
+import json
 import re
 import zlib
 from collections.abc import Sequence
@@ -132,8 +133,6 @@ def register_table(params: Sequence[Register]) -> dict[str, dict]:
 
 def config_id(config: dict) -> int:
     """CRC-32 of a JSON-ready configuration (keys sorted): a register a driver compares with its JSON."""
-    import json
-
     return zlib.crc32(json.dumps(config, sort_keys=True, separators=(",", ":")).encode())
 
 
