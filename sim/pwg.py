@@ -12,7 +12,7 @@ from ..model.perf import pwg_engine_cycles, pwg_layer_cycles, pwg_layer_ideal_cy
 from ..model.pwg import PWG_NUMERICS, PWGFixed, ResidualLayer, UpsampleTable, pcm16, residual_layer_fixed
 from ..rtl.conv1d import ResidualEngine
 from ..rtl.pwg import PWGEngine
-from .streams import StreamRun, run_streams
+from .streams import AxiMemory, StreamRun, run_streams
 
 __all__ = ["random_residual_layer", "random_upsample_table", "layer_beats", "cond_beats", "table_beats",
            "block_rows", "from_block_rows", "LayerJob", "layer_streams", "LayerRun", "run_residual_layer",
@@ -359,14 +359,31 @@ def generator_streams(engine: PWGEngine, fixed: PWGFixed, mel: np.ndarray, z: np
             "table": table_beats(layers, fixed.upsample_table)}
 
 
+def activation_memories(engine: PWGEngine, latency: int = 40, p_ready: float = 1.0) -> dict[str, AxiMemory]:
+    """The DDR of an engine with ``store="ddr"``: one memory per AXI4 port, x and skip sums, each at address 0
+    and just large enough, with ``latency`` cycles for reads and writes and, below 1, random stalls on every
+    channel (``p_ready``)."""
+    memories = {}
+    for memory, channels in (("x", engine.config.residual_channels), ("skip", engine.config.skip_channels)):
+        writer = engine.movers[f"{memory}_writer"]
+        size = engine.max_blocks * channels * writer.beats_per_record * writer.beat_bytes
+        memories[memory] = AxiMemory(bytes(-(-size // 4096) * 4096), ar=f"{memory}_ar", r=f"{memory}_r",
+                                     aw=f"{memory}_aw", w=f"{memory}_w", b=f"{memory}_b", latency=latency,
+                                     write_latency=latency, p_ar_ready=p_ready, p_r_valid=p_ready,
+                                     p_aw_ready=p_ready, p_w_ready=p_ready, p_b_valid=p_ready)
+    return memories
+
+
 def run_pwg(engine: PWGEngine, fixed: PWGFixed, mel: np.ndarray, z: np.ndarray, *, seed: int = 0,
-            p_valid: float = 1.0, p_ready: float = 1.0, progress=None, name: str = "pwg",
+            p_valid: float = 1.0, p_ready: float = 1.0, latency: int = 40, progress=None, name: str = "pwg",
             backend: str = "amaranth") -> GeneratorRun:
     """One job through ``engine``: the padded mel ``mel`` ``(A, F + 2w)`` and the noise ``z`` ``(in_channels,
     F hop)`` (act integers) in, PCM out, checked against ``fixed`` (built for the engine's configuration).
 
     With ``p_valid`` / ``p_ready`` below 1 every input stream has random gaps and the PCM output random stalls
-    (seeded by ``seed``). ``progress`` is called now and then with the PCM beats so far.
+    (seeded by ``seed``). An engine with ``store="ddr"`` reads and writes its activations in
+    :func:`activation_memories` of ``latency`` cycles (stalled with ``p_ready`` too). ``progress`` is called now
+    and then with the PCM beats so far.
     """
     cfg = engine.config
     mel, z = np.asarray(mel, dtype=np.int64), np.asarray(z, dtype=np.int64)
@@ -377,8 +394,11 @@ def run_pwg(engine: PWGEngine, fixed: PWGFixed, mel: np.ndarray, z: np.ndarray, 
                          f"{(cfg.in_channels, t)}, not {z.shape}")
     beats = t // engine.cols * cfg.out_channels
     model = pwg_engine_cycles(cfg, engine.rows, engine.cols, frames, engine.engine.gate_lanes)
-    run = run_streams(engine, generator_streams(engine, fixed, mel, z), {"pcm": beats}, {"frames": frames},
-                      seed=seed, p_valid=p_valid, p_ready=p_ready, tail=1, progress=progress,
+    ddr = engine.store == "ddr"
+    memories = activation_memories(engine, latency, p_ready) if ddr else None
+    statics = {"frames": frames} | ({"x_base": 0, "skip_base": 0} if ddr else {})
+    run = run_streams(engine, generator_streams(engine, fixed, mel, z), {"pcm": beats}, statics, seed=seed,
+                      p_valid=p_valid, p_ready=p_ready, memories=memories, tail=1, progress=progress,
                       max_cycles=3 * model + 10_000, backend=backend, name=name)
     pcm, framed = from_block_rows(run.outputs["pcm"], cfg.out_channels, t, engine.cols)
     expected = pcm16(fixed.forward(z, mel), cfg.numerics.act)

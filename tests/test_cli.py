@@ -154,15 +154,19 @@ PWG_SMALL = ["--rows", "2", "--cols", "4", "--residual", "4", "--gate", "8", "--
              "3", "--stacks", "1", "--upsample-scales", "2", "2", "--aux-context-window", "1"]
 
 
-@pytest.mark.parametrize("backend", ["amaranth", "verilator"])
-def test_sim_pwg_writes_the_hardwares_audio(capsys, tmp_path, backend):
-    """The whole generator, small, on both backends: bit-exact with PWGFixed, the cycle model's count, and the WAV
-    holds the PCM the simulated hardware streamed."""
+@pytest.mark.parametrize("backend, store", [("amaranth", "chip"), ("verilator", "chip"), ("verilator", "ddr")])
+def test_sim_pwg_writes_the_hardwares_audio(capsys, tmp_path, backend, store):
+    """The whole generator, small, on both backends, its activations on chip or in the simulated DDR: bit-exact
+    with PWGFixed, the cycle model's count (on chip), and the WAV holds the PCM the simulated hardware streamed."""
     out_wav = tmp_path / "pwg.wav"
     status, out, _ = run(capsys, "sim", "pwg", *PWG_SMALL, "--frames", "3", "--seed", "2", "--backend", backend,
-                         "-o", str(out_wav), "--json")
+                         "--store", store, "-o", str(out_wav), "--json")
     figures = json.loads(out)
-    assert status == 0 and figures["bit_exact"] is True and figures["cycles"] == figures["model_cycles"]
+    assert status == 0 and figures["bit_exact"] is True and figures["store"] == store
+    if store == "chip":
+        assert figures["cycles"] == figures["model_cycles"]
+    else:
+        assert figures["cycles"] > figures["cycles_with_activations_on_chip"]
     assert figures["samples"] == 12 and figures["backend"] == backend
     assert figures["real_time_factor"] == pytest.approx(100e6 * 12 / (22050 * figures["cycles"]))
     audio, rate = read_wav(out_wav)

@@ -28,6 +28,8 @@ def test_options_that_would_not_act_are_refused(tmp_path):
         (["sim", "pwg-layer", "--dilation", "1024"], "--dilation 1024 exceeds --max-dilation 512"),
         (["generate", "samplernn", "--seconds", "1e-5", "-o", tmp_path / "a.wav"],
          "--seconds 1e-05 is less than one sample at 16000 Hz"),
+        (["estimate", "pwg", "--store", "ddr"], "estimate pwg models the activations on chip"),
+        (["sim", "pwg", "--latency", "20"], "--latency applies to --store ddr only"),
         (["verilog", "pwg", "--skip", "100", "-o", tmp_path / "p.v"],
          "the output layers run on the residual engine only with skip_channels <= residual_channels"),
         (["verilog", "gemm", "--name", "my gemm", "-o", tmp_path / "g.v"], "a module name must be letters"),

@@ -54,6 +54,20 @@ def test_random_stalls_on_every_stream(backend):
     assert run.bit_exact and run.cycles > run.model_cycles, f"seed {seed}; {vcd_hint(name)}"
 
 
+@pytest.mark.parametrize("p", [1.0, 0.6])
+def test_activations_in_ddr(p, backend):
+    """The activations between layers in two simulated DDRs (reads and writes with a 40-cycle latency, and random
+    stalls on every AXI channel and stream): the same PCM, bit for bit; the DDR only adds cycles."""
+    seed = 23
+    fixed, mel, z = job(WIDE, 3, seed)
+    name = f"pwg_ddr_{p}"
+    run = run_pwg(PWGEngine(WIDE, 3, 2, max_frames=3, store="ddr"), fixed, mel, z, seed=seed, p_valid=p, p_ready=p,
+                  name=name, backend=backend)
+    assert run.bit_exact and run.cycles > run.model_cycles, f"seed {seed}; {vcd_hint(name)}"
+    memories = run.streams.memories
+    assert memories["x"].bytes_written > 0 and memories["skip"].bytes_written > 0
+
+
 def test_full_scale_saturates_bit_exact():
     # Weights three times their trained scale: activations, skip sums and the waveform saturate.
     seed = 13
@@ -78,6 +92,7 @@ def test_framing_error_is_sticky(port):
     (dataclasses.replace(SMALL, skip_channels=6), {}, "the output layers run on the residual engine only"),
     (SMALL, dict(max_frames=1), "max_frames must be an integer >= 2"),
     (SMALL, dict(cols=8), "cols must be a power of two dividing hop = 4"),
+    (SMALL, dict(store="sram"), "store must be 'chip' or 'ddr'"),
     ("ljspeech", {}, "config must be a PWGConfig"),
 ])
 def test_bad_parameters(config, kwargs, message):

@@ -380,9 +380,12 @@ def _pwg_generator_options(parser: argparse.ArgumentParser) -> None:
                         help="upsampling scales; their product is the hop size (default: 4 4 4 4)")
     parser.add_argument("--aux-context-window", type=nonnegative, default=2,
                         help="conv_in's context frames each side (default: 2)")
+    parser.add_argument("--store", choices=("chip", "ddr"), default="chip",
+                        help="where the activations live between layers: on chip (jobs of a few frames) or in the "
+                             "PS DDR behind two AXI4 masters (default: chip)")
     parser.add_argument("--max-frames", type=positive, default=2,
-                        help="longest job in frames: sizes the on-chip activations of verilog and synth (default: "
-                             "2); sim builds the engine for its job")
+                        help="longest job in frames: sizes the activations on chip, or the aux terms with --store "
+                             "ddr, of verilog and synth (default: 2); sim builds the engine for its job")
 
 
 def pwg_config(args):
@@ -397,7 +400,7 @@ def pwg_config(args):
 def _build_pwg(args, max_frames: int | None = None) -> wiring.Component:
     from .rtl.pwg import PWGEngine
 
-    return PWGEngine(pwg_config(args), args.rows, args.cols, max_frames or args.max_frames)
+    return PWGEngine(pwg_config(args), args.rows, args.cols, max_frames or args.max_frames, store=args.store)
 
 
 def _pwg_sim_options(parser: argparse.ArgumentParser) -> None:
@@ -410,6 +413,8 @@ def _pwg_sim_options(parser: argparse.ArgumentParser) -> None:
                         help="frames of a seeded random mel, when no --mel (default: 2)")
     parser.add_argument("--clock", type=clock_type, default=100e6,
                         help="clock frequency in Hz of the real-time factor (default: 100e6)")
+    parser.add_argument("--latency", type=positive,
+                        help="with --store ddr: DDR read and write latency in cycles (default: 40)")
     parser.add_argument("-o", "--output", type=output_path, help="WAV file of the audio the simulated hardware made")
 
 
@@ -436,6 +441,9 @@ def _simulate_pwg(args) -> dict:
     from .model.audio import write_wav
     from .sim.pwg import run_pwg
 
+    if args.latency is not None and args.store != "ddr":
+        raise ValueError("--latency applies to --store ddr only (the activations are on chip)")
+
     fixed, z, mel = _pwg_job(args)
     config = fixed.config
     frames = mel.shape[1] - 2 * config.aux_context_window
@@ -446,11 +454,14 @@ def _simulate_pwg(args) -> dict:
     with tqdm(total=samples, unit="sample", unit_scale=True, desc=f"sim pwg ({args.backend}: {stage})",
               disable=None, leave=False) as bar:
         run = run_pwg(engine, fixed, mel, z, seed=args.seed, p_valid=args.p_valid_ready, p_ready=args.p_valid_ready,
-                      backend=args.backend, progress=lambda k: bar.update(k * samples // beats - bar.n))
+                      latency=args.latency or 40, backend=args.backend,
+                      progress=lambda k: bar.update(k * samples // beats - bar.n))
     if args.output:
         write_wav(args.output, run.pcm.T, config.sample_rate)
-    return {"frames": frames, "samples": samples, "seed": args.seed, "cycles": run.cycles,
-            "model_cycles": run.model_cycles, "cycles_per_sample": run.cycles / samples, "clock_hz": args.clock,
+    # The cycle model is the on-chip engine's; with the activations in DDR it is what the job takes without them.
+    model = {"model_cycles" if args.store == "chip" else "cycles_with_activations_on_chip": run.model_cycles}
+    return {"frames": frames, "samples": samples, "seed": args.seed, "store": args.store, "cycles": run.cycles,
+            **model, "cycles_per_sample": run.cycles / samples, "clock_hz": args.clock,
             "real_time_factor": args.clock * samples / (config.sample_rate * run.cycles),
             "bit_exact": run.bit_exact, **run.streams.figures()}
 
@@ -507,6 +518,9 @@ def _pwg_layer_bytes(args) -> int:
 def _estimate_pwg(args) -> dict:
     from .model.perf import estimate_pwg
 
+    if args.store != "chip":
+        raise ValueError("estimate pwg models the activations on chip; --store ddr has no cycle model yet (sim "
+                         "pwg --store ddr measures it)")
     config = pwg_config(args)
     figures = estimate_pwg(args.rows, args.cols, args.clock, args.int8_pack, t=args.t, config=config)
     if args.synth:
