@@ -3,9 +3,9 @@
 Prints one JSON object:
 
 - ``generator``: the whole generator (``PWGEngine``) simulated: ljspeech sizes on the recommended 13x16 array for
-  ``--frames`` frames (default 8, 2,048 samples) on Verilator, bit-exact against ``PWGFixed`` (as 16-bit PCM),
-  cycles against :func:`wavefabric.model.perf.pwg_engine_cycles`, the real-time factor at 100 and 120 MHz, the
-  build and run times; and a small generator on Amaranth's simulator;
+  ``--frames`` frames (default 8, 2,048 samples) on Verilator with the activations on chip and in DDR, bit-exact
+  against ``PWGFixed`` (as 16-bit PCM), cycles against :func:`wavefabric.model.perf.pwg_engine_cycles`, the
+  real-time factor at 100 and 120 MHz, the build and run times; and a small generator on Amaranth's simulator;
 - ``layer_utilization``: MACs / (rows * cols * cycles) of ljspeech residual layers (64/128/64, kernel 3, the
   table's 5 taps) by :func:`wavefabric.model.perf.pwg_layer_cycles` for 4, 16 and 87 frames (T = 1024, 4096,
   22,272) and dilations 1 and 512 (target >= 95% for T >= 1024), and the least over the 30 layers at 4 frames;
@@ -51,19 +51,21 @@ SMALL_GENERATOR = PWGConfig(layers=3, stacks=1, residual_channels=4, gate_channe
                             aux_channels=3, aux_context_window=1, upsample_scales=(2, 2))
 
 
-def generator(config: PWGConfig, rows: int, cols: int, frames: int, backend: str, seed: int = 0) -> dict:
-    """One job of ``frames`` seeded random mel frames through the whole generator on ``backend``."""
+def generator(config: PWGConfig, rows: int, cols: int, frames: int, backend: str, store: str = "chip",
+              seed: int = 0) -> dict:
+    """One job of ``frames`` seeded random mel frames through the whole generator on ``backend``, its activations
+    on chip or in the simulated DDR (40 cycles of latency)."""
     fixed = PWGFixed(from_state_dict(config, random_state_dict(config, seed)))
     mel = np.random.default_rng(seed).standard_normal((frames, config.aux_channels))
     z, padded = fixed.job(mel, seed)
     start = time.perf_counter()
-    engine = PWGEngine(config, rows, cols, max_frames=frames)
+    engine = PWGEngine(config, rows, cols, max_frames=frames, store=store)
     run = run_pwg(engine, fixed, padded, z, backend=backend)
     seconds = time.perf_counter() - start
     samples = frames * config.hop_size
     figures = run.streams.figures()
-    return {"array": f"{rows}x{cols}", "frames": frames, "samples": samples, "backend": backend,
-            "bit_exact": run.bit_exact, "cycles": run.cycles, "model_cycles": run.model_cycles,
+    return {"array": f"{rows}x{cols}", "frames": frames, "samples": samples, "backend": backend, "store": store,
+            "bit_exact": run.bit_exact, "cycles": run.cycles, "model_cycles_on_chip": run.model_cycles,
             "cycles_per_sample": round(run.cycles / samples, 1),
             "real_time_factor_100mhz": round(100e6 * samples / (config.sample_rate * run.cycles), 3),
             "real_time_factor_120mhz": round(120e6 * samples / (config.sample_rate * run.cycles), 3),
@@ -141,7 +143,8 @@ def main() -> None:
 
     rows, cols = PWG_RECOMMENDED["rows"], PWG_RECOMMENDED["cols"]
     result = {"generator": [generator(SMALL_GENERATOR, 2, 4, 3, "amaranth"),
-                            generator(PWGConfig(), rows, cols, args.frames, "verilator")]}
+                            generator(PWGConfig(), rows, cols, args.frames, "verilator"),
+                            generator(PWGConfig(), rows, cols, args.frames, "verilator", "ddr")]}
     result["layer_utilization"] = layer_utilization()
     result["layer_simulation"] = [
         timed("dilation 1", dilation=1, frames=8, rows=2, cols=4, seed=1, **SMALL),
@@ -167,8 +170,9 @@ def main() -> None:
 def markdown(result: dict) -> str:
     gen = result["generator"]
     text = ("The whole generator (`PWGEngine`) simulated on one job of seeded random weights, mel and noise: PCM "
-            "bit-exact against `PWGFixed`, cycles against `perf.pwg_engine_cycles` (build seconds: the Verilator "
-            "build, 0 on Amaranth or on a cache hit):\n\n"
+            "bit-exact against `PWGFixed`, cycles against `perf.pwg_engine_cycles` (the model of the activations on "
+            "chip; with `store` ddr they live in two simulated DDRs of 40 cycles' latency, which no model covers "
+            "yet; build seconds: the Verilator build, 0 on Amaranth or on a cache hit):\n\n"
             + table(gen, list(gen[0])))
     util = [{"array": name} | {key: f"{value:.1%}" for key, value in entry.items()}
             for name, entry in result["layer_utilization"].items()]
