@@ -1,15 +1,12 @@
 # amaranth: UnusedElaboratable=no
 """boards.driver: the simulated twin is bit-exact with the model; the PYNQ path makes the right calls in order."""
 
-import gc
 import subprocess
 import sys
 import types
-import warnings
 
 import numpy as np
 import pytest
-from amaranth.hdl import UnusedElaboratable
 
 from wavefabric.boards import driver as driver_module
 from wavefabric.boards.driver import GruDriver, SampleRNNOverlay, pynq_driver_class, write_weights
@@ -26,16 +23,8 @@ from wavefabric.sim.samplernn import table_image
 
 # SampleRNN engines built for their sizes only (the import-time filter of boards.samplernn_top does not outlive
 # pytest's collection).
-pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
-
-
-@pytest.fixture(autouse=True)
-def _collect_components():
-    """Collect each test's components before the next test, so that no warning about them lands elsewhere."""
-    yield
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        gc.collect()
+pytestmark = [pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable"),
+              pytest.mark.usefixtures("collect_components")]
 
 NUM = Numerics()
 

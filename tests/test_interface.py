@@ -1,12 +1,9 @@
 # amaranth: UnusedElaboratable=no
 """sim.interface: docs/verilog.md is what the hardware is, port for port."""
 
-import gc
-import warnings
 from pathlib import Path
 
 import pytest
-from amaranth.hdl import UnusedElaboratable
 
 from wavefabric.rtl.gru import GruCommand, command_layout
 from wavefabric.sim.interface import (
@@ -25,16 +22,8 @@ from wavefabric.sim.interface import (
 DOC = Path(__file__).resolve().parent.parent / "docs" / "verilog.md"
 
 # The document's components are built for their interfaces only: their sub-components are never elaborated.
-pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
-
-
-@pytest.fixture(autouse=True)
-def _collect_components():
-    """Collect each test's components before the next test, so that no warning about them lands elsewhere."""
-    yield
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        gc.collect()
+pytestmark = [pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable"),
+              pytest.mark.usefixtures("collect_components")]
 
 
 def test_document_is_up_to_date():

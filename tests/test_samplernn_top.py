@@ -1,13 +1,10 @@
 # amaranth: UnusedElaboratable=no
 """boards.samplernn_top: register map, load stream, Vivado-facing ports, and the core through its AXI channels."""
 
-import gc
 import re
-import warnings
 
 import numpy as np
 import pytest
-from amaranth.hdl import UnusedElaboratable
 
 from wavefabric.boards.samplernn_top import (
     GENERATE_OVERHEAD,
@@ -30,16 +27,8 @@ from wavefabric.sim.streams import AxiReadMemory, run_streams, vcd_hint
 
 # SampleRNN engines built for their sizes only (the import-time filter of boards.samplernn_top does not outlive
 # pytest's collection).
-pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
-
-
-@pytest.fixture(autouse=True)
-def _collect_components():
-    """Collect each test's components before the next test, so that no warning about them lands elsewhere."""
-    yield
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        gc.collect()
+pytestmark = [pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable"),
+              pytest.mark.usefixtures("collect_components")]
 
 #: The smallest legal network: one tier of frame size 2, dim 3, two levels.
 TINY = SampleRNNTopConfig(SampleRNNConfig(frame_sizes=(2,), n_rnn=1, dim=3, q_levels=2), lanes=2, simd=4,

@@ -130,8 +130,7 @@ def test_a_point_lost_with_its_worker_is_run_again(capsys, tmp_path, scheduler, 
     (["gemm", "--grid", "rows=4,4"], "wavefabric: error: grid item 'rows=4,4' repeats a value"),
     (["pwg", "--grid", "int8-pack=yes"],
      "wavefabric: error: grid key 'int8-pack' is a switch: its values are true and false, not 'yes'"),
-    (["pwg", "--grid", "rows=8", "--sim"], "wavefabric: error: pwg has no 'sim', only 'estimate'; the "
-                                           "residual-layer engine it runs on is 'pwg-layer' (verilog, synth, sim)"),
+    (["systolic", "--grid", "rows=8", "--sim"], "wavefabric: error: systolic has no 'sim', only 'verilog', 'synth'"),
     (["weightnorm", "--grid", "lanes=8"], "wavefabric: error: weightnorm has no 'estimate': sweep it with --synth "
                                           "or --sim"),
     (["gemm", "--grid", "rows=4", "--workers", "100000"], "wavefabric sweep: argument --workers: must be from 1 to"),
@@ -220,6 +219,7 @@ def test_sim_sweep_reports_simulated_cycles(capsys, tmp_path, scheduler):
                                         "--steps", "1"]
 
 
-def test_synth_of_pwg_is_its_estimates_synthesis():
+def test_a_pwg_point_runs_estimate_and_synth():
     [point] = sweep.grid_points("pwg", {"rows": ["8"], "int8-pack": ["true"]}, synth=True)
-    assert point.argvs == {"estimate": ["estimate", "pwg", "--int8-pack", "--rows", "8", "--synth"]}
+    assert point.argvs == {"estimate": ["estimate", "pwg", "--int8-pack", "--rows", "8"],
+                           "synth": ["synth", "pwg", "--rows", "8"]}

