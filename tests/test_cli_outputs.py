@@ -80,10 +80,16 @@ def test_new_files_follow_the_umask(tmp_path):
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT")
 def test_ctrl_c_prints_one_line_and_leaves_no_output(tmp_path):
     out = tmp_path / "long.wav"
+    # SIGINT back to its default in the child: a test run started in the background of a non-interactive shell
+    # ignores it, and so would the command.
     proc = subprocess.Popen([sys.executable, "-m", "wavefabric", "generate", "pwg", "--seconds", "600", "-o", out],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        time.sleep(4)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
     assert proc.returncode == 130 and stdout == "" and stderr == "wavefabric: interrupted\n"
     assert list(tmp_path.iterdir()) == []
