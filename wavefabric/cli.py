@@ -35,6 +35,7 @@ from .engines import (
     nonnegative,
     output_path,
     positive,
+    refuse_given,
     samplernn_config,
     seconds_type,
     temperature_type,
@@ -75,14 +76,6 @@ class _Parser(argparse.ArgumentParser):
 
 def _fail(message: str) -> CliError:
     return CliError(f"wavefabric: error: {message}")
-
-
-def _refuse(args: argparse.Namespace, dests, where: str) -> None:
-    """Refuse the first option of ``dests`` that was given: it does not apply ``where``."""
-    given = getattr(args, "given", {})
-    for dest in dests:
-        if dest in given:
-            raise _fail(f"{given[dest]} does not apply {where}")
 
 
 def _samples(seconds: float, sample_rate: int) -> int:
@@ -564,19 +557,19 @@ def cmd_board_build(args) -> int:
 
     _design_options(args, "build")
     if args.design in ACCELERATOR_DESIGNS:
-        _refuse(args, ["sample_rate"], f"to --design {args.design} (it sets up --design audio)")
+        refuse_given(args, ["sample_rate"], f"to --design {args.design} (it sets up --design audio)")
         if not args.audio_out:
-            _refuse(args, ["pwm_bits"], f"to --design {args.design} without --audio-out (they set up --design "
+            refuse_given(args, ["pwm_bits"], f"to --design {args.design} without --audio-out (they set up --design "
                                         "audio)")
     else:
-        _refuse(args, ["jobs"], "to --design audio")
+        refuse_given(args, ["jobs"], "to --design audio")
     if args.design != "samplernn":
-        _refuse(args, ["checkpoint"], f"to --design {args.design} (it gives --design samplernn its weights)")
+        refuse_given(args, ["checkpoint"], f"to --design {args.design} (it gives --design samplernn its weights)")
         if args.audio_out:
             raise _fail(f"--audio-out does not apply to --design {args.design} (it gives --design samplernn a "
                         "player)")
     if not args.run_vivado:
-        _refuse(args, ["jobs"], "without --run")
+        refuse_given(args, ["jobs"], "without --run")
     check_output_folder(args.output, args.force)  # before any work
     if args.design in ACCELERATOR_DESIGNS:
         _require_build_memory(ENGINES[ACCELERATOR_DESIGNS[args.design]], args)

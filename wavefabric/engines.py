@@ -23,7 +23,7 @@ from .model.fixed import QFormat
 __all__ = ["MAX_SECONDS", "SAMPLERNN_RATE", "seconds_type", "output_path", "add_samplernn_options", "pwg_config",
            "samplernn_config", "Engine", "ENGINES", "HW_BYTES_PER_MULTIPLIER", "HW_BYTES_PER_WORD",
            "SIM_BYTES_PER_ELEMENT", "add_sim_run_options", "positive", "nonnegative", "probability", "qformat",
-           "verilog_name"]
+           "verilog_name", "refuse_given"]
 
 
 def qformat(text: str) -> QFormat:
@@ -188,6 +188,15 @@ class Engine:
     def module_name(self) -> str:
         """The default Verilog module name: the engine's name as an identifier (``pwg-layer`` -> ``pwg_layer``)."""
         return self.name.replace("-", "_")
+
+
+def refuse_given(args: argparse.Namespace, dests, where: str) -> None:
+    """Refuse, with ``ValueError``, the first option of ``dests`` given on the command line (``args.given``, which
+    the command line's parser records): it does not apply ``where``."""
+    given = getattr(args, "given", {})
+    for dest in dests:
+        if dest in given:
+            raise ValueError(f"{given[dest]} does not apply {where}")
 
 
 def add_sim_run_options(parser: argparse.ArgumentParser, seeded: str) -> None:
@@ -413,7 +422,7 @@ def _pwg_sim_options(parser: argparse.ArgumentParser) -> None:
                         help="frames of a seeded random mel, when no --mel (default: 2)")
     parser.add_argument("--clock", type=clock_type, default=100e6,
                         help="clock frequency in Hz of the real-time factor (default: 100e6)")
-    parser.add_argument("--latency", type=positive,
+    parser.add_argument("--latency", type=positive, default=40,
                         help="with --store ddr: DDR read and write latency in cycles (default: 40)")
     parser.add_argument("-o", "--output", type=output_path, help="WAV file of the audio the simulated hardware made")
 
@@ -441,8 +450,9 @@ def _simulate_pwg(args) -> dict:
     from .model.audio import write_wav
     from .sim.pwg import run_pwg
 
-    if args.latency is not None and args.store != "ddr":
-        raise ValueError("--latency applies to --store ddr only (the activations are on chip)")
+    refuse_given(args, ["max_frames"], "to sim (it builds the engine for its job)")
+    if args.store != "ddr":
+        refuse_given(args, ["latency"], "to --store chip (the activations are on chip)")
 
     fixed, z, mel = _pwg_job(args)
     config = fixed.config
@@ -454,7 +464,7 @@ def _simulate_pwg(args) -> dict:
     with tqdm(total=samples, unit="sample", unit_scale=True, desc=f"sim pwg ({args.backend}: {stage})",
               disable=None, leave=False) as bar:
         run = run_pwg(engine, fixed, mel, z, seed=args.seed, p_valid=args.p_valid_ready, p_ready=args.p_valid_ready,
-                      latency=args.latency or 40, backend=args.backend,
+                      latency=args.latency, backend=args.backend,
                       progress=lambda k: bar.update(k * samples // beats - bar.n))
     if args.output:
         write_wav(args.output, run.pcm.T, config.sample_rate)
@@ -518,6 +528,7 @@ def _estimate_pwg(args) -> dict:
     if args.store != "chip":
         raise ValueError("estimate pwg models the activations on chip; --store ddr has no cycle model yet (sim "
                          "pwg --store ddr measures it)")
+    refuse_given(args, ["max_frames"], "to estimate (--t sets the job)")
     config = pwg_config(args)
     return estimate_pwg(args.rows, args.cols, args.clock, args.int8_pack, t=args.t, config=config)
 
