@@ -55,18 +55,17 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import load_torch_file, read_state_dict, weight_norm
-from .fixed import MAX_WIDTH, QFormat, accumulator_width, int_matmul, narrow, saturate
+from .fixed import MAX_WIDTH, QFormat, accumulator_width, int_matmul, narrow, saturate, shift_round
+from .formats import FormatsError, load_formats, save_formats
 from .kernels import (
     Numerics,
-    conv1d,
     float_sigmoid,
     gated_activation,
     im2col,
-    linear,
-    mul_const,
-    quantize_weight_norm,
     relu,
+    weight_norm_operands,
 )
+from .kernels import weight_norm as int_weight_norm
 
 __all__ = [
     "BLOCK_FRAMES",
@@ -89,6 +88,12 @@ __all__ = [
     "check_output_layer",
     "PCM_FORMAT",
     "pcm16",
+    "MAX_SHIFT",
+    "FRAC_RANGE",
+    "LayerShifts",
+    "PWGShifts",
+    "PWGFormats",
+    "skip_scale_constant",
 ]
 
 #: Default formats of the PWG datapath: act Q5.11 (range [-16, 16)), weight Q3.13 (range [-4, 4)), gate Q1.15,
@@ -351,7 +356,7 @@ class ResidualLayer:
 
 
 def residual_layer(x: np.ndarray, c: np.ndarray, layer: ResidualLayer, *, aux_applied: bool = False,
-                   residual_out: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+                   residual_out: bool = True, trace: dict | None = None) -> tuple[np.ndarray | None, np.ndarray]:
     """Float residual block: ``(x_next, skip)`` from x ``(R, T)`` and conditioning c.
 
     ``h = conv(x) + conv_bias + aux @ c``; ``g = tanh(h[:G/2]) * sigmoid(h[G/2:])``;
@@ -360,6 +365,8 @@ def residual_layer(x: np.ndarray, c: np.ndarray, layer: ResidualLayer, *, aux_ap
     ``c`` is the upsampled conditioning ``(A, T)``, or with ``aux_applied`` the layer's aux term ``(G, T)``
     already computed (the hardware order: ``aux @`` at frame rate, then upsampled), which is added in place
     of ``aux @ c``. With ``residual_out=False`` (the last layer) ``x_next`` is not computed and is None.
+    A ``trace`` dict receives the gate's input ``h`` and, with ``residual_out``, ``y`` (the out 1x1 plus the
+    residual, before the scale).
     """
     half = layer.conv.shape[0] // 2
     h = _conv_taps(x, layer.conv, layer.dilation, layer.padding)
@@ -367,15 +374,54 @@ def residual_layer(x: np.ndarray, c: np.ndarray, layer: ResidualLayer, *, aux_ap
     h += layer.conv_bias[:, None]
     g = np.tanh(h[:half]) * float_sigmoid(h[half:])
     skip = layer.skip @ g + layer.skip_bias[:, None]
+    if trace is not None:
+        trace["h"] = h
     if not residual_out:
         return None, skip
-    x_next = (layer.out @ g + layer.out_bias[:, None] + x) * math.sqrt(0.5)
-    return x_next, skip
+    y = layer.out @ g + layer.out_bias[:, None] + x
+    if trace is not None:
+        trace["y"] = y
+    return y * math.sqrt(0.5), skip
+
+
+@dataclass(frozen=True)
+class LayerShifts:
+    """The narrowing shifts of one residual layer (fractional bits dropped): the gate GEMM's (into the gate's
+    input, ``numerics.act``), the skip 1x1's and the out 1x1's (with the residual). Biases are stored at their
+    output's format and enter the accumulator shifted left by the same amount."""
+
+    gate: int
+    skip: int
+    out: int
+
+    @classmethod
+    def uniform(cls, num: Numerics) -> LayerShifts:
+        """Every activation in ``num.act``, every weight in ``num.weight``: each shift is ``weight.frac``."""
+        return cls(num.weight.frac, num.weight.frac, num.weight.frac)
+
+
+def _narrow_counted(acc: np.ndarray, shift: int, fmt: QFormat, counts: np.ndarray | None, at: int) -> np.ndarray:
+    """:func:`~.fixed.narrow` by ``shift`` bits into ``fmt``'s width, adding the saturated values to ``counts[at]``."""
+    rounded = shift_round(acc, shift)
+    out = saturate(rounded, fmt)
+    if counts is not None:
+        counts[at] += int(np.count_nonzero(out != rounded))
+    return out
+
+
+def _mac(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, shift: int, fmt: QFormat,
+         counts: np.ndarray | None = None, at: int = 0) -> np.ndarray:
+    """``narrow(w @ x + (bias << shift))`` by ``shift`` bits (bias at the output's format): one exact accumulation."""
+    acc = int_matmul(w, x)
+    if bias is not None:
+        acc = acc + (np.asarray(bias, dtype=np.int64)[:, None] << np.int64(shift))
+    return _narrow_counted(acc, shift, fmt, counts, at)
 
 
 def residual_layer_fixed(x: np.ndarray, c: np.ndarray, layer: ResidualLayer, num: Numerics, *,
-                         aux_applied: bool = False, residual_out: bool = True,
-                         relu_gate: bool = False) -> tuple[np.ndarray | None, np.ndarray]:
+                         aux_applied: bool = False, residual_out: bool = True, relu_gate: bool = False,
+                         shifts: LayerShifts | None = None, counts: np.ndarray | None = None,
+                         at: int = 0) -> tuple[np.ndarray | None, np.ndarray]:
     """Fixed-point residual block: the integers the conv engine must produce for one layer.
 
     Parameters
@@ -397,6 +443,13 @@ def residual_layer_fixed(x: np.ndarray, c: np.ndarray, layer: ResidualLayer, num
     relu_gate : bool
         Step 2 computes ``g = relu(h[:G/2])`` instead: the generator's output layers in the residual engine's
         form (:meth:`PWGFixed.output_layer`).
+    shifts : LayerShifts, optional
+        The layer's narrowing shifts (default :meth:`LayerShifts.uniform`: every value in ``num.act``). The
+        widths are ``num``'s; where the binary points sit is the caller's (:class:`PWGFormats`).
+    counts, at : optional
+        ``counts[at]`` is incremented by the number of values that saturate when narrowed into a stored format:
+        skip, ``y`` and ``x_next``, and ``h`` with ``relu_gate`` (a tanh or sigmoid input that saturates at
+        act's ±16 changes the table's output by less than 2**-22, so those are not counted).
 
     Returns
     -------
@@ -405,6 +458,8 @@ def residual_layer_fixed(x: np.ndarray, c: np.ndarray, layer: ResidualLayer, num
 
     Notes
     -----
+    Every narrowing drops the layer's shift (``shifts``; below, the uniform formats' ``weight.frac``).
+
     1. Gate GEMM, one exact accumulation per output, narrowed once to ``act``. Without ``aux_applied``,
        ``R*K + A`` products::
 
@@ -425,22 +480,22 @@ def residual_layer_fixed(x: np.ndarray, c: np.ndarray, layer: ResidualLayer, num
        ``x_next = mul_const(y, sqrt(0.5))``: times sqrt(0.5) quantised to ``gate``, narrowed to ``act``
        (a 17 x 16-bit product at the defaults, one DSP48E1).
     """
-    num_act = num.act
+    act = num.act
+    s = shifts or LayerShifts.uniform(num)
     cols = im2col(x, layer.kernel_size, layer.dilation, layer.padding)
-    if aux_applied:
-        acc = (int_matmul(layer.conv.reshape(layer.conv.shape[0], -1), cols)
-               + (layer.conv_bias[:, None] << np.int64(num.weight.frac)) + c)
-        h = narrow(acc, num.acc_frac, num_act)
-    else:
-        h = linear(layer.gemm_weight(), np.concatenate([cols, c], axis=0), layer.conv_bias, num)
+    acc = int_matmul(layer.conv.reshape(layer.conv.shape[0], -1), cols) + (layer.conv_bias[:, None] << np.int64(s.gate))
+    acc = acc + (c if aux_applied else int_matmul(layer.aux, c))
+    h = _narrow_counted(acc, s.gate, act, counts if relu_gate else None, at)
     half = h.shape[0] // 2
     g = relu(h[:half]) if relu_gate else gated_activation(h[:half], h[half:], num)
-    skip = linear(layer.skip, g, layer.skip_bias, num)
+    skip = _mac(layer.skip, g, layer.skip_bias, s.skip, act, counts, at)
     if not residual_out:
         return None, skip
-    wide = QFormat(num_act.width + 1, num_act.frac)
-    y = linear(layer.out, g, layer.out_bias[:, None] + x, num, out=wide)
-    return mul_const(y, math.sqrt(0.5), num), skip
+    # The residual enters beside the out bias: x, the bias and y share the residual stream's format.
+    wide = QFormat(act.width + 1, act.frac)
+    y = _narrow_counted(int_matmul(layer.out, g) + ((layer.out_bias[:, None] + x) << np.int64(s.out)), s.out, wide,
+                        counts, at)
+    return _narrow_counted(y * num.gate.quantize(math.sqrt(0.5)), num.gate.frac, act, counts, at), skip
 
 
 def _check_inputs(config: PWGConfig, z: np.ndarray, c: np.ndarray) -> None:
@@ -527,7 +582,8 @@ BLOCK_FRAMES = 256
 
 
 def _inference_blocks(config: PWGConfig, forward: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                      quantize: Callable[[np.ndarray], np.ndarray], dequantize: Callable[[np.ndarray], np.ndarray],
+                      quantize_noise: Callable[[np.ndarray], np.ndarray],
+                      quantize_mel: Callable[[np.ndarray], np.ndarray], dequantize: Callable[[np.ndarray], np.ndarray],
                       c, seed: int, block_frames: int, progress: Callable[[int], object] | None):
     """``forward`` over blocks of ``block_frames`` frames with :func:`context_frames` of context: see
     :meth:`PWGGenerator.inference_blocks`."""
@@ -546,7 +602,7 @@ def _inference_blocks(config: PWGConfig, forward: Callable[[np.ndarray, np.ndarr
         mel = np.asarray(c[lo:hi], dtype=np.float64)
         # Edge replication (the package's ReplicationPad1d) where the padded range leaves the mel.
         padded = mel[np.clip(np.arange(e0 - w, e1 + w), 0, frames - 1) - lo].T
-        y = dequantize(forward(quantize(noise.take(e0 * hop, e1 * hop)), quantize(padded)))
+        y = dequantize(forward(quantize_noise(noise.take(e0 * hop, e1 * hop)), quantize_mel(padded)))
         block = y[:, (f0 - e0) * hop:(f1 - e0) * hop].T
         if progress is not None:
             progress(len(block))
@@ -631,26 +687,53 @@ class PWGGenerator:
         kernels = [self.weight(f"upsample_net.upsample.up_layers.{2 * i + 1}").reshape(-1) for i in range(len(scales))]
         return _stretch_and_filter(c, kernels, scales)
 
-    def forward(self, z: np.ndarray, c: np.ndarray) -> np.ndarray:
+    def forward(self, z: np.ndarray, c: np.ndarray, trace: dict | None = None) -> np.ndarray:
         """Generator forward: noise z ``(in_channels, T)`` and padded mel c ``(A, T / hop + 2w)`` to
-        ``(out_channels, T)`` (the package's ``forward`` without the batch axis)."""
+        ``(out_channels, T)`` (the package's ``forward`` without the batch axis).
+
+        A ``trace`` dict (hardware order only) receives every value the hardware narrows, under the names of
+        :class:`PWGFormats`' tensors: ``mel``, ``z``, ``f``, ``x.0`` (first_conv's output), per layer ``a.l``
+        (the aux term at frame rate), ``h.l`` (the gate's input), ``skip.l``, ``y.l`` and ``x.l+1``; ``skips``
+        (their sum), ``post`` (the output layers' input), ``hidden`` (``relu(last1 ...)``) and ``out``.
+        """
         z = np.asarray(z, dtype=np.float64)
         c = np.asarray(c, dtype=np.float64)
         _check_inputs(self.config, z, c)
         hardware = self.hardware_order
+        if trace is not None and not hardware:
+            raise ValueError("a trace needs the hardware order (hardware_order=True)")
+        record = trace.__setitem__ if trace is not None else (lambda name, value: None)
+        record("mel", c)
+        record("z", z)
         c = self.frame_conditioning(c) if hardware else self.upsample(c)
+        record("f", c)
         x = self.weight("first_conv")[:, :, 0] @ z + self.bias("first_conv")[:, None]
+        record("x.0", x)
         skips = 0.0
         for index in range(self.config.layers):
             layer = self.layer(index)
-            cond = self.upsample_stages(layer.aux @ c) if hardware else c
-            x, skip = residual_layer(x, cond, layer, aux_applied=hardware,
+            if hardware:
+                a = layer.aux @ c
+                record(f"a.{index}", a)
+            cond = self.upsample_stages(a) if hardware else c
+            inner = {} if trace is not None else None
+            x, skip = residual_layer(x, cond, layer, aux_applied=hardware, trace=inner,
                                      residual_out=not hardware or index < self.config.layers - 1)
+            for name, value in (inner or {}).items():
+                record(f"{name}.{index}", value)
+            record(f"skip.{index}", skip)
+            if x is not None:
+                record(f"x.{index + 1}", x)
             skips = skips + skip
+        record("skips", skips)
         h = np.maximum(skips * math.sqrt(1.0 / self.config.layers), 0.0)
+        record("post", h)
         h = np.maximum(self.weight("last_conv_layers.1")[:, :, 0] @ h + self.bias("last_conv_layers.1")[:, None],
                        0.0)
-        return self.weight("last_conv_layers.3")[:, :, 0] @ h + self.bias("last_conv_layers.3")[:, None]
+        record("hidden", h)
+        y = self.weight("last_conv_layers.3")[:, :, 0] @ h + self.bias("last_conv_layers.3")[:, None]
+        record("out", y)
+        return y
 
     def inference(self, c, seed: int = 0) -> np.ndarray:
         """Waveform ``(frames * hop, out_channels)`` from a normalised mel ``(frames, A)`` (package layout).
@@ -670,7 +753,7 @@ class PWGGenerator:
         ``c`` is any ``(frames, A)`` array-like that can be sliced (a memory-mapped ``.npy`` works);
         ``progress`` is called with the samples of each block.
         """
-        return _inference_blocks(self.config, self.forward, _same, _same, c, seed, block_frames, progress)
+        return _inference_blocks(self.config, self.forward, _same, _same, _same, c, seed, block_frames, progress)
 
 
 def _same(x: np.ndarray) -> np.ndarray:
@@ -830,86 +913,253 @@ def check_output_layer(config: PWGConfig) -> None:
                          f"R = {r}, G = {g}, out = {out}")
 
 
+#: Largest narrowing shift the PWG accelerator takes at run time (5 bits).
+MAX_SHIFT = 31
+#: Legal fractional bits of a PWG tensor in a formats JSON.
+FRAC_RANGE = (0, 24)
+
+
+@dataclass(frozen=True)
+class PWGShifts:
+    """The narrowing shifts of a :class:`PWGFormats`: what the accelerator loads at run time.
+
+    ``conv_in``, ``first_conv`` and ``aux`` (per layer) are the front end's, ``scale`` the skip sum's scale into the
+    output layers, ``layers`` the :class:`LayerShifts` of the L residual layers and then the output layer.
+    """
+
+    conv_in: int
+    first_conv: int
+    scale: int
+    aux: tuple[int, ...]
+    layers: tuple[LayerShifts, ...]
+
+    def flat(self) -> list[int]:
+        """In the order the accelerator loads them: conv_in, first_conv, scale, then per layer ``aux`` (L), then
+        ``gate``, ``skip``, ``out`` of each of the L + 1 layers."""
+        return ([self.conv_in, self.first_conv, self.scale, *self.aux]
+                + [v for layer in self.layers for v in (layer.gate, layer.skip, layer.out)])
+
+
+@dataclass(frozen=True)
+class PWGFormats:
+    """Where the binary point sits in every tensor of a PWG generator: fractional bits of ``numerics``' widths.
+
+    Activations: ``mel`` and ``z`` (the inputs), ``f`` (conv_in's output), ``x`` (the residual stream: first_conv's
+    output and every layer's, one format because each layer adds its input to its output), ``skip`` (every
+    layer's skip and their sum), ``post`` (the output layers' input, the scaled skip sum). Weights: ``table``
+    (the upsampling table), ``conv_in``, ``first_conv``, ``last1``, ``last2`` and per layer ``conv``, ``aux``,
+    ``skip_w``, ``out_w``.
+
+    Fixed at ``numerics.act``: the gate's input and output (the tanh and sigmoid tables index act), the output
+    layers' hidden values and the waveform (the PCM conversion). A layer's aux term sits at ``x + conv[l] -
+    table``: upsampled, it enters the gate accumulator beside the convolution's products.
+    """
+
+    mel: int
+    z: int
+    f: int
+    x: int
+    skip: int
+    post: int
+    table: int
+    conv_in: int
+    first_conv: int
+    last1: int
+    last2: int
+    conv: tuple[int, ...]
+    aux: tuple[int, ...]
+    skip_w: tuple[int, ...]
+    out_w: tuple[int, ...]
+
+    _SINGLE = ("mel", "z", "f", "x", "skip", "post", "table", "conv_in", "first_conv", "last1", "last2")
+    _PER_LAYER = {"conv": "conv", "aux": "aux", "skip_w": "skip", "out_w": "out"}
+
+    @classmethod
+    def uniform(cls, config: PWGConfig) -> PWGFormats:
+        """Every activation in ``numerics.act``, every weight in ``numerics.weight`` (the formats before per-layer
+        formats, and what the models use when given none)."""
+        a, w, n = config.numerics.act.frac, config.numerics.weight.frac, config.layers
+        return cls(mel=a, z=a, f=a, x=a, skip=a, post=a, table=w, conv_in=w, first_conv=w, last1=w, last2=w,
+                   conv=(w,) * n, aux=(w,) * n, skip_w=(w,) * n, out_w=(w,) * n)
+
+    @staticmethod
+    def names(config: PWGConfig) -> list[str]:
+        """The tensors' names in a formats JSON."""
+        return [*PWGFormats._SINGLE] + [f"layers.{layer}.{name}" for layer in range(config.layers)
+                                         for name in PWGFormats._PER_LAYER.values()]
+
+    def as_dict(self) -> dict[str, int]:
+        fracs = {name: getattr(self, name) for name in self._SINGLE}
+        for layer in range(len(self.conv)):
+            fracs |= {f"layers.{layer}.{name}": getattr(self, field)[layer]
+                      for field, name in self._PER_LAYER.items()}
+        return fracs
+
+    @classmethod
+    def from_dict(cls, fracs: dict[str, int], layers: int) -> PWGFormats:
+        per_layer = {field: tuple(fracs[f"layers.{layer}.{name}"] for layer in range(layers))
+                     for field, name in cls._PER_LAYER.items()}
+        return cls(**{name: fracs[name] for name in cls._SINGLE}, **per_layer)
+
+    def aux_term(self, layer: int) -> int:
+        """Fractional bits of layer ``layer``'s aux term."""
+        return self.x + self.conv[layer] - self.table
+
+    def shifts(self, config: PWGConfig) -> PWGShifts:
+        """The narrowing shifts (:class:`PWGShifts`).
+
+        Raises
+        ------
+        FormatsError
+            If a shift is outside ``[0, MAX_SHIFT]`` (the formats need a left shift, or more than the hardware's).
+        """
+        num = config.numerics
+        h, gate = num.act.frac, num.gate.frac
+        n = config.layers
+        values = {
+            "conv_in": self.mel + self.conv_in - self.f,
+            "first_conv": self.z + self.first_conv - self.x,
+            "scale": self.skip + gate - self.post,
+            **{f"layers.{l}.aux": self.f + self.aux[l] - self.aux_term(l) for l in range(n)},
+            **{f"layers.{l}.gate": self.x + self.conv[l] - h for l in range(n)},
+            **{f"layers.{l}.skip": h + self.skip_w[l] - self.skip for l in range(n)},
+            **{f"layers.{l}.out": h + self.out_w[l] - self.x for l in range(n)},
+            "output.gate": self.post + self.last1 - h,
+            "output.skip": h + self.last2 - h,
+        }
+        for name, value in values.items():
+            if not 0 <= value <= MAX_SHIFT:
+                raise FormatsError(f"formats: the {name} narrowing would shift by {value} bits; the accelerator "
+                                   f"takes 0 to {MAX_SHIFT}")
+        layers = [LayerShifts(values[f"layers.{l}.gate"], values[f"layers.{l}.skip"], values[f"layers.{l}.out"])
+                  for l in range(n)]
+        # The output layer has no out 1x1: its out shift is never used; 0 keeps the load deterministic.
+        layers.append(LayerShifts(values["output.gate"], values["output.skip"], 0))
+        return PWGShifts(values["conv_in"], values["first_conv"], values["scale"],
+                         tuple(values[f"layers.{l}.aux"] for l in range(n)), tuple(layers))
+
+    def save(self, path: str | Path, config: PWGConfig) -> None:
+        """Write the formats JSON (atomically)."""
+        self.shifts(config)
+        save_formats(path, "pwg", config.numerics.act.width, self.as_dict())
+
+    @classmethod
+    def load(cls, path: str | Path, config: PWGConfig) -> PWGFormats:
+        """Read a formats JSON written by :meth:`save` for a generator of ``config``'s sizes.
+
+        Raises
+        ------
+        FormatsError
+            One line: not a PWG formats JSON, another width, a missing or unknown tensor, a frac outside
+            :data:`FRAC_RANGE`, or a shift the hardware cannot take.
+        """
+        fracs = load_formats(path, "pwg", config.numerics.act.width, cls.names(config), *FRAC_RANGE)
+        formats = cls.from_dict(fracs, config.layers)
+        try:
+            formats.shifts(config)
+        except FormatsError as error:
+            raise FormatsError(f"{path}: {error}") from None
+        return formats
+
+
 class PWGFixed:
-    """Fixed-point ParallelWaveGAN generator with ``generator.config.numerics`` formats.
+    """Fixed-point ParallelWaveGAN generator with ``generator.config.numerics`` widths and per-tensor formats.
 
     It computes in the hardware's order (module docstring; :meth:`forward` states every narrowing).
-    Weights are quantised once, as the hardware loader does: weight-normed convolutions through
-    :func:`~.kernels.quantize_weight_norm` (the weight-norm unit's arithmetic) into ``num.weight``, plain
-    weights by ``num.weight.quantize``; biases into ``num.act``.
+    Weights are quantised once, as the hardware loader does: weight-normed convolutions through the weight-norm
+    unit's arithmetic (:func:`~.kernels.weight_norm`), plain weights by rounding, each into its own format;
+    biases into their output's format.
+
+    Parameters
+    ----------
+    generator : PWGGenerator
+    formats : PWGFormats, optional
+        Where the binary points sit (default :meth:`PWGFormats.uniform`: ``numerics.act`` and
+        ``numerics.weight``); :func:`~wavefabric.model.pwg_profile.choose_formats` picks them for a checkpoint.
 
     Attributes
     ----------
     config : PWGConfig
     numerics : Numerics
+    formats : PWGFormats
+    shifts : PWGShifts
     first_conv, first_bias : (R, in_channels), (R,)
     conv_in : (A, A, 2w + 1)
     upsample_table : UpsampleTable
         The upsampling stages as one map (:func:`upsample_table` of the float stages), its weights quantised
-        once to ``num.weight``: the array multiplies them with the frame-rate aux terms (:meth:`upsample`).
+        once to ``formats.table``: the array multiplies them with the frame-rate aux terms (:meth:`upsample`).
     layers : tuple of ResidualLayer (integers)
     last1, last1_bias, last2, last2_bias : (S, S), (S,), (out_channels, S), (out_channels,)
 
     Raises
     ------
     ValueError
-        If a weight of the upsampling table is outside the weight format (the stages' kernels near the
-        package's ``1/(2s+1)`` give weights below 1/2).
+        If a weight of the upsampling table is outside its format, or the formats need a shift the hardware
+        cannot take (:class:`~wavefabric.model.formats.FormatsError`).
     """
 
-    def __init__(self, generator: PWGGenerator):
+    def __init__(self, generator: PWGGenerator, formats: PWGFormats | None = None):
         config = generator.config
         num = config.numerics
         self.config = config
         self.numerics = num
+        self.formats = fm = formats or PWGFormats.uniform(config)
+        if not isinstance(fm, PWGFormats) or len(fm.conv) != config.layers:
+            raise ValueError(f"formats must be a PWGFormats of {config.layers} layers, not {formats!r}")
+        self.shifts = fm.shifts(config)
+        wide, act_w = num.weight.width, num.act.width
 
-        def weight(module: str) -> np.ndarray:
+        def weight(module: str, frac: int) -> np.ndarray:
+            fmt = QFormat(wide, frac)
             if config.use_weight_norm:
-                return quantize_weight_norm(generator.params[module + ".weight_g"],
-                                            generator.params[module + ".weight_v"], num)
-            return num.weight.quantize(generator.params[module + ".weight"])
+                v = np.asarray(generator.params[module + ".weight_v"], dtype=np.float64)
+                v_int, g_int, g_fmt = weight_norm_operands(generator.params[module + ".weight_g"], v, wide)
+                return int_weight_norm(v_int, g_int, g_fmt, fmt)[0].reshape(v.shape)
+            return fmt.quantize(generator.params[module + ".weight"])
 
-        def bias(module: str) -> np.ndarray:
-            return num.act.quantize(generator.bias(module))
+        def bias(module: str, frac: int) -> np.ndarray:
+            return QFormat(act_w, frac).quantize(generator.bias(module))
 
-        self.first_conv = weight("first_conv")[:, :, 0]
-        self.first_bias = bias("first_conv")
-        self.conv_in = weight("upsample_net.conv_in")
+        h = num.act.frac
+        self.first_conv = weight("first_conv", fm.first_conv)[:, :, 0]
+        self.first_bias = bias("first_conv", fm.x)
+        self.conv_in = weight("upsample_net.conv_in", fm.conv_in)
         table = upsample_table(generator.upsample_stages, config.upsample_scales)
-        if np.min(table.weights) < num.weight.min_value or np.max(table.weights) > num.weight.max_value:
-            raise ValueError(f"a weight of the upsampling table is outside the weight format {num.weight}")
-        self.upsample_table = UpsampleTable(num.weight.quantize(table.weights), table.offset, table.edge)
+        table_fmt = QFormat(wide, fm.table)
+        if np.min(table.weights) < table_fmt.min_value or np.max(table.weights) > table_fmt.max_value:
+            raise ValueError(f"a weight of the upsampling table is outside its format {table_fmt}")
+        self.upsample_table = UpsampleTable(table_fmt.quantize(table.weights), table.offset, table.edge)
         layers = []
         for index in range(config.layers):
             p = f"conv_layers.{index}."
             layers.append(ResidualLayer(
-                conv=weight(p + "conv"), conv_bias=bias(p + "conv"), aux=weight(p + "conv1x1_aux")[:, :, 0],
-                skip=weight(p + "conv1x1_skip")[:, :, 0], skip_bias=bias(p + "conv1x1_skip"),
-                out=weight(p + "conv1x1_out")[:, :, 0], out_bias=bias(p + "conv1x1_out"),
+                conv=weight(p + "conv", fm.conv[index]), conv_bias=bias(p + "conv", h),
+                aux=weight(p + "conv1x1_aux", fm.aux[index])[:, :, 0],
+                skip=weight(p + "conv1x1_skip", fm.skip_w[index])[:, :, 0], skip_bias=bias(p + "conv1x1_skip", fm.skip),
+                out=weight(p + "conv1x1_out", fm.out_w[index])[:, :, 0], out_bias=bias(p + "conv1x1_out", fm.x),
                 dilation=config.dilation(index),
             ))
         self.layers = tuple(layers)
-        self.last1 = weight("last_conv_layers.1")[:, :, 0]
-        self.last1_bias = bias("last_conv_layers.1")
-        self.last2 = weight("last_conv_layers.3")[:, :, 0]
-        self.last2_bias = bias("last_conv_layers.3")
+        self.last1 = weight("last_conv_layers.1", fm.last1)[:, :, 0]
+        self.last1_bias = bias("last_conv_layers.1", h)
+        self.last2 = weight("last_conv_layers.3", fm.last2)[:, :, 0]
+        self.last2_bias = bias("last_conv_layers.3", h)
 
-    def frame_conditioning(self, c: np.ndarray) -> np.ndarray:
-        """Fixed-point ``conv_in``: act ints ``(A, frames + 2w)`` to act ints ``(A, frames)``.
-
-        :func:`~.kernels.conv1d`: one exact accumulation of ``A * (2w+1)`` products narrowed to act.
-        """
-        return conv1d(c, self.conv_in, None, self.numerics)
+    def frame_conditioning(self, c: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+        """Fixed-point ``conv_in``: mel ints ``(A, frames + 2w)`` to f ints ``(A, frames)``: one exact accumulation
+        of ``A * (2w+1)`` products, narrowed once (saturations into ``counts[0]``)."""
+        w = self.conv_in
+        cols = im2col(np.asarray(c, dtype=np.int64), w.shape[2], 1, 0)
+        return _mac(w.reshape(w.shape[0], -1), cols, None, self.shifts.conv_in, self.numerics.act, counts, 0)
 
     def output_layer(self) -> ResidualLayer:
         """The output layers as one residual layer of the residual engine (``relu_gate``, no residual output).
 
         With ``x = skip_scale(skips)`` (zero-padded to R channels) and no aux term, :func:`residual_layer_fixed`
-        ``(x, 0, output_layer(), aux_applied=True, residual_out=False, relu_gate=True)`` gives in its first
-        ``out_channels`` skip rows exactly ``linear(last2, relu(linear(last1, x, last1_bias)),
-        last2_bias)``: ``last1`` sits at the centre tap of the gate GEMM's first S rows, ``last2`` in the skip
-        1x1's first rows, every other weight and bias is zero. Needs ``S <= R``, ``S <= G / 2`` and
-        ``out_channels <= S``.
+        ``(x, 0, output_layer(), aux_applied=True, residual_out=False, relu_gate=True, shifts=shifts.layers[L])``
+        gives in its first ``out_channels`` skip rows exactly the output layers: ``last1`` sits at the centre
+        tap of the gate GEMM's first S rows, ``last2`` in the skip 1x1's first rows, every other weight and bias
+        is zero. Needs ``S <= R``, ``S <= G / 2`` and ``out_channels <= S``.
 
         Raises
         ------
@@ -929,62 +1179,74 @@ class PWGFixed:
             out_bias=np.zeros(r, np.int64), dilation=1)
 
     def upsample(self, a: np.ndarray) -> np.ndarray:
-        """The upsampled aux term: act ints ``(channels, F)`` to ``(channels, F * hop)`` ints at the accumulator's
-        scale (``acc_frac`` fractional bits), exact: :meth:`UpsampleTable.apply` with the quantised table.
+        """The upsampled aux term: ints ``(channels, F)`` to ``(channels, F * hop)`` ints at the gate accumulator's
+        scale, exact: :meth:`UpsampleTable.apply` with the quantised table.
 
         The hardware computes it inside the gate GEMM: D more k-steps per gate tile, with the frame-rate
         aux terms as the array's weight operand and the table's rows as its activation operand.
         """
         return self.upsample_table.apply(np.asarray(a, dtype=np.int64))
 
-    def forward(self, z: np.ndarray, c: np.ndarray) -> np.ndarray:
-        """Fixed-point generator: act ints z ``(in_channels, T)``, c ``(A, T / hop + 2w)`` to act ints
-        ``(out_channels, T)``, in the hardware's order.
+    def saturation_slots(self) -> int:
+        """Entries of a ``counts`` array of :meth:`forward`: the front end, each residual layer, the output layers."""
+        return self.config.layers + 2
 
-        Every ``linear`` is an exact accumulation narrowed once (round half up, saturate) to act::
+    def forward(self, z: np.ndarray, c: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+        """Fixed-point generator: z ints ``(in_channels, T)`` (``formats.z``), c ints ``(A, T / hop + 2w)``
+        (``formats.mel``) to waveform ints ``(out_channels, T)`` in ``numerics.act``, in the hardware's order.
 
-            f   = frame_conditioning(c)                       # conv_in: A (2w+1) products -> act, (A, F)
-            x   = linear(first_conv, z, first_bias)           # in_channels products -> act
+        Every ``mac`` is an exact accumulation narrowed once (round half up, saturate) by its shift
+        (:attr:`shifts`), its bias stored at the output's format::
+
+            f   = frame_conditioning(c)                       # conv_in: A (2w+1) products, (A, F)
+            x   = mac(first_conv, z, first_bias)              # in_channels products
             for each layer l:
-                a_l = linear(aux_l, f, None)                  # at frame rate: A products -> act, (G, F)
+                a_l = mac(aux_l, f, None)                     # at frame rate: A products, (G, F)
                 u_l = upsample(a_l)                           # D products per sample, exact, (G, T)
                 x, skip_l = residual_layer_fixed(x, u_l, layer_l, aux_applied=True,
                                                  residual_out=(l < layers - 1))
                 skips += skip_l                               # exact, act.width + bit_length(layers) bits
-            h   = mul_const(skips, sqrt(1/layers))            # constant in gate format -> act
-            y   = linear(last2, relu(linear(last1, relu(h), last1_bias)), last2_bias)
+            h   = skip_scale(skips)                           # relu(skips * sqrt(1/layers)), a constant in gate
+            y   = mac(last2, relu(mac(last1, h, last1_bias)), last2_bias)
 
         ``u_l`` enters the gate accumulator exactly (:func:`residual_layer_fixed`). So against the package's order
-        the aux path is narrowed to act once, after the aux 1x1, instead of after ``conv_in`` and each stage on
-        the 80 mel channels, with the aux products inside the gate accumulator; the stages' kernels become one
-        table of weights (:class:`UpsampleTable`), quantised once. With one layer the skip scale is 1:
-        saturation only.
+        the aux path is narrowed once, after the aux 1x1, instead of after ``conv_in`` and each stage on the 80
+        mel channels, with the aux products inside the gate accumulator; the stages' kernels become one table of
+        weights (:class:`UpsampleTable`), quantised once.
+
+        ``counts`` (``saturation_slots()`` integers), if given, is incremented by the values that saturate:
+        ``counts[0]`` the front end's (f, x0, the aux terms), ``counts[1 + l]`` layer l's
+        (:func:`residual_layer_fixed`), ``counts[L + 1]`` the output layers' (the scaled skip sum, the hidden
+        values and the waveform).
         """
-        num = self.numerics
+        num, sh = self.numerics, self.shifts
         z = np.asarray(z, dtype=np.int64)
         c = np.asarray(c, dtype=np.int64)
         _check_inputs(self.config, z, c)
-        f = self.frame_conditioning(c)
-        x = linear(self.first_conv, z, self.first_bias, num)
+        f = self.frame_conditioning(c, counts)
+        x = _mac(self.first_conv, z, self.first_bias, sh.first_conv, num.act, counts, 0)
         skips = np.zeros((self.config.skip_channels, z.shape[1]), dtype=np.int64)
         last = len(self.layers) - 1
         for index, layer in enumerate(self.layers):
-            u = self.upsample(linear(layer.aux, f, None, num))
-            x, skip = residual_layer_fixed(x, u, layer, num, aux_applied=True, residual_out=index < last)
+            u = self.upsample(_mac(layer.aux, f, None, sh.aux[index], num.act, counts, 0))
+            x, skip = residual_layer_fixed(x, u, layer, num, aux_applied=True, residual_out=index < last,
+                                           shifts=sh.layers[index], counts=counts, at=1 + index)
             skips += skip
-        h = relu(linear(self.last1, self.skip_scale(skips), self.last1_bias, num))
-        return linear(self.last2, h, self.last2_bias, num)
+        out = self.config.layers + 1
+        h = relu(_mac(self.last1, self.skip_scale(skips, counts), self.last1_bias, sh.layers[-1].gate, num.act,
+                      counts, out))
+        return _mac(self.last2, h, self.last2_bias, sh.layers[-1].skip, num.act, counts, out)
 
-    def skip_scale(self, skips: np.ndarray) -> np.ndarray:
-        """The output layers' input ``relu(skips * sqrt(1 / layers))``: the constant in the gate format, narrowed
-        to act (:func:`~.kernels.mul_const`); with one layer the scale is 1: saturation only."""
+    def skip_scale(self, skips: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+        """The output layers' input ``relu(skips * sqrt(1 / layers))``: the constant in the gate format (with one
+        layer ``2**gate.frac``, exactly 1), narrowed by :attr:`shifts`' ``scale`` (saturations into
+        ``counts[L + 1]``)."""
         num = self.numerics
-        if self.config.layers > 1:
-            return relu(mul_const(skips, math.sqrt(1.0 / self.config.layers), num))
-        return relu(saturate(skips, num.act))
+        product = np.asarray(skips, dtype=np.int64) * skip_scale_constant(self.config)
+        return relu(_narrow_counted(product, self.shifts.scale, num.act, counts, self.config.layers + 1))
 
     def job(self, c, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """The act integers ``(z, padded mel)`` that :meth:`inference` gives :meth:`forward` for a mel ``c``
+        """The integers ``(z, padded mel)`` that :meth:`inference` gives :meth:`forward` for a mel ``c``
         ``(frames, A)`` of at most :data:`BLOCK_FRAMES` frames: one block, the whole signal (what the
         hardware's one job computes)."""
         config = self.config
@@ -995,23 +1257,36 @@ class PWGFixed:
             raise ValueError(f"a job is at most {BLOCK_FRAMES} frames, not {frames}")
         padded = c[np.clip(np.arange(-w, frames + w), 0, frames - 1)].T
         z = _NoiseStream(config.in_channels, seed).take(0, frames * config.hop_size)
-        act = self.numerics.act
-        return act.quantize(z), act.quantize(padded)
+        return self._quantize_noise(z), self._quantize_mel(padded)
+
+    def _quantize_mel(self, c: np.ndarray) -> np.ndarray:
+        return QFormat(self.numerics.act.width, self.formats.mel).quantize(c)
+
+    def _quantize_noise(self, z: np.ndarray) -> np.ndarray:
+        return QFormat(self.numerics.act.width, self.formats.z).quantize(z)
 
     def inference(self, c, seed: int = 0) -> np.ndarray:
         """Float waveform ``(frames * hop, out_channels)`` through the fixed-point model.
 
         The same padding and noise as :meth:`PWGGenerator.inference` with the same seed; mel and noise are
-        quantised to ``num.act`` and the output dequantised.
+        quantised to their formats and the output dequantised.
         """
         return np.concatenate(list(self.inference_blocks(c, seed)))
 
     def inference_blocks(self, c, seed: int = 0, block_frames: int = BLOCK_FRAMES,
-                         progress: Callable[[int], object] | None = None) -> Iterator[np.ndarray]:
-        """:meth:`inference` in blocks, as :meth:`PWGGenerator.inference_blocks` (bit-exact with it joined)."""
-        act = self.numerics.act
-        return _inference_blocks(self.config, self.forward, act.quantize, act.dequantize, c, seed, block_frames,
-                                 progress)
+                         progress: Callable[[int], object] | None = None,
+                         counts: np.ndarray | None = None) -> Iterator[np.ndarray]:
+        """:meth:`inference` in blocks, as :meth:`PWGGenerator.inference_blocks` (bit-exact with it joined);
+        saturations into ``counts`` as :meth:`forward`."""
+        return _inference_blocks(self.config, lambda z, mel: self.forward(z, mel, counts), self._quantize_noise,
+                                 self._quantize_mel, self.numerics.act.dequantize, c, seed, block_frames, progress)
+
+
+def skip_scale_constant(config: PWGConfig) -> int:
+    """The skip sum's scale ``sqrt(1 / layers)`` in the gate format; with one layer ``2**gate.frac`` (1.0 exactly,
+    which the gate format cannot hold, and the narrowing's shift takes the ``gate.frac`` back)."""
+    gate = config.numerics.gate
+    return 1 << gate.frac if config.layers == 1 else int(gate.quantize(math.sqrt(1.0 / config.layers)))
 
 
 #: The PCM samples the generator's hardware streams out: 16 bits, full scale 1.0.

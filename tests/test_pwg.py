@@ -447,7 +447,7 @@ def test_upsample_table_must_fit_the_weight_format():
     config = dataclasses.replace(SMALL, use_weight_norm=False)
     state = random_state_dict(config, seed=0)
     state["upsample_net.upsample.up_layers.3.weight"][:] = 9.0  # a composite gain far beyond Q3.13's 4
-    with pytest.raises(ValueError, match=r"^a weight of the upsampling table is outside the weight format"):
+    with pytest.raises(ValueError, match=r"^a weight of the upsampling table is outside its format"):
         PWGFixed(from_state_dict(config, state))
 
 
