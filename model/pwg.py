@@ -94,6 +94,7 @@ __all__ = [
     "PWGShifts",
     "PWGFormats",
     "skip_scale_constant",
+    "job_inputs",
 ]
 
 #: Default formats of the PWG datapath: act Q5.11 (range [-16, 16)), weight Q3.13 (range [-4, 4)), gate Q1.15,
@@ -1249,14 +1250,7 @@ class PWGFixed:
         """The integers ``(z, padded mel)`` that :meth:`inference` gives :meth:`forward` for a mel ``c``
         ``(frames, A)`` of at most :data:`BLOCK_FRAMES` frames: one block, the whole signal (what the
         hardware's one job computes)."""
-        config = self.config
-        c = np.asarray(c, dtype=np.float64)
-        _check_mel(config, c)
-        frames, w = c.shape[0], config.aux_context_window
-        if frames > BLOCK_FRAMES:
-            raise ValueError(f"a job is at most {BLOCK_FRAMES} frames, not {frames}")
-        padded = c[np.clip(np.arange(-w, frames + w), 0, frames - 1)].T
-        z = _NoiseStream(config.in_channels, seed).take(0, frames * config.hop_size)
+        z, padded = job_inputs(self.config, c, seed)
         return self._quantize_noise(z), self._quantize_mel(padded)
 
     def _quantize_mel(self, c: np.ndarray) -> np.ndarray:
@@ -1280,6 +1274,19 @@ class PWGFixed:
         saturations into ``counts`` as :meth:`forward`."""
         return _inference_blocks(self.config, lambda z, mel: self.forward(z, mel, counts), self._quantize_noise,
                                  self._quantize_mel, self.numerics.act.dequantize, c, seed, block_frames, progress)
+
+
+def job_inputs(config: PWGConfig, c, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The float ``(z, padded mel)`` of one job for a mel ``c`` ``(frames, A)`` of at most :data:`BLOCK_FRAMES`
+    frames: the noise of ``seed`` and the mel edge-padded by ``aux_context_window`` frames, as :meth:`inference`
+    gives them to ``forward`` for one block."""
+    c = np.asarray(c, dtype=np.float64)
+    _check_mel(config, c)
+    frames, w = c.shape[0], config.aux_context_window
+    if frames > BLOCK_FRAMES:
+        raise ValueError(f"a job is at most {BLOCK_FRAMES} frames, not {frames}")
+    padded = c[np.clip(np.arange(-w, frames + w), 0, frames - 1)].T
+    return _NoiseStream(config.in_channels, seed).take(0, frames * config.hop_size), padded
 
 
 def skip_scale_constant(config: PWGConfig) -> int:
