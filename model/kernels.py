@@ -18,6 +18,7 @@ __all__ = [
     "Numerics",
     "ActivationTable",
     "float_sigmoid",
+    "accumulate",
     "linear",
     "relu",
     "mul_const",
@@ -147,7 +148,19 @@ class Numerics:
         return self.act.frac + self.weight.frac
 
 
-def linear(w, x, bias, num: Numerics, out: QFormat | None = None) -> np.ndarray:
+def accumulate(w, x, bias, shift: int) -> np.ndarray:
+    """The exact accumulator of :func:`linear`: ``w @ x + (bias << shift)``.
+
+    ``bias`` is None or an int array broadcastable to the result (``(O,)`` is applied to every column).
+    """
+    acc = int_matmul(w, x)
+    if bias is not None:
+        bias = np.asarray(bias, dtype=np.int64) << np.int64(shift)
+        acc = acc + (bias.reshape(bias.shape + (1,) * (acc.ndim - 1)) if bias.ndim == 1 else bias)
+    return acc
+
+
+def linear(w, x, bias, num: Numerics, out: QFormat | None = None, shift: int | None = None) -> np.ndarray:
     """``narrow(w @ x + bias)``: a matrix product with bias, accumulated exactly, narrowed once.
 
     Parameters
@@ -158,16 +171,19 @@ def linear(w, x, bias, num: Numerics, out: QFormat | None = None) -> np.ndarray:
         to every column). It is shifted left to the accumulator's ``frac`` and added exactly, so it may be a
         sum of act values outside the act range.
     out : format of the result (default ``num.act``).
+    shift : int, optional
+        Per-layer formats: the fractional bits the narrowing drops (``frac_x + frac_w - out.frac``, >= 0); the
+        bias is then in units of ``out``'s LSB and enters shifted left by ``shift``. None: the formats of
+        ``num`` (``shift = num.acc_frac - out.frac``, the bias in act units shifted by ``num.weight.frac``).
 
     The product is exact (``w @ x`` with no intermediate rounding); the single rounding is the shared
     :func:`~wavefabric.model.fixed.narrow` (round half up, saturate): worst-case error half an output LSB
     plus saturation.
     """
-    acc = int_matmul(w, x)
-    if bias is not None:
-        bias = np.asarray(bias, dtype=np.int64) << np.int64(num.weight.frac)
-        acc = acc + (bias.reshape(bias.shape + (1,) * (acc.ndim - 1)) if bias.ndim == 1 else bias)
-    return narrow(acc, num.acc_frac, out or num.act)
+    out = out or num.act
+    if shift is None:
+        return narrow(accumulate(w, x, bias, num.weight.frac), num.acc_frac, out)
+    return narrow(accumulate(w, x, bias, shift), out.frac + shift, out)
 
 
 def relu(x) -> np.ndarray:
@@ -198,13 +214,20 @@ def gated_activation(a, b, num: Numerics) -> np.ndarray:
     return narrow(num.tanh(a) * num.sigmoid(b), 2 * num.gate.frac, num.act)
 
 
-def gru_cell(x, h, w_ih, w_hh, b_ih, b_hh, num: Numerics) -> np.ndarray:
+def gru_cell(x, h, w_ih, w_hh, b_ih, b_hh, num: Numerics, shift: int | None = None,
+             saturated: np.ndarray | None = None) -> np.ndarray:
     """One step of a PyTorch ``nn.GRU`` layer in fixed point (gate order r, z, n).
 
     Parameters
     ----------
     x : (I,) act ints. h : (H,) act ints.
     w_ih : (3H, I), w_hh : (3H, H) weight ints; b_ih, b_hh : (3H,) act ints.
+    shift : int, optional
+        The layer's weight ``frac`` (per-layer formats): x, h and the gate inputs stay ``num.act``, so the
+        accumulators' narrowing drops exactly the weight's fractional bits. Default ``num.weight.frac``.
+    saturated : (1,) int64 array, optional
+        Incremented by the number of ``i_n`` and ``h_n`` values that saturate (the hardware's flag; ``r`` and
+        ``z`` saturate harmlessly, being sigmoid inputs, and ``n``'s tanh input likewise).
 
     Computes, with ``acc(.)`` an exact accumulation narrowed once to ``act``::
 
@@ -225,15 +248,20 @@ def gru_cell(x, h, w_ih, w_hh, b_ih, b_hh, num: Numerics) -> np.ndarray:
     w_hh = np.asarray(w_hh, dtype=np.int64)
     b_ih = np.asarray(b_ih, dtype=np.int64)
     b_hh = np.asarray(b_hh, dtype=np.int64)
+    shift = num.weight.frac if shift is None else shift
     hidden = h.shape[0]
     rz = slice(0, 2 * hidden)
     gate_n = slice(2 * hidden, 3 * hidden)
     pre_rz = linear(np.concatenate([w_ih[rz], w_hh[rz]], axis=1), np.concatenate([x, h]),
-                    b_ih[rz] + b_hh[rz], num)
+                    b_ih[rz] + b_hh[rz], num, shift=shift)
     r = num.sigmoid(pre_rz[:hidden])
     z = num.sigmoid(pre_rz[hidden:])
-    i_n = linear(w_ih[gate_n], x, b_ih[gate_n], num)
-    h_n = linear(w_hh[gate_n], h, b_hh[gate_n], num)
+    acc_n = np.concatenate([accumulate(w_ih[gate_n], x, b_ih[gate_n], shift),
+                            accumulate(w_hh[gate_n], h, b_hh[gate_n], shift)])
+    rounded = shift_round(acc_n, shift)
+    if saturated is not None:
+        saturated += np.count_nonzero((rounded < num.act.min_int) | (rounded > num.act.max_int))
+    i_n, h_n = np.split(saturate(rounded, num.act), 2)
     prod_frac = num.gate.frac + num.act.frac
     n = num.tanh(saturate(i_n + narrow(r * h_n, prod_frac, num.act), num.act))
     n_act = narrow(n, num.gate.frac, num.act)

@@ -36,16 +36,20 @@ input-channel slices.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 
 from .checkpoint import load_torch_file, read_state_dict, row_norm, weight_norm
 from .checks import check_int
-from .fixed import QFormat, int_matmul, narrow
-from .kernels import Numerics, float_sigmoid, gru_cell, linear, quantize_weight_norm, relu
+from .fixed import QFormat, int_matmul, narrow, saturate, shift_round
+from .formats import ACT_HEADROOM, WEIGHT_HEADROOM, FormatsError, TensorProfile, frac_for, load_formats, save_formats
+from .kernels import Numerics, accumulate, float_sigmoid, gru_cell, quantize_weight_norm, relu
 from .sampler import GumbelSampler, seed_state, temperature_int
 
 __all__ = [
@@ -56,6 +60,12 @@ __all__ = [
     "SampleRNNParams",
     "SampleRNNFloat",
     "SampleRNNFixed",
+    "SampleRNNFormats",
+    "profile_samplernn",
+    "FRAC_MIN",
+    "MAX_SHIFT",
+    "MAX_MLP_SHIFT",
+    "saturation_names",
     "SampleRNNInts",
     "TierInts",
     "tier_input_values",
@@ -294,11 +304,13 @@ class LayerWeight:
             return self.w
         return weight_norm(self.g, self.v)
 
-    def quantize(self, num: Numerics) -> np.ndarray:
-        """The weight as ``num.weight`` ints: the load-time weight-norm unit on ``(g, v)``, else rounding."""
+    def quantize(self, num: Numerics, fmt: QFormat | None = None) -> np.ndarray:
+        """The weight as ints of ``fmt`` (default ``num.weight``): the load-time weight-norm unit on ``(g, v)``,
+        else rounding."""
+        fmt = fmt or num.weight
         if self.g is not None:
-            return quantize_weight_norm(self.g, self.v, num)
-        return num.weight.quantize(self.w)
+            return quantize_weight_norm(self.g, self.v, dataclasses.replace(num, weight=fmt))
+        return fmt.quantize(self.w)
 
 
 @dataclass(frozen=True)
@@ -613,6 +625,7 @@ class SampleRNNFloat(_SampleRNNModel):
     def __init__(self, params: SampleRNNParams, fold_embedding: bool = True):
         super().__init__(params)
         self.fold_embedding = fold_embedding
+        self._record: dict[str, list[np.ndarray]] | None = None
         mlp = params.mlp
         q, fs0 = self.config.q_levels, self.config.frame_sizes[0]
         # Tier inputs: 2 * linear_dequantize(s) = 2 * (s / (q/2) - 1), computed as samplernn-pytorch does.
@@ -646,9 +659,11 @@ class SampleRNNFloat(_SampleRNNModel):
         prev_samples = self._check_tier_args(tier, prev_samples)
         p = self.params.tiers[tier]
         dim = self.config.dim
+        record = self._recorder(f"tier{tier}")
         x = self._sample_value[prev_samples] @ p.input_expand.float()[:, :, 0].T + p.input_expand_bias
         if conditioning is not None:
             x = x + conditioning
+        record("gru_input", x)
         h_all = p.h0 if hidden is None else np.asarray(hidden, dtype=np.float64)
         new_hidden = np.empty_like(h_all)
         for layer in range(self.config.n_rnn):
@@ -656,15 +671,42 @@ class SampleRNNFloat(_SampleRNNModel):
             w_hh, b_hh = p.weight_hh[layer], p.bias_hh[layer]
             h = h_all[layer]
             x = np.empty((len(gi), dim))
+            gh = np.empty((len(gi), 3 * dim))
             for t in range(len(gi)):
-                gh = w_hh @ h + b_hh
-                rz = float_sigmoid(gi[t, :2 * dim] + gh[:2 * dim])
-                n = np.tanh(gi[t, 2 * dim:] + rz[:dim] * gh[2 * dim:])
+                gh[t] = w_hh @ h + b_hh
+                rz = float_sigmoid(gi[t, :2 * dim] + gh[t, :2 * dim])
+                n = np.tanh(gi[t, 2 * dim:] + rz[:dim] * gh[t, 2 * dim:])
                 h = n + rz[dim:] * (h - n)  # (1 - z) * n + z * h
                 x[t] = h
+            record(f"gru{layer}.rz", gi[:, :2 * dim] + gh[:, :2 * dim])
+            record(f"gru{layer}.n", np.concatenate([gi[:, 2 * dim:], gh[:, 2 * dim:]]))
+            record(f"gru{layer}.h", x)
             new_hidden[layer] = h
         up = x @ _upsampling_matrix(p.upsampling.float()).T + p.upsampling_bias.T.reshape(-1)
+        record("upsampling", up)
         return up.reshape(-1, dim), new_hidden
+
+    def _recorder(self, prefix: str) -> Callable[[str, np.ndarray], None]:
+        """A function that keeps a copy of a named intermediate tensor while :meth:`activations` runs."""
+        record = self._record
+        if record is None:
+            return lambda name, value: None
+        return lambda name, value: record.setdefault(f"{prefix}.{name}", []).append(np.array(value).ravel())
+
+    def activations(self, samples) -> dict[str, np.ndarray]:
+        """Every intermediate tensor of a teacher-forced run on ``samples`` (flattened), by name.
+
+        Per tier ``k``: ``tier{k}.gru_input`` (input_expand plus the conditioning), per GRU layer ``l`` the
+        pre-activations ``tier{k}.gru{l}.rz`` of r and z, ``tier{k}.gru{l}.n`` (``i_n`` and ``h_n``) and its
+        output ``tier{k}.gru{l}.h``, and ``tier{k}.upsampling`` (its conditioning rows); the MLP's
+        ``mlp.input`` (before the ReLU), ``mlp.hidden`` (before the ReLU) and ``mlp.output`` (the logits).
+        """
+        self._record = {}
+        try:
+            self._teacher_forced_logits(samples)
+            return {name: np.concatenate(parts) for name, parts in self._record.items()}
+        finally:
+            self._record = None
 
     def _logits(self, prev: np.ndarray, cond: np.ndarray) -> np.ndarray:
         mlp = self.params.mlp
@@ -674,9 +716,14 @@ class SampleRNNFloat(_SampleRNNModel):
             emb = mlp.embedding[prev]  # (T, fs0, q); the conv's flattened weight index is c * fs0 + j
             w = mlp.input.float()
             x = emb.transpose(0, 2, 1).reshape(len(prev), -1) @ w.reshape(w.shape[0], -1).T
-        x = np.maximum(x + cond, 0.0)
-        x = np.maximum(x @ mlp.hidden.float()[:, :, 0].T + mlp.hidden_bias, 0.0)
-        return x @ mlp.output.float()[:, :, 0].T + mlp.output_bias
+        record = self._recorder("mlp")
+        x = x + cond
+        record("input", x)
+        x = np.maximum(x, 0.0) @ mlp.hidden.float()[:, :, 0].T + mlp.hidden_bias
+        record("hidden", x)
+        logits = np.maximum(x, 0.0) @ mlp.output.float()[:, :, 0].T + mlp.output_bias
+        record("output", logits)
+        return logits
 
     def _noise_source(self, seed: int, temperature: float) -> Callable[[int], np.ndarray]:
         if (isinstance(temperature, bool) or not isinstance(temperature, int | float | np.integer | np.floating)
@@ -716,26 +763,36 @@ class SampleRNNFloat(_SampleRNNModel):
 class SampleRNNFixed(_SampleRNNModel):
     """The fixed-point SampleRNN on integers, built from the :mod:`~wavefabric.model.kernels` models.
 
-    Formats are ``config.numerics``: tier inputs, hidden states, conditioning, biases, ``h0``, the
-    embedding and the logits are ``act`` ints; weights are ``weight`` ints (weight-normed layers through
-    :func:`~wavefabric.model.kernels.quantize_weight_norm`, the load-time weight-norm unit).
+    Formats (:class:`SampleRNNFormats`): every 16-bit tensor is read through its own ``frac``; tier inputs,
+    GRU inputs and states, ``h0``, the GRU biases and the upper tiers' conditioning are ``config.numerics.act``
+    (the sigmoid and tanh tables index that format); the logits are ``config.logits`` (the sampler's noise
+    table is in its units). Each layer's weights have their own format (weight-normed layers through
+    :func:`~wavefabric.model.kernels.quantize_weight_norm`, the load-time weight-norm unit); a bias is stored
+    at its layer's output format and enters the accumulator shifted left by the layer's narrowing shift
+    ``frac_x + frac_w - frac_out``.
 
     * Tier inputs ``2 * (s / (q/2) - 1)`` are multiples of ``4 / q`` in [-2, 2): exact in ``act`` when
       ``q`` is a power of two and ``act.frac >= log2(q) - 2`` (so at the defaults), else rounded.
     * ``input_expand``: one :func:`linear` whose bias is ``bias + conditioning`` (added before narrowing).
-    * GRU: :func:`gru_cell` per frame and layer. Upsampling: one :func:`linear`, a column per frame.
+    * GRU: :func:`gru_cell` per frame and layer (its shift: the layer's weight ``frac``). Upsampling: one
+      :func:`linear`, a column per frame; the bottom tier's output is at ``mlp.input``'s format.
     * MLP input convolution, folded (the hardware's): the quantised embedding ``E`` and input weight ``W``
-      make the table ``T[j, s, d] = narrow(sum_c W[d, c, j] * E[s, c], acc_frac, config.table)``
+      make the table ``T[j, s, d] = narrow(sum_c W[d, c, j] * E[s, c], frac_E + frac_W, mlp.table)``
       (:attr:`mlp_table`), and for previous samples ``prev_0 .. prev_{fs0-1}`` (oldest first) and
-      conditioning ``cond``::
+      conditioning ``cond`` (at ``mlp.input``'s format)::
 
-          acc[d] = sum_j T[j, prev_j, d] + (cond[d] << (table.frac - act.frac))
-          x[d]   = relu(narrow(acc[d], table.frac, act))
+          acc[d] = sum_j T[j, prev_j, d] + (cond[d] << (frac_T - frac_x))
+          x[d]   = relu(narrow(acc[d], frac_T, mlp.input))
 
-      Unfolded (the exact reference): the ``frame_sizes[0] * q`` products at ``acc_frac`` plus the
-      conditioning, narrowed once, then ReLU. The two differ only by the rounding of the table entries.
+      Unfolded (the exact reference): the ``frame_sizes[0] * q`` products plus the conditioning, narrowed
+      once, then ReLU. The two differ only by the rounding of the table entries.
     * Hidden and output 1x1 convs by :func:`linear`; logits in ``config.logits``.
     * Sampling: :attr:`sampler` (``GumbelSampler(config.logits, config.gumbel_bits)``), see :meth:`generate`.
+
+    :attr:`saturations` counts, per narrowing (:func:`saturation_names`), the values that saturated since the
+    model was built (or :meth:`reset_saturations`), in generation and teacher forcing alike; a ReLU layer counts
+    only the positive side (a negative value saturating is zero either way) and a GRU layer its ``i_n`` and
+    ``h_n`` (its sigmoid and tanh inputs saturate harmlessly). The hardware's sticky flags are ``count > 0``.
 
     Parameters
     ----------
@@ -743,42 +800,69 @@ class SampleRNNFixed(_SampleRNNModel):
     fold_embedding : bool
         Compute the MLP input from the stored table (True, as the hardware does) or from the exact products
         (False, the reference the table's rounding is measured against).
+    formats : SampleRNNFormats, optional
+        Default: :meth:`SampleRNNFormats.choose` on the checkpoint and audio the float model generates.
     """
 
-    def __init__(self, params: SampleRNNParams, fold_embedding: bool = True):
+    def __init__(self, params: SampleRNNParams, fold_embedding: bool = True,
+                 formats: SampleRNNFormats | None = None):
         super().__init__(params)
         cfg = self.config
         num = self.numerics = cfg.numerics
+        if formats is None:
+            formats = SampleRNNFormats.choose(params)
+        elif not isinstance(formats, SampleRNNFormats) or formats.config != cfg:
+            raise ValueError("formats must be SampleRNNFormats of this model's config")
+        self.formats = formats
+        fmt, shifts = formats.fmt, formats.shifts()
+        self._shifts = shifts
         self.fold_embedding = fold_embedding
         q, fs0 = cfg.q_levels, cfg.frame_sizes[0]
         self._sample_value = tier_input_values(cfg)
         self._tiers = []
-        for p in params.tiers:
+        for k, p in enumerate(params.tiers):
+            cond = fmt(f"tier{k}.upsampling")
+            gru_fmts = [fmt(f"tier{k}.gru{layer}.weight") for layer in range(cfg.n_rnn)]
             self._tiers.append(dict(
-                input_expand=p.input_expand.quantize(num)[:, :, 0],
+                input_expand=p.input_expand.quantize(num, fmt(f"tier{k}.input_expand.weight"))[:, :, 0],
                 input_expand_bias=num.act.quantize(p.input_expand_bias),
-                weight_ih=[num.weight.quantize(w) for w in p.weight_ih],
-                weight_hh=[num.weight.quantize(w) for w in p.weight_hh],
+                weight_ih=[f.quantize(w) for f, w in zip(gru_fmts, p.weight_ih, strict=True)],
+                weight_hh=[f.quantize(w) for f, w in zip(gru_fmts, p.weight_hh, strict=True)],
                 bias_ih=[num.act.quantize(b) for b in p.bias_ih],
                 bias_hh=[num.act.quantize(b) for b in p.bias_hh],
                 h0=num.act.quantize(p.h0),
-                upsampling=_upsampling_matrix(p.upsampling.quantize(num)),
-                upsampling_bias=num.act.quantize(p.upsampling_bias).T.reshape(-1),
+                upsampling=_upsampling_matrix(p.upsampling.quantize(num, fmt(f"tier{k}.upsampling.weight"))),
+                upsampling_bias=cond.quantize(p.upsampling_bias).T.reshape(-1),
             ))
         mlp = params.mlp
-        self._embedding = num.act.quantize(mlp.embedding)
-        w_in = mlp.input.quantize(num)  # (dim, q, fs0)
+        embedding, w_in_fmt = fmt("mlp.embedding"), fmt("mlp.input.weight")
+        self._embedding = embedding.quantize(mlp.embedding)
+        w_in = mlp.input.quantize(num, w_in_fmt)  # (dim, q, fs0)
         self._input = w_in.reshape(w_in.shape[0], -1)
-        # Row j * q + s of the exact products at acc_frac, rounded once to the table's storage format.
+        # Row j * q + s of the exact products, rounded once to the table's storage format.
         exact = np.concatenate([int_matmul(self._embedding, w_in[:, :, j].T) for j in range(fs0)])
-        self._table = narrow(exact, num.acc_frac, cfg.table)
+        self._table = narrow(exact, embedding.frac + w_in_fmt.frac, fmt("mlp.table"))
         self._table.setflags(write=False)
         self._table_offset = np.arange(fs0) * q
         self.sampler = GumbelSampler(cfg.logits, cfg.gumbel_bits)
-        self._hidden = mlp.hidden.quantize(num)[:, :, 0]
-        self._hidden_bias = num.act.quantize(mlp.hidden_bias)
-        self._output = mlp.output.quantize(num)[:, :, 0]
-        self._output_bias = num.act.quantize(mlp.output_bias)
+        self._hidden = mlp.hidden.quantize(num, fmt("mlp.hidden.weight"))[:, :, 0]
+        self._hidden_bias = fmt("mlp.hidden").quantize(mlp.hidden_bias)
+        self._output = mlp.output.quantize(num, fmt("mlp.output.weight"))[:, :, 0]
+        self._output_bias = cfg.logits.quantize(mlp.output_bias)
+        self.reset_saturations()
+
+    def reset_saturations(self) -> None:
+        """Set every count of :attr:`saturations` to zero."""
+        self.saturations = dict.fromkeys(saturation_names(self.config), 0)
+
+    def _narrow(self, name: str, acc, out: QFormat, relu_after: bool = False, shift: int | None = None) -> np.ndarray:
+        """:func:`~wavefabric.model.fixed.narrow` by ``shift`` (default: the layer's), counting the values that
+        saturate."""
+        rounded = shift_round(acc, self._shifts[name] if shift is None else shift)
+        over = rounded > out.max_int
+        self.saturations[name] += int(np.count_nonzero(over if relu_after else over | (rounded < out.min_int)))
+        y = saturate(rounded, out)
+        return relu(y) if relu_after else y
 
     def tier_forward(self, tier: int, prev_samples, conditioning=None, hidden=None):
         """Run frame-level tier ``tier`` over consecutive frames, in fixed point.
@@ -796,42 +880,51 @@ class SampleRNNFixed(_SampleRNNModel):
 
         Returns
         -------
-        output : (n_frames * frame_size, dim) act int array
+        output : (n_frames * frame_size, dim) int array in ``formats.fmt(f"tier{tier}.upsampling")``
         hidden : (n_rnn, dim) act int array
         """
         prev_samples = self._check_tier_args(tier, prev_samples)
-        p, num = self._tiers[tier], self.numerics
+        p, num, name = self._tiers[tier], self.numerics, f"tier{tier}"
         bias = p["input_expand_bias"][:, None]
         if conditioning is not None:
             bias = bias + np.asarray(conditioning, dtype=np.int64).T
-        x = linear(p["input_expand"], self._sample_value[prev_samples].T, bias, num).T  # (n_frames, dim)
+        ie = f"{name}.input_expand"
+        x = self._narrow(ie, accumulate(p["input_expand"], self._sample_value[prev_samples].T, bias,
+                                        self._shifts[ie]), num.act).T  # (n_frames, dim)
         h_all = p["h0"] if hidden is None else np.asarray(hidden, dtype=np.int64)
         new_hidden = np.empty_like(h_all)
         for layer in range(self.config.n_rnn):
             args = (p["weight_ih"][layer], p["weight_hh"][layer], p["bias_ih"][layer], p["bias_hh"][layer])
             h = h_all[layer]
             out = np.empty_like(x)
+            gru = f"{name}.gru{layer}"
+            saturated = np.zeros(1, dtype=np.int64)
             for t in range(len(x)):
-                h = out[t] = gru_cell(x[t], h, *args, num)
+                h = out[t] = gru_cell(x[t], h, *args, num, self._shifts[gru], saturated)
+            self.saturations[gru] += int(saturated[0])
             x = out
             new_hidden[layer] = h
-        up = linear(p["upsampling"], x.T, p["upsampling_bias"], num)  # (fs * dim, n_frames)
-        return up.T.reshape(-1, self.config.dim), new_hidden
+        up = f"{name}.upsampling"
+        up_values = self._narrow(up, accumulate(p["upsampling"], x.T, p["upsampling_bias"], self._shifts[up]),
+                                 self.formats.fmt(up))  # (fs * dim, n_frames)
+        return up_values.T.reshape(-1, self.config.dim), new_hidden
 
     def _logits(self, prev: np.ndarray, cond: np.ndarray) -> np.ndarray:
-        num = self.numerics
         cond = np.asarray(cond, dtype=np.int64)
+        frac = self.formats.frac
+        shift = self._shifts["mlp.input"]
         if self.fold_embedding:
-            table = self.config.table
-            acc = self._table[prev + self._table_offset].sum(axis=1) + (cond << (table.frac - num.act.frac))
-            x = narrow(acc, table.frac, num.act)
+            acc = self._table[prev + self._table_offset].sum(axis=1) + (cond << shift)
         else:
             # Column of step t: E[prev[t, j], c] at row c * fs0 + j, the conv's flattened weight order.
             cols = self._embedding[prev].transpose(2, 1, 0).reshape(-1, len(prev))
-            x = linear(self._input, cols, cond.T, num).T
-        x = relu(x)
-        x = relu(linear(self._hidden, x.T, self._hidden_bias, num))
-        return linear(self._output, x, self._output_bias, num, out=self.config.logits).T
+            shift = frac["mlp.embedding"] + frac["mlp.input.weight"] - frac["mlp.input"]
+            acc = accumulate(self._input, cols, cond.T, shift).T
+        x = self._narrow("mlp.input", acc, self.formats.fmt("mlp.input"), relu_after=True, shift=shift)
+        x = self._narrow("mlp.hidden", accumulate(self._hidden, x.T, self._hidden_bias, self._shifts["mlp.hidden"]),
+                         self.formats.fmt("mlp.hidden"), relu_after=True)
+        return self._narrow("mlp.output", accumulate(self._output, x, self._output_bias,
+                                                     self._shifts["mlp.output"]), self.config.logits).T
 
     def integer_params(self) -> SampleRNNInts:
         """The integer weights, biases and h0 this model computes with (what the hardware loads)."""
@@ -922,3 +1015,242 @@ def compare_teacher_forced(float_model: SampleRNNFloat, fixed_model: SampleRNNFi
     kl = np.sum(np.exp(log_p) * (log_p - log_q), axis=1)
     top1 = np.mean(np.argmax(log_p, axis=1) == np.argmax(log_q, axis=1))
     return TeacherForcedError(float(top1), float(kl.mean()), float(kl.max()))
+
+
+#: Fewest fractional bits of a per-layer format (a 16-bit tensor up to 8192); the most are ``width - 1``.
+FRAC_MIN = 2
+#: Largest narrowing shift the accelerator takes: ``frac_x + frac_w - frac_out`` with 15, 15 and 2.
+MAX_SHIFT = 28
+#: Largest shift of the MLP input's narrowing (``frac`` of the table minus ``frac`` of the MLP input).
+MAX_MLP_SHIFT = 16
+
+
+def saturation_names(config: SampleRNNConfig) -> list[str]:
+    """The narrowings whose saturations are counted (:attr:`SampleRNNFixed.saturations`) and flagged by the
+    accelerator, in its flag order: the matrix-vector unit's operations (per tier ``input_expand`` and
+    ``upsampling``, then ``mlp.hidden`` and ``mlp.output``), the MLP input (``mlp.input``), then every GRU layer
+    (``tier{k}.gru{l}``, bottom tier first). Each is also the key of its shift in
+    :meth:`SampleRNNFormats.shifts`."""
+    ops = [f"tier{k}.{op}" for k in range(config.n_tiers) for op in ("input_expand", "upsampling")]
+    return ops + ["mlp.hidden", "mlp.output", "mlp.input"] + [
+        f"tier{k}.gru{layer}" for k in range(config.n_tiers) for layer in range(config.n_rnn)]
+
+
+@dataclass(frozen=True)
+class SampleRNNFormats:
+    """Per-layer number formats of a SampleRNN: every tensor's ``frac`` at the storage width ``act.width``.
+
+    **Own formats** (names of :meth:`names`): per tier ``k`` the weights ``tier{k}.input_expand.weight``,
+    ``tier{k}.gru{l}.weight`` (``weight_ih`` and ``weight_hh`` of GRU layer ``l``: the r and z gates sum both in
+    one accumulator) and ``tier{k}.upsampling.weight``; ``tier{k}.upsampling`` is the conditioning that tier
+    ``k`` hands down; the MLP's ``mlp.embedding``, ``mlp.input.weight`` (both only build the table, in software),
+    ``mlp.table`` (the folded table's entries), ``mlp.input`` (its input, which is also the bottom tier's
+    conditioning, added into the same sum), ``mlp.hidden.weight``, ``mlp.hidden`` and ``mlp.output.weight``.
+
+    **Fixed formats** (``config``'s): the tier inputs, the GRU inputs, states, biases and ``h0`` (``act``: the
+    sigmoid and tanh tables index it; a gate input beyond its range saturates harmlessly, sigmoid(8) and tanh(8)
+    being within 3.4e-4 of their limits), so the conditioning of every tier above the bottom, which adds into a
+    GRU input, is ``act`` too (``tier{k}.upsampling`` must equal ``act.frac`` for ``k >= 1``); and the logits
+    (``config.logits``: the sampler's noise table is in its units).
+
+    Each narrowing drops ``frac_x + frac_w - frac_out`` bits (:meth:`shifts`), a run-time value in the
+    accelerator, from 0 to :data:`MAX_SHIFT` (:data:`MAX_MLP_SHIFT` for the MLP input). Construction validates
+    the names, the range of every ``frac`` and the shifts, raising :class:`~wavefabric.model.formats.FormatsError`
+    (a ``ValueError``) with one line.
+    """
+
+    config: SampleRNNConfig
+    frac: Mapping[str, int]
+
+    def __post_init__(self):
+        if not isinstance(self.config, SampleRNNConfig):
+            raise ValueError(f"config must be a SampleRNNConfig, not {type(self.config).__name__}")
+        names = self.names(self.config)
+        frac = dict(self.frac)
+        missing = [n for n in names if n not in frac]
+        if missing:
+            raise FormatsError(f"no format for {missing[0]} (formats of another checkpoint's sizes?)")
+        unknown = sorted(set(frac) - set(names))
+        if unknown:
+            raise FormatsError(f"unknown tensor {unknown[0]!r} (formats of another checkpoint's sizes?)")
+        for name in names:
+            lo, hi = FRAC_MIN, self._width(self.config, name) - 1
+            if not _is_int(frac[name]) or not lo <= frac[name] <= hi:
+                raise FormatsError(f"{name}'s frac must be an integer from {lo} to {hi}, not {frac[name]!r}")
+        act = self.config.numerics.act.frac
+        for k in range(1, self.config.n_tiers):
+            if frac[f"tier{k}.upsampling"] != act:
+                raise FormatsError(f"tier{k}.upsampling's frac must be act's, {act} (it adds into a GRU input), "
+                                   f"not {frac[f'tier{k}.upsampling']}")
+        object.__setattr__(self, "frac", MappingProxyType({name: int(frac[name]) for name in names}))
+        for name, shift in self.shifts().items():
+            top = MAX_MLP_SHIFT if name == "mlp.input" else MAX_SHIFT
+            if not 0 <= shift <= top:
+                raise FormatsError(f"{name}'s narrowing shift (frac of input + weight - output) is {shift}; the "
+                                   f"accelerator takes 0 to {top}")
+
+    @property
+    def width(self) -> int:
+        """The storage width of every tensor."""
+        return self.config.numerics.act.width
+
+    @staticmethod
+    def names(config: SampleRNNConfig) -> list[str]:
+        """The tensors that have their own format, in checkpoint order."""
+        names = []
+        for k in range(config.n_tiers):
+            names += [f"tier{k}.input_expand.weight", *(f"tier{k}.gru{layer}.weight" for layer in range(config.n_rnn)),
+                      f"tier{k}.upsampling.weight", f"tier{k}.upsampling"]
+        return names + ["mlp.embedding", "mlp.input.weight", "mlp.table", "mlp.input", "mlp.hidden.weight",
+                        "mlp.hidden", "mlp.output.weight"]
+
+    def fmt(self, name: str) -> QFormat:
+        """The format of tensor ``name``: ``frac[name]`` at its storage width (weights ``weight.width``, the table
+        ``config.table.width``, the rest ``act.width``)."""
+        return QFormat(self._width(self.config, name), self.frac[name])
+
+    @staticmethod
+    def _width(config: SampleRNNConfig, name: str) -> int:
+        if name.endswith(".weight"):
+            return config.numerics.weight.width
+        return config.table.width if name == "mlp.table" else config.numerics.act.width
+
+    def shifts(self) -> dict[str, int]:
+        """Every narrowing's shift by :func:`saturation_names`' names: what the accelerator loads."""
+        f, cfg = self.frac, self.config
+        act = cfg.numerics.act.frac
+        shifts = {}
+        for k in range(cfg.n_tiers):
+            shifts[f"tier{k}.input_expand"] = f[f"tier{k}.input_expand.weight"]  # act in, act out
+            shifts[f"tier{k}.upsampling"] = act + f[f"tier{k}.upsampling.weight"] - f[f"tier{k}.upsampling"]
+        shifts["mlp.hidden"] = f["mlp.input"] + f["mlp.hidden.weight"] - f["mlp.hidden"]
+        shifts["mlp.output"] = f["mlp.hidden"] + f["mlp.output.weight"] - cfg.logits.frac
+        shifts["mlp.input"] = f["mlp.table"] - f["mlp.input"]
+        for k in range(cfg.n_tiers):
+            for layer in range(cfg.n_rnn):
+                shifts[f"tier{k}.gru{layer}"] = f[f"tier{k}.gru{layer}.weight"]  # act in, act out
+        return {name: shifts[name] for name in saturation_names(cfg)}
+
+    @classmethod
+    def default(cls, config: SampleRNNConfig) -> SampleRNNFormats:
+        """The global formats of ``config.numerics`` (weights ``weight``, the rest ``act``, the table
+        ``config.table``): one format for every checkpoint."""
+        num = config.numerics
+        return cls(config, {name: (num.weight.frac if name.endswith(".weight") else
+                                   config.table.frac if name == "mlp.table" else num.act.frac)
+                            for name in cls.names(config)})
+
+    @classmethod
+    def choose(cls, params: SampleRNNParams, audio=None) -> SampleRNNFormats:
+        """Formats for a checkpoint: :func:`profile_samplernn`'s choice."""
+        return profile_samplernn(params, audio)[0]
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the formats JSON (:func:`~wavefabric.model.formats.save_formats`)."""
+        save_formats(path, "samplernn", self.width, self.frac)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, config: SampleRNNConfig) -> SampleRNNFormats:
+        """Read a formats JSON for ``config``; :class:`~wavefabric.model.formats.FormatsError` (one line naming
+        the file) if it does not fit ``config``'s sizes or the hardware's widths and shifts."""
+        width = config.numerics.act.width
+        frac = load_formats(path, "samplernn", width, cls.names(config), FRAC_MIN,
+                            max(cls._width(config, name) for name in cls.names(config)) - 1)
+        try:
+            return cls(config, frac)
+        except FormatsError as error:
+            raise FormatsError(f"{path}: {error}") from None
+
+
+#: Samples the float model generates as calibration audio when none is given (seed 0).
+CALIBRATION_SAMPLES = 2048
+
+
+def _weight_tensors(params: SampleRNNParams) -> dict[str, np.ndarray]:
+    """The float weights with their own format, by :meth:`SampleRNNFormats.names`' names."""
+    out = {}
+    for k, p in enumerate(params.tiers):
+        out[f"tier{k}.input_expand.weight"] = p.input_expand.float()
+        for layer in range(params.config.n_rnn):
+            out[f"tier{k}.gru{layer}.weight"] = np.concatenate([p.weight_ih[layer], p.weight_hh[layer]], axis=1)
+        out[f"tier{k}.upsampling.weight"] = p.upsampling.float()
+    mlp = params.mlp
+    out.update({"mlp.embedding": mlp.embedding, "mlp.input.weight": mlp.input.float(),
+                "mlp.hidden.weight": mlp.hidden.float(), "mlp.output.weight": mlp.output.float()})
+    return out
+
+
+def profile_samplernn(params: SampleRNNParams, audio=None) -> tuple[SampleRNNFormats, list[TensorProfile]]:
+    """Choose per-layer formats for a checkpoint and profile every tensor against its format.
+
+    Weights (and the folded table, known exactly at load time) get the most fractional bits that hold their
+    largest magnitude (:data:`~wavefabric.model.formats.WEIGHT_HEADROOM`); activations the most that hold twice
+    their peak (:data:`~wavefabric.model.formats.ACT_HEADROOM`) measured by running the float model teacher
+    forced on ``audio``: sample codes, by default :data:`CALIBRATION_SAMPLES` samples the float model generates
+    with seed 0. A ReLU's input only needs its positive peak (a negative value that saturates is zero either
+    way). ``frac`` stays within :data:`FRAC_MIN` to ``width - 1``, the MLP input's no finer than the table's,
+    and every shift non-negative.
+
+    Returns
+    -------
+    formats : SampleRNNFormats
+    profile : list of TensorProfile
+        One row per tensor, in network order: the weights and activations with their own format, and the fixed
+        ones (GRU inputs, gate pre-activations, states, logits) against theirs, noted where saturating is
+        harmless.
+    """
+    cfg = params.config
+    act = cfg.numerics.act
+    float_model = SampleRNNFloat(params)
+    if audio is None:
+        audio = float_model.generate(CALIBRATION_SAMPLES, seed=0)
+    values = float_model.activations(audio)
+    weights = _weight_tensors(params)
+
+    def frac(peak: float, headroom: float, name: str = "") -> int:
+        bits = SampleRNNFormats._width(cfg, name)
+        return frac_for(peak, bits, headroom, FRAC_MIN, bits - 1)
+
+    chosen = {name: frac(np.max(np.abs(w)), WEIGHT_HEADROOM, name) for name, w in weights.items()}
+    chosen["mlp.table"] = frac(np.max(np.abs(float_model._table)), WEIGHT_HEADROOM, "mlp.table")
+    cond0 = values["tier0.upsampling"]
+    mlp_in = max(float(np.max(np.abs(cond0))), float(np.max(values["mlp.input"])))
+    chosen["mlp.input"] = min(frac(mlp_in, ACT_HEADROOM), chosen["mlp.table"])
+    chosen["mlp.hidden"] = frac(float(np.max(values["mlp.hidden"])), ACT_HEADROOM)
+    for k in range(cfg.n_tiers):
+        chosen[f"tier{k}.upsampling"] = chosen["mlp.input"] if k == 0 else act.frac
+    # Shifts stay non-negative: an output format no finer than its input and weight together.
+    chosen["mlp.hidden"] = min(chosen["mlp.hidden"], chosen["mlp.input"] + chosen["mlp.hidden.weight"])
+    chosen["mlp.hidden"] = max(chosen["mlp.hidden"], cfg.logits.frac - chosen["mlp.output.weight"])
+    formats = SampleRNNFormats(cfg, {name: chosen[name] for name in SampleRNNFormats.names(cfg)})
+
+    rows = []
+
+    def row(name: str, kind: str, tensor, fmt: QFormat, note: str = "") -> None:
+        rows.append(TensorProfile.measure(name, kind, tensor, fmt, note))
+
+    def weight(name: str) -> None:
+        row(name, "weight", weights[name], formats.fmt(name))
+
+    relu_note = "before a ReLU: negative values saturating is harmless"
+    for k in range(cfg.n_tiers):
+        t = f"tier{k}"
+        weight(f"{t}.input_expand.weight")
+        row(f"{t}.gru_input", "act", values[f"{t}.gru_input"], act)
+        for layer in range(cfg.n_rnn):
+            g = f"{t}.gru{layer}"
+            weight(f"{g}.weight")
+            row(f"{g}.rz", "act", values[f"{g}.rz"], act, "sigmoid inputs: saturating is harmless")
+            row(f"{g}.n", "act", values[f"{g}.n"], act, "i_n and h_n, parts of a tanh input")
+            row(f"{g}.h", "act", values[f"{g}.h"], act)
+        weight(f"{t}.upsampling.weight")
+        row(f"{t}.upsampling", "act", values[f"{t}.upsampling"], formats.fmt(f"{t}.upsampling"))
+    weight("mlp.embedding")
+    weight("mlp.input.weight")
+    row("mlp.table", "weight", float_model._table, formats.fmt("mlp.table"))
+    row("mlp.input", "act", np.maximum(values["mlp.input"], 0), formats.fmt("mlp.input"), relu_note)
+    weight("mlp.hidden.weight")
+    row("mlp.hidden", "act", np.maximum(values["mlp.hidden"], 0), formats.fmt("mlp.hidden"), relu_note)
+    weight("mlp.output.weight")
+    row("mlp.output", "act", values["mlp.output"], cfg.logits)
+    return formats, rows

@@ -13,12 +13,14 @@ from wavefabric.model.samplernn import (
     SampleRNNConfig,
     SampleRNNFixed,
     SampleRNNFloat,
+    SampleRNNFormats,
     SampleRNNParams,
     compare_teacher_forced,
     load_checkpoint,
     random_state_dict,
     state_dict_shapes,
 )
+from wavefabric.model.samplernn_torch import torch_samplernn
 
 #: Small configurations covering one, two and three tiers, with and without weight norm and h0.
 SMALL_CONFIGS = [
@@ -52,67 +54,8 @@ def seed_fixed(seed_params):
 
 def torch_reference(config, state_dict):
     """samplernn-pytorch's SampleRNN rebuilt from torch.nn modules, loaded strictly from ``state_dict``."""
-    torch = pytest.importorskip("torch")
-    nn = torch.nn
-    weight_norm = torch.nn.utils.parametrizations.weight_norm
-    dim, q, fs0 = config.dim, config.q_levels, config.frame_sizes[0]
-
-    def normed(module):
-        return weight_norm(module, dim=0) if config.weight_norm else module
-
-    class Upsampling(nn.Module):
-        def __init__(self, fs):
-            super().__init__()
-            self.conv_t = normed(nn.ConvTranspose1d(dim, dim, fs, stride=fs, bias=False))
-            self.bias = nn.Parameter(torch.zeros(dim, fs))
-
-        def forward(self, x):  # (B, dim, L) -> (B, dim, L * fs); bias[d, j] at every position t * fs + j
-            return self.conv_t(x) + self.bias.repeat(1, x.shape[2])[None]
-
-    class Tier(nn.Module):
-        def __init__(self, fs, nfs):
-            super().__init__()
-            self.h0 = nn.Parameter(torch.zeros(config.n_rnn, dim))
-            self.input_expand = normed(nn.Conv1d(nfs, dim, 1))
-            self.rnn = nn.GRU(dim, dim, config.n_rnn, batch_first=True)
-            self.upsampling = Upsampling(fs)
-
-        def forward(self, frames, cond, hidden):  # frames (B, F, nfs) of 2 * dequantised samples
-            x = self.input_expand(frames.permute(0, 2, 1)).permute(0, 2, 1)
-            if cond is not None:
-                x = x + cond
-            if hidden is None:
-                hidden = self.h0[:, None].expand(-1, frames.shape[0], -1).contiguous()
-            out, hidden = self.rnn(x, hidden)
-            return self.upsampling(out.permute(0, 2, 1)).permute(0, 2, 1), hidden
-
-    class MLP(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.embedding = nn.Embedding(q, q)
-            self.input = normed(nn.Conv1d(q, dim, fs0, bias=False))
-            self.hidden = normed(nn.Conv1d(dim, dim, 1))
-            self.output = normed(nn.Conv1d(dim, q, 1))
-
-        def forward(self, prev, cond):  # prev (B, L + fs0 - 1) codes, cond (B, L, dim)
-            x = self.embedding(prev).permute(0, 2, 1)
-            x = torch.relu(self.input(x) + cond.permute(0, 2, 1))
-            x = torch.relu(self.hidden(x))
-            return torch.log_softmax(self.output(x).permute(0, 2, 1), dim=-1)
-
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.frame_level_rnns = nn.ModuleList(
-                Tier(fs, nfs) for fs, nfs in zip(config.frame_sizes, config.n_frame_samples, strict=True))
-            self.sample_level_mlp = MLP()
-
-    net = Net().double() if next(iter(state_dict.values())).dtype == np.float64 else Net()
-    renamed = {name.replace(".weight_g", ".parametrizations.weight.original0")
-               .replace(".weight_v", ".parametrizations.weight.original1"): torch.from_numpy(np.array(value))
-               for name, value in state_dict.items()}
-    net.load_state_dict(renamed, strict=True)
-    return net.eval()
+    pytest.importorskip("torch")
+    return torch_samplernn(config, state_dict)
 
 
 def torch_teacher_forced(net, config, samples):
@@ -351,24 +294,26 @@ def test_fixed_folded_table_agrees_with_the_exact_products(seed_params, seed_fix
 
 
 def test_mlp_table_is_the_narrowed_exact_products(seed_params, seed_fixed):
-    num, table = SEED_CONFIG.numerics, SEED_CONFIG.table
-    emb = num.act.quantize(seed_params.mlp.embedding)
-    w = seed_params.mlp.input.quantize(num)  # (dim, q, fs0)
+    num, formats = SEED_CONFIG.numerics, seed_fixed.formats
+    table, x_fmt, shifts = formats.fmt("mlp.table"), formats.fmt("mlp.input"), formats.shifts()
+    emb_fmt, w_fmt = formats.fmt("mlp.embedding"), formats.fmt("mlp.input.weight")
+    emb = emb_fmt.quantize(seed_params.mlp.embedding)
+    w = seed_params.mlp.input.quantize(num, w_fmt)  # (dim, q, fs0)
     # Each product sum is below 2**53, so float64 einsum is exact.
     exact = np.einsum("sc,dcj->jsd", emb.astype(np.float64), w.astype(np.float64)).astype(np.int64)
     stored = seed_fixed.mlp_table
     assert stored.shape == (16, 256, 64) and stored.dtype == np.int64
-    assert np.array_equal(stored, narrow(exact, num.acc_frac, table))
+    assert np.array_equal(stored, narrow(exact, emb_fmt.frac + w_fmt.frac, table))
     assert table.contains(stored) and not stored.flags.writeable
     # The MLP input the hardware computes from the stored table, by the formula of the docstring.
     rng = np.random.default_rng(27)
     prev = rng.integers(0, 256, size=(50, 16))
-    cond = num.act.quantize(rng.normal(0, 1, size=(50, 64)))
-    acc = stored[np.arange(16), prev].sum(axis=1) + (cond << (table.frac - num.act.frac))
-    x = np.maximum(narrow(acc, table.frac, num.act), 0)
+    cond = x_fmt.quantize(rng.normal(0, 1, size=(50, 64)))
+    acc = stored[np.arange(16), prev].sum(axis=1) + (cond << (table.frac - x_fmt.frac))
+    x = np.maximum(narrow(acc, table.frac, x_fmt), 0)
     hidden = seed_fixed._hidden, seed_fixed._hidden_bias
-    x = np.maximum(linear(hidden[0], x.T, hidden[1], num), 0)
-    logits = linear(seed_fixed._output, x, seed_fixed._output_bias, num, out=SEED_CONFIG.logits).T
+    x = np.maximum(linear(hidden[0], x.T, hidden[1], num, formats.fmt("mlp.hidden"), shifts["mlp.hidden"]), 0)
+    logits = linear(seed_fixed._output, x, seed_fixed._output_bias, num, SEED_CONFIG.logits, shifts["mlp.output"]).T
     assert np.array_equal(seed_fixed.mlp_logits(prev, cond), logits)
 
 
@@ -377,7 +322,8 @@ def test_lossless_table_format_makes_folding_bit_identical():
     config = SampleRNNConfig(frame_sizes=(4, 2), dim=8, q_levels=16,
                              numerics=Numerics(weight=QFormat(8, 3)), table=QFormat(18, 15))
     params = SampleRNNParams.from_state_dict(config, random_state_dict(config, seed=28))
-    folded, exact = SampleRNNFixed(params), SampleRNNFixed(params, fold_embedding=False)
+    formats = SampleRNNFormats.default(config)
+    folded, exact = SampleRNNFixed(params, formats=formats), SampleRNNFixed(params, False, formats)
     assert np.abs(folded.mlp_table).max() < 2**17 - 1
     samples = np.random.default_rng(29).integers(0, 16, size=200)
     assert np.array_equal(folded.teacher_forced(samples), exact.teacher_forced(samples))
@@ -485,7 +431,8 @@ def test_fixed_tier_tracks_float(seed_float, seed_fixed):
     prev = rng.integers(0, SEED_CONFIG.q_levels, size=(8, 16))
     out_float, _ = seed_float.tier_forward(0, prev, act.dequantize(top_fixed[:8]))
     out_fixed, _ = seed_fixed.tier_forward(0, prev, top_fixed[:8])
-    assert np.max(np.abs(act.dequantize(out_fixed) - out_float)) < 0.02
+    cond = seed_fixed.formats.fmt("tier0.upsampling")
+    assert np.max(np.abs(cond.dequantize(out_fixed) - out_float)) < 0.02
 
 
 def test_fixed_teacher_forced_agrees_with_float(seed_float, seed_fixed):
