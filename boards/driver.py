@@ -40,12 +40,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..model.checks import check_int
+from .pwg_top import PWGTopConfig
+from .pwg_top import config_from_register_map as pwg_config_from_register_map
 from .samplernn_top import SampleRNNTopConfig
 from .samplernn_top import config_from_register_map as samplernn_config_from_register_map
 from .top import GruTopConfig, config_from_register_map, load_register_map, vlnv
 
 __all__ = ["GruApi", "GruDriver", "pynq_driver_class", "pynq_job", "MAX_TRANSFER_BYTES", "MAX_JOB_SAMPLES",
-           "SampleRNNOverlay", "write_weights"]
+           "SampleRNNOverlay", "write_weights", "PWGOverlay", "write_pwg_weights"]
 
 #: Longest AXI DMA transfer with the 26-bit length register of the generated block design.
 MAX_TRANSFER_BYTES = (1 << 26) - 1
@@ -702,3 +705,352 @@ class _SampleRNNSim:
         if [beat["tlast"] for beat in out] != [int(i == n - 1) for i in range(n)]:
             raise RuntimeError("m_axis: TLAST not on exactly the job's last sample")
         return np.array([beat["tdata"][0] for beat in out], dtype=np.int64), int(cycles[0])
+
+
+# --- The PWG vocoder overlay ----------------------------------------------------------------------------------
+
+
+def _pwg_generator(checkpoint, config: PWGTopConfig):
+    """The :class:`~wavefabric.model.pwg.PWGGenerator` of ``checkpoint``, checked against ``config``."""
+    from collections.abc import Mapping
+
+    from ..model.pwg import PWGGenerator, from_state_dict, load_checkpoint
+
+    net = config.network
+    sizes = (f"residual {net.residual_channels}, gate {net.gate_channels}, skip {net.skip_channels}, aux "
+             f"{net.aux_channels}, {net.layers} layers in {net.stacks} stacks, upsample scales "
+             f"{' '.join(map(str, net.upsample_scales))}")
+    try:
+        if isinstance(checkpoint, PWGGenerator):
+            if checkpoint.config != net:
+                raise ValueError(f"its configuration is {checkpoint.config}")
+            return checkpoint
+        if isinstance(checkpoint, Mapping):
+            return from_state_dict(net, checkpoint)
+        if Path(checkpoint).suffix == ".npz":
+            with np.load(checkpoint, allow_pickle=False) as arrays:
+                return from_state_dict(net, dict(arrays))
+        return load_checkpoint(checkpoint, net)
+    except ValueError as error:
+        raise ValueError(f"the checkpoint does not fit the overlay's sizes ({sizes}): {error}") from None
+
+
+def write_pwg_weights(config: PWGTopConfig, state_dict, path: str | os.PathLike) -> Path:
+    """Write a ParallelWaveGAN generator state dict as a NumPy ``.npz`` that :meth:`PWGOverlay.load` reads
+    without torch (on a PYNQ image), atomically; return the path.
+
+    The state dict is checked against ``config`` first (``ValueError`` naming the first tensor that does not fit)
+    and stored as the float64 arrays of the tensors the generator has (``PWGConfig.tensor_shapes``).
+    """
+    from ..model.files import atomic_write
+
+    generator = _pwg_generator(state_dict, config)
+    path = Path(path)
+    with atomic_write(path, "wb") as file:
+        np.savez(file, **generator.params)
+    return path
+
+
+class PWGOverlay:
+    """The ParallelWaveGAN vocoder overlay (:mod:`wavefabric.boards.pwg_top`): on a PYNQ board, or its simulated
+    twin.
+
+    ``load(checkpoint)`` once, then ``vocode(mel, seed)`` as often as wanted: int16 PCM equal bit for bit to
+    :meth:`~wavefabric.model.pwg.PWGFixed.inference` of the mel with the same seed (its float output times
+    32768, :func:`~wavefabric.model.pwg.pcm16`), on the board and on the twin. The host draws the noise (the
+    model's seeded stream) and sends it with the mel and the weights, one VOCODE job per block: a mel of up to
+    ``max_frames`` frames is one job; a longer one goes in blocks of ``max_frames - 2 c`` frames with ``c =
+    context_frames`` of context each side (:meth:`~wavefabric.model.pwg.PWGFixed.inference_blocks`).
+
+    Parameters
+    ----------
+    regmap : dict or path
+        The register map JSON of the build (``<name>.regmap.json``). It must be a PWG map whose ``config_id`` is
+        its configuration's.
+    backend : {"pynq", "sim"}
+        ``"pynq"``: a board. Give ``overlay`` (a loaded ``pynq.Overlay`` whose accelerator is ``accel`` and AXI
+        DMA ``dma``, as the build names them), or ``ip`` and ``dma``, or neither: then the ``.bit`` beside the
+        JSON is loaded. The configuration registers are read and compared with the JSON first. ``"sim"``: the
+        simulated twin: the top's core through its :class:`~wavefabric.boards.shell.StreamView`, with the DDR
+        model (:class:`~wavefabric.sim.streams.AxiMemory`) serving both AXI4 managers.
+    simulator : {"verilator", "amaranth"}
+        Twin only: the exported Verilog on Verilator (the default; built once, then cached) or Amaranth's
+        simulator (tiny sizes only).
+    latency, seed, p_valid, p_ready
+        Twin only: the DDR model's read and write latency in cycles, and random stalls on every AXI channel
+        (``p`` below 1) from generators seeded by ``seed``.
+
+    Attributes
+    ----------
+    config : PWGTopConfig
+    sample_rate : int
+    cycles : list of int
+        CYCLES of each VOCODE job of the last :meth:`vocode` (clock cycles, start to done).
+    """
+
+    def __init__(self, regmap, backend: str = "pynq", *, overlay=None, ip=None, dma=None,
+                 simulator: str = "verilator", latency: int = 40, seed: int = 0, p_valid: float = 1.0,
+                 p_ready: float = 1.0):
+        source = regmap
+        self.regmap = load_register_map(regmap)
+        self.config = pwg_config_from_register_map(self.regmap)
+        self.sample_rate = self.config.sample_rate
+        self.cycles: list[int] = []
+        self._model = None
+        if backend == "sim":
+            self._backend = _PWGSim(self.config, self.regmap, simulator, latency, seed, p_valid, p_ready)
+        elif backend == "pynq":
+            if overlay is None and ip is None:
+                if isinstance(source, dict):
+                    raise ValueError("backend 'pynq' needs overlay, or ip and dma, when regmap is a dict")
+                import pynq
+
+                overlay = pynq.Overlay(str(Path(source)).removesuffix(".regmap.json") + ".bit")
+            if overlay is not None:
+                ip, dma = overlay.accel, overlay.dma
+            if ip is None or dma is None:
+                raise ValueError("backend 'pynq' needs ip (the accelerator) and dma (the AXI DMA)")
+            self._backend = _PWGPynq(ip, dma, self.regmap)
+            _check_hardware(self._backend)
+        else:
+            raise ValueError(f"backend must be 'sim' or 'pynq', not {backend!r}")
+
+    def load(self, checkpoint) -> None:
+        """Load the weights of ``checkpoint``: a parallel-wavegan ``.pkl`` / ``.pt`` (needs torch), an ``.npz``
+        of its generator's state dict (:func:`write_pwg_weights`; no torch needed), a state dict, or a
+        :class:`~wavefabric.model.pwg.PWGGenerator`.
+
+        Raises ``ValueError`` for a checkpoint of other sizes than the overlay's (or whose upsampling table the
+        weight format cannot hold), before anything reaches the hardware.
+        """
+        from ..model.pwg import PWGFixed
+        from .pwg_top import load_stream
+
+        generator = _pwg_generator(checkpoint, self.config)
+        try:
+            model = PWGFixed(generator)
+        except ValueError as error:
+            raise ValueError(f"the checkpoint does not fit the overlay's formats: {error}") from None
+        self._backend.load(load_stream(self.config, model))
+        self._model = model
+
+    def block_frames(self, frames: int) -> int:
+        """Mel frames per VOCODE job for a mel of ``frames`` frames: all of them up to ``max_frames``, else
+        ``max_frames - 2 context_frames``; ``ValueError`` for fewer than 2 frames, or a longer mel than a build
+        with too few ``max_frames`` for context can vocode."""
+        from ..model.pwg import context_frames
+
+        limit = self.config.max_frames
+        if frames < 2:
+            raise ValueError(f"a mel of {frames} frame(s): the overlay vocodes 2 frames or more")
+        if frames <= limit:
+            return frames
+        margin = context_frames(self.config.network)
+        if limit - 2 * margin < 1:
+            raise ValueError(f"a mel of {frames} frames is longer than the overlay's max_frames = {limit} (the "
+                             f"FRAMES register), and blocks need {margin} frames of context each side: build with "
+                             f"--max-frames {2 * margin + 1} or more, or vocode at most {limit} frames")
+        return limit - 2 * margin
+
+    def vocode(self, mel, seed: int = 0) -> np.ndarray:
+        """The waveform of ``mel`` (``(frames, aux_channels)``, the package's layout, float) with the noise of
+        ``seed``: int16 PCM at :attr:`sample_rate`, ``(frames * hop,)`` (``(frames * hop, out_channels)`` for
+        several channels).
+
+        Raises ``ValueError`` for a mel of the wrong shape, non-finite values, fewer than 2 frames or more than
+        the build can vocode (:meth:`block_frames`), a negative seed, and ``RuntimeError`` before :meth:`load`;
+        all before anything reaches the hardware.
+        """
+        import copy
+
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, not {seed!r}")
+        mel = np.asarray(mel, dtype=np.float64)
+        net = self.config.network
+        if mel.ndim != 2 or mel.shape[1] != net.aux_channels:
+            raise ValueError(f"mel must have shape (frames, aux_channels={net.aux_channels}), not {mel.shape}")
+        if not np.isfinite(mel).all():
+            raise ValueError("mel holds NaN or infinite values")
+        block = self.block_frames(len(mel))
+        if self._model is None:
+            raise RuntimeError("no weights: call load(checkpoint) first")
+        from .pwg_top import job_stream
+
+        self.cycles = []
+        frac = net.numerics.act.frac
+
+        def hardware(z: np.ndarray, padded: np.ndarray, *_) -> np.ndarray:
+            pcm, cycles = self._backend.vocode(job_stream(self.config, self._model, padded, z), padded.shape[1]
+                                               - 2 * net.aux_context_window)
+            self.cycles.append(cycles)
+            return pcm
+
+        # The model's own blocking (noise, quantisation, padding, context, the part of each job kept) with the
+        # hardware as its forward pass: the PCM comes back divided by 2**act.frac, exactly, as the model's
+        # integers would.
+        model = copy.copy(self._model)
+        model.forward = hardware
+        blocks = model.inference_blocks(mel, int(seed), block)
+        pcm = (np.concatenate(list(blocks)) * (1 << frac)).astype(np.int16)
+        return pcm[:, 0] if net.out_channels == 1 else pcm
+
+    @property
+    def model(self):
+        """The :class:`~wavefabric.model.pwg.PWGFixed` of the loaded weights (None before)."""
+        return self._model
+
+
+def _pwg_pcm(config: PWGTopConfig, beats: np.ndarray, frames: int) -> np.ndarray:
+    """A VOCODE job's ``m_axis`` beats (rows of int16) as PCM ``(out_channels, frames hop)``: per block of ``cols``
+    samples, per output channel, ``cols`` samples."""
+    net, cols = config.network, config.cols
+    blocks = frames * net.hop_size // cols
+    data = np.asarray(beats)[:, :cols].reshape(blocks, net.out_channels, cols)
+    return data.transpose(1, 0, 2).reshape(net.out_channels, blocks * cols).astype(np.int16)
+
+
+def _pwg_status(status: int) -> str:
+    return (f"STATUS {status:#x} (bit 0 engine error, bit 1 s_axis TLAST error, bit 2 unknown stream, bit 3 "
+            "FRAMES < 2)")
+
+
+class _PWGPynq:
+    """The PWG overlay on a board: registers through ``ip``, the streams through ``dma``, the activations in two
+    ``pynq.allocate`` buffers the accelerator reads and writes through HP0 and HP1."""
+
+    TIMEOUT = 60.0
+
+    def __init__(self, ip, dma, regmap: dict):
+        self.ip, self.dma, self.regmap = ip, dma, regmap
+        self.buffers = None  # the DDR scratch buffers, kept while the overlay lives
+        self.loaded = None   # the LOAD stream the accelerator holds
+
+    def read_register(self, name: str) -> int:
+        return self.ip.read(self.regmap["registers"][name]["offset"])
+
+    def write_register(self, name: str, value: int) -> None:
+        self.ip.write(self.regmap["registers"][name]["offset"], value)
+
+    def _job(self, send: np.ndarray, recv_shape: tuple) -> np.ndarray | None:
+        if send.nbytes > MAX_TRANSFER_BYTES:
+            raise ValueError(f"a job of {send.nbytes:,} bytes exceeds the DMA's {MAX_TRANSFER_BYTES:,}-byte transfer")
+        received = pynq_job(self.ip, self.dma, self.regmap["registers"]["CTRL"]["offset"], send, recv_shape,
+                            np.int16, self.TIMEOUT)
+        status = self.read_register("STATUS")
+        if status:
+            raise RuntimeError(_pwg_status(status))
+        return received
+
+    def load(self, stream: np.ndarray) -> None:
+        import pynq
+
+        if self.loaded is not None:
+            if np.array_equal(stream, self.loaded):
+                return  # the weights travel with every job; the table is the same
+            raise RuntimeError("the accelerator takes its upsampling table once after reset: reload the overlay "
+                               "(pynq.Overlay) to load a checkpoint with another one")
+        if self.buffers is None:
+            ddr = self.regmap["ddr"]
+            self.buffers = {name: pynq.allocate(shape=(ddr[f"{name}_bytes"],), dtype=np.uint8)
+                            for name in ("x", "skip")}
+        for name, buffer in self.buffers.items():
+            address = int(buffer.physical_address)
+            if address % self.regmap["ddr"]["align"]:
+                raise RuntimeError(f"the {name} buffer at {address:#x} is not {self.regmap['ddr']['align']}-byte "
+                                   "aligned")
+            self.write_register(f"{name.upper()}_ADDR", address)
+        self.write_register("MODE", self.regmap["modes"]["LOAD"])
+        self._job(stream, (0,))
+        self.loaded = stream
+
+    def vocode(self, stream: np.ndarray, frames: int) -> tuple[np.ndarray, int]:
+        config = pwg_config_from_register_map(self.regmap)
+        lanes = config.s2mm_width // 16
+        beats = frames * config.network.hop_size // config.cols * config.network.out_channels
+        self.write_register("MODE", self.regmap["modes"]["VOCODE"])
+        self.write_register("FRAMES", frames)
+        received = self._job(stream, (beats, lanes))
+        return _pwg_pcm(config, received, frames), self.read_register("CYCLES")
+
+
+class _PWGSim:
+    """The PWG overlay's twin: each job simulates a whole session (the buffers' addresses, the LOAD job, the
+    VOCODE job, STATUS / CYCLES / CTRL reads) through the top's AXI channels with one batched run.
+
+    The board keeps its table from the LOAD job on; replaying the load before each job is what it holds.
+    """
+
+    #: Where the twin puts the scratch buffers (each manager has a DDR model of its own).
+    X_ADDR, SKIP_ADDR = 0x1000, 0x2000
+
+    def __init__(self, config, regmap: dict, simulator: str, latency: int, seed: int, p_valid: float,
+                 p_ready: float):
+        from ..sim.streams import BACKENDS
+
+        if simulator not in BACKENDS:
+            raise ValueError(f"simulator must be one of {', '.join(BACKENDS)}, not {simulator!r}")
+        for name, p in (("p_valid", p_valid), ("p_ready", p_ready)):
+            if not 0 < p <= 1:
+                raise ValueError(f"{name} must be in (0, 1], not {p!r}")
+        check_int("latency", latency)
+        self.config, self.regmap, self.simulator = config, regmap, simulator
+        self.latency, self.seed, self.p_valid, self.p_ready = latency, seed, p_valid, p_ready
+        self.stream = None
+        #: The :class:`~wavefabric.sim.streams.StreamRun` of the last job.
+        self.run = None
+
+    def load(self, stream: np.ndarray) -> None:
+        self.stream = stream
+
+    def vocode(self, stream: np.ndarray, frames: int) -> tuple[np.ndarray, int]:
+        from dataclasses import replace
+
+        from ..model.perf import pwg_engine_cycles
+        from ..sim.pwg import activation_memories
+        from ..sim.streams import run_streams
+        from .pwg_top import PWGAxiCore
+        from .shell import StreamView
+
+        config, net = self.config, self.config.network
+        regs, modes = {name: reg["offset"] for name, reg in self.regmap["registers"].items()}, self.regmap["modes"]
+        writes = [("X_ADDR", self.X_ADDR), ("SKIP_ADDR", self.SKIP_ADDR), ("MODE", modes["LOAD"]), ("CTRL", 1),
+                  ("MODE", modes["VOCODE"]), ("FRAMES", frames), ("CTRL", 1)]
+        reads = ["STATUS", "CYCLES", "CTRL"]
+        load, job = len(self.stream), len(stream)
+        words = np.ascontiguousarray(np.concatenate([self.stream, stream])).view("<u4").astype(np.int64)
+        tlast = np.zeros(load + job, dtype=np.int64)
+        tlast[[load - 1, load + job - 1]] = 1
+        beats = frames * net.hop_size // config.cols * net.out_channels
+        core = PWGAxiCore(config)
+        bases = {"x": self.X_ADDR, "skip": self.SKIP_ADDR}
+        memories = {name: replace(memory, contents=bytes(bases[name]) + bytes(memory.contents),
+                                  **{channel: f"m_axi_{name}_{channel}" for channel in ("ar", "r", "aw", "w", "b")})
+                    for name, memory in activation_memories(core.engine, self.latency, self.p_valid).items()}
+        budget = 8 * (load + job) + 4 * pwg_engine_cycles(net, config.rows, config.cols, frames, config.gate_lanes) \
+            + 20_000
+        run = run_streams(
+            StreamView(core),
+            {"ctrl_aw": [{"addr": regs[name]} for name, _ in writes],
+             "ctrl_w": [{"data": value, "strb": 0xF} for _, value in writes],
+             "s_axis": {"tdata": words, "tlast": tlast}, "ctrl_ar": [{"addr": regs[name]} for name in reads]},
+            {"ctrl_b": len(writes), "ctrl_r": len(reads), "m_axis": beats},
+            # The load streams once the addresses, MODE and CTRL are written; the VOCODE job's registers follow the
+            # load, its stream its CTRL write; the reads follow the last PCM beat.
+            waits={"s_axis": [(0, "ctrl_b", 4), (load, "ctrl_b", 7)], "ctrl_aw": [(4, "s_axis", load)],
+                   "ctrl_w": [(4, "s_axis", load)], "ctrl_ar": [(0, "m_axis")]},
+            memories=memories, seed=self.seed, p_valid=self.p_valid, p_ready=self.p_ready, max_cycles=budget,
+            backend=self.simulator, name=f"{config.name}_twin")
+        self.run = run
+        responses = [beat["resp"] for beat in run.outputs["ctrl_b"]]
+        status, cycles, ctrl = ((beat["data"], beat["resp"]) for beat in run.outputs["ctrl_r"])
+        if any(responses) or status[1] or cycles[1] or ctrl[1]:
+            raise RuntimeError(f"AXI4-Lite responses {responses} to the writes, {[status, cycles, ctrl]} to the reads")
+        if status[0]:
+            raise RuntimeError(_pwg_status(status[0]))
+        if not ctrl[0] & 0b10:
+            raise RuntimeError(f"CTRL {ctrl[0]:#x}: no ap_done after the last PCM beat")
+        out = run.outputs["m_axis"]
+        if [beat["tlast"] for beat in out] != [int(i == beats - 1) for i in range(beats)]:
+            raise RuntimeError("m_axis: TLAST not on exactly the job's last beat")
+        raw = np.array([beat["tdata"] for beat in out], dtype="<u4").reshape(beats, -1)
+        return _pwg_pcm(config, raw.view("<i2"), frames), int(cycles[0])

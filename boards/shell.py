@@ -11,9 +11,10 @@ a block design instantiates. The shell provides:
   registers, and one port per parameter register (``Out`` for ``rw``, ``In`` for ``ro``; constants are
   answered by the file itself).
 * AXI4-Stream adapters: :func:`axi_stream_signature`, :func:`stream_width`, :func:`lanes` (a TDATA's values).
-* The AXI4 read manager that reaches the PS DDR (S_AXI_HP0): :func:`axi4_read_signature` and
-  :func:`connect_read_master`, which passes an engine's ``ar`` / ``r`` streams (:mod:`wavefabric.rtl.axi`)
-  through with the constant AXI4 fields filled in.
+* AXI4 managers that reach the PS DDR (S_AXI_HP0, HP1...): :func:`axi4_signature` (read only, or read and
+  write) and :func:`connect_read_master` / :func:`connect_write_master`, which pass an engine's ``ar`` / ``r``
+  and ``aw`` / ``w`` / ``b`` streams (:mod:`wavefabric.rtl.axi`) through with the constant AXI4 fields filled
+  in; :func:`ddr_managers` names a core's managers (the block design connects each to an HP port).
 * :class:`ShellTop`: the core with flat ports ``aclk``, ``aresetn`` (active low, synchronous), ``s_axi_ctrl_*``
   (the core's ``ctrl``), every other interface ``<member>_<signal>``, and ``X_INTERFACE_INFO`` /
   ``X_INTERFACE_PARAMETER`` attributes, so that ``create_bd_cell -type module -reference`` infers the AXI4-Lite,
@@ -22,7 +23,8 @@ a block design instantiates. The shell provides:
 * :class:`StreamView`: the core with every AXI channel as a ``lib.stream`` (AW, W, B, AR, R; TDATA / TLAST;
   the DDR master as the engine-side ``ar`` / ``r``), so that the batched simulation backends
   (:func:`~wavefabric.sim.streams.run_streams`, Verilator included) drive a design through its real register
-  file and adapters. The view is wiring only: no register, no cycle.
+  file and adapters, and :class:`~wavefabric.sim.streams.AxiMemory` serves its DDR managers. The view is wiring
+  only: no register, no cycle.
 """
 
 from __future__ import annotations
@@ -37,12 +39,19 @@ from amaranth.hdl import Cat, ClockDomain, Const, Module, Mux, Shape, Signal, Va
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..rtl.axi import read_address_layout, read_data_layout
+from ..rtl.axi import (
+    read_address_layout,
+    read_data_layout,
+    write_address_layout,
+    write_data_layout,
+    write_response_layout,
+)
 
 __all__ = ["ADDR_WIDTH", "OKAY", "SLVERR", "MAX_TDATA_WIDTH", "AXI4_BURST_INCR", "AXI4_CACHE", "vlnv",
            "check_identifier", "Register", "register_table", "config_id", "axi_lite_signature",
-           "axi_stream_signature", "axi4_read_signature", "gpio_signature", "stream_width", "element_bits", "lanes",
-           "AxiLiteSlave", "ApCtrlRegisters", "job_cycles", "connect_read_master", "ShellTop", "StreamView"]
+           "axi_stream_signature", "axi4_signature", "axi4_read_signature", "gpio_signature", "stream_width",
+           "element_bits", "lanes", "AxiLiteSlave", "ApCtrlRegisters", "job_cycles", "connect_read_master",
+           "connect_write_master", "ddr_managers", "ShellTop", "StreamView"]
 
 #: Address bits of the AXI4-Lite slave: a 4 KiB window, the smallest segment Vivado's address editor assigns.
 ADDR_WIDTH = 12
@@ -50,7 +59,7 @@ ADDR_WIDTH = 12
 OKAY, SLVERR = 0b00, 0b10
 #: Widest AXI4-Stream TDATA the AXI DMA supports.
 MAX_TDATA_WIDTH = 1024
-#: ARBURST of every burst (INCR) and ARCACHE (normal non-cacheable bufferable, what HP ports expect).
+#: AxBURST of every burst (INCR) and AxCACHE (normal non-cacheable bufferable, what HP ports expect).
 AXI4_BURST_INCR, AXI4_CACHE = 0b01, 0b0011
 
 
@@ -155,13 +164,28 @@ def axi_stream_signature(width: int, keep: bool = False) -> wiring.Signature:
     return wiring.Signature(members)
 
 
-def axi4_read_signature(addr_width: int = 32, data_width: int = 64) -> wiring.Signature:
-    """The read channels of an AXI4 manager (AR and R), from the manager's side; no ID, QoS or lock."""
-    return wiring.Signature({
+def axi4_signature(addr_width: int = 32, data_width: int = 64, write: bool = True) -> wiring.Signature:
+    """An AXI4 manager from the manager's side: the read channels (AR, R) and, with ``write``, the write
+    channels (AW, W, B); no ID, QoS or lock."""
+    members = {
         "araddr": Out(addr_width), "arlen": Out(8), "arsize": Out(3), "arburst": Out(2), "arcache": Out(4),
         "arprot": Out(3), "arvalid": Out(1), "arready": In(1),
         "rdata": In(data_width), "rresp": In(2), "rlast": In(1), "rvalid": In(1), "rready": Out(1),
-    })
+    }
+    if write:
+        members |= {
+            "awaddr": Out(addr_width), "awlen": Out(8), "awsize": Out(3), "awburst": Out(2), "awcache": Out(4),
+            "awprot": Out(3), "awvalid": Out(1), "awready": In(1),
+            "wdata": Out(data_width), "wstrb": Out(data_width // 8), "wlast": Out(1), "wvalid": Out(1),
+            "wready": In(1),
+            "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+        }
+    return wiring.Signature(members)
+
+
+def axi4_read_signature(addr_width: int = 32, data_width: int = 64) -> wiring.Signature:
+    """The read channels of an AXI4 manager (AR and R): :func:`axi4_signature` without ``write``."""
+    return axi4_signature(addr_width, data_width, write=False)
 
 
 def gpio_signature() -> wiring.Signature:
@@ -374,6 +398,20 @@ def connect_read_master(m: Module, bus, ar, r) -> None:
                  r.valid.eq(bus.rvalid), bus.rready.eq(r.ready)]
 
 
+def connect_write_master(m: Module, bus, aw, w, b) -> None:
+    """Pass an engine's ``aw`` (Out), ``w`` (Out) and ``b`` (In) streams through to the AXI4 manager ``bus``.
+
+    AWSIZE is the data bytes, AWBURST INCR, AWCACHE 0b0011, AWPROT 0, as :func:`connect_read_master`. Wiring only.
+    """
+    size = (len(bus.wdata) // 8 - 1).bit_length()
+    m.d.comb += [bus.awaddr.eq(aw.payload.addr), bus.awlen.eq(aw.payload.len), bus.awsize.eq(size),
+                 bus.awburst.eq(AXI4_BURST_INCR), bus.awcache.eq(AXI4_CACHE), bus.awprot.eq(0),
+                 bus.awvalid.eq(aw.valid), aw.ready.eq(bus.awready),
+                 bus.wdata.eq(w.payload.data), bus.wstrb.eq(w.payload.strb), bus.wlast.eq(w.payload.last),
+                 bus.wvalid.eq(w.valid), w.ready.eq(bus.wready),
+                 b.payload.resp.eq(bus.bresp), b.valid.eq(bus.bvalid), bus.bready.eq(b.ready)]
+
+
 def _width(signature: wiring.Signature, name: str) -> int:
     return Shape.cast(signature.members[name].shape).width
 
@@ -383,12 +421,12 @@ def _kind(signature: wiring.Signature) -> str:
     members = signature.members
     if "tri_t" in members:
         return "gpio"
+    if "arlen" in members:  # before AXI4-Lite: a read-write AXI4 manager has an awaddr too
+        return "axi4"
     if "awaddr" in members:
         return "lite"
     if "tdata" in members:
         return "axis"
-    if "arlen" in members:
-        return "axi4"
     raise ValueError(f"not an AXI interface: {list(members)}")
 
 
@@ -403,6 +441,16 @@ def _interfaces(core: wiring.Component) -> dict[str, tuple[str, wiring.Signature
     return found
 
 
+def ddr_managers(core: wiring.Component) -> list[str]:
+    """The members of ``core`` that are AXI4 managers (to the PS DDR), in signature order."""
+    return [name for name, (kind, _, manager) in _interfaces(core).items() if kind == "axi4" and manager]
+
+
+def _view_channels(name: str) -> str:
+    """The prefix of an AXI4 manager's channel streams in :class:`StreamView`: none for ``m_axi``."""
+    return "" if name == "m_axi" else f"{name}_"
+
+
 class ShellTop(wiring.Component):
     """A core with the flat, Vivado-named ports of a block-design module reference.
 
@@ -410,7 +458,8 @@ class ShellTop(wiring.Component):
     member ``ctrl`` becomes ``s_axi_ctrl_*``; every other interface member ``X`` becomes ``X_*``; plain ports
     keep their names. Every port carries ``X_INTERFACE_INFO`` (the first of each interface also
     ``X_INTERFACE_PARAMETER``): AXI4-Lite (32-bit data, :data:`ADDR_WIDTH` address), AXI4-Stream (TDATA bytes,
-    TLAST, TKEEP where present), AXI4 (read only, the manager's data and address widths), and an ``interrupt``
+    TLAST, TKEEP where present), AXI4 (read only or read-write, the manager's data and address widths), and an
+    ``interrupt``
     port as a level-high interrupt.
 
     Latency: none added; the core's.
@@ -462,8 +511,9 @@ class ShellTop(wiring.Component):
                 parameter = (f"TDATA_NUM_BYTES {_width(sig, 'tdata') // 8}, HAS_TLAST 1, "
                              f"HAS_TKEEP {keep}, HAS_TREADY 1")
             else:
+                mode = "READ_WRITE" if "awaddr" in sig.members else "READ_ONLY"
                 parameter = (f"PROTOCOL AXI4, DATA_WIDTH {_width(sig, 'rdata')}, ADDR_WIDTH "
-                             f"{_width(sig, 'araddr')}, READ_WRITE_MODE READ_ONLY, ID_WIDTH 0, "
+                             f"{_width(sig, 'araddr')}, READ_WRITE_MODE {mode}, ID_WIDTH 0, "
                              "HAS_BURST 1, HAS_CACHE 1, HAS_PROT 1, HAS_LOCK 0, HAS_QOS 0, HAS_REGION 0, "
                              "MAX_BURST_LENGTH 256")
             attrs[first]["X_INTERFACE_PARAMETER"] = f"XIL_INTERFACENAME {bus}, {parameter}"
@@ -499,8 +549,10 @@ class StreamView(wiring.Component):
     For the AXI4-Lite subordinate ``ctrl``: ``ctrl_aw`` (In, ``addr``), ``ctrl_w`` (In, ``data``, ``strb``),
     ``ctrl_b`` (Out, ``resp``), ``ctrl_ar`` (In, ``addr``), ``ctrl_r`` (Out, ``data``, ``resp``). For an
     AXI4-Stream ``X``: the stream ``X`` with ``tdata`` (32-bit words, least significant first), ``tlast`` (and
-    ``tkeep``). For the AXI4 read manager: ``ar`` (Out) and ``r`` (In) with the layouts of
-    :mod:`wavefabric.rtl.axi`, which :class:`~wavefabric.sim.streams.AxiReadMemory` serves. Plain ports pass
+    ``tkeep``). For an AXI4 manager ``X``: ``X_ar`` (Out) and ``X_r`` (In), and for a read-write one ``X_aw``,
+    ``X_w`` (Out) and ``X_b`` (In), with the layouts of :mod:`wavefabric.rtl.axi`, which
+    :class:`~wavefabric.sim.streams.AxiMemory` serves; the manager ``m_axi`` (one read manager, as a design with
+    one DDR port names it) as ``ar`` and ``r``. Plain ports pass
     through (``interrupt`` as ``irq``: Verilator takes no C++ keyword as a port name). Wiring only: what the
     backends drive is the core's own logic, cycle for cycle.
     """
@@ -526,8 +578,13 @@ class StreamView(wiring.Component):
             elif kind == "gpio":
                 members |= {f"{name}_{pin}": pin_member for pin, pin_member in sig.members.items()}
             else:
-                members["ar"] = Out(stream.Signature(read_address_layout(_width(sig, "araddr"))))
-                members["r"] = In(stream.Signature(read_data_layout(_width(sig, "rdata"))))
+                prefix, addr, width = _view_channels(name), _width(sig, "araddr"), _width(sig, "rdata")
+                members[f"{prefix}ar"] = Out(stream.Signature(read_address_layout(addr)))
+                members[f"{prefix}r"] = In(stream.Signature(read_data_layout(width)))
+                if "awaddr" in sig.members:
+                    members[f"{prefix}aw"] = Out(stream.Signature(write_address_layout(addr)))
+                    members[f"{prefix}w"] = Out(stream.Signature(write_data_layout(width)))
+                    members[f"{prefix}b"] = In(stream.Signature(write_response_layout()))
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -566,11 +623,19 @@ class StreamView(wiring.Component):
                 else:
                     m.d.comb += [inner.tvalid.eq(outer.valid), outer.ready.eq(inner.tready)]
             else:
-                # ARSIZE, ARBURST, ARCACHE and ARPROT are constants (connect_read_master): the memory model
-                # serves INCR bursts of whole data words.
-                ar, r = self.ar, self.r
+                # AxSIZE, AxBURST, AxCACHE and AxPROT are constants (connect_read_master, connect_write_master):
+                # the memory model serves INCR bursts of whole data words.
+                prefix = _view_channels(name)
+                ar, r = getattr(self, f"{prefix}ar"), getattr(self, f"{prefix}r")
                 m.d.comb += [ar.payload.addr.eq(inner.araddr), ar.payload.len.eq(inner.arlen),
                              ar.valid.eq(inner.arvalid), inner.arready.eq(ar.ready),
                              inner.rdata.eq(r.payload.data), inner.rresp.eq(r.payload.resp),
                              inner.rlast.eq(r.payload.last), inner.rvalid.eq(r.valid), r.ready.eq(inner.rready)]
+                if "awaddr" in sig.members:
+                    aw, w, b = (getattr(self, f"{prefix}{c}") for c in ("aw", "w", "b"))
+                    m.d.comb += [aw.payload.addr.eq(inner.awaddr), aw.payload.len.eq(inner.awlen),
+                                 aw.valid.eq(inner.awvalid), inner.awready.eq(aw.ready),
+                                 w.payload.data.eq(inner.wdata), w.payload.strb.eq(inner.wstrb),
+                                 w.payload.last.eq(inner.wlast), w.valid.eq(inner.wvalid), inner.wready.eq(w.ready),
+                                 inner.bresp.eq(b.payload.resp), inner.bvalid.eq(b.valid), b.ready.eq(inner.bready)]
         return m
