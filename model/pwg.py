@@ -1153,6 +1153,16 @@ class PWGFixed:
         cols = im2col(np.asarray(c, dtype=np.int64), w.shape[2], 1, 0)
         return _mac(w.reshape(w.shape[0], -1), cols, None, self.shifts.conv_in, self.numerics.act, counts, 0)
 
+    def first_conv_output(self, z: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+        """x0 ints ``(R, T)``: first_conv of noise ints ``(in_channels, T)``, narrowed once (into ``counts[0]``)."""
+        return _mac(self.first_conv, np.asarray(z, dtype=np.int64), self.first_bias, self.shifts.first_conv,
+                    self.numerics.act, counts, 0)
+
+    def aux_term(self, layer: int, f: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+        """Layer ``layer``'s aux term ints ``(G, F)`` at frame rate: its aux 1x1 of f, narrowed once (into
+        ``counts[0]``)."""
+        return _mac(self.layers[layer].aux, f, None, self.shifts.aux[layer], self.numerics.act, counts, 0)
+
     def output_layer(self) -> ResidualLayer:
         """The output layers as one residual layer of the residual engine (``relu_gate``, no residual output).
 
@@ -1225,11 +1235,11 @@ class PWGFixed:
         c = np.asarray(c, dtype=np.int64)
         _check_inputs(self.config, z, c)
         f = self.frame_conditioning(c, counts)
-        x = _mac(self.first_conv, z, self.first_bias, sh.first_conv, num.act, counts, 0)
+        x = self.first_conv_output(z, counts)
         skips = np.zeros((self.config.skip_channels, z.shape[1]), dtype=np.int64)
         last = len(self.layers) - 1
         for index, layer in enumerate(self.layers):
-            u = self.upsample(_mac(layer.aux, f, None, sh.aux[index], num.act, counts, 0))
+            u = self.upsample(self.aux_term(index, f, counts))
             x, skip = residual_layer_fixed(x, u, layer, num, aux_applied=True, residual_out=index < last,
                                            shifts=sh.layers[index], counts=counts, at=1 + index)
             skips += skip

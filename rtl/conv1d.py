@@ -14,9 +14,9 @@ from ..model.checks import check_int
 from ..model.fixed import QFormat
 from ..model.kernels import Numerics
 from ..model.perf import pwg_gate_lanes, pwg_line_slots, pwg_skip_width
-from ..model.pwg import PWG_NUMERICS
+from ..model.pwg import MAX_SHIFT, PWG_NUMERICS
 from .activation import Activation, fabric_multiply
-from .fixed import const_multiply, narrow, rounding_offset
+from .fixed import const_multiply, narrow, round_by, saturate, saturates, shift_round
 from .gemm import frame_layout
 from .linebuffer import LineBuffer
 from .pipeline import delayed
@@ -63,11 +63,14 @@ class ResidualEngine(wiring.Component):
     For residual input ``x`` (R_ch x T), the layer's frame-rate aux term ``a`` (G x F, ``T = F hop``) and the
     running skip sum ``s`` (S x T), computes ``x_next`` and ``s + skip`` of the layer::
 
-        h      = narrow(conv @ im2col(x, K, d, (K-1)/2 d) + table(a) + conv_bias)        # (G, T) act
-        g      = narrow(tanh(h[:G/2]) * sigmoid(h[G/2:]))                            # tables of numerics
-        skip   = narrow(skip_w @ g + skip_bias)
-        y      = narrow(out_w @ g + out_bias + x  ->  Q(act.width + 1, act.frac))
+        h      = narrow(conv @ im2col(x, K, d, (K-1)/2 d) + table(a), shift_gate) + conv_bias   # (G, T) act
+        g      = narrow(tanh(h[:G/2]) * sigmoid(h[G/2:]))                                 # tables of numerics
+        skip   = narrow(skip_w @ g, shift_skip) + skip_bias
+        y      = narrow(out_w @ g, shift_out) + out_bias + x  ->  Q(act.width + 1, act.frac)
         x_next = narrow(y * sqrt(0.5))
+
+    (each narrowing rounds half up, the sums saturate once: the model's single narrowing of the sum with the
+    biases at the accumulator's scale).
 
     where ``table(a)[:, n] = sum_d W[row(m), p, d] a[:, m - offset + d]`` (``m = n // hop``, ``p = n % hop``) is
     the upsampler as one table of weights, summed exactly in the gate accumulator.
@@ -169,8 +172,15 @@ class ResidualEngine(wiring.Component):
         The layer's kind (above). ``frames``, ``dilation``, ``last`` and ``relu`` are held from one cycle before
         a layer's first ``x`` or ``skip_in`` beat until its last output beat; after it the engine takes the
         next layer (whose ``w``, ``bias`` and ``cond`` beats may have arrived already).
+    shift_gate, shift_skip, shift_out : In(range(MAX_SHIFT + 1))
+        The layer's narrowing shifts (:class:`~wavefabric.model.pwg.LayerShifts`: fractional bits each GEMM drops,
+        held like ``dilation``); biases are at their output's format. Reset value ``numerics.weight.frac``: the
+        uniform formats.
     error : Out(1)
         Sticky: some input beat carried ``first`` / ``last`` where the engine's counters did not expect them.
+    saturated : Out(1)
+        High for a cycle when a row of stored values (skip, ``y`` or ``x_next``; ``h`` of a ``relu`` layer) that
+        saturated is taken: the model's saturation ``counts`` of the layer are nonzero exactly when it pulses.
 
     Latency and cycle count of a layer: :func:`~wavefabric.model.perf.pwg_layer_cycles`, from an idle engine
     to the layer's last output beat (exact when inputs are always valid and outputs always ready; a layer
@@ -241,7 +251,12 @@ class ResidualEngine(wiring.Component):
             "dilation": In(range(max_dilation + 1)),
             "last": In(1),
             "relu": In(1),
+            # Until a checkpoint's formats are loaded: the uniform formats' shift.
+            "shift_gate": In(range(MAX_SHIFT + 1), init=numerics.weight.frac),
+            "shift_skip": In(range(MAX_SHIFT + 1), init=numerics.weight.frac),
+            "shift_out": In(range(MAX_SHIFT + 1), init=numerics.weight.frac),
             "error": Out(1),
+            "saturated": Out(1),
         })
 
     def elaborate(self, platform):
@@ -492,10 +507,12 @@ class ResidualEngine(wiring.Component):
         final_row = rphase & (rblk == nblocks - 1) & (rm == o_rows - 1)  # the layer's last kept row
         m.d.comb += b_read.addr.eq(Mux(run_bank, self.bias_beats, 0) + Mux(rphase, G + rm, rm))
 
-        # Result stage 1: bias (and residual) added at the accumulator's scale, narrowed once.
+        # Result stage 1: the row narrowed by its shift, the bias (and the residual) added after the rounding shift,
+        # which equals adding them at the accumulator's scale before it (they are at the output's format).
         wide = QFormat(act.width + 1, act.frac)
-        acc_frac = act.frac + wfmt.frac
-        offset = rounding_offset(acc_frac, act)  # == rounding_offset(acc_frac, wide): same frac
+        shift = Mux(rphase, Mux(is_out, self.shift_out, self.shift_skip), self.shift_gate)
+        counted = Mux(rphase, 1, relu)  # saturations of a stored value: not of a tanh / sigmoid input
+        r1_sat = Signal()
         r1_valid = Signal()
         r1_ready = Signal()
         r1_kind = Signal(2)     # 0: h row, 1: skip row, 2: out row
@@ -538,14 +555,13 @@ class ResidualEngine(wiring.Component):
                                 rm == G - 1)),
                 r1_end.eq(final_row),
             ]
+            lanes_sat = []
             for lane in range(C):
                 x_lane = residual[lane * act.width:(lane + 1) * act.width].as_signed()
-                term = ((b_read.data + Mux(is_out, x_lane, 0)) << wfmt.frac) + offset
-                total = src.data[lane] + term
-                m.d.sync += [
-                    r1_data[lane].eq(Mux(is_out, narrow(total, acc_frac, wide, add_offset=False),
-                                         narrow(total, acc_frac, act, add_offset=False))),
-                ]
+                total = round_by(src.data[lane], shift) + b_read.data + Mux(is_out, x_lane, 0)
+                m.d.sync += r1_data[lane].eq(Mux(is_out, saturate(total, wide), saturate(total, act)))
+                lanes_sat.append(Mux(is_out, saturates(total, wide), saturates(total, act)))
+            m.d.sync += r1_sat.eq(counted & Cat(*lanes_sat).any())
         with m.If(advance):
             m.d.sync += [rm.eq(rm + 1)]
             with m.If(src.last):
@@ -594,12 +610,13 @@ class ResidualEngine(wiring.Component):
                 m.d.sync += self.skip_out.payload.data[lane].eq(self.skip_in.payload.data[lane] + r1_data[lane])
         with m.Elif(self.skip_out.ready):
             m.d.sync += self.skip_out.valid.eq(0)
+        scaled = [shift_round(const_multiply(r1_data[lane], sqrt_half), num.gate.frac) for lane in range(C)]
+        x_next_sat = (r1_kind == 2) & Cat(*(saturates(v, act) for v in scaled)).any()
+        m.d.comb += self.saturated.eq(consume & (r1_sat | x_next_sat))
         with m.If(consume & (r1_kind == 2)):
             m.d.sync += [self.x_next.valid.eq(1), self.x_next.payload.first.eq(r1_first),
                          self.x_next.payload.last.eq(r1_final)]
-            for lane in range(C):
-                scaled = narrow(const_multiply(r1_data[lane], sqrt_half), act.frac + num.gate.frac, act)
-                m.d.sync += self.x_next.payload.data[lane].eq(scaled)
+            m.d.sync += [self.x_next.payload.data[lane].eq(saturate(scaled[lane], act)) for lane in range(C)]
         with m.Elif(self.x_next.ready):
             m.d.sync += self.x_next.valid.eq(0)
 

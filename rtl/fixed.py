@@ -12,7 +12,8 @@ from amaranth.hdl import Cat, Const, Mux, Value, ValueLike, signed
 
 from ..model.fixed import QFormat
 
-__all__ = ["rounding_offset", "saturate", "shift_round", "narrow", "narrow_by", "const_multiply"]
+__all__ = ["rounding_offset", "saturate", "saturates", "shift_round", "narrow", "round_by", "narrow_by",
+           "const_multiply"]
 
 
 def rounding_offset(frac: int, out: QFormat) -> int:
@@ -59,14 +60,27 @@ def narrow(x: ValueLike, frac: int, out: QFormat, *, add_offset: bool = True) ->
     return saturate(x, out)
 
 
+def round_by(x: ValueLike, shift: ValueLike) -> Value:
+    """The rounding half of :func:`narrow_by`: drop ``shift`` fractional bits (a signal, >= 0), rounding half up;
+    no saturation. ``round_by(x, s) + b`` equals rounding ``x + (b << s)``: a bias stored at the output's
+    format is added after the shift, so it needs no run-time left shift."""
+    x, shift = Value.cast(x), Value.cast(shift)
+    half = (Const(1, 1 << len(shift)) << shift) >> 1  # 2**(shift - 1), and 0 when nothing is dropped
+    return (x + half) >> shift
+
+
 def narrow_by(x: ValueLike, shift: ValueLike, out: QFormat) -> Value:
     """:func:`narrow` with a run-time right shift: drop ``shift`` fractional bits (a signal, >= 0), rounding
     half up, then saturate to ``out``'s width; bit-exact with :func:`wavefabric.model.fixed.narrow` for
     ``frac - out.frac == shift``. A narrowing whose formats are loaded at run time, not built in.
     """
-    x, shift = Value.cast(x), Value.cast(shift)
-    half = (Const(1, 1 << len(shift)) << shift) >> 1  # 2**(shift - 1), and 0 when nothing is dropped
-    return saturate((x + half) >> shift, out)
+    return saturate(round_by(x, shift), out)
+
+
+def saturates(x: ValueLike, out: QFormat) -> Value:
+    """Whether :func:`saturate` changes ``x``: it lies outside ``out``'s integer range."""
+    x = Value.cast(x)
+    return (x > out.max_int) | (x < out.min_int)
 
 
 def const_multiply(x: ValueLike, c: int) -> Value:

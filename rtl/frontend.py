@@ -9,9 +9,9 @@ from amaranth.lib.wiring import In, Out
 
 from ..model.checks import check_int
 from ..model.fixed import QFormat, accumulator_width
-from ..model.pwg import PWGConfig
+from ..model.pwg import MAX_SHIFT, PWGConfig
 from .conv1d import _check_framing
-from .fixed import narrow, rounding_offset
+from .fixed import round_by, saturate, saturates
 from .gemm import frame_layout
 from .systolic import DSP_ACC_WIDTH, check_multiplier
 
@@ -31,8 +31,9 @@ class PWGFrontEnd(wiring.Component):
         a_l  = linear(layers[l].aux, f, None)     # A products -> act, (G, F), for l = 0 .. L-1
 
     then one more layer of zero aux terms (the output layers run on the residual engine as a last layer without
-    conditioning). Every output is one exact accumulation (the bias and the rounding constant preloaded),
-    narrowed once to act (:func:`~wavefabric.rtl.fixed.narrow`: round half up, saturate).
+    conditioning). Every output is one exact accumulation narrowed once by its run-time shift (round half up,
+    :func:`~wavefabric.rtl.fixed.round_by`), the bias (at the output's format) added, then saturated: the
+    model's single narrowing with the bias at the accumulator's scale.
 
     **Order and storage.** The mel (``A (F + 2w)`` values) is loaded into a memory. conv_in runs row by row:
     row ``a``'s ``A (2w+1)`` weights are applied to every frame, frame 0 taking them from the stream as they
@@ -83,8 +84,14 @@ class PWGFrontEnd(wiring.Component):
         ``cond`` word has been taken.
     mel, weights, bias, noise : In(stream)
     x0, cond : Out(stream)
+    shift_conv_in, shift_first : In(range(MAX_SHIFT + 1))
+        conv_in's and first_conv's narrowing shifts (:class:`~wavefabric.model.pwg.PWGShifts`), held for a job.
+    aux_shifts : In(data.ArrayLayout(range(MAX_SHIFT + 1), layers))
+        Each layer's aux 1x1 shift, held for a job.
     error : Out(1)
         Sticky: some input beat carried ``first`` / ``last`` where the unit's counters did not expect them.
+    saturated : Out(1)
+        High for a cycle when a value of f, x0 or an aux term saturates as it is narrowed.
 
     Latency and cycle count: :func:`~wavefabric.model.perf.pwg_frontend_timing` (a whole job, from an idle unit
     with inputs always valid and outputs always ready) and :func:`~wavefabric.model.perf.pwg_frontend_layer_cycles`
@@ -122,7 +129,13 @@ class PWGFrontEnd(wiring.Component):
             "noise": In(stream.Signature(frame_layout(act, cols))),
             "x0": Out(stream.Signature(frame_layout(act, cols))),
             "cond": Out(stream.Signature(frame_layout(act, rows))),
+            # Until a checkpoint's formats are loaded: the uniform formats' shift.
+            "shift_conv_in": In(range(MAX_SHIFT + 1), init=num.weight.frac),
+            "shift_first": In(range(MAX_SHIFT + 1), init=num.weight.frac),
+            "aux_shifts": In(data.ArrayLayout(range(MAX_SHIFT + 1), config.layers),
+                             init=[num.weight.frac] * config.layers),
             "error": Out(1),
+            "saturated": Out(1),
         })
 
     def elaborate(self, platform):
@@ -153,7 +166,7 @@ class PWGFrontEnd(wiring.Component):
         # A MAC's tag, from issue to the narrowing: what it computes and where its result goes.
         tag_layout = data.StructLayout({
             "valid": 1, "kind": 2, "zero": 1, "w_stream": 1, "first": 1, "last": 1, "word_end": 1,
-            "out_first": 1, "out_last": 1, "lane": range(max(rows, C)), "r": range(R),
+            "out_first": 1, "out_last": 1, "lane": range(max(rows, C)), "r": range(R), "shift": range(MAX_SHIFT + 1),
             "f_addr": range(A * self.max_frames),
         })
         issue = Signal(tag_layout)           # the tag entering the pipeline this cycle (valid low: a bubble)
@@ -219,6 +232,7 @@ class PWGFrontEnd(wiring.Component):
                     w_w.en.eq(take["weights"]), w_w.addr.eq(red),
                     expect["weights"][0].eq((chan == 0) & (red == 0)),
                     issue.valid.eq(go), issue.kind.eq(_CONV_IN), issue.w_stream.eq(from_stream),
+                    issue.shift.eq(self.shift_conv_in),
                     issue.first.eq(red == 0), issue.last.eq(red == J - 1), issue.f_addr.eq(fbase + chan),
                 ]
                 with m.If(go):
@@ -267,6 +281,7 @@ class PWGFrontEnd(wiring.Component):
                 block_end = (chan == R - 1) & (lane == C - 1) & (red == I - 1)
                 m.d.comb += [
                     issue.valid.eq(advance), issue.kind.eq(_FIRST_CONV), issue.r.eq(chan), issue.lane.eq(lane),
+                    issue.shift.eq(self.shift_first),
                     issue.first.eq(red == 0), issue.last.eq(red == I - 1),
                     issue.word_end.eq((red == I - 1) & (lane == C - 1)),
                     issue.out_first.eq((frame == 0) & (blk == 0) & (chan == 0)),
@@ -297,6 +312,7 @@ class PWGFrontEnd(wiring.Component):
                     w_w.en.eq(take["weights"]), w_w.addr.eq(run),
                     expect["weights"][1].eq((layer == L - 1) & (chan == G - 1) & g_end),
                     issue.valid.eq(go), issue.kind.eq(_AUX), issue.w_stream.eq(from_stream), issue.lane.eq(lane),
+                    issue.shift.eq(self.aux_shifts[layer[:max(1, (L - 1).bit_length())]]),
                     issue.first.eq(red == 0), issue.last.eq(g_end),
                     issue.word_end.eq(g_end & ((lane == rows - 1) | (chan == G - 1))),
                     issue.out_first.eq((frame == 0) & (tile == 0)),
@@ -362,18 +378,20 @@ class PWGFrontEnd(wiring.Component):
             m.d.sync += product.eq(a_reg * b_reg)
         m.d.comb += [bias_r.addr.eq(s2.r), bias_r.en.eq(advance)]
 
-        # ---- Stage 3: accumulator (P register), started from the bias and the rounding constant ------------
+        # ---- Stage 3: accumulator (P register); the bias of a first_conv value waits beside it ---------------
         acc = Signal(signed(self.acc_width))
-        acc_frac = num.acc_frac
-        offset = rounding_offset(acc_frac, act)
-        start = Mux(s3.kind == _FIRST_CONV, (bias_r.data << wfmt.frac) + offset, offset)
+        bias = Signal(act_t)
         with m.If(advance & s3.valid):
-            m.d.sync += acc.eq(Mux(s3.first, start, acc) + product)
+            m.d.sync += acc.eq(Mux(s3.first, 0, acc) + product)
+        with m.If(advance):
+            m.d.sync += bias.eq(Mux(s3.kind == _FIRST_CONV, bias_r.data, 0))
 
-        # ---- Stage 4: the narrowed value into f, or into its output word -----------------------------------
+        # ---- Stage 4: narrowed by the value's shift, the bias (at the output's format) added after the shift ----
         value = Signal(act_t)
-        m.d.comb += value.eq(narrow(acc, acc_frac, act, add_offset=False))
+        total = round_by(acc, s4.shift) + bias
+        m.d.comb += value.eq(saturate(total, act))
         done = advance & s4.valid & s4.last
+        m.d.comb += self.saturated.eq(done & ~s4.zero & saturates(total, act))
         m.d.comb += [f_w.en.eq(done & (s4.kind == _CONV_IN)), f_w.addr.eq(s4.f_addr), f_w.data.eq(value)]
         waits = Signal()
         for name, kind, lanes in (("x0", _FIRST_CONV, C), ("cond", _AUX, rows)):

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-import math
-
-from amaranth.hdl import Array, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ..model.checks import check_int
-from ..model.pwg import PCM_FORMAT, PWGConfig, check_output_layer, upsample_geometry
+from ..model.pwg import (
+    MAX_SHIFT,
+    PCM_FORMAT,
+    PWGConfig,
+    PWGFormats,
+    check_output_layer,
+    skip_scale_constant,
+    upsample_geometry,
+)
 from .conv1d import ResidualEngine
 from .dma import MemoryReader, MemoryWriter, record_layout
-from .fixed import const_multiply, narrow, saturate
+from .fixed import const_multiply, narrow, round_by, saturate, saturates
 from .frontend import PWGFrontEnd
 from .gemm import frame_layout
 
@@ -69,12 +75,19 @@ class PWGEngine(wiring.Component):
     layer_w, layer_bias : In(stream)
         The engine's ``w`` and ``bias``, L + 1 layers per job: the residual layers, then the output layer.
     table : In(stream)
-        The engine's upsampling table, once after reset.
+        Once after reset, two frames (``first`` ... ``last`` each) of the engine's ``table`` payload: the
+        checkpoint's formats, :meth:`~wavefabric.model.pwg.PWGShifts.flat` (``4 L + 6`` beats, the shift in lane
+        0, the other lanes zero), then the engine's upsampling table.
     pcm : Out(stream)
         :func:`~wavefabric.rtl.gemm.frame_layout` of C 16-bit samples: per block, per output channel, lane j =
         sample ``n C + j``; ``first`` / ``last`` on a job's first and last beat.
     error : Out(1)
         Sticky: an input beat of the front end or the engine was framed wrong.
+    saturation : Out(L + 2)
+        Sticky per job (cleared by its first ``mel`` beat): bit 0 a value of the front end saturated (f, x0, an
+        aux term), bit ``1 + l`` one of residual layer l, bit ``L + 1`` one of the output layers (the scaled skip
+        sum, the hidden values, the waveform): bit n is set exactly when the model's ``counts[n]`` is nonzero
+        (:meth:`~wavefabric.model.pwg.PWGFixed.forward`).
 
     Cycle count of a job: :func:`~wavefabric.model.perf.pwg_engine_timing`.
     """
@@ -125,6 +138,7 @@ class PWGEngine(wiring.Component):
             "table": self.engine.signature.members["table"],
             "pcm": Out(stream.Signature(frame_layout(signed(PCM_FORMAT.width), cols))),
             "error": Out(1),
+            "saturation": Out(config.layers + 2),
             **ports,
         })
 
@@ -140,15 +154,32 @@ class PWGEngine(wiring.Component):
         connect(m, flipped(self.frontend_bias), front.bias)
         connect(m, flipped(self.layer_w), engine.w)
         connect(m, flipped(self.layer_bias), engine.bias)
-        connect(m, flipped(self.table), engine.table)
         connect(m, front.cond, engine.cond)
+
+        # The formats frame of the table stream fills the shift registers; then the stream is the table's.
+        uniform = PWGFormats.uniform(cfg).shifts(cfg).flat()
+        shifts = Signal(data.ArrayLayout(range(MAX_SHIFT + 1), len(uniform)), init=uniform)
+        fmt_count = Signal(range(len(uniform) + 1))
+        fmt_bad = Signal()
+        loading = fmt_count != len(uniform)
+        m.d.comb += [engine.table.payload.eq(self.table.payload), engine.table.valid.eq(self.table.valid & ~loading),
+                     self.table.ready.eq(loading | engine.table.ready)]
+        with m.If(loading & self.table.valid):
+            m.d.sync += [shifts[fmt_count].eq(self.table.payload.data[0]), fmt_count.eq(fmt_count + 1)]
+            with m.If((self.table.payload.first != (fmt_count == 0))
+                      | (self.table.payload.last != (fmt_count == len(uniform) - 1))):
+                m.d.sync += fmt_bad.eq(1)
+        sh_aux = [shifts[3 + n] for n in range(L)]
+        sh_layers = [[shifts[3 + L + 3 * n + k] for n in range(L + 1)] for k in range(3)]  # gate, skip, out
+        m.d.comb += [front.shift_conv_in.eq(shifts[0]), front.shift_first.eq(shifts[1])]
+        m.d.comb += [front.aux_shifts[n].eq(sh_aux[n]) for n in range(L)]
         # The job's frame count, taken with its first mel beat: `frames` may change for the next job from then on.
         held = Signal.like(self.frames)
         started = Signal()  # this job's first mel beat has been taken
         running = Signal()  # a job's layers run: the next job's mel waits
         frames = Mux(started | running, held, self.frames)
         m.d.comb += front.frames.eq(frames), engine.frames.eq(frames)
-        errors = front.error | engine.error
+        errors = front.error | engine.error | fmt_bad
         ddr = self.store == "ddr"
 
         x_row = data.ArrayLayout(signed(num.act.width), C)
@@ -199,7 +230,8 @@ class PWGEngine(wiring.Component):
         # The engine's layer kind: held from the SETUP cycle (one before the first x beat) to the layer's end.
         dilations = Array([cfg.dilation(n) for n in range(L)] + [1])
         m.d.comb += [engine.dilation.eq(dilations[layer]), engine.last.eq(layer >= L - 1),
-                     engine.relu.eq(is_output)]
+                     engine.relu.eq(is_output), engine.shift_gate.eq(Array(sh_layers[0])[layer]),
+                     engine.shift_skip.eq(Array(sh_layers[1])[layer]), engine.shift_out.eq(Array(sh_layers[2])[layer])]
 
         # ---- Readers: the x memory into `x`, the skip memory (or zeros) into `skip_in` ------------------------
         def reader(port, read, channels, zero, name):
@@ -264,14 +296,20 @@ class PWGEngine(wiring.Component):
         so_take = engine.skip_out.valid & engine.skip_out.ready
         # h = relu(sqrt(1 / L) * skip sum), as PWGFixed.skip_scale: a constant multiply in adders, narrowed once.
         skips = engine.skip_out.payload.data
-        if L > 1:
-            scale = int(num.gate.quantize(math.sqrt(1.0 / L)))
-            scaled = [narrow(const_multiply(skips[j], scale), num.act.frac + num.gate.frac, num.act) for j in range(C)]
-        else:
-            scaled = [saturate(skips[j], num.act) for j in range(C)]
+        scale = skip_scale_constant(cfg)
+        rounded = [round_by(const_multiply(skips[j], scale), shifts[2]) for j in range(C)]
         h_row = Signal(x_row)
-        m.d.comb += [h_row[j].eq(Mux(scaled[j] < 0, 0, scaled[j])) for j in range(C)]
+        m.d.comb += [h_row[j].eq(Mux(rounded[j] < 0, 0, saturate(rounded[j], num.act))) for j in range(C)]
         to_h = so_take & is_final
+
+        # Saturation flags of the job: the front end's, each layer's (the engine's layer), the output layers'.
+        with m.If(self.mel.valid & self.mel.ready & ~started):
+            m.d.sync += self.saturation.eq(0)
+        with m.Else():
+            scale_sat = to_h & Cat(*(saturates(v, num.act) for v in rounded)).any()
+            hits = [front.saturated] + [engine.saturated & (layer == n) for n in range(L)]
+            hits.append((engine.saturated & is_output) | scale_sat)
+            m.d.sync += self.saturation.eq(self.saturation | Cat(*hits))
         in_x0 = Signal()  # the sequencer collects x0
         in_layer = Signal()  # ... or sets up or runs a layer
         pcm_free = ~self.pcm.valid | self.pcm.ready

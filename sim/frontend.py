@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..model.kernels import linear
 from ..model.perf import pwg_frontend_timing
-from ..model.pwg import PWGFixed
+from ..model.pwg import MAX_SHIFT, PWGFixed
 from ..rtl.frontend import PWGFrontEnd
 from .pwg import block_rows
 from .streams import StreamRun, run_streams
@@ -76,10 +75,16 @@ class FrontEndReference:
 
 def frontend_reference(fixed: PWGFixed, mel_int: np.ndarray, z_int: np.ndarray) -> FrontEndReference:
     """The job's results by :class:`PWGFixed`'s own functions, as :meth:`PWGFixed.forward` computes them."""
-    num = fixed.numerics
     f = fixed.frame_conditioning(np.asarray(mel_int, dtype=np.int64))
-    x0 = linear(fixed.first_conv, np.asarray(z_int, dtype=np.int64), fixed.first_bias, num)
-    return FrontEndReference(f, x0, [linear(layer.aux, f, None, num) for layer in fixed.layers])
+    return FrontEndReference(f, fixed.first_conv_output(z_int),
+                             [fixed.aux_term(layer, f) for layer in range(len(fixed.layers))])
+
+
+def frontend_shifts(fixed: PWGFixed) -> dict[str, int]:
+    """The unit's shift inputs for ``fixed``'s formats (plain inputs of a run)."""
+    sh = fixed.shifts
+    return {"shift_conv_in": sh.conv_in, "shift_first": sh.first_conv,
+            "aux_shifts": sum(v << (MAX_SHIFT.bit_length() * n) for n, v in enumerate(sh.aux))}
 
 
 def cond_words(a: np.ndarray, rows: int) -> list[dict]:
@@ -149,7 +154,8 @@ def run_frontend(unit: PWGFrontEnd, fixed: PWGFixed, jobs: Sequence[tuple[np.nda
         for s, beats in frontend_outputs(fixed, mel, z, unit.rows, unit.cols).items():
             expected[s] += beats
     model = pwg_frontend_timing(fixed.config, frames, unit.cols, unit.rows).cycles
-    run = run_streams(unit, inputs, {s: len(b) for s, b in expected.items()}, {"frames": frames}, seed=seed,
+    statics = {"frames": frames} | frontend_shifts(fixed)
+    run = run_streams(unit, inputs, {s: len(b) for s, b in expected.items()}, statics, seed=seed,
                       p_valid=p_valid, p_ready=p_ready, tail=1, max_cycles=10 * model * len(jobs) + 2000,
                       name=name, backend=backend)
     exact = all(_same_beats(run.outputs[s], expected[s]) for s in expected)

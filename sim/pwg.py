@@ -9,14 +9,23 @@ import numpy as np
 
 from ..model.kernels import Numerics
 from ..model.perf import pwg_engine_cycles, pwg_layer_cycles, pwg_layer_ideal_cycles
-from ..model.pwg import PWG_NUMERICS, PWGFixed, ResidualLayer, UpsampleTable, pcm16, residual_layer_fixed
+from ..model.pwg import (
+    PWG_NUMERICS,
+    LayerShifts,
+    PWGFixed,
+    ResidualLayer,
+    UpsampleTable,
+    pcm16,
+    residual_layer_fixed,
+)
 from ..rtl.conv1d import ResidualEngine
 from ..rtl.pwg import PWGEngine
 from .streams import AxiMemory, StreamRun, run_streams
 
 __all__ = ["random_residual_layer", "random_upsample_table", "layer_beats", "cond_beats", "table_beats",
-           "block_rows", "from_block_rows", "LayerJob", "layer_streams", "LayerRun", "run_residual_layer",
-           "run_residual_layers", "simulate_pwg_layer", "GeneratorRun", "generator_streams", "run_pwg"]
+           "format_beats", "block_rows", "from_block_rows", "LayerJob", "layer_streams", "LayerRun",
+           "run_residual_layer", "run_residual_layers", "simulate_pwg_layer", "GeneratorRun", "generator_streams",
+           "run_pwg"]
 
 
 def random_residual_layer(rng: np.random.Generator, residual: int, gate: int, skip: int, kernel_size: int,
@@ -130,11 +139,15 @@ class LayerJob:
     skip_in: np.ndarray
     last: bool = False
     relu: bool = False
+    shifts: LayerShifts | None = None
 
-    def model(self, table: UpsampleTable, num: Numerics) -> tuple[np.ndarray | None, np.ndarray]:
-        """``(x_next, skip)`` of :func:`~wavefabric.model.pwg.residual_layer_fixed` for this job."""
+    def model(self, table: UpsampleTable, num: Numerics,
+              counts: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray]:
+        """``(x_next, skip)`` of :func:`~wavefabric.model.pwg.residual_layer_fixed` for this job (saturations
+        into ``counts[0]``)."""
         return residual_layer_fixed(self.x, table.apply(self.a), self.layer, num, aux_applied=True,
-                                    residual_out=not self.last, relu_gate=self.relu)
+                                    residual_out=not self.last, relu_gate=self.relu, shifts=self.shifts,
+                                    counts=counts)
 
 
 def layer_streams(engine: ResidualEngine, job: LayerJob) -> tuple[dict[str, list[dict]], dict[str, int]]:
@@ -188,12 +201,13 @@ _INPUTS = ("x", "cond", "skip_in", "w", "bias")
 #: Its inputs that belong to the running layer (the others are double-buffered).
 _ACTIVATIONS = ("x", "skip_in")
 #: The plain inputs that describe a layer.
-_KIND = ("frames", "dilation", "last", "relu")
+_KIND = ("frames", "dilation", "last", "relu", "shift_gate", "shift_skip", "shift_out")
 
 
 def _kind(engine: ResidualEngine, job: LayerJob) -> dict[str, int]:
+    shifts = job.shifts or LayerShifts.uniform(engine.numerics)
     return {"frames": job.a.shape[1], "dilation": job.layer.dilation, "last": int(job.last),
-            "relu": int(job.relu)}
+            "relu": int(job.relu), "shift_gate": shifts.gate, "shift_skip": shifts.skip, "shift_out": shifts.out}
 
 
 def run_residual_layer(engine: ResidualEngine, job: LayerJob, table: UpsampleTable, *, seed: int = 0,
@@ -222,7 +236,7 @@ def run_residual_layers(engine: ResidualEngine, jobs, table: UpsampleTable, *, s
     whichever is longer). Raises ``TimeoutError`` after ten times the cycle model (+ 2000) per job.
     """
     jobs = [LayerJob(job.layer, *(np.asarray(v, dtype=np.int64) for v in (job.x, job.a, job.skip_in)),
-                     job.last, job.relu) for job in jobs]
+                     job.last, job.relu, job.shifts) for job in jobs]
     streams = [layer_streams(engine, job) for job in jobs]
     inputs = {port: [beat for beats, _ in streams for beat in beats[port]] for port in _INPUTS}
     inputs["table"] = table_beats(engine, table)
@@ -325,11 +339,15 @@ class GeneratorRun:
     pcm : (out_channels, T) int16: the samples the engine streamed.
     expected : (out_channels, T) int16: :func:`~wavefabric.model.pwg.pcm16` of :meth:`PWGFixed.forward`.
     bit_exact : bool
-        ``pcm`` equals ``expected``, the stream framed right and the sticky ``error`` low.
+        ``pcm`` equals ``expected``, the saturation flags the model's, the stream framed right and the sticky
+        ``error`` low.
     cycles, model_cycles : int
         Simulated cycles of the job (to its last PCM transfer, inclusive) and
         :func:`~wavefabric.model.perf.pwg_engine_cycles`.
     streams : StreamRun
+    saturation, expected_saturation : (L + 2,) bool
+        The engine's ``saturation`` flags after the job, and the model's (its saturation counts nonzero): the
+        front end, each residual layer, the output layers.
     """
 
     pcm: np.ndarray
@@ -338,6 +356,8 @@ class GeneratorRun:
     cycles: int
     model_cycles: int
     streams: StreamRun
+    saturation: np.ndarray
+    expected_saturation: np.ndarray
 
 
 def generator_streams(engine: PWGEngine, fixed: PWGFixed, mel: np.ndarray, z: np.ndarray) -> dict[str, list[dict]]:
@@ -356,7 +376,14 @@ def generator_streams(engine: PWGEngine, fixed: PWGFixed, mel: np.ndarray, z: np
         bias += bias_beats
     return {"mel": front["mel"], "noise": front["noise"], "frontend_w": front["weights"],
             "frontend_bias": front["bias"], "layer_w": w, "layer_bias": bias,
-            "table": table_beats(layers, fixed.upsample_table)}
+            "table": format_beats(engine, fixed) + table_beats(layers, fixed.upsample_table)}
+
+
+def format_beats(engine: PWGEngine, fixed: PWGFixed) -> list[dict]:
+    """The formats frame of :class:`~wavefabric.rtl.pwg.PWGEngine`'s ``table`` stream: ``fixed``'s shifts
+    (:meth:`~wavefabric.model.pwg.PWGShifts.flat`), one per beat in lane 0."""
+    zeros = [0] * (engine.cols - 1)
+    return _frame([{"data": [shift, *zeros], "first": False, "last": False} for shift in fixed.shifts.flat()])
 
 
 def activation_memories(engine: PWGEngine, latency: int = 40, p_ready: float = 1.0) -> dict[str, AxiMemory]:
@@ -401,7 +428,10 @@ def run_pwg(engine: PWGEngine, fixed: PWGFixed, mel: np.ndarray, z: np.ndarray, 
                       p_valid=p_valid, p_ready=p_ready, memories=memories, tail=1, progress=progress,
                       max_cycles=3 * model + 10_000, backend=backend, name=name)
     pcm, framed = from_block_rows(run.outputs["pcm"], cfg.out_channels, t, engine.cols)
-    expected = pcm16(fixed.forward(z, mel), cfg.numerics.act)
+    counts = np.zeros(fixed.saturation_slots(), dtype=np.int64)
+    expected = pcm16(fixed.forward(z, mel, counts), cfg.numerics.act)
+    flags = np.array([(run.flags["saturation"] >> n) & 1 for n in range(len(counts))], dtype=bool)
     return GeneratorRun(pcm.astype(np.int16), expected,
-                        bool(framed and not run.flags["error"] and np.array_equal(pcm, expected)),
-                        int(run.times["pcm"][-1]) + 1, model, run)
+                        bool(framed and not run.flags["error"] and np.array_equal(pcm, expected)
+                             and np.array_equal(flags, counts > 0)),
+                        int(run.times["pcm"][-1]) + 1, model, run, flags, counts > 0)
