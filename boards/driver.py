@@ -786,6 +786,9 @@ class PWGOverlay:
     sample_rate : int
     cycles : list of int
         CYCLES of each VOCODE job of the last :meth:`vocode` (clock cycles, start to done).
+    saturation : list of int
+        The SATURATION flags of each VOCODE job of the last :meth:`vocode` (bit 0 the front end, bit 1 + l layer
+        l, bit L + 1 the skip scale or the output layers): a value left its format and was saturated.
     """
 
     def __init__(self, regmap, backend: str = "pynq", *, overlay=None, ip=None, dma=None,
@@ -796,6 +799,7 @@ class PWGOverlay:
         self.config = pwg_config_from_register_map(self.regmap)
         self.sample_rate = self.config.sample_rate
         self.cycles: list[int] = []
+        self.saturation: list[int] = []
         self._model = None
         if backend == "sim":
             self._backend = _PWGSim(self.config, self.regmap, simulator, latency, seed, p_valid, p_ready)
@@ -815,20 +819,21 @@ class PWGOverlay:
         else:
             raise ValueError(f"backend must be 'sim' or 'pynq', not {backend!r}")
 
-    def load(self, checkpoint) -> None:
+    def load(self, checkpoint, formats=None) -> None:
         """Load the weights of ``checkpoint``: a parallel-wavegan ``.pkl`` / ``.pt`` (needs torch), an ``.npz``
         of its generator's state dict (:func:`write_pwg_weights`; no torch needed), a state dict, or a
-        :class:`~wavefabric.model.pwg.PWGGenerator`.
+        :class:`~wavefabric.model.pwg.PWGGenerator`; with ``formats`` (a :class:`~wavefabric.model.pwg.PWGFormats`;
+        default uniform) its tensors' formats, which the LOAD job gives the accelerator.
 
-        Raises ``ValueError`` for a checkpoint of other sizes than the overlay's (or whose upsampling table the
-        weight format cannot hold), before anything reaches the hardware.
+        Raises ``ValueError`` for a checkpoint of other sizes than the overlay's (or whose upsampling table or
+        formats the hardware cannot hold), before anything reaches the hardware.
         """
         from ..model.pwg import PWGFixed
         from .pwg_top import load_stream
 
         generator = _pwg_generator(checkpoint, self.config)
         try:
-            model = PWGFixed(generator)
+            model = PWGFixed(generator, formats)
         except ValueError as error:
             raise ValueError(f"the checkpoint does not fit the overlay's formats: {error}") from None
         self._backend.load(load_stream(self.config, model))
@@ -876,13 +881,14 @@ class PWGOverlay:
             raise RuntimeError("no weights: call load(checkpoint) first")
         from .pwg_top import job_stream
 
-        self.cycles = []
+        self.cycles, self.saturation = [], []
         frac = net.numerics.act.frac
 
         def hardware(z: np.ndarray, padded: np.ndarray, *_) -> np.ndarray:
-            pcm, cycles = self._backend.vocode(job_stream(self.config, self._model, padded, z), padded.shape[1]
-                                               - 2 * net.aux_context_window)
+            pcm, cycles, saturation = self._backend.vocode(job_stream(self.config, self._model, padded, z),
+                                                           padded.shape[1] - 2 * net.aux_context_window)
             self.cycles.append(cycles)
+            self.saturation.append(saturation)
             return pcm
 
         # The model's own blocking (noise, quantisation, padding, context, the part of each job kept) with the
@@ -907,6 +913,10 @@ def _pwg_pcm(config: PWGTopConfig, beats: np.ndarray, frames: int) -> np.ndarray
     blocks = frames * net.hop_size // cols
     data = np.asarray(beats)[:, :cols].reshape(blocks, net.out_channels, cols)
     return data.transpose(1, 0, 2).reshape(net.out_channels, blocks * cols).astype(np.int16)
+
+
+def _saturation_names(regmap: dict) -> list[str]:
+    return [name for name in regmap["registers"] if name.startswith("SATURATION_")]
 
 
 def _pwg_status(status: int) -> str:
@@ -963,14 +973,15 @@ class _PWGPynq:
         self._job(stream, (0,))
         self.loaded = stream
 
-    def vocode(self, stream: np.ndarray, frames: int) -> tuple[np.ndarray, int]:
+    def vocode(self, stream: np.ndarray, frames: int) -> tuple[np.ndarray, int, int]:
         config = pwg_config_from_register_map(self.regmap)
         lanes = config.s2mm_width // 16
         beats = frames * config.network.hop_size // config.cols * config.network.out_channels
         self.write_register("MODE", self.regmap["modes"]["VOCODE"])
         self.write_register("FRAMES", frames)
         received = self._job(stream, (beats, lanes))
-        return _pwg_pcm(config, received, frames), self.read_register("CYCLES")
+        saturation = sum(self.read_register(name) << 32 * k for k, name in enumerate(_saturation_names(self.regmap)))
+        return _pwg_pcm(config, received, frames), self.read_register("CYCLES"), saturation
 
 
 class _PWGSim:
@@ -1002,7 +1013,7 @@ class _PWGSim:
     def load(self, stream: np.ndarray) -> None:
         self.stream = stream
 
-    def vocode(self, stream: np.ndarray, frames: int) -> tuple[np.ndarray, int]:
+    def vocode(self, stream: np.ndarray, frames: int) -> tuple[np.ndarray, int, int]:
         from dataclasses import replace
 
         from ..model.perf import pwg_engine_cycles
@@ -1015,7 +1026,7 @@ class _PWGSim:
         regs, modes = {name: reg["offset"] for name, reg in self.regmap["registers"].items()}, self.regmap["modes"]
         writes = [("X_ADDR", self.X_ADDR), ("SKIP_ADDR", self.SKIP_ADDR), ("MODE", modes["LOAD"]), ("CTRL", 1),
                   ("MODE", modes["VOCODE"]), ("FRAMES", frames), ("CTRL", 1)]
-        reads = ["STATUS", "CYCLES", "CTRL"]
+        reads = ["STATUS", "CYCLES", *_saturation_names(self.regmap), "CTRL"]
         load, job = len(self.stream), len(stream)
         words = np.ascontiguousarray(np.concatenate([self.stream, stream])).view("<u4").astype(np.int64)
         tlast = np.zeros(load + job, dtype=np.int64)
@@ -1042,15 +1053,17 @@ class _PWGSim:
             backend=self.simulator, name=f"{config.name}_twin")
         self.run = run
         responses = [beat["resp"] for beat in run.outputs["ctrl_b"]]
-        status, cycles, ctrl = ((beat["data"], beat["resp"]) for beat in run.outputs["ctrl_r"])
-        if any(responses) or status[1] or cycles[1] or ctrl[1]:
-            raise RuntimeError(f"AXI4-Lite responses {responses} to the writes, {[status, cycles, ctrl]} to the reads")
-        if status[0]:
-            raise RuntimeError(_pwg_status(status[0]))
-        if not ctrl[0] & 0b10:
-            raise RuntimeError(f"CTRL {ctrl[0]:#x}: no ap_done after the last PCM beat")
+        answers = [(beat["data"], beat["resp"]) for beat in run.outputs["ctrl_r"]]
+        if any(responses) or any(resp for _, resp in answers):
+            raise RuntimeError(f"AXI4-Lite responses {responses} to the writes, {answers} to the reads")
+        (status, _), (cycles, _), *flags, (ctrl, _) = answers
+        if status:
+            raise RuntimeError(_pwg_status(status))
+        if not ctrl & 0b10:
+            raise RuntimeError(f"CTRL {ctrl:#x}: no ap_done after the last PCM beat")
         out = run.outputs["m_axis"]
         if [beat["tlast"] for beat in out] != [int(i == beats - 1) for i in range(beats)]:
             raise RuntimeError("m_axis: TLAST not on exactly the job's last beat")
         raw = np.array([beat["tdata"] for beat in out], dtype="<u4").reshape(beats, -1)
-        return _pwg_pcm(config, raw.view("<i2"), frames), int(cycles[0])
+        saturation = sum(int(value) << 32 * k for k, (value, _) in enumerate(flags))
+        return _pwg_pcm(config, raw.view("<i2"), frames), int(cycles), saturation

@@ -22,6 +22,8 @@ arbiter (or AXI IDs) in the top; two ports need none, and each has an HP port's 
     SKIP_ADDR   rw  byte address of the skip-sum scratch buffer in DDR, 4 KiB aligned (skip_bytes long)
     STATUS      ro  bit 0 engine error, bit 1 s_axis TLAST error, bit 2 unknown stream, bit 3 FRAMES < 2 (sticky)
     CYCLES      ro  clock cycles of the last job, start to done
+    SATURATION_k ro the engine's saturation flags of the last VOCODE job, 32 per register: bit 0 the front end,
+                    bit 1 + l residual layer l, bit L + 1 the skip scale or the output layers
     CONFIG_ID   ro  CRC-32 of the configuration (:meth:`PWGTopConfig.as_json`), then the configuration one value
                     per register (sizes, scales, formats as width | frac << 8, array, stream widths, buffer bytes)
 
@@ -228,6 +230,12 @@ def config_from_register_map(regmap: dict) -> PWGTopConfig:
     return config
 
 
+def _saturation_words(layers: int) -> list[int]:
+    """Bits of each SATURATION register: the engine's ``layers + 2`` flags, 32 per register."""
+    flags = layers + 2
+    return [min(32, flags - bit) for bit in range(0, flags, 32)]
+
+
 def register_params(config: PWGTopConfig) -> list[Register]:
     """The parameter registers of :class:`PWGTop` (after the four ``ap_ctrl`` registers), from 0x10."""
     net, num = config.network, config.network.numerics
@@ -243,6 +251,12 @@ def register_params(config: PWGTopConfig) -> list[Register]:
         Register("STATUS", "ro", "bit 0 engine error, bit 1 s_axis TLAST error, bit 2 unknown stream, bit 3 a "
                                  "VOCODE job with FRAMES < 2 (sticky)", width=4),
         Register("CYCLES", "ro", "clock cycles of the last job, start to done"),
+    ]
+    params += [Register(f"SATURATION_{k}", "ro", f"saturation flags {32 * k} to {32 * k + width - 1} of the last "
+                                                 "VOCODE job: bit 0 the front end, bit 1 + l layer l, bit L + 1 the "
+                                                 "skip scale or the output layers", width=width)
+               for k, width in enumerate(_saturation_words(net.layers))]
+    params += [
         Register("CONFIG_ID", "ro", "CRC-32 of the configuration (the JSON's config_id)", config_id(config.as_json())),
         Register("IN_CHANNELS", "ro", "noise channels", net.in_channels),
         Register("OUT_CHANNELS", "ro", "waveform channels", net.out_channels),
@@ -462,6 +476,8 @@ class PWGAxiCore(wiring.Component):
                      regs.finish.eq(~load_left & (out_left == 0)),
                      regs.status.eq(Cat(engine.error, tlast_error, stream_error, length_error)),
                      regs.cycles.eq(job_cycles(m, regs))]
+        m.d.comb += [getattr(regs, f"saturation_{k}").eq(engine.saturation[32 * k:32 * k + width])
+                     for k, width in enumerate(_saturation_words(net.layers))]
 
         # --- s_axis -> the engine's streams: frames behind header beats ----------------------------------------
         streams = engine_streams(engine)

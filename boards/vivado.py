@@ -1,21 +1,23 @@
 """Vivado project generation for a PYNQ-Z1 overlay around an accelerator top on the AXI shell.
 
-A design is given by its configuration (:class:`~.top.GruTopConfig`, :class:`~.samplernn_top.SampleRNNTopConfig`):
-``name`` (the top's module), ``top()``, ``register_map()``, ``mm2s_width`` / ``s2mm_width`` (the DMA's streams)
-and ``reads_ddr`` (the top has an AXI4 read manager ``m_axi`` to the PS DDR). :func:`write_build` writes a build
-folder, atomically (it appears whole or not at all):
+A design is given by its configuration (:class:`~.top.GruTopConfig`, :class:`~.samplernn_top.SampleRNNTopConfig`,
+:class:`~.pwg_top.PWGTopConfig`): ``name`` (the top's module), ``top()``, ``register_map()`` and ``mm2s_width`` /
+``s2mm_width`` (the DMA's streams); the top's AXI4 managers (:func:`~.shell.ddr_managers`) reach the PS DDR.
+:func:`write_build` writes a build folder, atomically (it appears whole or not at all):
 
 * ``<top>.v``: the accelerator top in Verilog (:func:`~wavefabric.sim.export.to_verilog`, no source locations).
 * ``<name>.regmap.json``: the register map and stream protocol; the driver's input.
-* ``<name>.weights.npz`` (SampleRNN, with a checkpoint): the weights as NumPy arrays, which the driver loads
-  without torch.
+* ``<name>.weights.npz`` (SampleRNN and PWG, with a checkpoint): the weights as NumPy arrays, which the driver
+  loads without torch.
 * ``build.tcl``: Vivado batch script: a project for xc7z020clg400-1; a block design with processing_system7
   configured for the PYNQ-Z1 by explicit ``CONFIG.PCW_*`` properties (DDR3 MT41J256M16 RE-125, 16-bit, 525 MHz,
   the board's DDR delays and MIO peripherals, FCLK0 100 MHz, M_AXI_GP0, S_AXI_HP0 64-bit), an AXI DMA in
   simple mode (no scatter-gather, 26-bit length register, stream widths = the top's TDATA), an AXI interconnect
-  for the control ports, a SmartConnect from the DMA (and the accelerator's ``m_axi``) to HP0, a processor
-  system reset, and the accelerator as a module reference (VLNV ``xilinx.com:module_ref:<top>:1.0``); the
-  address map (control registers, and every manager's view of the DDR through HP0), ``validate_bd_design``,
+  for the control ports, a SmartConnect from the DMA (and the accelerator's first AXI4 manager) to HP0, one more
+  SmartConnect per further manager to HP1, HP2... (the HP ports map the same DDR addresses, so one SmartConnect
+  could not route to two of them; and each manager gets an HP port's bandwidth), a processor system reset, and
+  the accelerator as a module reference (VLNV ``xilinx.com:module_ref:<top>:1.0``); the address map (control
+  registers, and every manager's view of the DDR through its HP port), ``validate_bd_design``,
   the HDL wrapper, synthesis, implementation, bitstream, and a timing check that exits 1 when WNS or WHS < 0.
 * ``build.sh``: runs ``vivado -mode batch -source build.tcl`` and puts ``<name>.bit`` and ``<name>.hwh`` side by
   side (the ``.hwh`` from ``<project>.gen/sources_1/bd/*/hw_handoff/`` (Vivado 2020.2+) or
@@ -36,8 +38,9 @@ import subprocess
 from pathlib import Path
 
 from ..model.files import atomic_folder, atomic_write
+from .pwg_top import PWGTopConfig
 from .samplernn_top import SampleRNNTopConfig
-from .shell import vlnv
+from .shell import ddr_managers, vlnv
 from .top import write_register_map
 
 __all__ = ["PART", "PS7_PYNQ_Z1", "CONTROL_BASE", "DMA_BASE", "DDR_BASE", "DDR_RANGE", "dma_properties",
@@ -160,10 +163,19 @@ set_property -dict {PACKAGE_PIN T17 IOSTANDARD LVCMOS33} [get_ports audio_sd]
 """
 
 
-def _ddr_assignments(spaces) -> str:
-    """``assign_bd_address`` of the HP0 DDR segment in each address space of ``spaces``."""
+def _ddr_assignments(spaces, port: int) -> str:
+    """``assign_bd_address`` of the HP ``port`` DDR segment in each address space of ``spaces``."""
     return "\n".join(f"assign_bd_address -offset {DDR_BASE:#010x} -range {DDR_RANGE:#010x} \\\n"
-                     f"    -target_address_space [get_bd_addr_spaces {space}] $hp0_ddr" for space in spaces)
+                     f"    -target_address_space [get_bd_addr_spaces {space}] $hp{port}_ddr" for space in spaces)
+
+
+def _hp_ports(managers: list[str]) -> list[list[str]]:
+    """The managers on each HP port: the DMA's two and the accelerator's first on HP0, every further one alone on
+    HP1, HP2... (at most four ports)."""
+    if len(managers) > 4:
+        raise ValueError(f"the accelerator has {len(managers)} AXI4 managers; the PS7 has 4 HP ports")
+    return [["dma/M_AXI_MM2S", "dma/M_AXI_S2MM"] + [f"accel/{name}" for name in managers[:1]]] + \
+        [[f"accel/{name}"] for name in managers[1:]]
 
 
 def build_tcl(config, name: str) -> str:
@@ -174,18 +186,33 @@ def build_tcl(config, name: str) -> str:
     """
     _check_name(name)
     top, bd = config.name, f"{name}_bd"
-    managers = ["dma/M_AXI_MM2S", "dma/M_AXI_S2MM"] + (["accel/m_axi"] if config.reads_ddr else [])
-    spaces = ["dma/Data_MM2S", "dma/Data_S2MM"] + (["accel/m_axi"] if config.reads_ddr else [])
+    ports = _hp_ports(ddr_managers(config.top().core))
+    smartconnects = ["mem_sc"] + [f"mem_sc{port}" for port in range(1, len(ports))]
+    ps7 = PS7_PYNQ_Z1 | {key: value for port in range(1, len(ports))
+                         for key, value in ((f"PCW_USE_S_AXI_HP{port}", "1"), (f"PCW_S_AXI_HP{port}_DATA_WIDTH", "64"))}
     audio = getattr(config, "audio_out", False)
-    to_hp0 = "\n".join(f"connect_bd_intf_net [get_bd_intf_pins {pin}] [get_bd_intf_pins mem_sc/S{i:02d}_AXI]"
-                        for i, pin in enumerate(managers))
+    smartconnect_cells = "\n".join(
+        f"set {sc} [create_bd_cell -type ip -vlnv xilinx.com:ip:smartconnect:1.0 {sc}]\n"
+        f"set_property -dict [list CONFIG.NUM_SI {{{len(pins)}}} CONFIG.NUM_MI {{1}}] ${sc}"
+        for sc, pins in zip(smartconnects, ports, strict=True))
+    to_hp = "\n".join(
+        [f"connect_bd_intf_net [get_bd_intf_pins {pin}] [get_bd_intf_pins {sc}/S{i:02d}_AXI]"
+         for sc, pins in zip(smartconnects, ports, strict=True) for i, pin in enumerate(pins)]
+        + [f"connect_bd_intf_net [get_bd_intf_pins {sc}/M00_AXI] [get_bd_intf_pins ps7/S_AXI_HP{port}]"
+           for port, sc in enumerate(smartconnects)])
+    spaces = [[{"dma/M_AXI_MM2S": "dma/Data_MM2S", "dma/M_AXI_S2MM": "dma/Data_S2MM"}.get(pin, pin) for pin in pins]
+              for pins in ports]
+    ddr = "\n".join(f"set hp{port}_ddr [get_bd_addr_segs ps7/S_AXI_HP{port}/HP{port}_DDR_LOWOCM]\n"
+                     + _ddr_assignments(port_spaces, port) for port, port_spaces in enumerate(spaces))
     clocks = _pins((
-        "ps7/FCLK_CLK0", "ps7/M_AXI_GP0_ACLK", "ps7/S_AXI_HP0_ACLK", "rst/slowest_sync_clk", "ctrl_ic/ACLK",
-        "ctrl_ic/S00_ACLK", "ctrl_ic/M00_ACLK", "ctrl_ic/M01_ACLK", "mem_sc/aclk", "dma/s_axi_lite_aclk",
-        "dma/m_axi_mm2s_aclk", "dma/m_axi_s2mm_aclk", "accel/aclk"))
+        "ps7/FCLK_CLK0", "ps7/M_AXI_GP0_ACLK", *(f"ps7/S_AXI_HP{port}_ACLK" for port in range(len(ports))),
+        "rst/slowest_sync_clk", "ctrl_ic/ACLK", "ctrl_ic/S00_ACLK", "ctrl_ic/M00_ACLK", "ctrl_ic/M01_ACLK",
+        *(f"{sc}/aclk" for sc in smartconnects), "dma/s_axi_lite_aclk", "dma/m_axi_mm2s_aclk",
+        "dma/m_axi_s2mm_aclk", "accel/aclk"))
     resets = _pins((
         "rst/peripheral_aresetn", "ctrl_ic/S00_ARESETN", "ctrl_ic/M00_ARESETN", "ctrl_ic/M01_ARESETN",
-        "mem_sc/aresetn", "dma/axi_resetn", "accel/aresetn"))
+        *(f"{sc}/aresetn" for sc in smartconnects), "dma/axi_resetn", "accel/aresetn"))
+    hp = "S_AXI_HP0" if len(ports) == 1 else f"S_AXI_HP0-{len(ports) - 1}"
     return f"""\
 # Generated by wavefabric: the {top} accelerator as a PYNQ-Z1 overlay.
 # Run from any folder: vivado -mode batch -source build.tcl [-tclargs JOBS]
@@ -208,10 +235,10 @@ add_files -norecurse [file join $script_dir {top}.v]
 create_bd_design $design_name
 
 # Zynq PS: the PYNQ-Z1's DDR3 and MIO, FCLK0 {FCLK0_MHZ} MHz, M_AXI_GP0 (control),
-# S_AXI_HP0 (DMA data).
+# {hp} (DMA and accelerator data).
 set ps7 [create_bd_cell -type ip -vlnv xilinx.com:ip:processing_system7:5.5 ps7]
 set_property -dict [list \\
-{_properties(PS7_PYNQ_Z1, "    ")} \\
+{_properties(ps7, "    ")} \\
 ] $ps7
 set ps7_rule {{make_external "FIXED_IO, DDR" apply_board_preset "0" Master "Disable" Slave "Disable"}}
 apply_bd_automation -rule xilinx.com:bd_rule:processing_system7 -config $ps7_rule $ps7
@@ -228,14 +255,12 @@ set accel [create_bd_cell -type module -reference $top accel]
 set rst [create_bd_cell -type ip -vlnv xilinx.com:ip:proc_sys_reset:5.0 rst]
 set ctrl_ic [create_bd_cell -type ip -vlnv xilinx.com:ip:axi_interconnect:2.1 ctrl_ic]
 set_property -dict [list CONFIG.NUM_SI {{1}} CONFIG.NUM_MI {{2}}] $ctrl_ic
-set mem_sc [create_bd_cell -type ip -vlnv xilinx.com:ip:smartconnect:1.0 mem_sc]
-set_property -dict [list CONFIG.NUM_SI {{{len(managers)}}} CONFIG.NUM_MI {{1}}] $mem_sc
+{smartconnect_cells}
 
 connect_bd_intf_net [get_bd_intf_pins ps7/M_AXI_GP0] [get_bd_intf_pins ctrl_ic/S00_AXI]
 connect_bd_intf_net [get_bd_intf_pins ctrl_ic/M00_AXI] [get_bd_intf_pins dma/S_AXI_LITE]
 connect_bd_intf_net [get_bd_intf_pins ctrl_ic/M01_AXI] [get_bd_intf_pins accel/s_axi_ctrl]
-{to_hp0}
-connect_bd_intf_net [get_bd_intf_pins mem_sc/M00_AXI] [get_bd_intf_pins ps7/S_AXI_HP0]
+{to_hp}
 connect_bd_intf_net [get_bd_intf_pins dma/M_AXIS_MM2S] [get_bd_intf_pins accel/s_axis]
 connect_bd_intf_net [get_bd_intf_pins accel/m_axis] [get_bd_intf_pins dma/S_AXIS_S2MM]
 {_AUDIO_PORTS if audio else ""}
@@ -246,14 +271,13 @@ connect_bd_net [get_bd_pins rst/interconnect_aresetn] [get_bd_pins ctrl_ic/ARESE
 connect_bd_net \\
 {resets}
 
-# Control registers where PYNQ users expect them; every manager sees the whole DDR through HP0.
+# Control registers where PYNQ users expect them; each manager sees the DDR through its HP port.
 set ps_data [get_bd_addr_spaces ps7/Data]
 assign_bd_address -offset {DMA_BASE:#010x} -range 0x00010000 -target_address_space $ps_data \\
     [get_bd_addr_segs dma/S_AXI_LITE/Reg]
 assign_bd_address -offset {CONTROL_BASE:#010x} -range 0x00010000 -target_address_space $ps_data \\
     [get_bd_addr_segs -of_objects [get_bd_intf_pins accel/s_axi_ctrl]]
-set hp0_ddr [get_bd_addr_segs ps7/S_AXI_HP0/HP0_DDR_LOWOCM]
-{_ddr_assignments(spaces)}
+{ddr}
 assign_bd_address
 
 validate_bd_design
@@ -329,6 +353,31 @@ echo "build.sh: {name}.bit and {name}.hwh are ready (copy them with {name}.regma
 
 def _usage(config, name: str, files: list[str]) -> str:
     """The notebook cells that use the overlay, and a line on its streams."""
+    if isinstance(config, PWGTopConfig):
+        weights = f"{name}.weights.npz"
+        load = (f'vocoder.load("{weights}")        # or a parallel-wavegan .pkl where torch is installed'
+                if weights in files else
+                'vocoder.load("weights.npz")  # a generator state dict as .npz: build with --checkpoint writes one')
+        net = config.network
+        return f"""\
+```python
+import numpy as np
+from wavefabric.boards.driver import PWGOverlay
+from wavefabric.model.audio import write_wav
+
+vocoder = PWGOverlay("{name}.regmap.json")     # loads {name}.bit, checks its configuration registers
+{load}
+mel = np.load("mel.npy")                        # (frames, {net.aux_channels}), the package's normalised mel
+pcm = vocoder.vocode(mel, seed=0)               # int16 at {net.sample_rate} Hz, {net.hop_size} samples per frame
+write_wav("out.wav", pcm, vocoder.sample_rate)
+```
+
+Streams: `s_axis` {config.mm2s_width}-bit TDATA ({config.elements} x {config.element_bits}-bit values per beat;
+frames behind header beats for the engine's streams: the table in a LOAD job, mel, noise and weights in each
+VOCODE job of up to {config.max_frames} frames), `m_axis` {config.s2mm_width}-bit ({config.cols} PCM samples per
+beat). The activations live in two DDR buffers the driver allocates ({config.ddr_bytes()["x"]:,} and
+{config.ddr_bytes()["skip"]:,} bytes); the accelerator reads and writes them through `m_axi_x` (S_AXI_HP0) and
+`m_axi_skip` (S_AXI_HP1)."""
     if isinstance(config, SampleRNNTopConfig):
         weights = f"{name}.weights.npz"
         load = (f'synth.load("{weights}")               # or a samplernn-pytorch .pt where torch is installed'
@@ -392,20 +441,22 @@ def write_build(config, folder: str | os.PathLike, name: str = "wavefabric_gru",
     """Write the build folder for overlay ``name`` (see the module docstring) atomically; return its file names.
 
     ``config`` is a design's configuration (the module docstring says what it offers); ``weights``, for a
-    SampleRNN design, a state dict written as ``<name>.weights.npz`` (:func:`~.driver.write_weights`). The folder
+    SampleRNN or PWG design, a state dict written as ``<name>.weights.npz`` (:func:`~.driver.write_weights`,
+    :func:`~.driver.write_pwg_weights`). The folder
     is written by :func:`~wavefabric.model.files.atomic_folder`: a new folder, or one holding only files of an
     earlier wavefabric build, is replaced as a whole once everything has been written; a folder with other
     files is refused (``OSError``) unless ``force``, which adds the files beside them.
     """
     from ..sim.export import write_verilog
-    from .driver import write_weights
+    from .driver import write_pwg_weights, write_weights
 
     _check_name(name)
-    if weights is not None and not isinstance(config, SampleRNNTopConfig):
-        raise ValueError("weights belong to a SampleRNN design")
+    writer = {SampleRNNTopConfig: write_weights, PWGTopConfig: write_pwg_weights}.get(type(config))
+    if weights is not None and writer is None:
+        raise ValueError("weights belong to a SampleRNN or PWG design")
     with atomic_folder(folder, force) as tmp:
         if weights is not None:
-            write_weights(config, weights, tmp / f"{name}.weights.npz")
+            writer(config, weights, tmp / f"{name}.weights.npz")
         top = config.top()
         write_verilog(top, tmp / f"{config.name}.v", config.name)
         write_register_map(top.core.regmap, tmp / f"{name}.regmap.json")
