@@ -947,12 +947,13 @@ class PWGFormats:
 
     Activations: ``mel`` and ``z`` (the inputs), ``f`` (conv_in's output), ``x`` (the residual stream: first_conv's
     output and every layer's, one format because each layer adds its input to its output), ``skip`` (every
-    layer's skip and their sum), ``post`` (the output layers' input, the scaled skip sum). Weights: ``table``
+    layer's skip and their sum), ``post`` (the output layers' input, the scaled skip sum), ``hidden`` (the output
+    layers' ``relu(last1 ...)``). Weights: ``table``
     (the upsampling table), ``conv_in``, ``first_conv``, ``last1``, ``last2`` and per layer ``conv``, ``aux``,
     ``skip_w``, ``out_w``.
 
-    Fixed at ``numerics.act``: the gate's input and output (the tanh and sigmoid tables index act), the output
-    layers' hidden values and the waveform (the PCM conversion). A layer's aux term sits at ``x + conv[l] -
+    Fixed at ``numerics.act``: the gate's input and output (the tanh and sigmoid tables index act) and the
+    waveform (the PCM conversion, which clips at ±1 anyway). A layer's aux term sits at ``x + conv[l] -
     table``: upsampled, it enters the gate accumulator beside the convolution's products.
     """
 
@@ -962,6 +963,7 @@ class PWGFormats:
     x: int
     skip: int
     post: int
+    hidden: int
     table: int
     conv_in: int
     first_conv: int
@@ -972,7 +974,7 @@ class PWGFormats:
     skip_w: tuple[int, ...]
     out_w: tuple[int, ...]
 
-    _SINGLE = ("mel", "z", "f", "x", "skip", "post", "table", "conv_in", "first_conv", "last1", "last2")
+    _SINGLE = ("mel", "z", "f", "x", "skip", "post", "hidden", "table", "conv_in", "first_conv", "last1", "last2")
     _PER_LAYER = {"conv": "conv", "aux": "aux", "skip_w": "skip", "out_w": "out"}
 
     @classmethod
@@ -980,7 +982,7 @@ class PWGFormats:
         """Every activation in ``numerics.act``, every weight in ``numerics.weight`` (the formats before per-layer
         formats, and what the models use when given none)."""
         a, w, n = config.numerics.act.frac, config.numerics.weight.frac, config.layers
-        return cls(mel=a, z=a, f=a, x=a, skip=a, post=a, table=w, conv_in=w, first_conv=w, last1=w, last2=w,
+        return cls(mel=a, z=a, f=a, x=a, skip=a, post=a, hidden=a, table=w, conv_in=w, first_conv=w, last1=w, last2=w,
                    conv=(w,) * n, aux=(w,) * n, skip_w=(w,) * n, out_w=(w,) * n)
 
     @staticmethod
@@ -1025,8 +1027,8 @@ class PWGFormats:
             **{f"layers.{l}.gate": self.x + self.conv[l] - h for l in range(n)},
             **{f"layers.{l}.skip": h + self.skip_w[l] - self.skip for l in range(n)},
             **{f"layers.{l}.out": h + self.out_w[l] - self.x for l in range(n)},
-            "output.gate": self.post + self.last1 - h,
-            "output.skip": h + self.last2 - h,
+            "output.gate": self.post + self.last1 - self.hidden,
+            "output.skip": self.hidden + self.last2 - h,
         }
         for name, value in values.items():
             if not 0 <= value <= MAX_SHIFT:
@@ -1142,7 +1144,7 @@ class PWGFixed:
             ))
         self.layers = tuple(layers)
         self.last1 = weight("last_conv_layers.1", fm.last1)[:, :, 0]
-        self.last1_bias = bias("last_conv_layers.1", h)
+        self.last1_bias = bias("last_conv_layers.1", fm.hidden)
         self.last2 = weight("last_conv_layers.3", fm.last2)[:, :, 0]
         self.last2_bias = bias("last_conv_layers.3", h)
 
@@ -1245,7 +1247,7 @@ class PWGFixed:
             skips += skip
         out = self.config.layers + 1
         h = relu(_mac(self.last1, self.skip_scale(skips, counts), self.last1_bias, sh.layers[-1].gate, num.act,
-                      counts, out))
+                      counts, out))  # hidden values, at formats.hidden
         return _mac(self.last2, h, self.last2_bias, sh.layers[-1].skip, num.act, counts, out)
 
     def skip_scale(self, skips: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:

@@ -128,7 +128,8 @@ def _choose(config: PWGConfig, weights: dict[str, np.ndarray], peak: dict[str, f
     conv = tuple(min(weight(f"layers.{layer}.conv"), act(peak[f"a.{layer}"]) + table - x) for layer in range(n))
     return PWGFormats(
         mel=act(peak["mel"]), z=act(peak["z"]), f=act(peak["f"]), x=x,
-        skip=act(max(peak[f"skip.{layer}"] for layer in range(n))), post=act(peak["post"]), table=table,
+        skip=act(max(peak[f"skip.{layer}"] for layer in range(n))), post=act(peak["post"]),
+        hidden=act(peak["hidden"]), table=table,
         conv_in=weight("conv_in"), first_conv=weight("first_conv"), last1=weight("last1"), last2=weight("last2"),
         conv=conv, aux=tuple(weight(f"layers.{layer}.aux") for layer in range(n)),
         skip_w=tuple(weight(f"layers.{layer}.skip") for layer in range(n)),
@@ -148,7 +149,7 @@ def profile_pwg(generator: PWGGenerator, mel: np.ndarray | None = None, seed: in
 
     Activation rows: ``mel``, ``z``, ``f``, ``x`` (every layer's), per layer ``a.l`` (the aux term), ``h.l``
     (the gate's input, in act: its saturation is harmless), ``skip.l``, then ``post``, ``hidden`` and ``out``
-    (both in act). With ``measure=False`` only the formats are computed (one pass).
+    (the waveform, in act). With ``measure=False`` only the formats are computed (one pass).
     """
     cfg = generator.config
     generator = _hardware_order(generator)
@@ -167,7 +168,7 @@ def profile_pwg(generator: PWGGenerator, mel: np.ndarray | None = None, seed: in
             **{f"a.{layer}": formats.aux_term(layer) for layer in range(n)},
             **{f"h.{layer}": act for layer in range(n)},
             **{f"skip.{layer}": formats.skip for layer in range(n)},
-            "post": formats.post, "hidden": act, "out": act}
+            "post": formats.post, "hidden": formats.hidden, "out": act}
     second = _Collector({name: (width, frac) for name, frac in acts.items()})
     _trace(generator, mel, seed, second)
     rows = [TensorProfile.measure(name, "weight", w, QFormat(width, fm[name])) for name, w in weights.items()]
@@ -181,8 +182,8 @@ def profile_pwg(generator: PWGGenerator, mel: np.ndarray | None = None, seed: in
 
 
 #: Ranges measured on a ParallelWaveGAN generator trained on speech (issue 16, ljspeech sizes): the peaks of
-#: first_conv's weights, conv_in's output, first_conv's output, the aux terms and the skip sum.
-TRAINED_RANGES = {"first_conv_weight": 4.55, "f": 29.6, "x.0": 19.1, "aux": 26.6, "skips": 96.0}
+#: first_conv's weights, conv_in's output, first_conv's output, the aux terms and the skip sum; and a waveform's.
+TRAINED_RANGES = {"first_conv_weight": 4.55, "f": 29.6, "x.0": 19.1, "aux": 26.6, "skips": 96.0, "out": 0.95}
 
 
 def trained_like_state_dict(config: PWGConfig, seed: int = 0, mel: np.ndarray | None = None,
@@ -192,14 +193,15 @@ def trained_like_state_dict(config: PWGConfig, seed: int = 0, mel: np.ndarray | 
 
     Each scale is linear in its tensors: conv_in's weights set ``f``'s peak, first_conv's set its weights' peak
     (and so ``x.0``'s, with the bias), every aux 1x1 by one factor sets the aux terms' peak, and every skip 1x1
-    by one factor the skip sum's.
+    (weights and bias) by one factor the skip sum's, and the last 1x1 (weights and bias) the waveform's.
     """
     state = random_state_dict(config, seed)
     mel = calibration_mel(config) if mel is None else mel
 
-    def scale(module: str, factor: float) -> None:
-        key = module + (".weight_g" if config.use_weight_norm else ".weight")
-        state[key] = (state[key] * factor).astype(np.float32)
+    def scale(module: str, factor: float, bias: bool = False) -> None:
+        keys = [module + (".weight_g" if config.use_weight_norm else ".weight")] + ([module + ".bias"] if bias else [])
+        for key in keys:
+            state[key] = (state[key] * factor).astype(np.float32)
 
     def peaks() -> dict[str, float]:
         collector = _Collector()
@@ -216,5 +218,7 @@ def trained_like_state_dict(config: PWGConfig, seed: int = 0, mel: np.ndarray | 
         scale(f"conv_layers.{layer}.conv1x1_aux", aux)
     p = peaks()
     for layer in range(config.layers):
-        scale(f"conv_layers.{layer}.conv1x1_skip", ranges["skips"] / p["skips"])
+        scale(f"conv_layers.{layer}.conv1x1_skip", ranges["skips"] / p["skips"], bias=True)
+    p = peaks()
+    scale("last_conv_layers.3", ranges["out"] / p["out"], bias=True)
     return state
