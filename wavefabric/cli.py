@@ -35,6 +35,7 @@ from .engines import (
     nonnegative,
     output_path,
     positive,
+    pwg_config,
     refuse_given,
     samplernn_config,
     seconds_type,
@@ -462,9 +463,13 @@ def _add_engine_commands(commands) -> None:
 BOARD_DESIGNS = {"gru": "the GRU engine as an AXI accelerator overlay (PS7, AXI DMA, AXI4-Lite control)",
                  "samplernn": "the SampleRNN accelerator as an overlay (PS7, AXI DMA for weights and audio, the MLP "
                               "input table read from DDR through S_AXI_HP0)",
+                 "pwg": "the ParallelWaveGAN vocoder as an overlay (PS7, AXI DMA for weights, mels, noise and audio, "
+                        "the activations in DDR through S_AXI_HP0 and HP1)",
                  "audio": "standalone: a tone from block RAM on the PWM audio output (no PS; Amaranth build plan)"}
 #: The accelerator designs and the engine whose options size them (``wavefabric verilog ENGINE --help``).
-ACCELERATOR_DESIGNS = {"gru": "gru", "samplernn": "samplernn"}
+ACCELERATOR_DESIGNS = {"gru": "gru", "samplernn": "samplernn", "pwg": "pwg"}
+#: The accelerator designs that take ``--checkpoint`` (written into the build folder as NAME.weights.npz).
+CHECKPOINT_DESIGNS = ("samplernn", "pwg")
 
 
 def _dests(add_options) -> list[str]:
@@ -521,8 +526,16 @@ def _samplernn_top_config(args):
                               audio_out=audio, pwm_bits=args.pwm_bits if audio else 8)
 
 
+def _pwg_top_config(args):
+    """The PWG overlay's configuration from the pwg engine options (validated by the engine, activations in DDR)."""
+    from .boards.pwg_top import PWGTopConfig
+
+    refuse_given(args, ["store"], "to --design pwg (the overlay keeps the activations in DDR)")
+    return PWGTopConfig(pwg_config(args), args.rows, args.cols, args.max_frames)
+
+
 def _top_config(args):
-    return _gru_top_config(args) if args.design == "gru" else _samplernn_top_config(args)
+    return {"gru": _gru_top_config, "samplernn": _samplernn_top_config, "pwg": _pwg_top_config}[args.design](args)
 
 
 def cmd_board_synth(args) -> int:
@@ -537,11 +550,17 @@ def cmd_board_synth(args) -> int:
     return 0
 
 
-def _checkpoint_state(path: str, config) -> dict:
-    """The state dict of ``--checkpoint``, checked against the overlay's sizes (one line if it does not fit)."""
+def _checkpoint_state(path: str, config, design: str):
+    """The weights of ``--checkpoint``, checked against the overlay's sizes (one line if they do not fit): a
+    samplernn-pytorch state dict, or a parallel-wavegan checkpoint's generator."""
     from .model.checkpoint import load_torch_file
     from .model.samplernn import SampleRNNParams
 
+    if design == "pwg":
+        try:
+            return pwg.load_checkpoint(path, config.network)
+        except ValueError as error:
+            raise _fail(f"--checkpoint {path} does not fit these sizes: {_one_line(error)}") from None
     state = load_torch_file(path)
     if not isinstance(state, dict):
         raise _fail(f"--checkpoint {path} holds a {type(state).__name__}, not a state dict")
@@ -563,8 +582,9 @@ def cmd_board_build(args) -> int:
                                         "audio)")
     else:
         refuse_given(args, ["jobs"], "to --design audio")
-    if args.design != "samplernn":
-        refuse_given(args, ["checkpoint"], f"to --design {args.design} (it gives --design samplernn its weights)")
+    if args.design not in CHECKPOINT_DESIGNS:
+        refuse_given(args, ["checkpoint"], f"to --design {args.design} (it gives --design samplernn or pwg its "
+                                           "weights)")
         if args.audio_out:
             raise _fail(f"--audio-out does not apply to --design {args.design} (it gives --design samplernn a "
                         "player)")
@@ -577,8 +597,8 @@ def cmd_board_build(args) -> int:
         vivado.require_vivado()
     if args.design in ACCELERATOR_DESIGNS:
         config = _top_config(args)
-        weights = _checkpoint_state(args.checkpoint, config) if args.design == "samplernn" and args.checkpoint \
-            else None
+        weights = _checkpoint_state(args.checkpoint, config, args.design) \
+            if args.design in CHECKPOINT_DESIGNS and args.checkpoint else None
     with _working(f"writing the {args.design} build"):
         if args.design in ACCELERATOR_DESIGNS:
             files = vivado.write_build(config, args.output, args.name or config.name, args.design,
@@ -622,8 +642,9 @@ def _add_board_parser(boards, build: bool) -> None:
         sub.add_argument("--jobs", type=positive, default=4,
                          help="Vivado parallel jobs with --run, accelerator designs (default: 4)")
         sub.add_argument("--checkpoint", metavar="F",
-                         help="samplernn design: a samplernn-pytorch state dict (.pt) of these sizes, written into "
-                              "the folder as NAME.weights.npz for the driver (which then needs no torch)")
+                         help="samplernn and pwg designs: a samplernn-pytorch state dict (.pt) or a parallel-wavegan "
+                              "checkpoint (.pkl) of these sizes, written into the folder as NAME.weights.npz for the "
+                              "driver (which then needs no torch)")
         sub.add_argument("--audio-out", action="store_true",
                          help="samplernn design: standalone playback: GENERATE jobs with PLAY = 1 sing on the "
                               "board's PWM audio output through a FIFO at the network's sample rate")
