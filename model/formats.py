@@ -37,6 +37,7 @@ __all__ = [
     "FormatsError",
     "frac_for",
     "TensorProfile",
+    "percentiles",
     "profile_table",
     "save_formats",
     "load_formats",
@@ -66,7 +67,9 @@ def frac_for(peak: float, width: int, headroom: float, lo: int, hi: int) -> int:
 class TensorProfile:
     """The range of one tensor against its format.
 
-    ``stats`` are the minimum, the 1st, 25th, 50th, 75th and 99th percentiles and the maximum of the real values;
+    ``stats`` are the minimum, the 1st, 25th, 50th, 75th and 99th percentiles and the maximum of the real values,
+    ``magnitudes`` the 1st, 25th, 50th, 75th and 99th percentiles of the nonzero values' magnitudes (a box plot's
+    on a log scale);
     ``saturated`` counts values beyond ``fmt``'s range, ``lost`` the nonzero values that round to zero in it.
     ``note`` says why a saturation is harmless (a tanh/sigmoid input, for example), or is empty.
     """
@@ -75,6 +78,7 @@ class TensorProfile:
     kind: str
     fmt: QFormat
     stats: tuple[float, ...]
+    magnitudes: tuple[float, ...]
     count: int
     saturated: int
     lost: int
@@ -86,15 +90,24 @@ class TensorProfile:
         v = np.asarray(values, dtype=np.float64).ravel()
         if v.size == 0:
             raise ValueError(f"tensor {name} has no values to profile")
-        stats = tuple(float(s) for s in np.percentile(v, [0, 1, 25, 50, 75, 99, 100]))
         scaled = np.floor(v * 2.0**fmt.frac + 0.5)
         saturated = int(np.count_nonzero((scaled < fmt.min_int) | (scaled > fmt.max_int)))
         lost = int(np.count_nonzero((scaled == 0) & (v != 0)))
-        return cls(name, kind, fmt, stats, int(v.size), saturated, lost, note)
+        return cls(name, kind, fmt, *percentiles(v, float(v.min()), float(v.max())), int(v.size), saturated, lost,
+                   note)
 
     @property
     def peak(self) -> float:
         return max(abs(self.stats[0]), abs(self.stats[-1]))
+
+
+def percentiles(sample: np.ndarray, lo: float, hi: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """:class:`TensorProfile`'s ``stats`` and ``magnitudes`` of a sample of a tensor whose extremes are ``lo`` and
+    ``hi``."""
+    inner = np.percentile(sample, [1, 25, 50, 75, 99])
+    nonzero = np.abs(sample[sample != 0])  # a log scale has no zero: the magnitudes are of the nonzero values
+    magnitudes = np.percentile(nonzero, [1, 25, 50, 75, 99]) if nonzero.size else np.zeros(5)
+    return (lo, *(float(p) for p in inner), hi), tuple(float(p) for p in magnitudes)
 
 
 def profile_table(rows: Iterable[TensorProfile]) -> str:

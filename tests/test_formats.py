@@ -32,7 +32,7 @@ def test_tensor_profile_counts_saturated_and_lost_values():
     assert row.count == 10
     assert row.saturated == 3      # 8.0, -8.1 and 100 (-8.0 is the format's minimum)
     assert row.lost == 2           # 0.01 and -0.03 round to zero; 0.04 rounds to one lsb; 0.0 is not lost
-    assert row.stats[0] == -8.1 and row.stats[-1] == 100.0 and row.peak == 100.0
+    assert row.stats[0] == -8.1 and row.stats[-1] == 100.0 and row.peak == 100.0 and len(row.magnitudes) == 5
     assert "t" in profile_table([row]) and "Q4.4" in profile_table([row])
 
 

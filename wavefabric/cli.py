@@ -46,6 +46,7 @@ from .model import perf, pwg, samplernn
 from .model.audio import write_wav_blocks
 from .model.files import check_output_folder
 from .model.sampler import pcm16
+from .profile import add_formats_option, add_profile_parser, pwg_fixed, pwg_slot_names, saturation_warning, warn
 from .sim.streams import BACKENDS
 from .sweep import add_sweep_commands
 
@@ -235,13 +236,20 @@ def cmd_generate_pwg(args) -> int:
     n = _samples(args.seconds, config.sample_rate)
     frames = math.ceil(n / config.hop_size)
     mel = _mel(args, config, frames)
+    if not args.fixed:
+        refuse_given(args, ["formats"], "without --fixed (they are the fixed-point model's)")
     generator = (pwg.from_state_dict(config, pwg.random_state_dict(config, args.seed)) if args.checkpoint is None
                  else pwg.load_checkpoint(args.checkpoint, config))
-    model = pwg.PWGFixed(generator) if args.fixed else generator
+    calibration = None if args.mel is None else np.asarray(mel)
+    model = pwg_fixed(generator, args.formats, calibration) if args.fixed else generator
+    counts = np.zeros(config.layers + 2, dtype=np.int64)
     start = time.perf_counter()
     with _progress(n, "sample", "ParallelWaveGAN") as bar:
-        blocks = model.inference_blocks(mel, seed=args.seed, progress=lambda k: bar.update(min(k, n - bar.n)))
+        progress = lambda k: bar.update(min(k, n - bar.n))  # noqa: E731
+        blocks = (model.inference_blocks(mel, seed=args.seed, progress=progress, counts=counts) if args.fixed
+                  else model.inference_blocks(mel, seed=args.seed, progress=progress))
         write_wav_blocks(args.output, _first_samples(blocks, n), n, config.sample_rate)
+    warn(saturation_warning(counts, pwg_slot_names(config.layers), "profile pwg"))
     return _report_generated(args, "pwg", n, time.perf_counter() - start)
 
 
@@ -723,6 +731,7 @@ def _add_generate_parser(commands) -> None:
         else:
             sub.add_argument("--mel", help="conditioning features, .npy of (frames, 80) or (80, frames), at least "
                                            "as long as --seconds; seeded noise when omitted")
+            add_formats_option(sub)
             sub.set_defaults(run=cmd_generate_pwg)
 
 
@@ -746,6 +755,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(run=cmd_models)
 
     _add_generate_parser(commands)
+    add_profile_parser(commands)
     _add_engine_commands(commands)
     _add_play_parser(commands)
     add_sweep_commands(commands)

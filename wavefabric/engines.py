@@ -19,6 +19,7 @@ from amaranth.lib import wiring
 
 from .model.files import check_output_file
 from .model.fixed import QFormat
+from .profile import add_formats_option, pwg_fixed, pwg_slot_names, saturation_warning, warn
 
 __all__ = ["MAX_SECONDS", "SAMPLERNN_RATE", "seconds_type", "output_path", "add_samplernn_options", "pwg_config",
            "samplernn_config", "Engine", "ENGINES", "HW_BYTES_PER_MULTIPLIER", "HW_BYTES_PER_WORD",
@@ -425,11 +426,12 @@ def _pwg_sim_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency", type=positive, default=40,
                         help="with --store ddr: DDR read and write latency in cycles (default: 40)")
     parser.add_argument("-o", "--output", type=output_path, help="WAV file of the audio the simulated hardware made")
+    add_formats_option(parser)
 
 
 def _pwg_job(args):
     """The fixed-point model and the act integers ``(z, padded mel)`` of the ``sim pwg`` job."""
-    from .model.pwg import BLOCK_FRAMES, PWGFixed, from_state_dict, load_checkpoint, load_mel, random_state_dict
+    from .model.pwg import BLOCK_FRAMES, from_state_dict, load_checkpoint, load_mel, random_state_dict
 
     config = pwg_config(args)
     if args.mel is not None:
@@ -440,7 +442,7 @@ def _pwg_job(args):
         raise ValueError(f"a job is 2 to {BLOCK_FRAMES} frames, not {len(mel)}")
     generator = (load_checkpoint(args.checkpoint, config) if args.checkpoint
                  else from_state_dict(config, random_state_dict(config, args.seed)))
-    fixed = PWGFixed(generator)
+    fixed = pwg_fixed(generator, args.formats, mel if args.mel is not None else None)
     return fixed, *fixed.job(mel, args.seed)
 
 
@@ -470,8 +472,11 @@ def _simulate_pwg(args) -> dict:
         write_wav(args.output, run.pcm.T, config.sample_rate)
     # The cycle model is the on-chip engine's; with the activations in DDR it is what the job takes without them.
     model = {"model_cycles" if args.store == "chip" else "cycles_with_activations_on_chip": run.model_cycles}
+    names = pwg_slot_names(config.layers)
+    warn(saturation_warning(run.saturation, names, "profile pwg"))
     return {"frames": frames, "samples": samples, "seed": args.seed, "store": args.store, "cycles": run.cycles,
-            **model, "cycles_per_sample": run.cycles / samples, "clock_hz": args.clock,
+            "saturated": [name for name, hit in zip(names, run.saturation, strict=True) if hit], **model,
+            "cycles_per_sample": run.cycles / samples, "clock_hz": args.clock,
             "real_time_factor": args.clock * samples / (config.sample_rate * run.cycles),
             "bit_exact": run.bit_exact, **run.streams.figures()}
 

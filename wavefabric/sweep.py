@@ -70,10 +70,9 @@ _INSTALL = "pip install 'wavefabric[sweep]'"
 
 
 def _require_extra() -> None:
-    """Raise a one-line ``ImportError`` unless the ``sweep`` extra (Dask distributed, matplotlib) is installed."""
+    """Raise a one-line ``ImportError`` unless the ``sweep`` extra (Dask distributed) is installed."""
     try:
         import distributed  # noqa: F401
-        import matplotlib  # noqa: F401
     except ImportError as error:
         raise ImportError(f"sweep and plot need {error.name or 'the sweep extra'}: {_INSTALL}") from None
 
