@@ -881,23 +881,30 @@ class PWGOverlay:
             raise RuntimeError("no weights: call load(checkpoint) first")
         from .pwg_top import job_stream
 
-        self.cycles, self.saturation = [], []
-        frac = net.numerics.act.frac
-
-        def hardware(z: np.ndarray, padded: np.ndarray, *_) -> np.ndarray:
-            pcm, cycles, saturation = self._backend.vocode(job_stream(self.config, self._model, padded, z),
-                                                           padded.shape[1] - 2 * net.aux_context_window)
-            self.cycles.append(cycles)
-            self.saturation.append(saturation)
-            return pcm
-
         # The model's own blocking (noise, quantisation, padding, context, the part of each job kept) with the
-        # hardware as its forward pass: the PCM comes back divided by 2**act.frac, exactly, as the model's
-        # integers would.
+        # hardware as its forward pass: a first pass collects the jobs, the backend runs them all (the twin in one
+        # simulation), a second pass keeps each job's part. The PCM comes back divided by 2**act.frac, exactly,
+        # as the model's integers would.
+        jobs, results = [], []
+
+        def collect(z: np.ndarray, padded: np.ndarray, *_) -> np.ndarray:
+            jobs.append((job_stream(self.config, self._model, padded, z),
+                         padded.shape[1] - 2 * net.aux_context_window))
+            return np.zeros((net.out_channels, z.shape[1]), dtype=np.int64)
+
+        def replay(*_) -> np.ndarray:
+            return results.pop(0)[0]
+
         model = copy.copy(self._model)
-        model.forward = hardware
-        blocks = model.inference_blocks(mel, int(seed), block)
-        pcm = (np.concatenate(list(blocks)) * (1 << frac)).astype(np.int16)
+        model.forward = collect
+        for _ in model.inference_blocks(mel, int(seed), block):
+            pass
+        results = self._backend.vocode(jobs)
+        self.cycles = [cycles for _, cycles, _ in results]
+        self.saturation = [flags for _, _, flags in results]
+        model.forward = replay
+        pcm = (np.concatenate(list(model.inference_blocks(mel, int(seed), block)))
+               * (1 << net.numerics.act.frac)).astype(np.int16)
         return pcm[:, 0] if net.out_channels == 1 else pcm
 
     @property
@@ -942,8 +949,6 @@ class _PWGPynq:
         self.ip.write(self.regmap["registers"][name]["offset"], value)
 
     def _job(self, send: np.ndarray, recv_shape: tuple) -> np.ndarray | None:
-        if send.nbytes > MAX_TRANSFER_BYTES:
-            raise ValueError(f"a job of {send.nbytes:,} bytes exceeds the DMA's {MAX_TRANSFER_BYTES:,}-byte transfer")
         received = pynq_job(self.ip, self.dma, self.regmap["registers"]["CTRL"]["offset"], send, recv_shape,
                             np.int16, self.TIMEOUT)
         status = self.read_register("STATUS")
@@ -973,22 +978,32 @@ class _PWGPynq:
         self._job(stream, (0,))
         self.loaded = stream
 
-    def vocode(self, stream: np.ndarray, frames: int) -> tuple[np.ndarray, int, int]:
+    def vocode(self, jobs: list[tuple[np.ndarray, int]]) -> list[tuple[np.ndarray, int, int]]:
+        """Run VOCODE jobs of ``(stream, frames)``; each one's PCM, CYCLES and SATURATION flags."""
+        for stream, _ in jobs:
+            if stream.nbytes > MAX_TRANSFER_BYTES:
+                raise ValueError(f"a job of {stream.nbytes:,} bytes exceeds the DMA's {MAX_TRANSFER_BYTES:,}-byte "
+                                 "transfer")
         config = pwg_config_from_register_map(self.regmap)
         lanes = config.s2mm_width // 16
-        beats = frames * config.network.hop_size // config.cols * config.network.out_channels
-        self.write_register("MODE", self.regmap["modes"]["VOCODE"])
-        self.write_register("FRAMES", frames)
-        received = self._job(stream, (beats, lanes))
-        saturation = sum(self.read_register(name) << 32 * k for k, name in enumerate(_saturation_names(self.regmap)))
-        return _pwg_pcm(config, received, frames), self.read_register("CYCLES"), saturation
+        results = []
+        for stream, frames in jobs:
+            beats = frames * config.network.hop_size // config.cols * config.network.out_channels
+            self.write_register("MODE", self.regmap["modes"]["VOCODE"])
+            self.write_register("FRAMES", frames)
+            received = self._job(stream, (beats, lanes))
+            saturation = sum(self.read_register(name) << 32 * k
+                             for k, name in enumerate(_saturation_names(self.regmap)))
+            results.append((_pwg_pcm(config, received, frames), self.read_register("CYCLES"), saturation))
+        return results
 
 
 class _PWGSim:
-    """The PWG overlay's twin: each job simulates a whole session (the buffers' addresses, the LOAD job, the
-    VOCODE job, STATUS / CYCLES / CTRL reads) through the top's AXI channels with one batched run.
+    """The PWG overlay's twin: each :meth:`vocode` simulates a whole session (the buffers' addresses, the LOAD job,
+    the VOCODE jobs, STATUS / CYCLES / SATURATION / CTRL reads after each) through the top's AXI channels with one
+    batched run.
 
-    The board keeps its table from the LOAD job on; replaying the load before each job is what it holds.
+    The board keeps its table from the LOAD job on; replaying the load before the jobs is what it holds.
     """
 
     #: Where the twin puts the scratch buffers (each manager has a DDR model of its own).
@@ -1013,7 +1028,9 @@ class _PWGSim:
     def load(self, stream: np.ndarray) -> None:
         self.stream = stream
 
-    def vocode(self, stream: np.ndarray, frames: int) -> tuple[np.ndarray, int, int]:
+    def vocode(self, jobs: list[tuple[np.ndarray, int]]) -> list[tuple[np.ndarray, int, int]]:
+        """Run VOCODE jobs of ``(stream, frames)`` after the LOAD job, in one simulation; each one's PCM, CYCLES and
+        SATURATION flags."""
         from dataclasses import replace
 
         from ..model.perf import pwg_engine_cycles
@@ -1024,46 +1041,61 @@ class _PWGSim:
 
         config, net = self.config, self.config.network
         regs, modes = {name: reg["offset"] for name, reg in self.regmap["registers"].items()}, self.regmap["modes"]
-        writes = [("X_ADDR", self.X_ADDR), ("SKIP_ADDR", self.SKIP_ADDR), ("MODE", modes["LOAD"]), ("CTRL", 1),
-                  ("MODE", modes["VOCODE"]), ("FRAMES", frames), ("CTRL", 1)]
-        reads = ["STATUS", "CYCLES", *_saturation_names(self.regmap), "CTRL"]
-        load, job = len(self.stream), len(stream)
-        words = np.ascontiguousarray(np.concatenate([self.stream, stream])).view("<u4").astype(np.int64)
-        tlast = np.zeros(load + job, dtype=np.int64)
-        tlast[[load - 1, load + job - 1]] = 1
-        beats = frames * net.hop_size // config.cols * net.out_channels
+        writes = [("X_ADDR", self.X_ADDR), ("SKIP_ADDR", self.SKIP_ADDR), ("MODE", modes["LOAD"]), ("CTRL", 1)]
+        job_reads = ["STATUS", "CYCLES", *_saturation_names(self.regmap), "CTRL"]
+        streams = [self.stream] + [stream for stream, _ in jobs]
+        starts = np.cumsum([0] + [len(stream) for stream in streams])
+        beats = [frames * net.hop_size // config.cols * net.out_channels for _, frames in jobs]
+        received = np.cumsum(beats)
+        # The load streams once the addresses, MODE and CTRL are written; a VOCODE job's registers follow the
+        # load, or the previous job's reads; its stream follows its CTRL write; its reads its last PCM beat.
+        waits: dict[str, list] = {"s_axis": [(0, "ctrl_b", len(writes))], "ctrl_aw": [], "ctrl_w": [], "ctrl_ar": []}
+        for k, (_, frames) in enumerate(jobs):
+            after = (len(writes), "s_axis", int(starts[1])) if k == 0 else \
+                (len(writes), "ctrl_r", k * len(job_reads))
+            waits["ctrl_aw"].append(after)
+            waits["ctrl_w"].append(after)
+            writes += [("MODE", modes["VOCODE"]), ("FRAMES", frames), ("CTRL", 1)]
+            waits["s_axis"].append((int(starts[k + 1]), "ctrl_b", len(writes)))
+            waits["ctrl_ar"].append((k * len(job_reads), "m_axis", int(received[k])))
+        words = np.ascontiguousarray(np.concatenate(streams)).view("<u4").astype(np.int64)
+        tlast = np.zeros(len(words), dtype=np.int64)
+        tlast[starts[1:] - 1] = 1
         core = PWGAxiCore(config)
         bases = {"x": self.X_ADDR, "skip": self.SKIP_ADDR}
         memories = {name: replace(memory, contents=bytes(bases[name]) + bytes(memory.contents),
                                   **{channel: f"m_axi_{name}_{channel}" for channel in ("ar", "r", "aw", "w", "b")})
                     for name, memory in activation_memories(core.engine, self.latency, self.p_valid).items()}
-        budget = 8 * (load + job) + 4 * pwg_engine_cycles(net, config.rows, config.cols, frames, config.gate_lanes) \
-            + 20_000
+        budget = 8 * len(words) + sum(4 * pwg_engine_cycles(net, config.rows, config.cols, frames, config.gate_lanes)
+                                      for _, frames in jobs) + 20_000
         run = run_streams(
             StreamView(core),
             {"ctrl_aw": [{"addr": regs[name]} for name, _ in writes],
              "ctrl_w": [{"data": value, "strb": 0xF} for _, value in writes],
-             "s_axis": {"tdata": words, "tlast": tlast}, "ctrl_ar": [{"addr": regs[name]} for name in reads]},
-            {"ctrl_b": len(writes), "ctrl_r": len(reads), "m_axis": beats},
-            # The load streams once the addresses, MODE and CTRL are written; the VOCODE job's registers follow the
-            # load, its stream its CTRL write; the reads follow the last PCM beat.
-            waits={"s_axis": [(0, "ctrl_b", 4), (load, "ctrl_b", 7)], "ctrl_aw": [(4, "s_axis", load)],
-                   "ctrl_w": [(4, "s_axis", load)], "ctrl_ar": [(0, "m_axis")]},
-            memories=memories, seed=self.seed, p_valid=self.p_valid, p_ready=self.p_ready, max_cycles=budget,
-            backend=self.simulator, name=f"{config.name}_twin")
+             "s_axis": {"tdata": words, "tlast": tlast},
+             "ctrl_ar": [{"addr": regs[name]} for _ in jobs for name in job_reads]},
+            {"ctrl_b": len(writes), "ctrl_r": len(jobs) * len(job_reads), "m_axis": int(received[-1])},
+            waits={name: wait for name, wait in waits.items() if wait}, memories=memories, seed=self.seed,
+            p_valid=self.p_valid, p_ready=self.p_ready, max_cycles=budget, backend=self.simulator,
+            name=f"{config.name}_twin")
         self.run = run
         responses = [beat["resp"] for beat in run.outputs["ctrl_b"]]
         answers = [(beat["data"], beat["resp"]) for beat in run.outputs["ctrl_r"]]
         if any(responses) or any(resp for _, resp in answers):
             raise RuntimeError(f"AXI4-Lite responses {responses} to the writes, {answers} to the reads")
-        (status, _), (cycles, _), *flags, (ctrl, _) = answers
-        if status:
-            raise RuntimeError(_pwg_status(status))
-        if not ctrl & 0b10:
-            raise RuntimeError(f"CTRL {ctrl:#x}: no ap_done after the last PCM beat")
         out = run.outputs["m_axis"]
-        if [beat["tlast"] for beat in out] != [int(i == beats - 1) for i in range(beats)]:
-            raise RuntimeError("m_axis: TLAST not on exactly the job's last beat")
-        raw = np.array([beat["tdata"] for beat in out], dtype="<u4").reshape(beats, -1)
-        saturation = sum(int(value) << 32 * k for k, (value, _) in enumerate(flags))
-        return _pwg_pcm(config, raw.view("<i2"), frames), int(cycles), saturation
+        ends = set(received - 1)
+        if [beat["tlast"] for beat in out] != [int(i in ends) for i in range(len(out))]:
+            raise RuntimeError("m_axis: TLAST not on exactly each job's last beat")
+        raw = np.array([beat["tdata"] for beat in out], dtype="<u4").reshape(len(out), -1).view("<i2")
+        results = []
+        for k, (_, frames) in enumerate(jobs):
+            (status, _), (cycles, _), *flags, (ctrl, _) = answers[k * len(job_reads):(k + 1) * len(job_reads)]
+            if status:
+                raise RuntimeError(_pwg_status(status))
+            if not ctrl & 0b10:
+                raise RuntimeError(f"CTRL {ctrl:#x}: no ap_done after the last PCM beat")
+            saturation = sum(int(value) << 32 * j for j, (value, _) in enumerate(flags))
+            results.append((_pwg_pcm(config, raw[received[k] - beats[k]:received[k]], frames), int(cycles),
+                            saturation))
+        return results
