@@ -20,6 +20,13 @@
     CYCLES       ro  clock cycles of the last job, start to done
     CONFIG_ID    ro  CRC-32 of the configuration (:meth:`SampleRNNTopConfig.as_json`), then the configuration one
                      value per register (sizes, formats as width | frac << 8, lanes, stream widths, table bytes)
+    SATURATED    ro  (the last register) sticky per GENERATE job: bit i set when narrowing i saturated a value
+                     (:meth:`~wavefabric.rtl.samplernn.SampleRNNLayout.saturation_names`: the matrices, the MLP
+                     input, each GRU layer's i_n / h_n)
+
+The per-layer formats are run-time configuration: the LOAD job's ``CONFIG`` frame holds every matrix's narrowing
+shift, each tier's ``GRU_BIASES`` frame ends with its layers' shifts (:func:`load_stream` takes them from the
+model's :class:`~wavefabric.model.samplernn.SampleRNNFormats`), so one bitstream serves any checkpoint of its sizes.
 
 **LOAD job.** ``s_axis`` carries frames, each a header beat (value 0 the
 :class:`~wavefabric.rtl.samplernn.LoadRegion`, the others zero) and then the region's beats (``load_regions`` in
@@ -270,6 +277,9 @@ def register_params(config: SampleRNNTopConfig) -> list[Register]:
         params += [Register("PLAY", "rw", "1: a GENERATE job's samples go to the audio output, not m_axis", width=1),
                    Register("PWM_BITS", "ro", "the player's PWM resolution", config.pwm_bits),
                    Register("AUDIO_PERIOD", "ro", "clock cycles per played sample", config.audio_period)]
+    names = lay.saturation_names()
+    params.append(Register("SATURATED", "ro", "sticky per GENERATE job: bit i set when narrowing i saturated a "
+                                              "value; bits: " + ", ".join(names), width=len(names)))
     return params
 
 
@@ -397,7 +407,7 @@ class SampleRNNAxiCore(wiring.Component):
                          out_left.eq(Mux(generate, regs.samples, 0)), header.eq(1)]
         m.d.comb += [regs.finish.eq(~load_left & ~cmd_left & (out_left == 0)),
                      regs.status.eq(Cat(engine.error, tlast_error, region_error, engine.zero_row)),
-                     regs.cycles.eq(job_cycles(m, regs))]
+                     regs.cycles.eq(job_cycles(m, regs)), regs.saturated.eq(engine.saturated)]
 
         # --- s_axis -> engine.load: frames behind header beats -----------------------------------------------
         regions = engine.regions

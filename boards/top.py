@@ -25,6 +25,7 @@ A thin top over the AXI shell (:mod:`wavefabric.boards.shell`):
     0x28 CYCLES     ro: clock cycles of the last job, start to done (modulo 2**32)
     0x30 ...        ro: the configuration (INPUT_SIZE, HIDDEN, LAYERS, LANES, SIMD, ACT_FORMAT, WEIGHT_FORMAT,
                     TDATA_WIDTH), so a driver can check that the bitstream is the one its JSON describes
+    0x70 SATURATED  ro: bit l set when an i_n or h_n of GRU layer l saturated since the last STATE job
 
 Every other address in the 4 KiB window answers SLVERR, as do writes to read-only registers. Accesses are whole
 words: the two low address bits are ignored, and WSTRB selects the bytes written (CTRL, GIE, IER and ISR live in
@@ -42,7 +43,8 @@ AXI DMA S2MM transfer takes a whole batch), then poll CTRL for ap_done. A beat c
 
 * WEIGHTS: :meth:`~wavefabric.rtl.gru.GruGeometry.weight_words`, address-major, one lane's word per beat
   (``weight_depth * lanes`` beats).
-* BIAS: :meth:`~wavefabric.rtl.gru.GruGeometry.bias_values`, ``simd`` per beat (``bias_beats``).
+* BIAS: :meth:`~wavefabric.rtl.gru.GruGeometry.bias_values`, ``simd`` per beat (``bias_beats``): the biases, then
+  each layer's narrowing shift (its weight ``frac``: per-layer formats at run time).
 * STATE: h0 of every layer, each layer zero padded to whole beats (``layers * ceil(H / S)``).
 * STEPS: STEPS input vectors x, each zero padded to whole beats (``STEPS * ceil(I / S)``); the output is the last
   layer's h' after each step, ``ceil(H / S)`` beats per step, padding lanes zero.
@@ -199,6 +201,8 @@ def register_params(config: GruTopConfig) -> list[Register]:
         Register("ACT_FORMAT", "ro", "activation format: width | frac << 8", _format(config.num.act)),
         Register("WEIGHT_FORMAT", "ro", "weight format: width | frac << 8", _format(config.num.weight)),
         Register("TDATA_WIDTH", "ro", "AXI4-Stream TDATA bits", config.tdata_width),
+        Register("SATURATED", "ro", "bit l: an i_n or h_n of GRU layer l saturated since the last STATE job",
+                 width=config.layers),
     ]
 
 
@@ -316,7 +320,7 @@ class GruAxiCore(wiring.Component):
             m.d.sync += [job.eq(regs.mode), in_left.eq(Mux(is_steps, regs.steps, 1)),
                          out_left.eq(Mux(is_steps, regs.steps, 0))]
         m.d.comb += [regs.finish.eq((in_left == 0) & (out_left == 0)), regs.status.eq(engine_error | tlast_error << 1),
-                     regs.cycles.eq(job_cycles(m, regs))]
+                     regs.cycles.eq(job_cycles(m, regs)), regs.saturated.eq(engine.saturated)]
 
         # --- s_axis -> engine: the job's commands, framed by the core's own beat count ---------------------------
         beats = config.job_beats()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -12,7 +12,7 @@ from ..model.checks import check_int
 from ..model.fixed import QFormat, accumulator_width
 from ..model.kernels import Numerics
 from .activation import Activation, fabric_multiply
-from .fixed import narrow, rounding_offset, saturate
+from .fixed import narrow, round_by, saturate, saturates
 from .gemm import frame_layout
 from .lanes import load_address_major
 from .pe import dot_lane
@@ -57,7 +57,9 @@ class GruGeometry:
     each cycle of a step (all layers, slots and segments in order), zero where a row ends inside a word.
     """
 
-    def __init__(self, input_size: int, hidden: int, layers: int, lanes: int, simd: int):
+    def __init__(self, input_size: int, hidden: int, layers: int, lanes: int, simd: int,
+                 default_shift: int = Numerics().weight.frac):
+        self.default_shift = check_int("default_shift", default_shift, 0)
         self.input_size = check_int("input_size", input_size)
         self.hidden = check_int("hidden", hidden)
         self.layers = check_int("layers", layers)
@@ -71,7 +73,8 @@ class GruGeometry:
         self.weight_depth = sum(self.slots * n for n in self.slot_cycles)
         #: Bias words: one per layer, slot and gate (r, z, n), each holding (b_i, b_h) for every lane.
         self.bias_depth = layers * self.slots * 3
-        self.bias_beats = _ceil_div(self.bias_depth * 2 * lanes, simd)
+        #: A ``BIAS`` command: the bias words' values, then each layer's narrowing shift.
+        self.bias_beats = _ceil_div(self.bias_depth * 2 * lanes + layers, simd)
 
     def weight_words(self, w_ih, w_hh):
         """Contents of every lane's weight memory: an int64 array ``(weight_depth, lanes, simd)``.
@@ -98,12 +101,17 @@ class GruGeometry:
                     address += n_words
         return words
 
-    def bias_values(self, b_ih, b_hh):
+    def bias_values(self, b_ih, b_hh, shifts=None):
         """The act values of a ``BIAS`` command, in order (``bias_beats * simd`` of them, zero padded).
 
         Word ``(l * U + k) * 3 + g`` holds, for lane ``p``, ``b_ih[l][g * H + j]`` then ``b_hh[l][g * H + j]``
-        with ``j = k * P + p`` (zero for ``j >= H``).
+        with ``j = k * P + p`` (zero for ``j >= H``). Then one value per layer: its narrowing shift (the
+        layer's weight ``frac``, :func:`~wavefabric.model.kernels.gru_cell`'s ``shift``; default
+        ``default_shift`` for every layer).
         """
+        shifts = [self.default_shift] * self.layers if shifts is None else [int(v) for v in shifts]
+        if len(shifts) != self.layers:
+            raise ValueError(f"{len(shifts)} shifts for {self.layers} layers")
         hidden, lanes = self.hidden, self.lanes
         values = np.zeros((self.layers, self.slots, 3, lanes, 2), dtype=np.int64)
         for layer in range(self.layers):
@@ -112,7 +120,7 @@ class GruGeometry:
                 for k in range(self.slots):
                     width = min(lanes, hidden - k * lanes)
                     values[layer, k, :, :width, half] = b[:, k * lanes:k * lanes + width]
-        flat = values.reshape(-1)
+        flat = np.concatenate([values.reshape(-1), shifts])
         return np.pad(flat, (0, self.bias_beats * self.simd - flat.size))
 
 
@@ -150,7 +158,9 @@ class GruEngine(wiring.Component):
 
       - ``STEP``: x of layer 0. Up to two steps are queued (the next x loads while a step runs).
       - ``STATE``: h0 of every layer. Waits until every queued step has finished and its output left.
-      - ``BIAS``: :meth:`GruGeometry.bias_values`. Takes S cycles per beat; waits like ``STATE``.
+      - ``BIAS``: :meth:`GruGeometry.bias_values`: the biases, then each layer's narrowing shift (per-layer
+        formats: the layer's weight ``frac``; x, h and the gate inputs stay ``act``, which the tables index).
+        Takes S cycles per beat; waits like ``STATE``.
     - ``out`` (:func:`~wavefabric.rtl.gemm.frame_layout` of S ``signed(act.width)``): h' of the **last** layer
       after each step, ``ceil(H / S)`` beats (padding lanes zero), ``first`` / ``last`` framing each step. The
       output of one step may wait on ``ready`` while the next step runs; the step after that waits for it.
@@ -174,6 +184,9 @@ class GruEngine(wiring.Component):
     out : Out(stream)
     error : Out(1)
         Sticky: a beat's ``first`` / ``last`` disagreed with the engine's count.
+    saturated : Out(layers)
+        Bit ``l``, sticky until the next ``STATE`` command: an ``i_n`` or ``h_n`` of layer ``l`` saturated (the
+        ``saturated`` count of :func:`~wavefabric.model.kernels.gru_cell`; ``r`` and ``z`` saturate harmlessly).
 
     Attributes
     ----------
@@ -206,9 +219,9 @@ class GruEngine(wiring.Component):
 
     def __init__(self, input_size: int, hidden: int, layers: int = 1, lanes: int = 8, simd: int = 8,
                  num: Numerics = Numerics()):
-        self.geometry = geo = GruGeometry(input_size, hidden, layers, lanes, simd)
         if not isinstance(num, Numerics):
             raise ValueError(f"num must be a Numerics, not {num!r}")
+        self.geometry = geo = GruGeometry(input_size, hidden, layers, lanes, simd, num.weight.frac)
         check_multiplier(num.weight, num.act)
         # The longest dot product (r or z of the wider layer) plus the bias sum b_i + b_h.
         self.acc_width = accumulator_width(num.weight, num.act, max(input_size, hidden) + hidden,
@@ -229,6 +242,7 @@ class GruEngine(wiring.Component):
             "cmd": In(stream.Signature(command_layout(num.act.width, simd))),
             "out": Out(stream.Signature(frame_layout(signed(num.act.width), simd))),
             "error": Out(1),
+            "saturated": Out(layers),
         })
 
     def elaborate(self, platform):
@@ -237,7 +251,6 @@ class GruEngine(wiring.Component):
         act = num.act
         S, P, L, H = geo.simd, geo.lanes, geo.layers, geo.hidden
         U, ch, cx0 = geo.slots, geo.h_words, geo.x_words[0]
-        acc_frac = num.acc_frac
         prod_frac = num.gate.frac + act.frac
         vector = data.ArrayLayout(signed(act.width), S)
 
@@ -349,7 +362,8 @@ class GruEngine(wiring.Component):
                     m.next = "IDLE"
 
         # --- Lanes: P x S processing elements, adder trees, bias and narrowing -------------------------------
-        ctl_layout = data.StructLayout({"valid": 1, "first": 1, "last": 1, "gate": 2, "bias": len(slot_base)})
+        ctl_layout = data.StructLayout({"valid": 1, "first": 1, "last": 1, "gate": 2, "bias": len(slot_base),
+                                        "layer": range(L)})
         ctl = Signal(ctl_layout)
         first_seg = (seg == 0) | (seg == 2) | (seg == 4) | (seg == 5)
         last_seg = (seg == 1) | (seg == 3) | (seg == 4) | (seg == 5)
@@ -360,6 +374,7 @@ class GruEngine(wiring.Component):
             ctl.last.eq(issue & word_end & last_seg),
             ctl.gate.eq(gate),
             ctl.bias.eq(slot_base + Mux(gate == 3, 2, gate)),
+            ctl.layer.eq(layer),
         ]
         ctl_pe = delayed(m, ctl, 1, "ctl_pe")
         use_x = delayed(m, issue & seg_is_x & (layer == 0), 1, "use_x")
@@ -370,7 +385,12 @@ class GruEngine(wiring.Component):
         ctl_narrow = delayed(m, ctl_bias, 1, "ctl_narrow")
         m.d.comb += bias_read.addr.eq(ctl_bias.bias)
         pe_width = accumulator_width(num.weight, act, max(geo.x_words) + ch)
-        rounding = rounding_offset(acc_frac, act)
+        # Each layer's narrowing shift (its weight frac), loaded with the biases.
+        shifts = Array(Signal(range(self.acc_width + 1), name=f"shift_{layer}", init=num.weight.frac)
+                       for layer in range(L))
+        shift = shifts[ctl_narrow.layer]
+        saturated = Signal(L)
+        candidate = (ctl_narrow.gate == 2) | (ctl_narrow.gate == 3)  # i_n, h_n
         unit = data.StructLayout({"r": signed(act.width), "z": signed(act.width), "i_n": signed(act.width),
                                   "h_n": signed(act.width), "valid": 1})
         chain = [Signal(unit, name=f"chain_{p}") for p in range(P)]
@@ -379,7 +399,11 @@ class GruEngine(wiring.Component):
                              ctl_pe, num.weight.width, act.width, pe_width)
             b_i, b_h = bias_read.data[2 * p], bias_read.data[2 * p + 1]
             bias_sum = Mux(ctl_narrow.gate != 3, b_i, 0) + Mux(ctl_narrow.gate != 2, b_h, 0)
-            value = narrow(total + (bias_sum << num.weight.frac) + rounding, acc_frac, act, add_offset=False)
+            # A bias at act's frac added after the rounding shift equals it added << shift before it.
+            rounded = round_by(total, shift) + bias_sum
+            value = saturate(rounded, act)
+            with m.If(ctl_narrow.last & candidate & saturates(rounded, act)):
+                m.d.sync += saturated.bit_select(ctl_narrow.layer, 1).eq(1)
             held = {name: Signal(signed(act.width), name=f"{name}_{p}") for name in ("r", "z", "i_n")}
             with m.If(ctl_narrow.last):
                 for g, name in enumerate(("r", "z", "i_n")):
@@ -444,7 +468,7 @@ class GruEngine(wiring.Component):
 
         # --- Command stream ---------------------------------------------------------------------------------------
         bias_elem = Signal(range(S))
-        bias_addr = Signal(range(geo.bias_depth + 1))
+        bias_addr = Signal(range(geo.bias_depth + L // (2 * P) + 2))
         bias_chunk = Signal(range(2 * P))
         take = self.cmd.valid & self.cmd.ready
         with m.If(is_step):
@@ -466,8 +490,9 @@ class GruEngine(wiring.Component):
                      x_write.en.eq(take & is_step)]
         with m.If(take & is_step & cmd_last):
             m.d.sync += [full.bit_select(wr_bank, 1).eq(1), wr_bank.eq(~wr_bank)]
+        m.d.comb += self.saturated.eq(saturated)
         with m.If(take & is_state):
-            m.d.sync += st_word.eq(st_word + 1)
+            m.d.sync += [st_word.eq(st_word + 1), saturated.eq(0)]
             with m.If(st_word == ch - 1):
                 m.d.sync += [st_word.eq(0), st_layer.eq(st_layer + 1)]
                 with m.If(st_layer == L - 1):
@@ -480,6 +505,9 @@ class GruEngine(wiring.Component):
             m.d.sync += [bias_elem.eq(bias_elem + 1), bias_chunk.eq(bias_chunk + 1)]
             with m.If(bias_elem == S - 1):
                 m.d.sync += bias_elem.eq(0)
+            for index in range(L):
+                with m.If((bias_addr == geo.bias_depth + index // (2 * P)) & (bias_chunk == index % (2 * P))):
+                    m.d.sync += shifts[index].eq(self.cmd.payload.data[bias_elem])
             with m.If(bias_chunk == 2 * P - 1):
                 m.d.sync += [bias_chunk.eq(0), bias_addr.eq(bias_addr + 1)]
             with m.If(take & cmd_last):

@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 from ..model.checks import check_int
 from ..model.fixed import QFormat, accumulator_width
 from ..model.kernels import Numerics
-from .fixed import narrow_by
+from .fixed import round_by, saturate, saturates
 from .gemm import frame_layout
 from .lanes import load_address_major
 from .pe import dot_lane
@@ -38,11 +38,15 @@ def op_layout(depth: int, bias_rows: int, max_rows: int, max_words: int, max_shi
 
 
 class MatVecUnit(wiring.Component):
-    """``y[r] = relu?(sat(round(acc_r >> shift)))``, ``acc_r = W[r] . x + (bias[r] + extra[r]) << weight.frac``.
+    """``y[r] = relu?(sat(round(acc_r >> shift)))``, ``acc_r = W[r] . x + (bias[r] + extra[r]) << shift``.
 
     The rounding is the shared half-up rule of :func:`~wavefabric.model.fixed.narrow` with a shift chosen per
-    operation at run time; with ``shift = acc_frac - act.frac`` the result equals
-    :func:`~wavefabric.model.kernels.linear` with bias ``bias + extra`` (and ``relu`` applied after it).
+    operation at run time (per-layer formats: ``frac_x + frac_w - frac_out``, the bias and extra values at the
+    output's format): the result equals :func:`~wavefabric.model.kernels.linear` with ``shift`` and bias
+    ``bias + extra`` (and ``relu`` applied after it). The bias term is added after the rounding shift, which is
+    the same integer (``round(a + (b << s)) = round(a) + b``) without a run-time left shift.
+    ``result.saturated`` flags a value that saturated (for a ``relu`` operation only above the range: below, it
+    is zero either way).
 
     **Datapath.** P lanes of S :class:`~wavefabric.rtl.pe.ProcessingElement` (one DSP48E1 each), the GRU
     engine's layout: lane ``p`` computes rows ``k * P + p`` of slot ``k``, every multiplier accumulating every S-th
@@ -72,7 +76,7 @@ class MatVecUnit(wiring.Component):
     row, row_valid : Out
         The row entering the narrowing stage; ``extra`` must hold its extra value one cycle later (0 if none).
     result : Out
-        ``valid``, ``row``, ``value`` (act), registered: rows in order, one per cycle at most.
+        ``valid``, ``row``, ``value`` (act), ``saturated``, registered: rows in order, one per cycle at most.
     error : Out(1)
         Sticky: a load beat's ``first`` / ``last`` disagreed with the unit's count.
 
@@ -136,7 +140,8 @@ class MatVecUnit(wiring.Component):
             "row": Out(range(max_rows)),
             "row_valid": Out(1),
             "extra": In(signed(act)),
-            "result": Out(data.StructLayout({"valid": 1, "row": range(max_rows), "value": signed(act)})),
+            "result": Out(data.StructLayout({"valid": 1, "row": range(max_rows), "value": signed(act),
+                                             "saturated": 1})),
             "error": Out(1),
         })
 
@@ -211,9 +216,12 @@ class MatVecUnit(wiring.Component):
         row = delayed(m, row_out, 1, "row")
         lane = delayed(m, bias_row[:lane_bits] if lane_bits else Const(0, 1), 1, "bias_lane")
         bias = bias_read.data[lane] if S > 1 else bias_read.data[0]
-        value = narrow_by(acc + ((bias + self.extra) << num.weight.frac), op.shift, QFormat(act, 0))
+        out = QFormat(act, 0)
+        total = round_by(acc, op.shift) + bias + self.extra
+        value = saturate(total, out)
         m.d.sync += [self.result.valid.eq(valid), self.result.row.eq(row),
-                     self.result.value.eq(Mux(op.relu & (value < 0), 0, value))]
+                     self.result.value.eq(Mux(op.relu & (value < 0), 0, value)),
+                     self.result.saturated.eq(Mux(op.relu, total > out.max_int, saturates(total, out)))]
         last_row = valid & (row == op.rows - 1)
         with m.If(last_row):
             m.d.sync += busy.eq(0)

@@ -14,9 +14,9 @@ from ..model.checks import check_int
 from ..model.fixed import QFormat
 from ..model.perf import gru_lanes_per_tier
 from ..model.sampler import pcm16
-from ..model.samplernn import SampleRNNConfig, tier_input_values
+from ..model.samplernn import MAX_MLP_SHIFT, SampleRNNConfig, SampleRNNFormats, saturation_names, tier_input_values
 from .axi import read_address_layout, read_data_layout
-from .fixed import narrow_by
+from .fixed import round_by, saturate
 from .gru import GruCommand, GruEngine
 from .gumbel import GumbelSampler
 from .loader import MatVecWeightLoader, NormedMatrix
@@ -26,8 +26,6 @@ __all__ = ["SampleRNNLayout", "SampleRNNEngine", "LoadRegion", "job_layout", "sa
 
 #: Table entries per DDR beat (64-bit reads of 16-bit entries).
 TABLE_LANES = 4
-#: Largest narrowing shift of the MLP input (table format fractional bits beyond act's).
-MAX_MLP_SHIFT = 16
 
 
 def _pow2(n: int) -> int:
@@ -178,11 +176,18 @@ class SampleRNNLayout:
         """The matrices of :attr:`ops` as the weight loader places them (``upsampling`` normalised per column)."""
         return [NormedMatrix(op.weight_base, op.rows, op.cols, op.taps) for op in self.ops]
 
-    def shifts(self) -> list[int]:
-        """The narrowing shifts of the default formats: each matrix's, then the MLP input's (``CONFIG``)."""
-        num, cfg = self.config.numerics, self.config
-        out = [num.acc_frac - (cfg.logits.frac if op.dest is None else num.act.frac) for op in self.ops]
-        return out + [cfg.table.frac - num.act.frac]
+    def shifts(self, formats: SampleRNNFormats | None = None) -> list[int]:
+        """The ``CONFIG`` values: each matrix's narrowing shift, then the MLP input's, for ``formats`` (default:
+        :meth:`~wavefabric.model.samplernn.SampleRNNFormats.default`)."""
+        formats = formats or SampleRNNFormats.default(self.config)
+        if formats.config != self.config:
+            raise ValueError("the formats are not of this layout's config")
+        return list(formats.shifts().values())[:self.config_values]
+
+    def saturation_names(self) -> list[str]:
+        """The narrowing of each bit of the engine's ``saturated`` output, bit 0 first
+        (:func:`~wavefabric.model.samplernn.saturation_names`)."""
+        return saturation_names(self.config)
 
 
 def job_layout(addr_width: int = 32) -> data.StructLayout:
@@ -242,6 +247,11 @@ class SampleRNNEngine(wiring.Component):
     error : Out(1)
         Sticky: a load frame's framing was wrong, a ``g`` beat's ``frac`` was outside the loader's
         ``g_frac_min .. g_frac_max``, or a DDR read answered with an error.
+    saturated : Out
+        Sticky per job (cleared when a job starts): bit ``i`` is set when narrowing
+        :meth:`SampleRNNLayout.saturation_names` ``[i]`` saturated a value (the matrices', the MLP input's, each GRU
+        layer's ``i_n`` / ``h_n``), exactly when :attr:`~wavefabric.model.samplernn.SampleRNNFixed.saturations`
+        counts one.
     zero_row : Out(1)
         Sticky until the next ``MATVEC_NORMED`` frame: a ``v`` row of that frame was all zeros (its weights load
         as zeros, where float weight norm would divide by zero). Always 0 without ``config.weight_norm``.
@@ -291,6 +301,7 @@ class SampleRNNEngine(wiring.Component):
             "busy": Out(1),
             "error": Out(1),
             "zero_row": Out(1),
+            "saturated": Out(len(lay.saturation_names())),
         })
 
     def elaborate(self, platform):
@@ -384,6 +395,12 @@ class SampleRNNEngine(wiring.Component):
         res = mv.result
         m.d.comb += [sampler.logit.valid.eq(res.valid & to_sampler), sampler.logit.index.eq(res.row),
                      sampler.logit.value.eq(res.value)]
+        # Saturation flags: the unit's per operation, the MLP input's; the GRU engines' (cleared by the STATE
+        # commands that start a job) follow them.
+        op_saturated = Signal(len(ops) + 1)
+        with m.If(res.valid & res.saturated):
+            m.d.sync += op_saturated.bit_select(op_id, 1).eq(1)
+        m.d.comb += self.saturated.eq(Cat(op_saturated, *(gru.saturated for gru in self.grus)))
         with m.If(mv_start):
             m.d.sync += [w_word.eq(field["dest_base"][op_id]), w_lane.eq(0), w_elem.eq(0)]
         with m.Elif(res.valid):
@@ -449,12 +466,17 @@ class SampleRNNEngine(wiring.Component):
                      sum_read.addr.eq((use_bank << sbits) + sum_beat)]
         m.d.sync += [sum_valid.eq(sum_on), sum_group.eq(sum_beat[:lane_bits - 2] if S > TABLE_LANES else 0),
                      sum_word.eq(lay.mlp_x + ((sum_beat * TABLE_LANES) >> lane_bits))]
-        sum_values = []
+        sum_values, sum_saturates = [], []
         for v in range(TABLE_LANES):
             cond = Array(aux_read.data[g * TABLE_LANES + v] for g in range(S // TABLE_LANES))[sum_group]
-            value = narrow_by(sum_read.data[v] + table_read.data[v] + (cond << mlp_shift), mlp_shift,
-                              QFormat(act, 0))
+            # The conditioning, at the MLP input's format, added after the rounding shift (the same integer as
+            # added << shift before it).
+            total = round_by(sum_read.data[v] + table_read.data[v], mlp_shift) + cond
+            value = saturate(total, QFormat(act, 0))
             sum_values.append(Mux(value < 0, 0, value))
+            sum_saturates.append(total > QFormat(act, 0).max_int)  # below the range it is 0 after the ReLU
+        with m.If(sum_valid & Cat(*sum_saturates).any()):
+            m.d.sync += op_saturated[len(ops)].eq(1)
 
         # --- Output: code and PCM into a FIFO ----------------------------------------------------------------
         code = sampler.code
@@ -494,6 +516,7 @@ class SampleRNNEngine(wiring.Component):
                 m.d.comb += self.cmd.ready.eq(~loader_busy)
                 with m.If(self.cmd.valid & ~loader_busy):
                     m.d.sync += [job.eq(self.cmd.payload), busy.eq(1), count.eq(0), pos_mlp.eq(0), fetched.eq(0),
+                                 op_saturated.eq(0),
                                  fetch_bank.eq(1), use_bank.eq(0)]
                     m.d.sync += [h.eq(q // 2) for h in hist] + [p.eq(0) for p in pos] + [b.eq(0) for b in pos_base]
                     m.d.comb += [sampler.seed.eq(self.cmd.payload.seed), sampler.load.eq(1)]

@@ -24,12 +24,15 @@ class GruParams:
     ----------
     w_ih : list of (3H, I_l) weight ints. w_hh : list of (3H, H) weight ints.
     b_ih, b_hh : list of (3H,) act ints.
+    shifts : list of int or None
+        Each layer's narrowing shift (its weight ``frac``: per-layer formats); None for ``num.weight.frac``.
     """
 
     w_ih: list[np.ndarray]
     w_hh: list[np.ndarray]
     b_ih: list[np.ndarray]
     b_hh: list[np.ndarray]
+    shifts: list[int] | None = None
 
 
 def _uniform(rng: np.random.Generator, fmt: QFormat, shape, scale: float | None) -> np.ndarray:
@@ -55,21 +58,30 @@ def random_gru_params(input_size: int, hidden: int, layers: int, num: Numerics, 
 
 
 def gru_reference(params: GruParams, h0: np.ndarray, xs: np.ndarray, num: Numerics,
-                  resets: dict[int, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  resets: dict[int, np.ndarray] | None = None,
+                  saturated: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The fixed-point model: :func:`~wavefabric.model.kernels.gru_cell` per step and layer.
 
     ``resets`` maps a step index to the state ``(L, H)`` loaded just before that step. Returns
-    ``(outputs, h)``: the last layer's h' after every step ``(T, H)``, and the final state ``(L, H)``.
+    ``(outputs, h)``: the last layer's h' after every step ``(T, H)``, and the final state ``(L, H)``. A given
+    ``saturated`` ``(L,)`` int64 array receives each layer's count of saturated ``i_n`` / ``h_n`` values since the
+    last reset (the engine's ``saturated`` flags, which a ``STATE`` command clears).
     """
     h = np.array(h0, dtype=np.int64)
+    layers = len(params.w_ih)
+    shifts = params.shifts or [num.weight.frac] * layers
+    counts = np.zeros((layers, 1), dtype=np.int64)
     outputs = []
     for t, x in enumerate(np.asarray(xs, dtype=np.int64)):
         if resets and t in resets:
             h = np.array(resets[t], dtype=np.int64)
-        for layer in range(len(params.w_ih)):
+            counts[:] = 0
+        for layer in range(layers):
             x = h[layer] = gru_cell(x, h[layer], params.w_ih[layer], params.w_hh[layer], params.b_ih[layer],
-                                    params.b_hh[layer], num)
+                                    params.b_hh[layer], num, shifts[layer], counts[layer])
         outputs.append(x)
+    if saturated is not None:
+        saturated[:] = counts[:, 0]
     return np.array(outputs).reshape(len(outputs), h.shape[1]), h
 
 
@@ -113,7 +125,7 @@ def gru_streams(geometry: GruGeometry, params: GruParams, h0, xs, resets: dict[i
     step_ends : list[int]
         Index in ``cmd`` of each STEP's last beat.
     """
-    setup = (command_beats(geometry, GruCommand.BIAS, geometry.bias_values(params.b_ih, params.b_hh))
+    setup = (command_beats(geometry, GruCommand.BIAS, geometry.bias_values(params.b_ih, params.b_hh, params.shifts))
              + command_beats(geometry, GruCommand.STATE, h0))
     cmd, step_ends = list(setup), []
     for t, x in enumerate(np.asarray(xs, dtype=np.int64).reshape(-1, geometry.input_size)):
@@ -192,7 +204,7 @@ def run_gru(engine: GruEngine, params: GruParams, h0, xs, *, resets: dict[int, n
 
 def simulate_gru(input_size: int, hidden: int, layers: int = 1, lanes: int = 8, simd: int = 8, steps: int = 2,
                  seed: int = 0, num: Numerics = Numerics(), full_scale: bool = False, p_valid: float = 1.0,
-                 p_ready: float = 1.0, backend: str = "amaranth") -> dict:
+                 p_ready: float = 1.0, backend: str = "amaranth", shifts: list[int] | None = None) -> dict:
     """Run ``steps`` GRU steps of seeded random parameters and inputs on a P x S engine; check against the model.
 
     Parameters are :func:`random_gru_params` (``numpy.random.default_rng(seed)``), h0 and the inputs uniform in
@@ -201,7 +213,8 @@ def simulate_gru(input_size: int, hidden: int, layers: int = 1, lanes: int = 8, 
     single step its latency minus ``ceil(H / S) + 2``, see ``GruEngine.latency``), ``model_cycles_per_step``
     (:func:`~wavefabric.model.perf.gru_step_cycles`), ``latency`` (simulated, first step: last ``cmd`` beat to last
     output beat) and ``model_latency``, ``macs_per_cycle`` (MACs of a step over the simulated cycles),
-    ``bit_exact`` (``np.array_equal`` with :func:`gru_reference`, and correct framing). Random stalls
+    ``bit_exact`` (``np.array_equal`` with :func:`gru_reference`, correct framing, and the engine's ``saturated``
+    flags those of the model; ``shifts``: each layer's narrowing shift, default ``num.weight.frac``). Random stalls
     (``p_valid``, ``p_ready`` < 1) make the simulated cycles exceed the model's. ``backend`` picks the simulator;
     its name, the seconds spent compiling and the simulated cycles per second are in ``backend``,
     ``compile_seconds`` and ``cycles_per_second``.
@@ -209,12 +222,15 @@ def simulate_gru(input_size: int, hidden: int, layers: int = 1, lanes: int = 8, 
     engine = GruEngine(input_size, hidden, layers, lanes, simd, num)
     rng = np.random.default_rng(seed)
     params = random_gru_params(input_size, hidden, layers, num, rng, full_scale)
+    params.shifts = shifts
     scale = None if full_scale else 1.0
     h0 = _uniform(rng, num.act, (layers, hidden), scale)
     xs = _uniform(rng, num.act, (steps, input_size), scale)
     run = run_gru(engine, params, h0, xs, seed=seed, p_valid=p_valid, p_ready=p_ready,
                   name=f"gru_{input_size}x{hidden}x{layers}_p{lanes}s{simd}_seed{seed}", backend=backend)
-    expected, _ = gru_reference(params, h0, xs, num)
+    saturated = np.zeros(layers, dtype=np.int64)
+    expected, _ = gru_reference(params, h0, xs, num, saturated=saturated)
+    flags = sum(1 << layer for layer in range(layers) if saturated[layer])
     latency = run.step_done[0] - run.step_sent[0]
     if steps > 1:
         cycles = (run.step_done[-1] - run.step_done[0]) / (steps - 1)
@@ -228,6 +244,8 @@ def simulate_gru(input_size: int, hidden: int, layers: int = 1, lanes: int = 8, 
         "latency": latency,
         "model_latency": engine.latency,
         "macs_per_cycle": gru_macs(input_size, hidden, layers) / cycles,
-        "bit_exact": bool(np.array_equal(run.outputs, expected) and run.framing_ok),
+        "bit_exact": bool(np.array_equal(run.outputs, expected) and run.framing_ok
+                          and run.streams.flags["saturated"] == flags),
+        "saturated": flags,
         **run.streams.figures(),
     }

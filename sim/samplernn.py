@@ -41,29 +41,38 @@ def matvec_weight_norm_pairs(params: SampleRNNParams) -> list[tuple]:
     return [(w.g, w.v) for w in (*layers, params.mlp.hidden, params.mlp.output)]
 
 
-def _normed_frame(engine: SampleRNNEngine, params: SampleRNNParams) -> dict:
-    """The ``MATVEC_NORMED`` frame: per row of every matrix, its ``g`` beat (``g``, ``frac``) then its ``v`` beats."""
-    S = engine.layout.simd
-    v_beats, g_beats = matvec_loader_beats(engine.loader, matvec_weight_norm_pairs(params))
+def _normed_frame(engine: SampleRNNEngine, model: SampleRNNFixed) -> dict:
+    """The ``MATVEC_NORMED`` frame: per row of every matrix, its ``g`` beat (``g``, ``frac``) then its ``v`` beats.
+
+    The unit normalises into ``num.weight``'s format; a matrix whose own format has ``d`` more fractional bits
+    gets ``g``'s ``frac`` minus ``d`` (the unit's narrowing then drops ``d`` fewer bits: the same integers as
+    normalising into the matrix's format)."""
+    S, num = engine.layout.simd, model.config.numerics
+    v_beats, g_beats = matvec_loader_beats(engine.loader, matvec_weight_norm_pairs(model.params))
     v, g = iter(v_beats), iter(g_beats)
+    offsets = [model.formats.frac[f"{op.name}.weight"] - num.weight.frac for op in engine.layout.ops]
     words = []
-    for mat in engine.loader.matrices:
+    for mat, offset in zip(engine.loader.matrices, offsets, strict=True):
         for _ in range(mat.v_shape[0]):
             beat = next(g)
-            words.append([beat["data"], beat["frac"]] + [0] * (S - 2))
+            frac = beat["frac"] - offset
+            if not engine.loader.g_frac_min <= frac <= engine.loader.g_frac_max:
+                raise ValueError(f"g of {mat} needs frac {frac} at its weight format; the loader takes "
+                                 f"{engine.loader.g_frac_min} to {engine.loader.g_frac_max}")
+            words.append([beat["data"], frac] + [0] * (S - 2))
             words += [next(v)["data"] for _ in range(-(-mat.v_shape[1] // S))]
     return _frame(LoadRegion.MATVEC_NORMED, np.array(words), S)
 
 
-def load_frames(engine: SampleRNNEngine, model: SampleRNNFixed, shifts: list[int] | None = None) -> dict:
-    """The ``load`` stream that puts ``model``'s weights into ``engine``, as payload columns.
+def load_frames(engine: SampleRNNEngine, model: SampleRNNFixed) -> dict:
+    """The ``load`` stream that puts ``model``'s weights and formats into ``engine``, as payload columns.
 
-    Frames in region order (:class:`~wavefabric.rtl.samplernn.LoadRegion`): the narrowing shifts (``shifts``, by
-    default :meth:`~wavefabric.rtl.samplernn.SampleRNNLayout.shifts`), the matrix-vector unit's weights (with
+    Frames in region order (:class:`~wavefabric.rtl.samplernn.LoadRegion`): the narrowing shifts of the model's
+    formats (:meth:`~wavefabric.rtl.samplernn.SampleRNNLayout.shifts`), the matrix-vector unit's weights (with
     ``config.weight_norm`` the checkpoint's ``(g, v)`` as ``MATVEC_NORMED``, which the engine's loader normalises
     to :meth:`~wavefabric.model.samplernn.SampleRNNFixed.integer_params`' matrices; else the integer matrices
     as ``MATVEC_WEIGHTS``) and biases, every tier's h0, the newest position's table rows, and each tier's GRU
-    weights and biases.
+    weights and biases (with each layer's shift).
     """
     lay, cfg = engine.layout, model.config
     if cfg != lay.config:
@@ -81,9 +90,10 @@ def load_frames(engine: SampleRNNEngine, model: SampleRNNFixed, shifts: list[int
         h0[k, :, :dim] = tier.h0
     newest = np.zeros((cfg.q_levels, lay.row_stride * TABLE_LANES), dtype=np.int64)
     newest[:, :dim] = model.mlp_table[-1]
-    frames = [_frame(LoadRegion.CONFIG, shifts if shifts is not None else lay.shifts(), S),
+    shifts = model.formats.shifts()
+    frames = [_frame(LoadRegion.CONFIG, lay.shifts(model.formats), S),
               (_frame(LoadRegion.MATVEC_WEIGHTS, _matvec_words(lay, matrices), S) if engine.loader is None
-               else _normed_frame(engine, model.params)),
+               else _normed_frame(engine, model)),
               _frame(LoadRegion.MATVEC_BIASES, np.concatenate(biases), S),
               _frame(LoadRegion.H0, h0, S),
               # One table word (TABLE_LANES entries) per beat, in the first lanes.
@@ -91,7 +101,8 @@ def load_frames(engine: SampleRNNEngine, model: SampleRNNFixed, shifts: list[int
     for k, (tier, gru) in enumerate(zip(ints.tiers, engine.grus, strict=True)):
         geo = gru.geometry
         frames.append(_frame(LoadRegion.gru_weights(k), geo.weight_words(tier.weight_ih, tier.weight_hh), S))
-        frames.append(_frame(LoadRegion.gru_biases(k), geo.bias_values(tier.bias_ih, tier.bias_hh), S))
+        layer_shifts = [shifts[f"tier{k}.gru{layer}"] for layer in range(cfg.n_rnn)]
+        frames.append(_frame(LoadRegion.gru_biases(k), geo.bias_values(tier.bias_ih, tier.bias_hh, layer_shifts), S))
     return {key: np.concatenate([f[key] for f in frames]) for key in frames[0]}
 
 
@@ -119,7 +130,12 @@ class SampleRNNRun:
     expected : the codes of :meth:`~wavefabric.model.samplernn.SampleRNNFixed.generate` with the same seed.
     bit_exact : bool
         Codes equal, PCM equal to :func:`~wavefabric.model.sampler.pcm16` of them, ``last`` only on the final
-        sample, and the engine's ``error`` low.
+        sample, the engine's ``error`` low and its ``saturated`` flags those of the model's counts.
+    saturated : dict[str, bool]
+        The engine's saturation flags after the job, by narrowing
+        (:meth:`~wavefabric.rtl.samplernn.SampleRNNLayout.saturation_names`).
+    expected_saturated : dict[str, bool]
+        The model's: which of :attr:`~wavefabric.model.samplernn.SampleRNNFixed.saturations` counted any.
     cycles : int
         From the job's ``cmd`` transfer to the last sample's transfer.
     ddr_bytes : int
@@ -134,6 +150,8 @@ class SampleRNNRun:
     cycles: int
     ddr_bytes: int
     streams: StreamRun
+    saturated: dict[str, bool]
+    expected_saturated: dict[str, bool]
 
 
 def run_samplernn(engine: SampleRNNEngine, model: SampleRNNFixed, n_samples: int, seed: int = 0,
@@ -145,13 +163,17 @@ def run_samplernn(engine: SampleRNNEngine, model: SampleRNNFixed, n_samples: int
 
     ``p_valid`` / ``p_ready`` below 1 stall every stream at random (the DDR's AR and R channels too), from
     generators seeded by ``stall_seed``. ``vivado_verilog`` runs the Verilog exactly as exported for Vivado
-    (Verilator only). ``expected`` saves generating the model's codes again. ``progress`` is called now and then with
-    the samples generated so far (:func:`~wavefabric.sim.streams.run_streams`).
+    (Verilator only). ``expected`` saves generating the model's codes again (the model's saturation counts must
+    then be those of that generation alone: :meth:`~wavefabric.model.samplernn.SampleRNNFixed.reset_saturations`
+    before it). ``progress`` is called now and then with the samples generated so far
+    (:func:`~wavefabric.sim.streams.run_streams`).
     """
     lay = engine.layout
     load = load_frames(engine, model)
     if expected is None:
+        model.reset_saturations()
         expected = model.generate(n_samples, seed, temperature)
+    expected_saturated = {name: count > 0 for name, count in model.saturations.items()}
     memory = AxiReadMemory(table_image(lay, model), latency=latency, p_ar_ready=p_valid, p_r_valid=p_valid)
     n_load = len(load["region"])
     budget = n_load * 4 + (n_samples + lay.config.lookback) * 4000 + 10_000
@@ -164,8 +186,10 @@ def run_samplernn(engine: SampleRNNEngine, model: SampleRNNFixed, n_samples: int
     pcm = np.array([beat["pcm"] for beat in out], dtype=np.int64)
     last = np.array([bool(beat["last"]) for beat in out])
     q = model.config.q_levels
+    saturated = {name: bool(run.flags["saturated"] >> i & 1) for i, name in enumerate(lay.saturation_names())}
     bit_exact = (np.array_equal(codes, expected) and np.array_equal(pcm, pcm16(codes, q))
-                 and np.array_equal(last, np.arange(n_samples) == n_samples - 1) and not run.flags["error"])
+                 and np.array_equal(last, np.arange(n_samples) == n_samples - 1) and not run.flags["error"]
+                 and saturated == expected_saturated)
     cycles = int(run.times["out"][-1] - run.times["cmd"][0]) if n_samples else 0
     return SampleRNNRun(codes, pcm, np.asarray(expected), bool(bit_exact), cycles,
-                        int(run.memories["ddr"].bytes_read), run)
+                        int(run.memories["ddr"].bytes_read), run, saturated, expected_saturated)

@@ -103,6 +103,16 @@ def test_zero_weights_give_zero_state(backend):
     assert run.outputs[0].tolist() == [2048] * 3
 
 
+@pytest.mark.parametrize("shifts, full_scale", [([15, 14], False), ([0, 15], True), ([8, 4], True)])
+def test_run_time_shifts_and_saturation_flags(shifts, full_scale, backend):
+    """Per-layer shifts (the layers' weight fracs) loaded with the biases, from 0 to 15; the sticky per-layer
+    saturation flags equal the model's."""
+    result = simulate_gru(4, 5, 2, 2, 2, steps=3, seed=sum(shifts), full_scale=full_scale, shifts=shifts,
+                          backend=backend)
+    check(result)
+    assert result["saturated"] == (3 if full_scale else 0)
+
+
 def test_narrow_formats(backend):
     """Other Q formats: 8-bit weights, 12-bit activations and gates, 16-segment tables."""
     num = Numerics(act=QFormat(12, 8), weight=QFormat(8, 6), gate=QFormat(12, 11), table_bits=4)

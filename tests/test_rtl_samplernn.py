@@ -5,8 +5,16 @@ import numpy as np
 import pytest
 
 from wavefabric.model.fixed import QFormat
+from wavefabric.model.formats import FormatsError
 from wavefabric.model.perf import samplernn_timing, weightnorm_latency
-from wavefabric.model.samplernn import SampleRNNConfig, SampleRNNFixed, SampleRNNParams, random_state_dict
+from wavefabric.model.samplernn import (
+    FRAC_MIN,
+    SampleRNNConfig,
+    SampleRNNFixed,
+    SampleRNNFormats,
+    SampleRNNParams,
+    random_state_dict,
+)
 from wavefabric.rtl.samplernn import LoadRegion, SampleRNNEngine
 from wavefabric.sim.samplernn import job_beat, load_frames, run_samplernn, table_image
 from wavefabric.sim.streams import AxiReadMemory, run_streams, vcd_hint
@@ -59,6 +67,35 @@ def test_edge_cases(name, config, temperature, scale):
     run = run_samplernn(SampleRNNEngine(config, **SMALL_UNIT), fixed_model(config, 5, scale), 10, seed=7,
                         temperature=temperature)
     check(run, name)
+    assert any(run.saturated.values()) == (name == "saturation")
+
+
+def random_formats(config: SampleRNNConfig, rng: np.random.Generator) -> SampleRNNFormats:
+    """Legal per-layer formats drawn at random: every frac uniform over its range, redrawn until every shift is
+    one the hardware takes."""
+    while True:
+        frac = {name: int(rng.integers(FRAC_MIN, 16)) for name in SampleRNNFormats.names(config)}
+        frac.update({f"tier{k}.upsampling": config.numerics.act.frac for k in range(1, config.n_tiers)})
+        try:
+            return SampleRNNFormats(config, frac)
+        except FormatsError:
+            continue
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_run_time_formats(seed):
+    """Per-layer formats as run-time configuration: random legal formats (one bitstream for all of them; of 40
+    draws, the one whose shifts spread widest), bit-exact with the model built with them, saturation flags
+    included, every stream stalling."""
+    rng = np.random.default_rng(seed)
+    params = SampleRNNParams.from_state_dict(SMALL, random_state_dict(SMALL, seed))
+    engine = SampleRNNEngine(SMALL, **SMALL_UNIT)
+    formats = [random_formats(SMALL, rng) for _ in range(40)]
+    shifts = [f.shifts() for f in formats]
+    spread = [max(s.values()) - min(s.values()) for s in shifts]
+    model = SampleRNNFixed(params, formats=formats[int(np.argmax(spread))])
+    run = run_samplernn(engine, model, 9, seed=seed, temperature=0.8, p_valid=0.7, p_ready=0.7, stall_seed=seed)
+    check(run, f"seed {seed}, formats {dict(model.formats.frac)}")
 
 
 def test_jobs_restart_from_h0():
@@ -117,8 +154,10 @@ def test_loader_flags():
     """A zero v row raises zero_row (not error); a g beat's frac outside the loader's range sets error."""
     state = random_state_dict(SMALL, 1)
     state["sample_level_mlp.hidden.weight_v"][3] = 0.0
-    # Not folded: the float weight of a zero row would divide by zero (the fixed-point model gives zeros).
-    model = SampleRNNFixed(SampleRNNParams.from_state_dict(SMALL, state, fold_weight_norm=False))
+    # Not folded, and formats not chosen by running the float model: the float weight of a zero row would divide
+    # by zero (the fixed-point model gives zeros).
+    model = SampleRNNFixed(SampleRNNParams.from_state_dict(SMALL, state, fold_weight_norm=False),
+                           formats=SampleRNNFormats.default(SMALL))
     engine = SampleRNNEngine(SMALL, **SMALL_UNIT)
     load = load_frames(engine, model)
     run = run_streams(engine, {"load": load}, {}, tail=engine.loader.cycles, name="samplernn_zero_row")

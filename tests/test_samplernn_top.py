@@ -119,7 +119,7 @@ def test_verilog_ports_carry_the_axi4_read_manager():
 
 def _session(config, model, jobs, *, header=None, tlast_at=None, p=1.0, latency=40, seed=0):
     """A LOAD job then GENERATE jobs ``(samples, seed, temperature)`` through the core's AXI channels; the reads
-    of STATUS, CYCLES and CTRL after each GENERATE job. ``header`` replaces the first header's region,
+    of STATUS, CYCLES, CTRL and SATURATED after each GENERATE job. ``header`` replaces the first header's region,
     ``tlast_at`` moves the LOAD job's TLAST to that beat (the job then ends there)."""
     regs = {name: reg["offset"] for name, reg in register_map(config)["registers"].items()}
     rows = load_stream(config, model)
@@ -138,7 +138,7 @@ def _session(config, model, jobs, *, header=None, tlast_at=None, p=1.0, latency=
         for stream in ("ctrl_aw", "ctrl_w"):
             waits[stream].append((first, "s_axis", len(words)) if k == 0 else (first, "ctrl_r", len(reads)))
         waits["ctrl_ar"].append((len(reads), "m_axis", sum(job[0] for job in jobs[:k + 1])))
-        reads += ["STATUS", "CYCLES", "CTRL"]
+        reads += ["STATUS", "CYCLES", "CTRL", "SATURATED"]
     run = run_streams(
         StreamView(SampleRNNAxiCore(config)),
         {"ctrl_aw": [{"addr": regs[name]} for name, _ in writes],
@@ -153,6 +153,13 @@ def _session(config, model, jobs, *, header=None, tlast_at=None, p=1.0, latency=
     return run
 
 
+def job_flags(model, job) -> int:
+    """The SATURATED register the model predicts for one GENERATE job."""
+    model.reset_saturations()
+    model.generate(*job)
+    return sum(1 << i for i, count in enumerate(model.saturations.values()) if count)
+
+
 def test_generate_jobs_are_bit_exact_and_count_the_model_cycles():
     """Two GENERATE jobs after one load (a job starts from h0); CYCLES = the cycle model + GENERATE_OVERHEAD."""
     config, model = SMALL, model_of(SMALL, 2)
@@ -162,6 +169,7 @@ def test_generate_jobs_are_bit_exact_and_count_the_model_cycles():
     codes = np.array([beat["tdata"][0] >> 16 for beat in out])
     pcm = np.array([beat["tdata"][0] & 0xFFFF for beat in out]).astype(np.uint16).view(np.int16)
     expected = np.concatenate([model.generate(*job) for job in jobs])
+    flags = [job_flags(model, job) for job in jobs]
     assert np.array_equal(codes, expected), vcd_hint("samplernn_top")
     assert np.array_equal(pcm, pcm16(expected, config.network.q_levels))
     assert [beat["tlast"] for beat in out] == [0] * 8 + [1] + [0] * 4 + [1]
@@ -169,8 +177,8 @@ def test_generate_jobs_are_bit_exact_and_count_the_model_cycles():
     timing = samplernn_timing(config.network, lanes=2, simd=4, gru_lanes=2)
     reads = [r["data"] for r in run.outputs["ctrl_r"]]
     frames = config.network.n_frame_samples
-    assert reads == [0, timing.total_cycles(9, frames) + GENERATE_OVERHEAD, 0b1110,
-                     0, timing.total_cycles(5, frames) + GENERATE_OVERHEAD, 0b1110], vcd_hint("samplernn_top")
+    assert reads == [0, timing.total_cycles(9, frames) + GENERATE_OVERHEAD, 0b1110, flags[0],
+                     0, timing.total_cycles(5, frames) + GENERATE_OVERHEAD, 0b1110, flags[1]], vcd_hint("samplernn_top")
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -180,7 +188,9 @@ def test_stalls_on_every_channel(seed):
     run = _session(TINY, model, [(12, seed, 1.0)], p=0.5, latency=7, seed=seed)
     codes = [beat["tdata"][0] >> 16 for beat in run.outputs["m_axis"]]
     assert codes == model.generate(12, seed, 1.0).tolist(), vcd_hint("samplernn_top")
-    assert [r["data"] for r in run.outputs["ctrl_r"]][::2] == [0, 0b1110]
+    reads = [r["data"] for r in run.outputs["ctrl_r"]]
+    assert reads[::2] == [0, 0b1110]
+    assert reads[3] == job_flags(model, (12, seed, 1.0)) != 0
 
 
 def test_load_errors_are_reported_in_status():
