@@ -9,13 +9,27 @@ import numpy as np
 import pytest
 
 from wavefabric.boards import driver as driver_module
-from wavefabric.boards.driver import GruDriver, SampleRNNOverlay, pynq_driver_class, write_weights
+from wavefabric.boards.driver import (
+    GruDriver,
+    PWGOverlay,
+    SampleRNNOverlay,
+    pynq_driver_class,
+    write_pwg_weights,
+    write_weights,
+)
+from wavefabric.boards.pwg_top import PWGTopConfig
+from wavefabric.boards.pwg_top import job_stream as pwg_job_stream
+from wavefabric.boards.pwg_top import load_stream as pwg_load_stream
 from wavefabric.boards.samplernn_top import GENERATE_OVERHEAD, SampleRNNTopConfig, load_stream
 from wavefabric.boards.top import GruTopConfig, register_map, write_register_map
 from wavefabric.cli import main
 from wavefabric.model.audio import read_wav
 from wavefabric.model.kernels import Numerics
 from wavefabric.model.perf import samplernn_timing
+from wavefabric.model.pwg import PWGConfig, PWGFixed
+from wavefabric.model.pwg import from_state_dict as pwg_from_state_dict
+from wavefabric.model.pwg import pcm16 as pwg_pcm16
+from wavefabric.model.pwg import random_state_dict as random_pwg_state
 from wavefabric.model.sampler import pcm16, seed_state
 from wavefabric.model.samplernn import SampleRNNConfig, SampleRNNFixed, SampleRNNParams, random_state_dict
 from wavefabric.sim.gru import gru_reference, random_gru_params
@@ -326,3 +340,125 @@ def test_play_sends_a_job_to_the_audio_output(fake_pynq, weights):
         SampleRNNOverlay(SMALL_OVERLAY.register_map(), backend="sim").generate(0.01, play=True)
     with pytest.raises(ValueError, match="play needs a board"):
         SampleRNNOverlay(regmap, backend="sim").generate(0.01, play=True)
+
+
+# --- PWGOverlay --------------------------------------------------------------------------------------------------
+
+PWG_NET = PWGConfig(residual_channels=8, gate_channels=16, skip_channels=8, aux_channels=4, layers=2, stacks=2,
+                    upsample_scales=(2, 2), aux_context_window=1)
+PWG_OVERLAY = PWGTopConfig(PWG_NET, rows=4, cols=4, max_frames=6)
+
+
+@pytest.fixture(scope="module")
+def pwg_weights(tmp_path_factory):
+    """The small generator's random weights as the .npz a build folder holds, and the fixed-point model."""
+    state = random_pwg_state(PWG_NET, 2)
+    path = write_pwg_weights(PWG_OVERLAY, state, tmp_path_factory.mktemp("pwg") / "w.weights.npz")
+    return path, PWGFixed(pwg_from_state_dict(PWG_NET, state))
+
+
+def pwg_golden(model: PWGFixed, mel: np.ndarray, seed: int) -> np.ndarray:
+    act = PWG_NET.numerics.act
+    return pwg_pcm16(act.quantize(model.inference(mel, seed)), act)[:, 0]
+
+
+def test_pwg_twin_on_verilator_is_bit_exact(pwg_weights, tmp_path):
+    """The overlay's Verilog on Verilator with the DDR model: a mel of 3 frames (one job) and one of 9 (blocks of
+    2 frames with 2 of context: jobs of 4, 6, 6, 6 and 3 frames), against PWGFixed.inference."""
+    path, model = pwg_weights
+    regmap = write_register_map(PWG_OVERLAY, tmp_path / "p.regmap.json")
+    vocoder = PWGOverlay(regmap, backend="sim")
+    vocoder.load(path)
+    assert vocoder.block_frames(3) == 3 and vocoder.block_frames(9) == 2
+    rng = np.random.default_rng(7)
+    for frames, seed in ((3, 1), (9, 4)):
+        mel = rng.standard_normal((frames, PWG_NET.aux_channels))
+        pcm = vocoder.vocode(mel, seed)
+        assert pcm.dtype == np.int16 and pcm.shape == (frames * PWG_NET.hop_size,)
+        assert np.array_equal(pcm, pwg_golden(model, mel, seed))
+    assert len(vocoder.cycles) == 5 and min(vocoder.cycles) > 0
+
+
+def test_pwg_bad_input_is_refused_before_the_hardware(fake_pynq, pwg_weights):
+    _, log = fake_pynq
+    path, _ = pwg_weights
+    regmap = PWG_OVERLAY.register_map()
+    values = {reg["offset"]: reg.get("value", 0) for reg in regmap["registers"].values()}
+    ip = types.SimpleNamespace(read=lambda offset: values[offset],
+                               write=lambda offset, value: log.append(("write", offset, value)))
+    vocoder = PWGOverlay(regmap, ip=ip, dma=types.SimpleNamespace())
+    mel = np.zeros((3, PWG_NET.aux_channels))
+    with pytest.raises(RuntimeError, match="load"):
+        vocoder.vocode(mel)
+    other = PWGConfig(residual_channels=8, gate_channels=16, skip_channels=8, aux_channels=4, layers=4, stacks=2,
+                      upsample_scales=(2, 2), aux_context_window=1)
+    with pytest.raises(ValueError, match=r"does not fit the overlay's sizes \(residual 8, gate 16, skip 8, aux 4, "
+                                         r"2 layers"):
+        vocoder.load(random_pwg_state(other, 0))
+    vocoder._model = object()  # as if loaded: the checks below come before any register access
+    with pytest.raises(ValueError, match=r"mel must have shape \(frames, aux_channels=4\)"):
+        vocoder.vocode(np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        vocoder.vocode(np.full((3, 4), np.nan))
+    with pytest.raises(ValueError, match="a mel of 1 frame"):
+        vocoder.vocode(np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        vocoder.vocode(mel, seed=-1)
+    short = PWGTopConfig(PWG_NET, rows=4, cols=4, max_frames=4).register_map()
+    values.update({reg["offset"]: reg.get("value", 0) for reg in short["registers"].values()})
+    blocked = PWGOverlay(short, ip=ip, dma=types.SimpleNamespace())
+    blocked._model = object()
+    with pytest.raises(ValueError, match="longer than the overlay's max_frames = 4 .* --max-frames 5 or more"):
+        blocked.vocode(np.zeros((5, 4)))
+    assert log == []
+    with pytest.raises(ValueError, match="not 'pwg'"):
+        PWGOverlay(SMALL_OVERLAY.register_map(), backend="sim")
+    lying = {**regmap, "registers": {**regmap["registers"], "LAYERS": {**regmap["registers"]["LAYERS"], "value": 4}}}
+    values.update({reg["offset"]: reg.get("value", 0) for reg in regmap["registers"].values()})
+    with pytest.raises(ValueError, match="register LAYERS reads 2, the register map says 4"):
+        PWGOverlay(lying, ip=ip, dma=types.SimpleNamespace())
+
+
+def test_pwg_on_pynq_allocates_the_buffers_and_streams_in_order(fake_pynq, pwg_weights):
+    _, log = fake_pynq
+    path, model = pwg_weights
+    regmap = PWG_OVERLAY.register_map()
+    regs = {name: reg["offset"] for name, reg in regmap["registers"].items()}
+    values = {reg["offset"]: reg.get("value", 0) for reg in regmap["registers"].values()}
+    values[regs["CTRL"]] = 0b1110
+    values[regs["CYCLES"]] = 4321
+
+    class Ip:
+        def read(self, offset):
+            log.append(("read", offset))
+            return values[offset]
+
+        def write(self, offset, value):
+            log.append(("write", offset, value))
+
+    samples = np.arange(12, dtype=np.int16).reshape(3, 4)  # 3 frames of hop 4: 3 beats of 4 samples
+    dma = types.SimpleNamespace(sendchannel=_Channel("send", log),
+                                recvchannel=_Channel("recv", log, fill=lambda shape: samples[:shape[0]]))
+    vocoder = PWGOverlay(regmap, ip=Ip(), dma=dma)
+    log.clear()
+    vocoder.load(path)
+    load = pwg_load_stream(PWG_OVERLAY, model).shape
+    assert log == [("write", regs["X_ADDR"], 0x1800_0000), ("write", regs["SKIP_ADDR"], 0x1800_0000),
+                   ("write", regs["MODE"], 0), ("flush", load), ("write", regs["CTRL"], 1),
+                   ("send", "transfer", load), ("send", "wait"), ("read", regs["CTRL"]), ("free", load),
+                   ("read", regs["STATUS"])]
+    vocoder.load(path)  # the same table: nothing to do
+    log.clear()
+    mel = np.random.default_rng(0).standard_normal((3, 4))
+    pcm = vocoder.vocode(mel, 2)
+    assert np.array_equal(pcm, samples.ravel()) and vocoder.cycles == [4321] and vocoder.saturation == [0]
+    z, padded = model.job(mel, 2)
+    job = pwg_job_stream(PWG_OVERLAY, model, padded, z).shape
+    assert log == [("write", regs["MODE"], 1), ("write", regs["FRAMES"], 3), ("flush", job),
+                   ("recv", "transfer", (3, 4)), ("write", regs["CTRL"], 1), ("send", "transfer", job),
+                   ("send", "wait"), ("recv", "wait"), ("invalidate", (3, 4)), ("read", regs["CTRL"]),
+                   ("free", job), ("free", (3, 4)), ("read", regs["STATUS"]), ("read", regs["SATURATION_0"]),
+                   ("read", regs["CYCLES"])]
+    other = random_pwg_state(PWG_NET, 3)
+    with pytest.raises(RuntimeError, match="takes its upsampling table once after reset"):
+        vocoder.load(other)
