@@ -13,7 +13,13 @@ import pytest
 from wavefabric.model.fixed import QFormat
 from wavefabric.model.kernels import Numerics, weight_norm_operands
 from wavefabric.model.perf import gru_weight_load_cycles, matvec_weight_load_cycles
-from wavefabric.model.samplernn import SampleRNNConfig, SampleRNNFixed, SampleRNNParams, random_state_dict
+from wavefabric.model.samplernn import (
+    SampleRNNConfig,
+    SampleRNNFixed,
+    SampleRNNFormats,
+    SampleRNNParams,
+    random_state_dict,
+)
 from wavefabric.rtl.gru import GruGeometry
 from wavefabric.rtl.loader import GruWeightLoader, MatVecWeightLoader, NormedMatrix
 from wavefabric.rtl.samplernn import SampleRNNLayout
@@ -221,7 +227,9 @@ def test_matvec_samplernn_matrices_equal_integer_params(p):
     """A weight-normed SampleRNN checkpoint's input_expand, upsampling (ConvTranspose), hidden and output load as
     exactly the matrices SampleRNNFixed computes with (quantize_weight_norm on the same float (g, v))."""
     lay = SampleRNNLayout(SMALL, lanes=2, simd=4, gru_lanes=2)
-    model = SampleRNNFixed(SampleRNNParams.from_state_dict(SMALL, random_state_dict(SMALL, 3)))
+    # The loader normalises into num.weight: the global formats (the engine offsets g's frac for others).
+    model = SampleRNNFixed(SampleRNNParams.from_state_dict(SMALL, random_state_dict(SMALL, 3)),
+                           formats=SampleRNNFormats.default(SMALL))
     ints = model.integer_params()
     matrices = [w for tier in ints.tiers for w in (tier.input_expand, tier.upsampling)] + [ints.hidden, ints.output]
     check_matvec_load(lay.normed_matrices(), matvec_weight_norm_pairs(model.params), 2, 4,
