@@ -17,6 +17,8 @@ from wavefabric.boards.samplernn_top import SampleRNNTopConfig
 from wavefabric.boards.top import GruTopConfig
 from wavefabric.cli import main
 from wavefabric.model.files import MANIFEST
+from wavefabric.model.pwg import PWGConfig
+from wavefabric.model.pwg import random_state_dict as random_pwg_state
 from wavefabric.model.samplernn import SampleRNNConfig, random_state_dict
 
 CONFIG = GruTopConfig(3, 4, layers=1, lanes=2, simd=2)
@@ -288,3 +290,91 @@ def test_samplernn_with_audio_out_constrains_the_audio_pins(tmp_path):
     if tclint is not None:
         proc = subprocess.run([tclint, str(folder / "build.tcl")], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+PWG_SIZES = ("--residual 8 --gate 16 --skip 8 --aux 4 --layers 2 --stacks 2 --upsample-scales 2 2 "
+             "--aux-context-window 1 --rows 4 --cols 4 --max-frames 6").split()
+PWG_NET = PWGConfig(residual_channels=8, gate_channels=16, skip_channels=8, aux_channels=4, layers=2, stacks=2,
+                    upsample_scales=(2, 2), aux_context_window=1)
+
+
+def _tclint(path: Path) -> None:
+    tclint = shutil.which("tclint") or shutil.which("tclint", path=str(Path(sys.executable).parent))
+    if tclint is None:
+        pytest.skip("tclint is not installed (pip install wavefabric[test])")
+    proc = subprocess.run([tclint, str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# PWG engines built for their sizes only (the import-time filter of boards.pwg_top does not outlive pytest's
+# collection).
+pwg_built = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+
+@pwg_built
+def test_cli_build_pwg_puts_each_ddr_manager_on_an_hp_port(tmp_path, capsys):
+    """build pynq-z1 --design pwg: the accelerator's m_axi_x beside the DMA on HP0 (a SmartConnect), m_axi_skip
+    alone on HP1 (a second one), each manager's DDR address map assigned; the tcl lints clean."""
+    out = tmp_path / "voc"
+    assert main(["build", "pynq-z1", "--design", "pwg", *PWG_SIZES, "--name", "voc", "-o", str(out)]) == 0
+    assert "voc.regmap.json" in capsys.readouterr().out
+    assert listing(out) == ["README.md", "build.sh", "build.tcl", "voc.regmap.json", "wavefabric_pwg.v"]
+    tcl = (out / "build.tcl").read_text().splitlines()
+    for line in [
+        "set top wavefabric_pwg",
+        "    CONFIG.PCW_USE_S_AXI_HP1 {1} \\",
+        "    CONFIG.PCW_S_AXI_HP1_DATA_WIDTH {64} \\",
+        "set_property -dict [list CONFIG.NUM_SI {3} CONFIG.NUM_MI {1}] $mem_sc",
+        "set_property -dict [list CONFIG.NUM_SI {1} CONFIG.NUM_MI {1}] $mem_sc1",
+        "connect_bd_intf_net [get_bd_intf_pins accel/m_axi_x] [get_bd_intf_pins mem_sc/S02_AXI]",
+        "connect_bd_intf_net [get_bd_intf_pins accel/m_axi_skip] [get_bd_intf_pins mem_sc1/S00_AXI]",
+        "connect_bd_intf_net [get_bd_intf_pins mem_sc1/M00_AXI] [get_bd_intf_pins ps7/S_AXI_HP1]",
+        "set hp1_ddr [get_bd_addr_segs ps7/S_AXI_HP1/HP1_DDR_LOWOCM]",
+        "    -target_address_space [get_bd_addr_spaces accel/m_axi_x] $hp0_ddr",
+        "    -target_address_space [get_bd_addr_spaces accel/m_axi_skip] $hp1_ddr",
+        "    [get_bd_pins ps7/S_AXI_HP1_ACLK] \\",
+        "    [get_bd_pins mem_sc1/aresetn] \\",
+        "    CONFIG.c_m_axis_mm2s_tdata_width {64} \\",
+        "    CONFIG.c_s_axis_s2mm_tdata_width {64} \\",
+    ]:
+        assert line in tcl, line
+    regmap = json.loads((out / "voc.regmap.json").read_text())
+    assert regmap["design"] == "pwg" and regmap["vlnv"] == "xilinx.com:module_ref:wavefabric_pwg:1.0"
+    assert "PWGOverlay" in (out / "README.md").read_text()
+    _tclint(out / "build.tcl")
+
+
+@pwg_built
+def test_cli_build_pwg_with_a_checkpoint(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    checkpoint = tmp_path / "checkpoint.pkl"
+    state = random_pwg_state(PWG_NET, 1)
+    torch.save({"model": {"generator": {k: torch.from_numpy(v) for k, v in state.items()}}}, checkpoint)
+    out = tmp_path / "b"
+    assert main(["build", "pynq-z1", "--design", "pwg", *PWG_SIZES, "--checkpoint", str(checkpoint),
+                 "-o", str(out)]) == 0
+    with np.load(out / "wavefabric_pwg.weights.npz") as arrays:
+        assert sorted(arrays) == sorted(PWG_NET.tensor_shapes())
+    _tclint(out / "build.tcl")   # the default names are the longest in the comments
+    capsys.readouterr()
+    other = [*PWG_SIZES[:8], "--layers", "4", *PWG_SIZES[10:]]
+    assert main(["build", "pynq-z1", "--design", "pwg", *other, "--checkpoint", str(checkpoint),
+                 "-o", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not fit these sizes" in err and not (tmp_path / "c").exists()
+
+
+@pwg_built
+@pytest.mark.parametrize("argv, message", [
+    (["build", "--store", "ddr"], "--store does not apply to --design pwg (the overlay keeps the activations in DDR)"),
+    (["build", "--cols", "3"], "cols must be a power of two dividing hop = 4"),
+    (["build", "--audio-out"], "--audio-out does not apply to --design pwg"),
+    (["build", "--frame-sizes", "4"], "--frame-sizes does not apply to --design pwg"),
+    (["synth", "--max-frames", "1"], "max_frames must be an integer >= 2"),
+])
+def test_cli_pwg_refuses_bad_options_in_one_line(argv, message, tmp_path, capsys):
+    command, *options = argv
+    output = ["-o", str(tmp_path / "b")] if command == "build" else []
+    assert main([command, "pynq-z1", "--design", "pwg", *PWG_SIZES, *options, *output]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and not (tmp_path / "b").exists()

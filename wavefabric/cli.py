@@ -593,9 +593,8 @@ def cmd_board_build(args) -> int:
     if args.design not in CHECKPOINT_DESIGNS:
         refuse_given(args, ["checkpoint"], f"to --design {args.design} (it gives --design samplernn or pwg its "
                                            "weights)")
-        if args.audio_out:
-            raise _fail(f"--audio-out does not apply to --design {args.design} (it gives --design samplernn a "
-                        "player)")
+    if args.design != "samplernn" and args.audio_out:
+        raise _fail(f"--audio-out does not apply to --design {args.design} (it gives --design samplernn a player)")
     if not args.run_vivado:
         refuse_given(args, ["jobs"], "without --run")
     check_output_folder(args.output, args.force)  # before any work
