@@ -306,9 +306,11 @@ def _tclint(path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-# PWG engines built for their sizes only (the import-time filter of boards.pwg_top does not outlive pytest's
-# collection).
-pwg_built = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def pwg_built(test):
+    """PWG engines built for their sizes only (the import-time filter of boards.pwg_top does not outlive pytest's
+    collection): no warning about them, and they are collected before the next test."""
+    return pytest.mark.usefixtures("collect_components")(
+        pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")(test))
 
 
 @pwg_built
