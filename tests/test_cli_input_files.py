@@ -124,3 +124,24 @@ def test_sim_pwg_bad_inputs(tmp_path):
                           (["--checkpoint", checkpoint], "tensor 'first_conv.bias' has shape (64,), expected (4,)")):
         assert_refused(cli("sim", "pwg", *PWG_SMALL, *argv, "-o", out), message)
     assert not out.exists()
+
+
+def test_sim_samplernn_formats(tmp_path):
+    """--formats: a JSON of other sizes is refused in one line; formats that saturate make a bit-exact run that
+    warns in one line naming where."""
+    bad = tmp_path / "bad.json"
+    samplernn.SampleRNNFormats.default(samplernn.SampleRNNConfig(frame_sizes=(2, 2), n_rnn=1, dim=8)).save(bad)
+    out = tmp_path / "out.wav"
+    assert_refused(cli("sim", "samplernn", "--formats", bad, "-o", out), "no format for tier0.gru1.weight")
+    assert not out.exists()
+    config = samplernn.SampleRNNConfig(frame_sizes=(4, 2), n_rnn=1, dim=8, q_levels=16)
+    tight = samplernn.SampleRNNFormats.default(config)
+    tight = samplernn.SampleRNNFormats(config, {**tight.frac, "mlp.hidden": 15})  # [-1, 1): the hidden saturates
+    tight.save(tmp_path / "tight.json")
+    proc = cli("sim", "samplernn", "--frame-sizes", "4", "2", "--n-rnn", "1", "--dim", "8", "--q-levels", "16",
+               "--lanes", "2", "--simd", "4", "--gru-lanes", "2", "--seconds", "0.0006", "--backend", "amaranth",
+               "--formats", tmp_path / "tight.json", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert '"bit_exact": true' in proc.stdout and '"mlp.hidden"' in proc.stdout
+    warning = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert len(warning) == 1 and "saturated in mlp.hidden" in warning[0]

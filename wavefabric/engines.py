@@ -579,6 +579,7 @@ def _samplernn_sim_options(parser: argparse.ArgumentParser) -> None:
                         help=f"audio to generate at {SAMPLERNN_RATE} Hz (default: 0.25)")
     parser.add_argument("--temperature", type=temperature_type, default=1.0,
                         help="sampling temperature, in (0, 16) (default: 1)")
+    add_formats_option(parser)
     _samplernn_common(parser)
     parser.add_argument("-o", "--output", type=output_path, help="WAV file of the audio the simulated hardware made")
 
@@ -604,10 +605,11 @@ def _samplernn_sim_bytes(args) -> int:
 def _simulate_samplernn(args) -> dict:
     from .model.audio import write_wav
     from .model.perf import samplernn_timing
-    from .model.samplernn import SampleRNNFixed, SampleRNNParams, load_checkpoint, random_state_dict
+    from .model.samplernn import SampleRNNFixed, SampleRNNFormats, SampleRNNParams, load_checkpoint, random_state_dict
     from .sim.samplernn import run_samplernn
 
     config = samplernn_config(args)
+    formats = SampleRNNFormats.load(args.formats, config) if args.formats else None
     engine = _build_samplernn(args)
     n = round(args.seconds * SAMPLERNN_RATE)
     if not 1 <= n < 1 << 32:
@@ -617,7 +619,7 @@ def _simulate_samplernn(args) -> dict:
               else SampleRNNParams.from_state_dict(config, random_state_dict(config, args.seed)))
     from tqdm import tqdm
 
-    model = SampleRNNFixed(params)
+    model = SampleRNNFixed(params, formats=formats)
     expected = model.generate(n, args.seed, args.temperature)
     stage = "building, then simulating" if args.backend == "verilator" else "simulating"
     with tqdm(total=n, unit="sample", unit_scale=True, desc=f"sim samplernn ({args.backend}: {stage})",
@@ -628,7 +630,9 @@ def _simulate_samplernn(args) -> dict:
     if args.output:
         write_wav(args.output, run.pcm.astype(np.int16), SAMPLERNN_RATE)
     timing = samplernn_timing(config, **_samplernn_unit(args), latency=args.latency)
+    warn(saturation_warning(list(run.saturated.values()), list(run.saturated), "profile samplernn"))
     return {"samples": n, "seed": args.seed, "temperature": args.temperature, "cycles": run.cycles,
+            "saturated": [name for name, hit in run.saturated.items() if hit],
             "model_cycles": timing.total_cycles(n, config.n_frame_samples), "cycles_per_sample": run.cycles / n,
             "model_cycles_per_sample": timing.cycles_per_sample, "clock_hz": args.clock,
             "real_time_factor": args.clock * n / (SAMPLERNN_RATE * run.cycles), "ddr_bytes": run.ddr_bytes,
