@@ -26,16 +26,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from amaranth.hdl import Shape, signed
+from amaranth.hdl import Shape, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In
 
 from ..model.files import atomic_write
 from .export import to_verilog
 
-__all__ = ["Port", "Field", "Design", "engine_design", "top_design", "samplernn_top_design", "designs", "ports",
-           "fields",
-           "verilog_ports", "check_verilog", "render", "render_document", "main"]
+__all__ = ["Port", "Field", "Design", "engine_design", "top_design", "samplernn_top_design", "pwg_top_design",
+           "designs", "ports", "fields", "verilog_ports", "check_verilog", "render", "render_document", "main"]
 
 #: The command that regenerates the document (said by the test when the committed file is stale).
 REGENERATE = "python -m wavefabric.sim.interface docs/verilog.md"
@@ -310,6 +309,11 @@ def _pwg_layer(c) -> tuple[dict, list, list]:
                 "as `frames`",
         "relu": "with `last`: g = relu(h[:G/2]) (the generator's output layers), held as `frames`",
         "error": "sticky until `rst`: an input beat's `first` / `last` disagreed with the engine's count",
+        "shift_*": "the layer's narrowing shifts (fractional bits the gate, skip and out GEMMs drop; "
+                   "`model.pwg.LayerShifts`), held as `frames`; reset value the weight format's frac (uniform "
+                   "formats)",
+        "saturated": "high for a cycle when a row of stored values that saturated is taken: the model's saturation "
+                     "counts of the layer are nonzero exactly when it pulses",
     }
     settings = [("rows x cols", f"{c.rows} x {C}", "systolic array (output channels x time steps per block)"),
                 ("residual, gate, skip", f"{c.residual}, {c.gate}, {c.skip}", "channels"),
@@ -340,10 +344,14 @@ def _pwg(c) -> tuple[dict, list, list]:
         "layer_w": f"the residual engine's weights of the {L} residual layers and then the output layer, per job "
                    "(as `w` of pwg-layer)",
         "layer_bias": "their biases, per job (as `bias` of pwg-layer)",
-        "table": "the upsampling table, once after reset (as `table` of pwg-layer)",
+        "table": "once after reset: the run-time formats' shifts (`model.pwg.PWGShifts`, one per beat in lane 0), "
+                 "then the upsampling table (as `table` of pwg-layer)",
         "pcm": f"16-bit PCM, block by block: per block, per output channel, `data[j]` = sample n * {C} + j; {_FRAME} "
                "a job",
         "error": "sticky until `rst`: an input beat of the front end or the engine was framed wrong",
+        "saturation": f"sticky per job (cleared by its first `mel` beat): bit 0 the front end, bit 1 + l residual "
+                      f"layer l, bit {L + 1} the output layers; a bit is set exactly when the model's saturation "
+                      "count of that part is nonzero",
     }
     settings = [("rows x cols", f"{c.rows} x {C}", "the residual engine's array"),
                 ("residual, gate, skip, aux", f"{R}, {G}, {cfg.skip_channels}, {A}", "channels"),
@@ -372,6 +380,8 @@ def _samplernn(c) -> tuple[dict, list, list]:
         "error": "sticky until `rst`: a load frame's framing was wrong, a `g` beat's format was out of range, or "
                  "a DDR read answered with an error",
         "zero_row": "sticky until the next `MATVEC_NORMED` frame: a v row of it was all zeros",
+        "saturated": "sticky per job (cleared when a job starts): bit i set when narrowing i "
+                     "(`SampleRNNLayout.saturation_names`) saturated a value, exactly when the model counts one",
     }
     num = cfg.numerics
     settings = [("frame_sizes, n_rnn, dim, q_levels",
@@ -552,6 +562,76 @@ def samplernn_top_design(argv: Sequence[str] = ()) -> Design:
                   sections=[("Registers", registers), ("Load regions", load)])
 
 
+def pwg_top_design(argv: Sequence[str] = ()) -> Design:
+    """The PYNQ-Z1 PWG vocoder overlay's top, as ``wavefabric synth|build pynq-z1 --design pwg`` builds it.
+
+    ``argv`` are the pwg engine's options (none: the defaults, which the document shows).
+    """
+    from ..boards.pwg_top import DDR_ALIGN, FIRST_FLAG, LAST_FLAG, LOAD_STREAMS, Mode, PWGTop
+    from ..boards.shell import ADDR_WIDTH
+    from ..cli import BOARD_DESIGNS, _pwg_top_config
+    from ..engines import ENGINES
+
+    config = _pwg_top_config(_parse(ENGINES["pwg"].add_options, argv))
+    top = PWGTop(config)
+    regmap, E, S, C = top.core.regmap, config.element_bits, config.elements, config.cols
+    net = config.network
+    manager = ("AXI4 read-write manager (to S_AXI_HP{port} through a SmartConnect): the {what} scratch buffer at "
+               "{reg}. INCR bursts of 8-byte beats (AxSIZE 3), AxCACHE 0b0011, AxPROT 0, WSTRB all ones, none "
+               "across 4 KiB; no ID")
+    notes = {
+        "aclk": "of every interface (FCLK0, 100 MHz, in the overlay)",
+        "aresetn": "resets the whole accelerator, its registers and the loaded table included",
+        "s_axi_ctrl_*": f"AXI4-Lite subordinate, 32-bit data, {ADDR_WIDTH}-bit address (4 KiB): the registers "
+                        "below. No AWPROT / ARPROT",
+        "s_axis_*": "AXI4-Stream in (from the AXI DMA's MM2S): a job's frames, each a header beat and then its "
+                    "beats (below); TLAST on the job's last beat",
+        "m_axis_*": f"AXI4-Stream out (to S2MM): a VOCODE job's PCM, {C} samples per beat (per block of {C} "
+                    "samples, per output channel), TLAST on the job's last beat; TKEEP all ones",
+        "m_axi_x_*": manager.format(port=0, what="x (residual activations)", reg="X_ADDR"),
+        "m_axi_skip_*": manager.format(port=1, what="skip-sum", reg="SKIP_ADDR"),
+        "interrupt": "level high: GIE & (ISR != 0)",
+    }
+    ddr = regmap["ddr"]
+    settings = [("residual, gate, skip, aux",
+                 f"{net.residual_channels}, {net.gate_channels}, {net.skip_channels}, {net.aux_channels}",
+                 "PWG channels R, G, S, A"),
+                ("layers, stacks, kernel_size", f"{net.layers}, {net.stacks}, {net.kernel_size}",
+                 "residual layers, dilation cycles, taps"),
+                ("upsample_scales", " ".join(map(str, net.upsample_scales)), f"hop {net.hop_size}"),
+                ("rows x cols", f"{config.rows} x {C}", "the systolic array"),
+                ("gate_lanes", str(config.gate_lanes), "the gate unit's lanes"),
+                ("max_frames", str(config.max_frames), "longest VOCODE job (FRAMES)"),
+                *_numerics(net.numerics),
+                ("s_axis tdata_width", str(config.mm2s_width), f"{S} values of {E} bits per beat"),
+                ("m_axis tdata_width", str(config.s2mm_width), f"{C} samples of 16 bits per beat"),
+                ("x_bytes, skip_bytes", f"{ddr['x_bytes']:,}, {ddr['skip_bytes']:,}",
+                 f"the DDR scratch buffers (X_ADDR, SKIP_ADDR, {DDR_ALIGN}-byte aligned)"),
+                ("sample_rate", f"{net.sample_rate} Hz", "what the driver assumes"),
+                ("config_id", f"{regmap['config_id']:#010x}", "CRC-32 of the configuration (CONFIG_ID)")]
+    modes = ", ".join(f"{i} {name}" for i, name in enumerate(Mode.NAMES))
+    registers = ("The HLS `ap_ctrl` layout; the same map is `<name>.regmap.json` in the build folder. A LOAD job "
+                 "(once after reset): write X_ADDR, SKIP_ADDR, MODE = 0 and 1 to CTRL, stream the table's frames on "
+                 "`s_axis`. A VOCODE job: write MODE = 1, FRAMES, 1 to CTRL, stream the job's frames (mel, noise "
+                 "and every weight: `boards.pwg_top.job_stream`), collect the PCM on `m_axis`, poll CTRL for "
+                 f"ap_done. MODE: {modes}. Other addresses and writes to `ro` registers answer SLVERR.\n\n"
+                 "| offset | register | access | meaning |\n|---|---|---|---|\n" + _register_rows(top))
+    streams = "\n".join(f"| {stream['index']} | `{name}` | {stream['lanes']} | {stream['bits']} | "
+                        f"{'LOAD' if name in LOAD_STREAMS else 'VOCODE'} |"
+                        for name, stream in regmap["engine_streams"].items())
+    frames = (f"A frame's header beat: `value[0]` bits 5:0 the stream (below), bit 6 ({FIRST_FLAG}) the frame's "
+              f"first beat carries `first`, bit 7 ({LAST_FLAG}) its last beat carries `last`; `value[1]` the "
+              f"frame's beats - 1 (up to {1 << E:,} beats). The beats follow, a stream's lanes from `value[0]` on "
+              "(`rtl/pwg.py` and `rtl/frontend.py` say what each stream holds; `boards.pwg_top.load_stream` and "
+              "`job_stream` build the whole input from a model, through `sim.pwg.generator_streams`):\n\n"
+              "| stream | name | lanes | bits | job |\n|---|---|---|---|---|\n" + streams)
+    return Design("pynq-z1 pwg (AXI top)", config.name, "wavefabric build pynq-z1 --design pwg -o DIR",
+                  BOARD_DESIGNS["pwg"], top, notes, settings, clock="aclk", reset="aresetn", reset_low=True,
+                  layouts={"s_axis_tdata": data.StructLayout({"value": data.ArrayLayout(unsigned(E), S)}),
+                           "m_axis_tdata": data.StructLayout({"pcm": data.ArrayLayout(signed(16), C)})},
+                  sections=[("Registers", registers), ("Stream frames", frames)])
+
+
 def _register_rows(top) -> str:
     """The register map of ``top`` (:func:`~wavefabric.boards.top.register_map`) as markdown table rows."""
     rows = []
@@ -566,7 +646,7 @@ def designs() -> list[Design]:
     from ..engines import ENGINES
 
     return [engine_design(name) for name, engine in ENGINES.items() if engine.build is not None] + [
-        top_design(), samplernn_top_design()]
+        top_design(), samplernn_top_design(), pwg_top_design()]
 
 
 # --- Rendering ------------------------------------------------------------------------------------------------
