@@ -36,6 +36,7 @@ import contextlib
 import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -814,7 +815,7 @@ class PWGOverlay:
                 ip, dma = overlay.accel, overlay.dma
             if ip is None or dma is None:
                 raise ValueError("backend 'pynq' needs ip (the accelerator) and dma (the AXI DMA)")
-            self._backend = _PWGPynq(ip, dma, self.regmap)
+            self._backend = _PWGPynq(ip, dma, self.regmap, self.config)
             _check_hardware(self._backend)
         else:
             raise ValueError(f"backend must be 'sim' or 'pynq', not {backend!r}")
@@ -867,6 +868,7 @@ class PWGOverlay:
         all before anything reaches the hardware.
         """
         import copy
+        from functools import partial
 
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise ValueError(f"seed must be an integer >= 0, not {seed!r}")
@@ -883,12 +885,12 @@ class PWGOverlay:
 
         # The model's own blocking (noise, quantisation, padding, context, the part of each job kept) with the
         # hardware as its forward pass: a first pass collects the jobs, the backend runs them all (the twin in one
-        # simulation), a second pass keeps each job's part. The PCM comes back divided by 2**act.frac, exactly,
-        # as the model's integers would.
+        # simulation; the board one after the other, each job's stream built when it goes), a second pass keeps
+        # each job's part. The PCM comes back divided by 2**act.frac, exactly, as the model's integers would.
         jobs, results = [], []
 
         def collect(z: np.ndarray, padded: np.ndarray, *_) -> np.ndarray:
-            jobs.append((job_stream(self.config, self._model, padded, z),
+            jobs.append((partial(job_stream, self.config, self._model, padded, z),
                          padded.shape[1] - 2 * net.aux_context_window))
             return np.zeros((net.out_channels, z.shape[1]), dtype=np.int64)
 
@@ -937,8 +939,8 @@ class _PWGPynq:
 
     TIMEOUT = 60.0
 
-    def __init__(self, ip, dma, regmap: dict):
-        self.ip, self.dma, self.regmap = ip, dma, regmap
+    def __init__(self, ip, dma, regmap: dict, config: PWGTopConfig):
+        self.ip, self.dma, self.regmap, self.config = ip, dma, regmap, config
         self.buffers = None  # the DDR scratch buffers, kept while the overlay lives
         self.loaded = None   # the LOAD stream the accelerator holds
 
@@ -978,16 +980,18 @@ class _PWGPynq:
         self._job(stream, (0,))
         self.loaded = stream
 
-    def vocode(self, jobs: list[tuple[np.ndarray, int]]) -> list[tuple[np.ndarray, int, int]]:
-        """Run VOCODE jobs of ``(stream, frames)``; each one's PCM, CYCLES and SATURATION flags."""
-        for stream, _ in jobs:
-            if stream.nbytes > MAX_TRANSFER_BYTES:
-                raise ValueError(f"a job of {stream.nbytes:,} bytes exceeds the DMA's {MAX_TRANSFER_BYTES:,}-byte "
-                                 "transfer")
-        config = pwg_config_from_register_map(self.regmap)
+    def vocode(self, jobs: list[tuple[Callable[[], np.ndarray], int]]) -> list[tuple[np.ndarray, int, int]]:
+        """Run VOCODE jobs of ``(stream, frames)`` (``stream()`` builds the job's input); each one's PCM, CYCLES and
+        SATURATION flags."""
+        config = self.config
         lanes = config.s2mm_width // 16
+        # The longest job's input is the largest (the weights do not depend on the length): checked before any job.
+        size = max(jobs, key=lambda job: job[1])[0]().nbytes
+        if size > MAX_TRANSFER_BYTES:
+            raise ValueError(f"a job of {size:,} bytes exceeds the DMA's {MAX_TRANSFER_BYTES:,}-byte transfer")
         results = []
-        for stream, frames in jobs:
+        for make, frames in jobs:
+            stream = make()
             beats = frames * config.network.hop_size // config.cols * config.network.out_channels
             self.write_register("MODE", self.regmap["modes"]["VOCODE"])
             self.write_register("FRAMES", frames)
@@ -1028,9 +1032,9 @@ class _PWGSim:
     def load(self, stream: np.ndarray) -> None:
         self.stream = stream
 
-    def vocode(self, jobs: list[tuple[np.ndarray, int]]) -> list[tuple[np.ndarray, int, int]]:
-        """Run VOCODE jobs of ``(stream, frames)`` after the LOAD job, in one simulation; each one's PCM, CYCLES and
-        SATURATION flags."""
+    def vocode(self, jobs: list[tuple[Callable[[], np.ndarray], int]]) -> list[tuple[np.ndarray, int, int]]:
+        """Run VOCODE jobs of ``(stream, frames)`` (``stream()`` builds the job's input) after the LOAD job, in one
+        simulation; each one's PCM, CYCLES and SATURATION flags."""
         from dataclasses import replace
 
         from ..model.perf import pwg_engine_cycles
@@ -1043,7 +1047,7 @@ class _PWGSim:
         regs, modes = {name: reg["offset"] for name, reg in self.regmap["registers"].items()}, self.regmap["modes"]
         writes = [("X_ADDR", self.X_ADDR), ("SKIP_ADDR", self.SKIP_ADDR), ("MODE", modes["LOAD"]), ("CTRL", 1)]
         job_reads = ["STATUS", "CYCLES", *_saturation_names(self.regmap), "CTRL"]
-        streams = [self.stream] + [stream for stream, _ in jobs]
+        streams = [self.stream] + [make() for make, _ in jobs]
         starts = np.cumsum([0] + [len(stream) for stream in streams])
         beats = [frames * net.hop_size // config.cols * net.out_channels for _, frames in jobs]
         received = np.cumsum(beats)

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from amaranth.hdl import Array, Cat, Module, Mux, Shape, Signal, UnusedElaboratable
@@ -153,23 +154,28 @@ class PWGTopConfig:
             raise ValueError(f"network must be a PWGConfig, not {self.network!r}")
         engine = self.engine()  # validates the sizes
         object.__setattr__(self, "gate_lanes", engine.engine.gate_lanes)
-        streams = engine_streams(engine)
-        if len(streams) > FIRST_FLAG:
-            raise ValueError(f"the engine has {len(streams)} input streams; a header numbers at most {FIRST_FLAG}")
+        if len(self.streams) > FIRST_FLAG:
+            raise ValueError(f"the engine has {len(self.streams)} input streams; a header numbers at most "
+                             f"{FIRST_FLAG}")
         stream_width(self.elements, self.element_bits)
 
     def engine(self) -> PWGEngine:
         return PWGEngine(self.network, self.rows, self.cols, self.max_frames, self.gate_lanes, store="ddr")
 
+    @cached_property
+    def streams(self) -> dict[str, tuple[int, int]]:
+        """:func:`engine_streams` of the configuration's engine (its stream numbers are their order)."""
+        return engine_streams(self.engine())
+
     @property
     def element_bits(self) -> int:
         """Bits of one value's container on ``s_axis``: 8, 16 or 32 (the widest stream value; at least 8)."""
-        return element_bits(max(8, *(bits for _, bits in engine_streams(self.engine()).values())))
+        return element_bits(max(8, *(bits for _, bits in self.streams.values())))
 
     @property
     def elements(self) -> int:
         """Values per ``s_axis`` beat: the most lanes of any stream, at least 2 (a header's two values)."""
-        return max(2, *(n for n, _ in engine_streams(self.engine()).values()))
+        return max(2, *(n for n, _ in self.streams.values()))
 
     @property
     def mm2s_width(self) -> int:
@@ -313,7 +319,7 @@ def register_map(config: PWGTopConfig) -> dict:
                     "m_axis": {"tdata_width": config.s2mm_width, "pcm_bits": PCM_FORMAT.width,
                                "samples": config.cols}},
         "engine_streams": {name: {"index": i, "lanes": n, "bits": bits}
-                           for i, (name, (n, bits)) in enumerate(engine_streams(config.engine()).items())},
+                           for i, (name, (n, bits)) in enumerate(config.streams.items())},
         "load_streams": list(LOAD_STREAMS),
         "modes": {name: i for i, name in enumerate(Mode.NAMES)},
         "ddr": {"x_bytes": ddr["x"], "skip_bytes": ddr["skip"], "align": DDR_ALIGN},
@@ -342,7 +348,7 @@ def frames_stream(config: PWGTopConfig, parts: list[tuple[str, list[dict]]]) -> 
     bytes are the DMA buffer); a part is cut at its stream's own frame boundaries and into frames of at most
     ``2**element_bits`` beats. TLAST belongs on the last beat.
     """
-    streams = engine_streams(config.engine())
+    streams = config.streams
     index = {name: i for i, name in enumerate(streams)}
     bits, width = config.element_bits, config.elements
     limit, mask = 1 << bits, (1 << bits) - 1
