@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from wavefabric.model.fixed import QFormat, narrow
+from wavefabric.model.formats import FormatsError, save_formats
 from wavefabric.model.kernels import Numerics, linear
 from wavefabric.model.sampler import GumbelSampler, seed_state, temperature_int
 from wavefabric.model.samplernn import (
@@ -17,10 +18,12 @@ from wavefabric.model.samplernn import (
     SampleRNNParams,
     compare_teacher_forced,
     load_checkpoint,
+    profile_samplernn,
     random_state_dict,
+    saturation_names,
     state_dict_shapes,
 )
-from wavefabric.model.samplernn_torch import torch_samplernn
+from wavefabric.model.samplernn_torch import tone, torch_samplernn, train_tone
 
 #: Small configurations covering one, two and three tiers, with and without weight norm and h0.
 SMALL_CONFIGS = [
@@ -483,3 +486,94 @@ def test_logits_format():
     assert SampleRNNConfig(logits=QFormat(20, 12)).logits == QFormat(20, 12)
     with pytest.raises(ValueError, match="SampleRNNConfig.logits must be a QFormat or None"):
         SampleRNNConfig(logits=16)
+
+
+# ---------------------------------------------------------------------------------------------- per-layer formats
+
+def test_default_formats_are_the_global_ones():
+    formats = SampleRNNFormats.default(SEED_CONFIG)
+    assert set(formats.frac) == set(SampleRNNFormats.names(SEED_CONFIG))
+    shifts = formats.shifts()
+    assert list(shifts) == saturation_names(SEED_CONFIG)
+    # act Q4.12 in and out: the weight's 14 bits; the logits (Q6.10) 16; the table (Q4.12) none.
+    assert shifts["tier0.input_expand"] == shifts["mlp.hidden"] == shifts["tier1.gru1"] == 14
+    assert shifts["mlp.output"] == 16 and shifts["mlp.input"] == 0
+
+
+def test_formats_json_round_trip_and_bad_files(tmp_path):
+    config = SMALL_CONFIGS[1]
+    formats = SampleRNNFormats.choose(SampleRNNParams.from_state_dict(config, random_state_dict(config, seed=3)))
+    formats.save(tmp_path / "f.json")
+    assert SampleRNNFormats.load(tmp_path / "f.json", config) == formats
+    cases = {
+        "missing": ({k: v for k, v in formats.frac.items() if k != "mlp.table"}, "no format for mlp.table"),
+        "unknown": ({**formats.frac, "tier9.upsampling": 12}, "unknown tensor 'tier9.upsampling'"),
+        "range": ({**formats.frac, "mlp.hidden": 16}, "mlp.hidden's frac must be an integer from 2 to 15"),
+        # The MLP input finer than the table: its narrowing would shift left.
+        "shift": ({**formats.frac, "mlp.table": 8, "mlp.input": 12}, "mlp.input's narrowing shift"),
+        "upper": ({**formats.frac, "tier1.upsampling": 10}, "tier1.upsampling's frac must be act's, 12"),
+    }
+    for name, (frac, message) in cases.items():
+        path = tmp_path / f"{name}.json"
+        save_formats(path, "samplernn", 16, frac)
+        with pytest.raises(FormatsError, match=message) as error:
+            SampleRNNFormats.load(path, config)
+        assert str(path) in str(error.value) and "\n" not in str(error.value)
+    save_formats(tmp_path / "pwg.json", "pwg", 16, formats.frac)
+    with pytest.raises(FormatsError, match="formats for 'pwg', not 'samplernn'"):
+        SampleRNNFormats.load(tmp_path / "pwg.json", config)
+    with pytest.raises(FormatsError, match="unknown tensor 'tier0.gru1.weight'"):
+        SampleRNNFormats.load(tmp_path / "f.json", SMALL_CONFIGS[0])
+    with pytest.raises(ValueError, match="formats must be SampleRNNFormats of this model's config"):
+        SampleRNNFixed(SampleRNNParams.from_state_dict(SMALL_CONFIGS[0], random_state_dict(SMALL_CONFIGS[0], 0)),
+                       formats=formats)
+
+
+def test_saturations_are_counted_per_narrowing(seed_params, seed_float):
+    tight = SampleRNNFormats(SEED_CONFIG, {**SampleRNNFormats.default(SEED_CONFIG).frac, "mlp.hidden": 15})
+    model = SampleRNNFixed(seed_params, formats=tight)
+    samples = seed_float.generate(256, seed=1)
+    model.teacher_forced(samples)
+    hits = {name: count for name, count in model.saturations.items() if count}
+    assert list(hits) == ["mlp.hidden"] and 0 < hits["mlp.hidden"] < 256 * SEED_CONFIG.dim
+    # Counted in generation too, from zero after a reset; the chosen formats saturate nowhere.
+    model.reset_saturations()
+    model.generate(64, seed=2)
+    assert model.saturations["mlp.hidden"] > 0
+    chosen = SampleRNNFixed(seed_params)
+    chosen.teacher_forced(samples)
+    assert not any(chosen.saturations.values())
+
+
+@pytest.fixture(scope="module")
+def trained_like():
+    """A SampleRNN trained for a few seconds on a tone: sharp distributions, an MLP beyond Q4.12's range."""
+    pytest.importorskip("torch")
+    config = SampleRNNConfig(frame_sizes=(4, 4), n_rnn=1, dim=16, q_levels=64)
+    state, audio = train_tone(config, seed=0, steps=120)
+    return SampleRNNParams.from_state_dict(config, state), audio
+
+
+def test_trained_like_network_meets_the_targets_with_chosen_formats(trained_like):
+    """The global formats saturate the MLP of a trained network; the chosen ones meet top-1 >= 99.5% and
+    KL <= 1e-3 nats on held-out audio, and saturate nowhere."""
+    params, audio = trained_like
+    config = params.config
+    float_model = SampleRNNFloat(params)
+    held_out = tone(4096, config.q_levels, seed=1)
+    default = SampleRNNFixed(params, formats=SampleRNNFormats.default(config))
+    before = compare_teacher_forced(float_model, default, held_out)
+    assert before.top1 < 0.99 and default.saturations["mlp.hidden"] > 0
+    formats, rows = profile_samplernn(params, audio[:4096])
+    chosen = SampleRNNFixed(params, formats=formats)
+    after = compare_teacher_forced(float_model, chosen, held_out)
+    assert after.top1 >= 0.995 and after.kl_mean <= 1e-3, after
+    assert not any(chosen.saturations.values())
+    assert formats.frac["mlp.hidden"] < SEED_CONFIG.numerics.act.frac  # wider than Q4.12
+    # One profile row per tensor, the chosen format's; only harmless saturations (gate inputs) remain.
+    by_name = {row.name: row for row in rows}
+    assert len(by_name) == len(rows) and by_name["mlp.hidden"].fmt == formats.fmt("mlp.hidden")
+    assert all(row.note for row in rows if row.saturated)
+    # Without calibration audio, the float model's own generation calibrates.
+    default_choice = SampleRNNFixed(params)
+    assert compare_teacher_forced(float_model, default_choice, held_out).top1 >= 0.995
