@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .fixed import QFormat
-from .formats import ACT_HEADROOM, WEIGHT_HEADROOM, TensorProfile, frac_for
+from .formats import WEIGHT_HEADROOM, TensorProfile, act_frac, frac_for, percentiles
 from .pwg import (
     BLOCK_FRAMES,
     FRAC_RANGE,
@@ -55,6 +55,7 @@ class _Collector:
     def __init__(self, formats: Mapping[str, tuple[int, int]] | None = None):
         self.formats = formats  # name -> (width, frac), for the second pass
         self.peak: dict[str, float] = {}
+        self.squares: dict[str, float] = {}
         self.lo: dict[str, float] = {}
         self.hi: dict[str, float] = {}
         self.count: dict[str, int] = {}
@@ -62,12 +63,16 @@ class _Collector:
         self.lost: dict[str, int] = {}
         self.sample: dict[str, list[np.ndarray]] = {}
 
+    def rms(self, name: str) -> float:
+        return math.sqrt(self.squares[name] / self.count[name])
+
     def __setitem__(self, name: str, values: np.ndarray) -> None:
         v = np.asarray(values, dtype=np.float64).ravel()
         self.peak[name] = max(self.peak.get(name, 0.0), float(np.max(np.abs(v))))
         self.lo[name] = min(self.lo.get(name, math.inf), float(v.min()))
         self.hi[name] = max(self.hi.get(name, -math.inf), float(v.max()))
         self.count[name] = self.count.get(name, 0) + v.size
+        self.squares[name] = self.squares.get(name, 0.0) + float(np.dot(v, v))
         self.sample.setdefault(name, []).append(v[::max(1, v.size // _SAMPLE)])
         if self.formats is not None and name in self.formats:
             width, frac = self.formats[name]
@@ -110,7 +115,7 @@ def _weights(generator: PWGGenerator) -> dict[str, np.ndarray]:
     return weights
 
 
-def _choose(config: PWGConfig, weights: dict[str, np.ndarray], peak: dict[str, float]) -> PWGFormats:
+def _choose(config: PWGConfig, weights: dict[str, np.ndarray], measured: _Collector) -> PWGFormats:
     width = config.numerics.act.width
     lo, hi = FRAC_RANGE
     n = config.layers
@@ -118,18 +123,17 @@ def _choose(config: PWGConfig, weights: dict[str, np.ndarray], peak: dict[str, f
     def weight(name: str) -> int:
         return frac_for(float(np.max(np.abs(weights[name]))), width, WEIGHT_HEADROOM, lo, hi)
 
-    def act(value: float, bits: int = width) -> int:
-        return frac_for(value, bits, ACT_HEADROOM, lo, hi)
+    def act(*names: str, bits: int = width) -> int:  # one format for all of them
+        return min(act_frac(measured.peak[name], measured.rms(name), bits, lo, hi) for name in names)
 
-    x = min(act(max(peak[f"x.{layer}"] for layer in range(n))),
-            act(max((peak[f"y.{layer}"] for layer in range(n - 1)), default=0.0), width + 1))
+    x = min(act(*(f"x.{layer}" for layer in range(n))), act(*(f"y.{layer}" for layer in range(n - 1)), bits=width + 1)
+            if n > 1 else hi)
     table = weight("table")
     # A layer's aux term sits at x + conv - table: the conv weights give up precision if the aux term needs room.
-    conv = tuple(min(weight(f"layers.{layer}.conv"), act(peak[f"a.{layer}"]) + table - x) for layer in range(n))
+    conv = tuple(min(weight(f"layers.{layer}.conv"), act(f"a.{layer}") + table - x) for layer in range(n))
     return PWGFormats(
-        mel=act(peak["mel"]), z=act(peak["z"]), f=act(peak["f"]), x=x,
-        skip=act(max(peak[f"skip.{layer}"] for layer in range(n))), post=act(peak["post"]),
-        hidden=act(peak["hidden"]), table=table,
+        mel=act("mel"), z=act("z"), f=act("f"), x=x, skip=act(*(f"skip.{layer}" for layer in range(n))),
+        post=act("post"), hidden=act("hidden"), table=table,
         conv_in=weight("conv_in"), first_conv=weight("first_conv"), last1=weight("last1"), last2=weight("last2"),
         conv=conv, aux=tuple(weight(f"layers.{layer}.aux") for layer in range(n)),
         skip_w=tuple(weight(f"layers.{layer}.skip") for layer in range(n)),
@@ -157,7 +161,7 @@ def profile_pwg(generator: PWGGenerator, mel: np.ndarray | None = None, seed: in
     peaks = _Collector()
     _trace(generator, mel, seed, peaks)
     weights = _weights(generator)
-    formats = _choose(cfg, weights, peaks.peak)
+    formats = _choose(cfg, weights, peaks)
     if not measure:
         return formats, []
     num, n = cfg.numerics, cfg.layers
@@ -173,10 +177,9 @@ def profile_pwg(generator: PWGGenerator, mel: np.ndarray | None = None, seed: in
     _trace(generator, mel, seed, second)
     rows = [TensorProfile.measure(name, "weight", w, QFormat(width, fm[name])) for name, w in weights.items()]
     for name, frac in acts.items():
-        stats = np.percentile(np.concatenate(second.sample[name]), [0, 1, 25, 50, 75, 99, 100])
-        stats[0], stats[-1] = second.lo[name], second.hi[name]
-        rows.append(TensorProfile(name, "act", QFormat(width, frac), tuple(float(s) for s in stats),
-                                  second.count[name], second.saturated.get(name, 0), second.lost.get(name, 0),
+        stats = percentiles(np.concatenate(second.sample[name]), second.lo[name], second.hi[name])
+        rows.append(TensorProfile(name, "act", QFormat(width, frac), *stats, second.count[name],
+                                  second.saturated.get(name, 0), second.lost.get(name, 0),
                                   _GATE_NOTE if name.startswith("h.") else ""))
     return formats, rows
 

@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from amaranth.hdl import Const, Shape, ShapeCastable, Value
+from amaranth.hdl import Const, Shape, ShapeCastable, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import Flow
 from amaranth.sim import Simulator
@@ -133,6 +133,7 @@ class PlainPort:
     flow: Flow
     shape: Any
     width: int
+    init: int = 0
 
     @property
     def words(self) -> int:
@@ -157,7 +158,9 @@ def component_ports(component: wiring.Component) -> tuple[list[StreamPort], list
     streams, plain = [], []
     for name, member in component.signature.members.items():
         if member.is_port:
-            plain.append(PlainPort(name, member.flow, member.shape, Shape.cast(member.shape).width))
+            width = Shape.cast(member.shape).width
+            init = Value.cast(Signal(member.shape, init=member.init)).init & ((1 << width) - 1)
+            plain.append(PlainPort(name, member.flow, member.shape, width, init))
             continue
         sig = member.signature
         if isinstance(sig, wiring.FlippedSignature):  # an In member's signature comes flipped
@@ -869,7 +872,8 @@ def run_streams(component: wiring.Component, inputs: Mapping[str, Any], outputs:
     outputs : mapping of stream name to beat count
         The output streams to collect and how many beats each must deliver.
     statics : mapping of port name to int, optional
-        Plain inputs from the first cycle on (sizes such as ``m`` / ``n`` / ``k``); the others are 0.
+        Plain inputs from the first cycle on (sizes such as ``m`` / ``n`` / ``k``); the others keep their
+        ``init`` (0 unless the port gives one).
     seed, p_valid, p_ready : stalls
         With ``p_valid`` / ``p_ready`` below 1, sources pause before beats and sinks drop ``ready`` at random,
         from generators seeded by ``seed`` and the stream's name (:func:`stall_patterns`).
@@ -934,7 +938,8 @@ def run_streams(component: wiring.Component, inputs: Mapping[str, Any], outputs:
     gaps, masks = stall_patterns(seed, {s: len(w) for s, w in packed.items()}, list(outputs), p_valid, p_ready,
                                  max_cycles)
     widths = {p.name: p.width for p in plain if p.flow == Flow.In}
-    static_bits = {port: int(statics.get(port, 0)) & ((1 << width) - 1) for port, width in widths.items()}
+    inits = {p.name: p.init for p in plain if p.flow == Flow.In}
+    static_bits = {port: int(statics.get(port, inits[port])) & ((1 << width) - 1) for port, width in widths.items()}
     served = {m: _memory_stimulus(m, memory, shapes, seed, max_cycles) for m, memory in memories.items()}
     counts = {s: len(w) for s, w in packed.items()}
     stimulus = Stimulus(packed, gaps, _waits(waits or {}, counts, outputs), dict(outputs), masks, static_bits,
