@@ -410,6 +410,15 @@ def _narrow_counted(acc: np.ndarray, shift: int, fmt: QFormat, counts: np.ndarra
     return out
 
 
+def _relu_narrowed(acc: np.ndarray, shift: int, fmt: QFormat, counts: np.ndarray | None, at: int) -> np.ndarray:
+    """``relu(narrow(acc))`` by ``shift`` bits into ``fmt``'s width, adding to ``counts[at]`` the values that
+    saturate high (a negative value that saturates is zero all the same)."""
+    rounded = shift_round(acc, shift)
+    if counts is not None:
+        counts[at] += int(np.count_nonzero(rounded > fmt.max_int))
+    return relu(saturate(rounded, fmt))
+
+
 def _mac(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, shift: int, fmt: QFormat,
          counts: np.ndarray | None = None, at: int = 0) -> np.ndarray:
     """``narrow(w @ x + (bias << shift))`` by ``shift`` bits (bias at the output's format): one exact accumulation."""
@@ -449,8 +458,9 @@ def residual_layer_fixed(x: np.ndarray, c: np.ndarray, layer: ResidualLayer, num
         widths are ``num``'s; where the binary points sit is the caller's (:class:`PWGFormats`).
     counts, at : optional
         ``counts[at]`` is incremented by the number of values that saturate when narrowed into a stored format:
-        skip, ``y`` and ``x_next``, and ``h`` with ``relu_gate`` (a tanh or sigmoid input that saturates at
-        act's ±16 changes the table's output by less than 2**-22, so those are not counted).
+        skip, ``y`` and ``x_next``, and with ``relu_gate`` the values of ``h[:G/2]`` that saturate high (a tanh
+        or sigmoid input that saturates at act's ±16 changes the table's output by less than 2**-22, and a
+        negative one before a relu is zero all the same, so those are not counted).
 
     Returns
     -------
@@ -486,9 +496,12 @@ def residual_layer_fixed(x: np.ndarray, c: np.ndarray, layer: ResidualLayer, num
     cols = im2col(x, layer.kernel_size, layer.dilation, layer.padding)
     acc = int_matmul(layer.conv.reshape(layer.conv.shape[0], -1), cols) + (layer.conv_bias[:, None] << np.int64(s.gate))
     acc = acc + (c if aux_applied else int_matmul(layer.aux, c))
-    h = _narrow_counted(acc, s.gate, act, counts if relu_gate else None, at)
-    half = h.shape[0] // 2
-    g = relu(h[:half]) if relu_gate else gated_activation(h[:half], h[half:], num)
+    half = acc.shape[0] // 2
+    if relu_gate:
+        g = _relu_narrowed(acc[:half], s.gate, act, counts, at)
+    else:
+        h = _narrow_counted(acc, s.gate, act, None, at)
+        g = gated_activation(h[:half], h[half:], num)
     skip = _mac(layer.skip, g, layer.skip_bias, s.skip, act, counts, at)
     if not residual_out:
         return None, skip
@@ -1246,8 +1259,9 @@ class PWGFixed:
                                            shifts=sh.layers[index], counts=counts, at=1 + index)
             skips += skip
         out = self.config.layers + 1
-        h = relu(_mac(self.last1, self.skip_scale(skips, counts), self.last1_bias, sh.layers[-1].gate, num.act,
-                      counts, out))  # hidden values, at formats.hidden
+        post = self.skip_scale(skips, counts)
+        acc = int_matmul(self.last1, post) + (self.last1_bias[:, None] << np.int64(sh.layers[-1].gate))
+        h = _relu_narrowed(acc, sh.layers[-1].gate, num.act, counts, out)  # hidden values, at formats.hidden
         return _mac(self.last2, h, self.last2_bias, sh.layers[-1].skip, num.act, counts, out)
 
     def skip_scale(self, skips: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:

@@ -179,8 +179,9 @@ class ResidualEngine(wiring.Component):
     error : Out(1)
         Sticky: some input beat carried ``first`` / ``last`` where the engine's counters did not expect them.
     saturated : Out(1)
-        High for a cycle when a row of stored values (skip, ``y`` or ``x_next``; ``h`` of a ``relu`` layer) that
-        saturated is taken: the model's saturation ``counts`` of the layer are nonzero exactly when it pulses.
+        High for a cycle when a row of stored values that saturated is taken (skip, ``y`` or ``x_next``; of a
+        ``relu`` layer ``h[:G/2]`` saturating high): the model's saturation ``counts`` of the layer are nonzero
+        exactly when it pulses.
 
     Latency and cycle count of a layer: :func:`~wavefabric.model.perf.pwg_layer_cycles`, from an idle engine
     to the layer's last output beat (exact when inputs are always valid and outputs always ready; a layer
@@ -511,7 +512,8 @@ class ResidualEngine(wiring.Component):
         # which equals adding them at the accumulator's scale before it (they are at the output's format).
         wide = QFormat(act.width + 1, act.frac)
         shift = Mux(rphase, Mux(is_out, self.shift_out, self.shift_skip), self.shift_gate)
-        counted = Mux(rphase, 1, relu)  # saturations of a stored value: not of a tanh / sigmoid input
+        # Saturations of stored values: not of a tanh / sigmoid input, and before a relu only the high ones.
+        relu_row = ~rphase & relu & (rm < half)
         r1_sat = Signal()
         r1_valid = Signal()
         r1_ready = Signal()
@@ -560,8 +562,9 @@ class ResidualEngine(wiring.Component):
                 x_lane = residual[lane * act.width:(lane + 1) * act.width].as_signed()
                 total = round_by(src.data[lane], shift) + b_read.data + Mux(is_out, x_lane, 0)
                 m.d.sync += r1_data[lane].eq(Mux(is_out, saturate(total, wide), saturate(total, act)))
-                lanes_sat.append(Mux(is_out, saturates(total, wide), saturates(total, act)))
-            m.d.sync += r1_sat.eq(counted & Cat(*lanes_sat).any())
+                lanes_sat.append(Mux(rphase, Mux(is_out, saturates(total, wide), saturates(total, act)),
+                                     relu_row & (total > act.max_int)))
+            m.d.sync += r1_sat.eq(Cat(*lanes_sat).any())
         with m.If(advance):
             m.d.sync += [rm.eq(rm + 1)]
             with m.If(src.last):

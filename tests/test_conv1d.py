@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from wavefabric.model.perf import pwg_gate_lanes, pwg_layer_cycles
-from wavefabric.model.pwg import PWG_NUMERICS
+from wavefabric.model.pwg import MAX_SHIFT, PWG_NUMERICS, LayerShifts
 from wavefabric.rtl.conv1d import ResidualEngine
 from wavefabric.sim.pwg import (
     LayerJob,
@@ -92,11 +92,11 @@ def test_full_scale_saturates_bit_exact(backend):
     assert run.framing_ok
 
 
-def consecutive_jobs(rng, layers, residual=4, gate=8, skip=4, table=None):
+def consecutive_jobs(rng, layers, residual=4, gate=8, skip=4, table=None, shifts=None):
     """:class:`LayerJob` s of layers chained as in the generator (``x_next`` feeding ``x``, skips summed) for
     ``layers`` = ``[(dilation, frames, kind), ...]`` (kind: "", "last" or "relu": an output layer, fed
     ``relu`` of the skip sum as in the generator, with zero skip_in), and each layer's expected
-    ``(x_next, skip_out)``."""
+    ``(x_next, skip_out)``. ``shifts``: each layer's :class:`LayerShifts` (default: the uniform formats')."""
     num = PWG_NUMERICS
     frames = layers[0][1]
     hop = table.weights.shape[1]
@@ -104,14 +104,14 @@ def consecutive_jobs(rng, layers, residual=4, gate=8, skip=4, table=None):
     x = rng.integers(-span, span, (residual, frames * hop))
     skips = rng.integers(num.act.min_int, num.act.max_int, (skip, frames * hop))
     jobs, expected = [], []
-    for dilation, frames, kind in layers:
+    for n, (dilation, frames, kind) in enumerate(layers):
         t = frames * hop
         layer = random_residual_layer(rng, residual, gate, skip, 3, dilation, num)
         if kind == "relu":
             x = np.clip(skips[:residual], 0, num.act.max_int)
             skips = np.zeros_like(skips)
         job = LayerJob(layer, x[:, :t], rng.integers(-span, span, (gate, frames)), skips[:, :t],
-                       last=kind != "", relu=kind == "relu")
+                       last=kind != "", relu=kind == "relu", shifts=shifts[n] if shifts else None)
         x_next, skip_sum = job.model(table, num)
         jobs.append(job)
         expected.append((x_next, job.skip_in + skip_sum))
@@ -157,6 +157,24 @@ def test_consecutive_layers_load_weights_ahead(chain, backend):
             assert times["bias"][(n + 1) * engine.bias_beats - 1] < end, hint
             assert times["cond"][sum(j.a.shape[1] for j in jobs[:n + 1]) * engine.gate_tiles - 1] < end, hint
         end += run.cycles
+
+
+def test_layers_take_their_shifts_at_run_time(backend):
+    """Each layer of a chain narrows by its own shifts (a checkpoint's formats), the smallest and largest legal
+    among them: bit-exact layer after layer, the shifts changing between layers as the generator changes them."""
+    seed = 29
+    layers = [(2, 4, ""), (1, 4, ""), (4, 4, "last"), (1, 4, "relu")]
+    shifts = [LayerShifts(10, 15, 12), LayerShifts(MAX_SHIFT, 0, 14), LayerShifts(16, 9, 13), LayerShifts(0, 20, 0)]
+    engine = ResidualEngine(2, 4, **SMALL, hop=4, max_dilation=4, max_frames=4)
+    rng = np.random.default_rng(seed)
+    table = random_upsample_table(rng, engine)
+    jobs, expected = consecutive_jobs(rng, layers, **SMALL, table=table, shifts=shifts)
+    name = "pwg_layers_shifts"
+    runs = run_residual_layers(engine, jobs, table, seed=seed, p_valid=0.7, p_ready=0.7, name=name,
+                               backend=backend)
+    for run, job, (x_ref, skip_ref) in zip(runs, jobs, expected, strict=True):
+        assert (job.last or np.array_equal(run.x_next, x_ref)) and np.array_equal(run.skip_out, skip_ref), \
+            f"seed {seed}; {vcd_hint(name)}"
 
 
 def test_weights_loaded_ahead_save_the_load_behind_a_slow_source(backend):

@@ -1,6 +1,8 @@
 # amaranth: UnusedElaboratable=no
 """PWGFrontEnd: bit-exact against PWGFixed's own functions, cycle-exact against perf.pwg_frontend_timing."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from amaranth.back import rtlil
@@ -14,7 +16,8 @@ from wavefabric.model.perf import (
     pwg_frontend_layer_cycles,
     pwg_frontend_timing,
 )
-from wavefabric.model.pwg import PWGConfig, PWGFixed, from_state_dict, random_state_dict
+from wavefabric.model.pwg import MAX_SHIFT, PWGConfig, PWGFixed, from_state_dict, random_state_dict
+from wavefabric.model.pwg_profile import choose_formats, trained_like_state_dict
 from wavefabric.rtl.frontend import PWGFrontEnd
 from wavefabric.sim.frontend import (
     cond_words,
@@ -205,6 +208,26 @@ def test_full_scale_saturates_bit_exact(backend):
         assert np.isin(values, [a.min_int, a.max_int]).mean() > 0.2  # the case does saturate
     name = "pwg_frontend_full_scale"
     run = run_frontend(PWGFrontEnd(config, 3, 4, 3), fixed, [(mel, z)], name=name, backend=backend)
+    assert run.bit_exact and run.error == 0, hint(seed, name)
+
+
+def test_shifts_of_a_checkpoints_formats(backend):
+    """conv_in, first_conv and each layer's aux 1x1 narrow by the formats' own shifts (run-time inputs): formats
+    chosen for a trained-like generator, one a shift of 0 and one the largest, bit-exact with stalls."""
+    seed = 17
+    config = small_config(layers=3, aux=4, window=2, in_channels=2)
+    generator = from_state_dict(config, trained_like_state_dict(config, seed))
+    formats = choose_formats(generator)
+    formats = dataclasses.replace(formats, f=formats.mel + formats.conv_in - 15)  # conv_in shifts by 15
+    # Aux weights at the fracs that make the aux shifts 0, the largest and one between.
+    aux = tuple(shift - formats.f + formats.aux_term(n) for n, shift in enumerate((0, MAX_SHIFT, 13)))
+    fixed = PWGFixed(generator, dataclasses.replace(formats, aux=aux))
+    assert fixed.shifts.aux == (0, MAX_SHIFT, 13) and fixed.shifts.conv_in == 15
+    rng = np.random.default_rng(seed)
+    jobs = [random_job(rng, config, 3) for _ in range(2)]
+    name = "pwg_frontend_shifts"
+    run = run_frontend(PWGFrontEnd(config, 3, 2, 3), fixed, jobs, seed=seed, p_valid=0.7, p_ready=0.7, name=name,
+                       backend=backend)
     assert run.bit_exact and run.error == 0, hint(seed, name)
 
 

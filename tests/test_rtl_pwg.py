@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from wavefabric.model.pwg import PWGConfig, PWGFixed, from_state_dict, pcm16, random_state_dict
+from wavefabric.model.pwg_profile import calibration_mel, choose_formats, trained_like_state_dict
 from wavefabric.rtl.pwg import PWGEngine
 from wavefabric.sim.pwg import generator_streams, run_pwg
 from wavefabric.sim.streams import run_streams, vcd_hint
@@ -75,6 +76,23 @@ def test_full_scale_saturates_bit_exact():
     run = run_pwg(PWGEngine(SMALL, 2, 4, max_frames=2), fixed, mel, z, name="pwg_full_scale")
     assert run.bit_exact, f"seed {seed}; {vcd_hint('pwg_full_scale')}"
     assert np.isin(run.expected, [-32768, 32767]).mean() > 0.1  # the case does saturate
+
+
+@pytest.mark.parametrize("chosen", [False, True], ids=["uniform", "chosen"])
+def test_trained_like_formats_and_saturation_flags(chosen, backend):
+    """A trained-like generator: with the uniform formats values saturate in the front end and the layers, and the
+    engine's flags say where, as the model's counts do; with the formats chosen for it (loaded at run time with
+    the table) nothing saturates. Bit-exact both ways."""
+    seed = 31
+    generator = from_state_dict(SMALL, trained_like_state_dict(SMALL, seed), hardware_order=True)
+    fixed = PWGFixed(generator, choose_formats(generator) if chosen else None)
+    z, mel = fixed.job(calibration_mel(SMALL), seed)  # the mel the generator's ranges were set on
+    frames = mel.shape[1] - 2 * SMALL.aux_context_window
+    name = f"pwg_formats_{'chosen' if chosen else 'uniform'}"
+    run = run_pwg(PWGEngine(SMALL, 2, 4, max_frames=frames), fixed, mel, z, seed=seed, name=name, backend=backend)
+    assert run.bit_exact, f"seed {seed}; {vcd_hint(name)}"
+    assert np.array_equal(run.saturation, run.expected_saturation)
+    assert run.saturation.any() != chosen and (chosen or run.saturation[0])
 
 
 @pytest.mark.parametrize("port", ["mel", "frontend_w", "layer_w", "table"])
