@@ -418,6 +418,8 @@ def _gru(c) -> tuple[dict, list, list]:
                f"vectors {geo.simd} values per beat, zero padded",
         "out": f"h' of the last layer after each step, {geo.h_words} beats (padding lanes zero), {_FRAME} a step",
         "error": "sticky until `rst`: a beat's `first` / `last` disagreed with the engine's count",
+        "saturated": "bit l, sticky until the next STATE command: an i_n or h_n of layer l saturated (the model's "
+                     "`saturated` count of `gru_cell`)",
     }
     settings = [("input, hidden, layers", f"{geo.input_size}, {geo.hidden}, {geo.layers}", "GRU sizes I, H, L"),
                 ("lanes x simd", f"{geo.lanes} x {geo.simd}", "P lanes of S multipliers (one DSP48E1 each)"),
