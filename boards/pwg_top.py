@@ -373,10 +373,11 @@ def load_stream(config: PWGTopConfig, fixed: PWGFixed) -> np.ndarray:
     :func:`~wavefabric.sim.pwg.generator_streams` (:func:`frames_stream`)."""
     from ..sim.pwg import generator_streams
 
-    engine = config.engine()
-    frames = config.network.aux_context_window * 2 + 2
-    streams = generator_streams(engine, fixed, np.zeros((config.network.aux_channels, frames), dtype=np.int64),
-                                np.zeros((config.network.in_channels, 2 * config.network.hop_size), np.int64))
+    # The load streams do not depend on a job: those of a job of two zero frames.
+    net = config.network
+    streams = generator_streams(config.engine(), fixed,
+                                np.zeros((net.aux_channels, 2 * net.aux_context_window + 2), dtype=np.int64),
+                                np.zeros((net.in_channels, 2 * net.hop_size), dtype=np.int64))
     return frames_stream(config, [(name, streams[name]) for name in LOAD_STREAMS])
 
 
