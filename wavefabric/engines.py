@@ -354,6 +354,10 @@ def _pwg_options(parser: argparse.ArgumentParser, rows: int = 8, cols: int = 8) 
     parser.add_argument("--rows", type=positive, default=rows, help=f"processing-element rows (default: {rows})")
     parser.add_argument("--cols", type=positive, default=cols,
                         help=f"processing-element columns = time steps per block, a power of two (default: {cols})")
+    _pwg_channel_options(parser)
+
+
+def _pwg_channel_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--residual", type=positive, default=64, help="residual channels (default: 64)")
     parser.add_argument("--gate", type=positive, default=128, help="gate channels, even (default: 128)")
     parser.add_argument("--skip", type=positive, default=64, help="skip channels (default: 64)")
@@ -383,6 +387,22 @@ def _pwg_generator_options(parser: argparse.ArgumentParser) -> None:
     from .model.perf import PWG_RECOMMENDED
 
     _pwg_options(parser, PWG_RECOMMENDED["rows"], PWG_RECOMMENDED["cols"])
+    _pwg_network_options(parser)
+    parser.add_argument("--store", choices=("chip", "ddr"), default="chip",
+                        help="where the activations live between layers: on chip (jobs of a few frames) or in the "
+                             "PS DDR behind two AXI4 masters (default: chip)")
+    parser.add_argument("--max-frames", type=positive, default=2,
+                        help="longest job in frames: sizes the activations on chip, or the aux terms with --store "
+                             "ddr, of verilog and synth (default: 2); sim builds the engine for its job")
+
+
+def pwg_size_options(parser: argparse.ArgumentParser) -> None:
+    """The generator's sizes (ljspeech v1 by default): the options :func:`pwg_config` reads."""
+    _pwg_channel_options(parser)
+    _pwg_network_options(parser)
+
+
+def _pwg_network_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--aux", type=positive, default=80, help="aux (conditioning) channels (default: 80)")
     parser.add_argument("--layers", type=positive, default=30, help="residual layers (default: 30)")
     parser.add_argument("--stacks", type=positive, default=3, help="dilation cycles (default: 3)")
@@ -390,12 +410,6 @@ def _pwg_generator_options(parser: argparse.ArgumentParser) -> None:
                         help="upsampling scales; their product is the hop size (default: 4 4 4 4)")
     parser.add_argument("--aux-context-window", type=nonnegative, default=2,
                         help="conv_in's context frames each side (default: 2)")
-    parser.add_argument("--store", choices=("chip", "ddr"), default="chip",
-                        help="where the activations live between layers: on chip (jobs of a few frames) or in the "
-                             "PS DDR behind two AXI4 masters (default: chip)")
-    parser.add_argument("--max-frames", type=positive, default=2,
-                        help="longest job in frames: sizes the activations on chip, or the aux terms with --store "
-                             "ddr, of verilog and synth (default: 2); sim builds the engine for its job")
 
 
 def pwg_config(args):

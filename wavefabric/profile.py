@@ -93,6 +93,7 @@ def write_profile_plot(path: Path, rows: Sequence[TensorProfile], title: str) ->
 def _outputs(args, stem: str) -> tuple[Path, Path]:
     folder = Path(args.output) if args.output else (Path(args.checkpoint).parent if args.checkpoint else Path("."))
     name = Path(args.checkpoint).stem if args.checkpoint else stem
+    folder.mkdir(parents=True, exist_ok=True)
     paths = folder / f"{name}.formats.json", folder / f"{name}.profile.png"
     for path in paths:
         check_output_file(path)
@@ -100,10 +101,11 @@ def _outputs(args, stem: str) -> tuple[Path, Path]:
 
 
 def cmd_profile_pwg(args) -> int:
+    from .engines import pwg_config
     from .model import pwg
     from .model.pwg_profile import profile_pwg
 
-    config = pwg.PWGConfig()
+    config = pwg_config(args)
     json_path, png_path = _outputs(args, "pwg")
     mel = pwg.load_mel(args.mel, config) if args.mel else None
     generator = (pwg.load_checkpoint(args.checkpoint, config) if args.checkpoint
@@ -126,12 +128,13 @@ def _summary(rows: Sequence[TensorProfile], json_path: Path, png_path: Path) -> 
 
 def add_profile_parser(commands) -> None:
     from .cli import _Parser
-    from .engines import nonnegative
+    from .engines import nonnegative, pwg_size_options
 
     profile = commands.add_parser("profile", help="ranges of a checkpoint's tensors against the formats chosen for "
                                                   "them: a table, box plots (PNG) and the formats JSON")
     networks = profile.add_subparsers(dest="network", required=True, metavar="NETWORK", parser_class=_Parser)
-    sub = networks.add_parser("pwg", help="ParallelWaveGAN (ljspeech v1 sizes)")
+    sub = networks.add_parser("pwg", help="ParallelWaveGAN (ljspeech v1 sizes by default)")
+    pwg_size_options(sub)
     sub.add_argument("--checkpoint", help="parallel-wavegan checkpoint (.pkl/.pt); random weights when omitted")
     sub.add_argument("--mel", metavar="M.npy", help="calibration mel, .npy of (frames, 80) or (80, frames) "
                                                     "(default: a built-in normalised mel of 24 frames)")
