@@ -5,7 +5,11 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+
+from wavefabric.model.audio import write_wav
 from wavefabric.model.pwg import PWGConfig, PWGFormats
+from wavefabric.model.samplernn import SampleRNNConfig, SampleRNNFormats
 
 TINY = ["--residual", "8", "--gate", "16", "--skip", "8", "--aux", "10", "--layers", "3", "--stacks", "1",
         "--upsample-scales", "2", "2", "--aux-context-window", "1"]
@@ -59,3 +63,17 @@ def test_formats_that_do_not_fit_are_refused_in_one_line(tmp_path):
         proc = cli(*argv)
         assert proc.returncode == 2 and message in proc.stderr, (argv, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "a.wav").exists()
+
+
+def test_profile_samplernn_on_given_audio_feeds_generate(tmp_path):
+    tone = 0.5 * np.sin(2 * np.pi * 440 * np.arange(1600) / 16000)
+    write_wav(tmp_path / "tone.wav", tone, 16000)
+    proc = cli("profile", "samplernn", "--audio", tmp_path / "tone.wav", "-o", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1].endswith(f"formats -> {tmp_path / 'samplernn.formats.json'}, plot -> "
+                                                 f"{tmp_path / 'samplernn.profile.png'}")
+    formats = SampleRNNFormats.load(tmp_path / "samplernn.formats.json", SampleRNNConfig())
+    proc = cli("generate", "samplernn", "--fixed", "--seconds", "0.05", "-o", tmp_path / "a.wav", "--formats",
+               tmp_path / "samplernn.formats.json")
+    assert proc.returncode == 0 and (tmp_path / "a.wav").exists(), proc.stderr
+    assert formats.frac  # a format for every tensor of its own

@@ -46,7 +46,15 @@ from .model import perf, pwg, samplernn
 from .model.audio import write_wav_blocks
 from .model.files import check_output_folder
 from .model.sampler import pcm16
-from .profile import add_formats_option, add_profile_parser, pwg_fixed, pwg_slot_names, saturation_warning, warn
+from .profile import (
+    add_formats_option,
+    add_profile_parser,
+    pwg_fixed,
+    pwg_slot_names,
+    samplernn_fixed,
+    saturation_warning,
+    warn,
+)
 from .sim.streams import BACKENDS
 from .sweep import add_sweep_commands
 
@@ -149,8 +157,7 @@ def _samplernn_params(config: samplernn.SampleRNNConfig, checkpoint: str | None,
     return samplernn.load_checkpoint(checkpoint, config)
 
 
-def _generate_samplernn(params, n: int, seed: int, fixed: bool) -> tuple[np.ndarray, float]:
-    model = samplernn.SampleRNNFixed(params) if fixed else samplernn.SampleRNNFloat(params)
+def _generate_samplernn(model, n: int, seed: int) -> tuple[np.ndarray, float]:
     start = time.perf_counter()
     with _progress(n, "sample", "SampleRNN") as bar:
         codes = model.generate(n, seed, progress=bar.update)
@@ -183,9 +190,14 @@ def cmd_generate_samplernn(args) -> int:
     config = samplernn_config(args)
     n = _samples(args.seconds, args.sample_rate)
     _require_samplernn_memory(config, n, teacher_forced=False)
+    if not args.fixed:
+        refuse_given(args, ["formats"], "without --fixed (they are the fixed-point model's)")
     params = _samplernn_params(config, args.checkpoint, args.seed)
-    codes, elapsed = _generate_samplernn(params, n, args.seed, args.fixed)
+    model = samplernn_fixed(params, args.formats) if args.fixed else samplernn.SampleRNNFloat(params)
+    codes, elapsed = _generate_samplernn(model, n, args.seed)
     write_wav_blocks(args.output, [pcm16(codes, config.q_levels)], n, args.sample_rate)
+    if args.fixed:
+        warn(saturation_warning(list(model.saturations.values()), list(model.saturations), "profile samplernn"))
     return _report_generated(args, "samplernn", n, elapsed)
 
 
@@ -268,7 +280,7 @@ def cmd_demo(args) -> int:
     work, folded = perf.samplernn_macs(config), perf.samplernn_macs(config, fold_embedding=True)
     print(f"  work            {work.total:,.0f} MACs/sample ({folded.total:,.0f} with the embedding folded), "
           f"{work.macs_per_second / 1e9:.2f} GMAC/s at {SAMPLERNN_RATE / 1000:g} kHz")
-    expected, golden_seconds = _generate_samplernn(params, n, args.seed, True)
+    expected, golden_seconds = _generate_samplernn(samplernn.SampleRNNFixed(params), n, args.seed)
     with _progress(n, "sample", "SampleRNN accelerator (Verilator: building, then simulating)") as bar:
         run = run_samplernn(engine, samplernn.SampleRNNFixed(params), n, seed=args.seed, expected=expected,
                             backend="verilator", progress=lambda k: bar.update(k - bar.n))
@@ -726,6 +738,7 @@ def _add_generate_parser(commands) -> None:
         if name == "samplernn":
             sub.add_argument("--sample-rate", type=positive, default=16000, help="output rate in Hz (default: 16000)")
             add_samplernn_options(sub)
+            add_formats_option(sub)
             sub.set_defaults(run=cmd_generate_samplernn)
         else:
             sub.add_argument("--mel", help="conditioning features, .npy of (frames, 80) or (80, frames), at least "

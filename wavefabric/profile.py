@@ -18,8 +18,8 @@ import numpy as np
 from .model.files import atomic_write, check_output_file
 from .model.formats import TensorProfile, profile_table
 
-__all__ = ["add_formats_option", "pwg_fixed", "saturation_warning", "pwg_slot_names", "write_profile_plot",
-           "add_profile_parser"]
+__all__ = ["add_formats_option", "pwg_fixed", "samplernn_fixed", "saturation_warning", "pwg_slot_names",
+           "write_profile_plot", "add_profile_parser"]
 
 
 def add_formats_option(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +36,16 @@ def pwg_fixed(generator, formats: str | None, mel: np.ndarray | None = None):
 
     chosen = PWGFormats.load(formats, generator.config) if formats else choose_formats(generator, mel)
     return PWGFixed(generator, chosen)
+
+
+def samplernn_fixed(params, formats: str | None, audio: np.ndarray | None = None):
+    """The fixed-point SampleRNN of ``params``: formats from the JSON ``formats``, or chosen on ``audio`` codes
+    (default: audio the float model generates)."""
+    from .model.samplernn import SampleRNNFixed, SampleRNNFormats
+
+    chosen = (SampleRNNFormats.load(formats, params.config) if formats
+              else SampleRNNFormats.choose(params, audio))
+    return SampleRNNFixed(params, formats=chosen)
 
 
 def pwg_slot_names(layers: int) -> list[str]:
@@ -119,6 +129,30 @@ def cmd_profile_pwg(args) -> int:
     return 0
 
 
+def cmd_profile_samplernn(args) -> int:
+    from .engines import samplernn_config
+    from .model import samplernn
+    from .model.audio import read_wav
+
+    config = samplernn_config(args)
+    json_path, png_path = _outputs(args, "samplernn")
+    audio = None
+    if args.audio:
+        samples, _ = read_wav(args.audio)
+        # 16-bit PCM to codes: the inverse of the accelerator's code-to-PCM map (model.sampler.pcm16).
+        pcm = np.round(samples * 32768).astype(np.int64)
+        audio = (pcm + 32768) * config.q_levels // 65536
+    params = (samplernn.load_checkpoint(args.checkpoint, config) if args.checkpoint
+              else samplernn.SampleRNNParams.from_state_dict(config, samplernn.random_state_dict(config, args.seed)))
+    formats, rows = samplernn.profile_samplernn(params, audio)
+    formats.save(json_path)
+    source = args.checkpoint or f"random weights, seed {args.seed}"
+    write_profile_plot(png_path, rows, f"SampleRNN ({source}): ranges against the chosen formats")
+    print(profile_table(rows))
+    _summary(rows, json_path, png_path)
+    return 0
+
+
 def _summary(rows: Sequence[TensorProfile], json_path: Path, png_path: Path) -> None:
     hits = [r for r in rows if r.saturated and not r.note]
     print(f"{len(rows)} tensors; "
@@ -128,7 +162,7 @@ def _summary(rows: Sequence[TensorProfile], json_path: Path, png_path: Path) -> 
 
 def add_profile_parser(commands) -> None:
     from .cli import _Parser
-    from .engines import nonnegative, pwg_size_options
+    from .engines import add_samplernn_options, nonnegative, pwg_size_options
 
     profile = commands.add_parser("profile", help="ranges of a checkpoint's tensors against the formats chosen for "
                                                   "them: a table, box plots (PNG) and the formats JSON")
@@ -142,3 +176,12 @@ def add_profile_parser(commands) -> None:
     sub.add_argument("-o", "--output", metavar="DIR", help="folder of the formats JSON and the plot (default: the "
                                                           "checkpoint's folder, or the current one)")
     sub.set_defaults(run=cmd_profile_pwg)
+    sub = networks.add_parser("samplernn", help="SampleRNN (samplernn-pytorch)")
+    add_samplernn_options(sub)
+    sub.add_argument("--checkpoint", help="samplernn-pytorch state dict (.pt); random weights when omitted")
+    sub.add_argument("--audio", metavar="A.wav", help="calibration audio, 16-bit PCM WAV, run teacher-forced "
+                                                      "(default: audio the float model generates, seed 0)")
+    sub.add_argument("--seed", type=nonnegative, default=0, help="seed of the random weights")
+    sub.add_argument("-o", "--output", metavar="DIR", help="folder of the formats JSON and the plot (default: the "
+                                                          "checkpoint's folder, or the current one)")
+    sub.set_defaults(run=cmd_profile_samplernn)
