@@ -113,8 +113,9 @@ def table_figures(config, params: dict, codes: dict) -> tuple[list[dict], float]
     # Each exact product sum is below 2**53, so float64 is exact here.
     products = np.einsum("sc,dcj->jsd", emb.astype(np.float64), w.astype(np.float64)).astype(np.int64)
     floats = {name: samplernn.SampleRNNFloat(p) for name, p in params.items()}
-    exact_logits = {name: samplernn.SampleRNNFixed(p, fold_embedding=False).teacher_forced(codes[name])
-                    for name, p in params.items()}
+    # The global formats with each table format (the per-layer choice is benchmarks/samplernn_formats.py's).
+    exact_logits = {name: samplernn.SampleRNNFixed(p, False, samplernn.SampleRNNFormats.default(config))
+                    .teacher_forced(codes[name]) for name, p in params.items()}
     results = []
     for fmt in (None, *TABLE_FORMATS):
         cfg = samplernn.SampleRNNConfig(table=fmt or config.table)
@@ -123,8 +124,8 @@ def table_figures(config, params: dict, codes: dict) -> tuple[list[dict], float]
             unsaturated = narrow(products, num.acc_frac, QFormat(40, fmt.frac))
             row["saturated"] = int(np.sum(narrow(products, num.acc_frac, fmt) != unsaturated))
         for name, p in params.items():
-            fixed = samplernn.SampleRNNFixed(samplernn.SampleRNNParams(cfg, p.tiers, p.mlp),
-                                             fold_embedding=fmt is not None)
+            fixed = samplernn.SampleRNNFixed(samplernn.SampleRNNParams(cfg, p.tiers, p.mlp), fmt is not None,
+                                             samplernn.SampleRNNFormats.default(cfg))
             error = samplernn.compare_teacher_forced(floats[name], fixed, codes[name])
             row[name] = {"top1": round(error.top1, 5), "kl_mean": float(f"{error.kl_mean:.3g}"),
                          "kl_max": float(f"{error.kl_max:.3g}")}

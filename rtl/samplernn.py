@@ -259,7 +259,9 @@ class SampleRNNEngine(wiring.Component):
     Parameters
     ----------
     config : SampleRNNConfig
-        Sizes and formats (the formats' shifts are run-time configuration, ``LoadRegion.CONFIG``).
+        Sizes and the fixed formats; the per-layer formats
+        (:class:`~wavefabric.model.samplernn.SampleRNNFormats`) are run-time configuration: their shifts load in
+        ``LoadRegion.CONFIG`` and at the end of each ``gru_biases`` frame.
     lanes, simd : int
         The matrix-vector unit's P and S (S a power of two >= 4; also the GRU engines' S).
     gru_lanes : int, sequence of int or None
