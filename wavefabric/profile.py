@@ -167,21 +167,22 @@ def add_profile_parser(commands) -> None:
     profile = commands.add_parser("profile", help="ranges of a checkpoint's tensors against the formats chosen for "
                                                   "them: a table, box plots (PNG) and the formats JSON")
     networks = profile.add_subparsers(dest="network", required=True, metavar="NETWORK", parser_class=_Parser)
-    sub = networks.add_parser("pwg", help="ParallelWaveGAN (ljspeech v1 sizes by default)")
-    pwg_size_options(sub)
-    sub.add_argument("--checkpoint", help="parallel-wavegan checkpoint (.pkl/.pt); random weights when omitted")
-    sub.add_argument("--mel", metavar="M.npy", help="calibration mel, .npy of (frames, 80) or (80, frames) "
-                                                    "(default: a built-in normalised mel of 24 frames)")
-    sub.add_argument("--seed", type=nonnegative, default=0, help="seed of the noise (and random weights)")
-    sub.add_argument("-o", "--output", metavar="DIR", help="folder of the formats JSON and the plot (default: the "
-                                                          "checkpoint's folder, or the current one)")
-    sub.set_defaults(run=cmd_profile_pwg)
-    sub = networks.add_parser("samplernn", help="SampleRNN (samplernn-pytorch)")
-    add_samplernn_options(sub)
-    sub.add_argument("--checkpoint", help="samplernn-pytorch state dict (.pt); random weights when omitted")
-    sub.add_argument("--audio", metavar="A.wav", help="calibration audio, 16-bit PCM WAV, run teacher-forced "
-                                                      "(default: audio the float model generates, seed 0)")
-    sub.add_argument("--seed", type=nonnegative, default=0, help="seed of the random weights")
-    sub.add_argument("-o", "--output", metavar="DIR", help="folder of the formats JSON and the plot (default: the "
-                                                          "checkpoint's folder, or the current one)")
-    sub.set_defaults(run=cmd_profile_samplernn)
+    for name, text, sizes, checkpoint, calibration, seed, run in (
+            ("pwg", "ParallelWaveGAN (ljspeech v1 sizes by default)", pwg_size_options,
+             "parallel-wavegan checkpoint (.pkl/.pt)",
+             ("--mel", "M.npy", "calibration mel, .npy of (frames, 80) or (80, frames) (default: a built-in "
+                                "normalised mel of 24 frames)"),
+             "seed of the noise (and random weights)", cmd_profile_pwg),
+            ("samplernn", "SampleRNN (samplernn-pytorch)", add_samplernn_options,
+             "samplernn-pytorch state dict (.pt)",
+             ("--audio", "A.wav", "calibration audio, 16-bit PCM WAV, run teacher-forced (default: audio the "
+                                  "float model generates, seed 0)"),
+             "seed of the random weights", cmd_profile_samplernn)):
+        sub = networks.add_parser(name, help=text)
+        sizes(sub)
+        sub.add_argument("--checkpoint", help=f"{checkpoint}; random weights when omitted")
+        sub.add_argument(calibration[0], metavar=calibration[1], help=calibration[2])
+        sub.add_argument("--seed", type=nonnegative, default=0, help=seed)
+        sub.add_argument("-o", "--output", metavar="DIR", help="folder of the formats JSON and the plot (default: "
+                                                              "the checkpoint's folder, or the current one)")
+        sub.set_defaults(run=run)
