@@ -62,6 +62,7 @@ __all__ = [
     "SampleRNNFixed",
     "SampleRNNFormats",
     "profile_samplernn",
+    "audio_codes",
     "FRAC_MIN",
     "MAX_SHIFT",
     "MAX_MLP_SHIFT",
@@ -1166,6 +1167,25 @@ class SampleRNNFormats:
 CALIBRATION_SAMPLES = 2048
 
 
+def audio_codes(samples, q_levels: int) -> np.ndarray:
+    """Audio (float samples, e.g. :func:`~wavefabric.model.audio.read_wav`'s) as sample codes, quantised as
+    samplernn-pytorch's ``linear_quantize`` does its training sequences: shifted and scaled so that the minimum
+    becomes code 0 and the maximum code ``q_levels - 1``. Calibration audio for :func:`profile_samplernn`.
+
+    Raises
+    ------
+    ValueError
+        For no samples, or samples that are not finite.
+    """
+    x = np.asarray(samples, dtype=np.float64).ravel()
+    if x.size == 0 or not np.all(np.isfinite(x)):
+        raise ValueError("calibration audio must be a non-empty sequence of finite samples")
+    span = x.max() - x.min()
+    scaled = (x - x.min()) / (span if span > 0 else 1.0)
+    eps = 1e-2  # samplernn-pytorch's EPSILON
+    return np.floor(scaled * (q_levels - eps) + eps / 2).astype(np.int64)
+
+
 def _weight_tensors(params: SampleRNNParams) -> dict[str, np.ndarray]:
     """The float weights with their own format, by :meth:`SampleRNNFormats.names`' names."""
     out = {}
@@ -1201,11 +1221,15 @@ def profile_samplernn(params: SampleRNNParams, audio=None) -> tuple[SampleRNNFor
     """
     cfg = params.config
     act = cfg.numerics.act
+    weights = _weight_tensors(params)
+    undefined = [name for name, w in weights.items() if not np.all(np.isfinite(w))]
+    if undefined:
+        raise ValueError(f"{undefined[0]} is not finite in float (a weight-normed row of zero norm?): give the "
+                         f"formats explicitly")
     float_model = SampleRNNFloat(params)
     if audio is None:
         audio = float_model.generate(CALIBRATION_SAMPLES, seed=0)
     values = float_model.activations(audio)
-    weights = _weight_tensors(params)
 
     def frac(peak: float, headroom: float, name: str = "") -> int:
         bits = SampleRNNFormats._width(cfg, name)

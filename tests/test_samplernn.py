@@ -16,6 +16,7 @@ from wavefabric.model.samplernn import (
     SampleRNNFloat,
     SampleRNNFormats,
     SampleRNNParams,
+    audio_codes,
     compare_teacher_forced,
     load_checkpoint,
     profile_samplernn,
@@ -577,3 +578,20 @@ def test_trained_like_network_meets_the_targets_with_chosen_formats(trained_like
     # Without calibration audio, the float model's own generation calibrates.
     default_choice = SampleRNNFixed(params)
     assert compare_teacher_forced(float_model, default_choice, held_out).top1 >= 0.995
+
+
+def test_audio_codes_quantise_as_samplernn_pytorch():
+    x = np.array([-0.5, 0.0, 0.25, 0.5])
+    assert audio_codes(x, 256).tolist() == [0, 128, 191, 255]
+    assert audio_codes(np.zeros(3), 16).tolist() == [0, 0, 0]
+    with pytest.raises(ValueError, match="finite samples"):
+        audio_codes([0.0, np.nan], 16)
+
+
+def test_profile_refuses_undefined_float_weights():
+    config = SMALL_CONFIGS[0]
+    state = random_state_dict(config, 1)
+    state["sample_level_mlp.hidden.weight_v"][2] = 0.0
+    params = SampleRNNParams.from_state_dict(config, state, fold_weight_norm=False)
+    with np.errstate(all="ignore"), pytest.raises(ValueError, match="mlp.hidden.weight is not finite"):
+        profile_samplernn(params)
