@@ -1221,7 +1221,8 @@ def profile_samplernn(params: SampleRNNParams, audio=None) -> tuple[SampleRNNFor
     """
     cfg = params.config
     act = cfg.numerics.act
-    weights = _weight_tensors(params)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a zero-norm row: refused just below
+        weights = _weight_tensors(params)
     undefined = [name for name, w in weights.items() if not np.all(np.isfinite(w))]
     if undefined:
         raise ValueError(f"{undefined[0]} is not finite in float (a weight-normed row of zero norm?): give the "

@@ -593,5 +593,5 @@ def test_profile_refuses_undefined_float_weights():
     state = random_state_dict(config, 1)
     state["sample_level_mlp.hidden.weight_v"][2] = 0.0
     params = SampleRNNParams.from_state_dict(config, state, fold_weight_norm=False)
-    with np.errstate(all="ignore"), pytest.raises(ValueError, match="mlp.hidden.weight is not finite"):
+    with pytest.raises(ValueError, match="mlp.hidden.weight is not finite"):
         profile_samplernn(params)
