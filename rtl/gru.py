@@ -137,9 +137,10 @@ class GruEngine(wiring.Component):
 
     **Datapath.** A matrix-vector unit of P lanes x S multipliers: each multiplier is a
     :class:`~wavefabric.rtl.pe.ProcessingElement` (the systolic array's cell, one DSP48E1) that accumulates
-    every S-th product of a dot product; a lane sums its S partial sums in a registered adder tree, adds the
-    bias (with the rounding constant folded in) and narrows with the shared rule
-    (:func:`wavefabric.rtl.fixed.narrow`). The schedule is in :class:`GruGeometry`: all lanes read one weight
+    every S-th product of a dot product; a lane sums its S partial sums in a registered adder tree, rounds it by
+    the layer's run-time shift with the shared rule (:func:`wavefabric.rtl.fixed.round_by`), adds the bias (at
+    act's format: the same integer as adding it shifted left before the rounding) and saturates. The schedule
+    is in :class:`GruGeometry`: all lanes read one weight
     address and see one broadcast vector word per cycle. When a slot's four sums are narrowed, the lanes' units
     are loaded into a shift register that feeds one unit per cycle into the gate pipeline (two sigmoid
     :class:`~wavefabric.rtl.activation.Activation` tables, ``r * h_n``, tanh, ``z * (h - n')``), which writes
@@ -192,7 +193,8 @@ class GruEngine(wiring.Component):
     ----------
     geometry : GruGeometry
     acc_width : int
-        Width of a lane's complete sum, bias included, from :func:`~wavefabric.model.fixed.accumulator_width`.
+        Width of a lane's complete sum with the bias sum at the default shift (an upper bound of the sum the
+        lanes round), from :func:`~wavefabric.model.fixed.accumulator_width`.
     tree_levels : int
         Registered levels of a lane's adder tree, ``ceil(log2 S)``.
     layer_cycles : list[int]
