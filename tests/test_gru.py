@@ -164,9 +164,12 @@ def test_geometry_weight_words_round_trip():
     assert words.shape == (geo.weight_depth, 3, 4)
     total = sum(np.abs(w).sum() for w in params.w_ih + params.w_hh)
     assert np.abs(words).sum() == total
-    bias = geo.bias_values(params.b_ih, params.b_hh)
+    bias = geo.bias_values(params.b_ih, params.b_hh, [15, 3])
     assert bias.size == geo.bias_beats * 4
-    assert np.abs(bias).sum() == sum(np.abs(b).sum() for b in params.b_ih + params.b_hh)
+    words = geo.bias_depth * 2 * geo.lanes  # then each layer's shift, then zero padding
+    assert np.abs(bias[:words]).sum() == sum(np.abs(b).sum() for b in params.b_ih + params.b_hh)
+    assert bias[words:words + 2].tolist() == [15, 3] and not bias[words + 2:].any()
+    assert geo.bias_values(params.b_ih, params.b_hh)[words:words + 2].tolist() == [num.weight.frac] * 2
 
 
 @pytest.mark.parametrize("kwargs, match", [
