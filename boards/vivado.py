@@ -178,15 +178,16 @@ def _hp_ports(managers: list[str]) -> list[list[str]]:
         [[f"accel/{name}"] for name in managers[1:]]
 
 
-def build_tcl(config, name: str) -> str:
+def build_tcl(config, name: str, accelerator=None) -> str:
     """The Vivado batch script that builds overlay ``name`` around ``config``'s top (see the module docstring).
 
-    It reads only ``<top>.v`` from its own folder and writes the project to ``project/``; the optional first
-    argument (``-tclargs N``) is the number of parallel jobs (default 4).
+    ``accelerator`` is the configuration's top if at hand (its AXI4 managers are read; by default one is built).
+    The script reads only ``<top>.v`` from its own folder and writes the project to ``project/``; the optional
+    first argument (``-tclargs N``) is the number of parallel jobs (default 4).
     """
     _check_name(name)
     top, bd = config.name, f"{name}_bd"
-    ports = _hp_ports(ddr_managers(config.top().core))
+    ports = _hp_ports(ddr_managers((config.top() if accelerator is None else accelerator).core))
     smartconnects = ["mem_sc"] + [f"mem_sc{port}" for port in range(1, len(ports))]
     ps7 = PS7_PYNQ_Z1 | {key: value for port in range(1, len(ports))
                          for key, value in ((f"PCW_USE_S_AXI_HP{port}", "1"), (f"PCW_S_AXI_HP{port}_DATA_WIDTH", "64"))}
@@ -462,7 +463,7 @@ def write_build(config, folder: str | os.PathLike, name: str = "wavefabric_gru",
         write_register_map(top.core.regmap, tmp / f"{name}.regmap.json")
         files = sorted([path.name for path in tmp.iterdir()] + ["README.md", "build.sh", "build.tcl"]
                        + (["audio.xdc"] if getattr(config, "audio_out", False) else []))
-        texts = [("build.tcl", build_tcl(config, name)), ("build.sh", build_sh(name, design)),
+        texts = [("build.tcl", build_tcl(config, name, top)), ("build.sh", build_sh(name, design)),
                  ("README.md", _readme(config, top.core.regmap, name, design, files))]
         if getattr(config, "audio_out", False):
             texts.append(("audio.xdc", AUDIO_XDC))
