@@ -7,6 +7,12 @@ buffer), ``backend="sim"`` on the overlay's exported Verilog on Verilator with t
 map that does not match the bitstream's configuration registers, a checkpoint of other sizes, a job longer than
 its register and the DMA allow) raises one ``ValueError`` before anything reaches the hardware.
 
+**The PWG vocoder overlay** (:mod:`wavefabric.boards.pwg_top`): :class:`PWGOverlay` with ``load(checkpoint)`` and
+``vocode(mel, seed) -> int16 ndarray``, bit-exact with :meth:`~wavefabric.model.pwg.PWGFixed.inference`;
+``backend="pynq"`` (registers by MMIO, the table, mels, noise, weights and PCM through the AXI DMA, the activations in
+two ``pynq.allocate`` buffers) or ``backend="sim"`` (the overlay's Verilog on Verilator with the DDR model). A mel
+longer than the build's ``max_frames`` is vocoded in blocks with context. The same bad input is refused the same way.
+
 **The GRU accelerator** (:mod:`wavefabric.boards.top`). The same high-level calls work on both backends
 (:class:`GruApi`):
 
