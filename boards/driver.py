@@ -876,6 +876,8 @@ class PWGOverlay:
         import copy
         from functools import partial
 
+        from .pwg_top import job_stream
+
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise ValueError(f"seed must be an integer >= 0, not {seed!r}")
         mel = np.asarray(mel, dtype=np.float64)
@@ -887,13 +889,12 @@ class PWGOverlay:
         block = self.block_frames(len(mel))
         if self._model is None:
             raise RuntimeError("no weights: call load(checkpoint) first")
-        from .pwg_top import job_stream
 
         # The model's own blocking (noise, quantisation, padding, context, the part of each job kept) with the
         # hardware as its forward pass: a first pass collects the jobs, the backend runs them all (the twin in one
         # simulation; the board one after the other, each job's stream built when it goes), a second pass keeps
         # each job's part. The PCM comes back divided by 2**act.frac, exactly, as the model's integers would.
-        jobs, results = [], []
+        jobs = []
 
         def collect(z: np.ndarray, padded: np.ndarray, *_) -> np.ndarray:
             jobs.append((partial(job_stream, self.config, self._model, padded, z),
@@ -910,7 +911,7 @@ class PWGOverlay:
         results = self._backend.vocode(jobs)
         self.cycles = [cycles for _, cycles, _ in results]
         self.saturation = [flags for _, _, flags in results]
-        model.forward = replay
+        model.forward = replay  # the jobs' PCM in order
         pcm = (np.concatenate(list(model.inference_blocks(mel, int(seed), block)))
                * (1 << net.numerics.act.frac)).astype(np.int16)
         return pcm[:, 0] if net.out_channels == 1 else pcm
