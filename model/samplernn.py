@@ -48,7 +48,7 @@ import numpy as np
 from .checkpoint import load_torch_file, read_state_dict, row_norm, weight_norm
 from .checks import check_int
 from .fixed import QFormat, int_matmul, narrow, saturate, shift_round
-from .formats import ACT_HEADROOM, WEIGHT_HEADROOM, FormatsError, TensorProfile, frac_for, load_formats, save_formats
+from .formats import WEIGHT_HEADROOM, FormatsError, TensorProfile, act_frac, frac_for, load_formats, save_formats
 from .kernels import Numerics, accumulate, float_sigmoid, gru_cell, quantize_weight_norm, relu
 from .sampler import GumbelSampler, seed_state, temperature_int
 
@@ -1204,12 +1204,12 @@ def profile_samplernn(params: SampleRNNParams, audio=None) -> tuple[SampleRNNFor
     """Choose per-layer formats for a checkpoint and profile every tensor against its format.
 
     Weights (and the folded table, known exactly at load time) get the most fractional bits that hold their
-    largest magnitude (:data:`~wavefabric.model.formats.WEIGHT_HEADROOM`); activations the most that hold twice
-    their peak (:data:`~wavefabric.model.formats.ACT_HEADROOM`) measured by running the float model teacher
-    forced on ``audio``: sample codes, by default :data:`CALIBRATION_SAMPLES` samples the float model generates
-    with seed 0. A ReLU's input only needs its positive peak (a negative value that saturates is zero either
-    way). ``frac`` stays within :data:`FRAC_MIN` to ``width - 1``, the MLP input's no finer than the table's,
-    and every shift non-negative.
+    largest magnitude (:data:`~wavefabric.model.formats.WEIGHT_HEADROOM`); activations by
+    :func:`~wavefabric.model.formats.act_frac` (1.125 times the peak, at least 5 rms) from their values, measured
+    by running the float model teacher forced on ``audio``: sample codes, by default :data:`CALIBRATION_SAMPLES`
+    samples the float model generates with seed 0. A ReLU's input only needs its positive peak (a negative value
+    that saturates is zero either way). ``frac`` stays within :data:`FRAC_MIN` to ``width - 1``, the MLP input's
+    no finer than the table's, and every shift non-negative.
 
     Returns
     -------
@@ -1236,12 +1236,16 @@ def profile_samplernn(params: SampleRNNParams, audio=None) -> tuple[SampleRNNFor
         bits = SampleRNNFormats._width(cfg, name)
         return frac_for(peak, bits, headroom, FRAC_MIN, bits - 1)
 
+    def act_format(peak: float, *tensors: np.ndarray) -> int:
+        rms = math.sqrt(sum(float(np.sum(np.square(t))) for t in tensors) / sum(t.size for t in tensors))
+        return act_frac(peak, rms, act.width, FRAC_MIN, act.width - 1)
+
     chosen = {name: frac(np.max(np.abs(w)), WEIGHT_HEADROOM, name) for name, w in weights.items()}
     chosen["mlp.table"] = frac(np.max(np.abs(float_model._table)), WEIGHT_HEADROOM, "mlp.table")
     cond0 = values["tier0.upsampling"]
     mlp_in = max(float(np.max(np.abs(cond0))), float(np.max(values["mlp.input"])))
-    chosen["mlp.input"] = min(frac(mlp_in, ACT_HEADROOM), chosen["mlp.table"])
-    chosen["mlp.hidden"] = frac(float(np.max(values["mlp.hidden"])), ACT_HEADROOM)
+    chosen["mlp.input"] = min(act_format(mlp_in, cond0, values["mlp.input"]), chosen["mlp.table"])
+    chosen["mlp.hidden"] = act_format(float(np.max(values["mlp.hidden"])), values["mlp.hidden"])
     for k in range(cfg.n_tiers):
         chosen[f"tier{k}.upsampling"] = chosen["mlp.input"] if k == 0 else act.frac
     # Shifts stay non-negative: an output format no finer than its input and weight together.

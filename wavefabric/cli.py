@@ -280,10 +280,11 @@ def cmd_demo(args) -> int:
     work, folded = perf.samplernn_macs(config), perf.samplernn_macs(config, fold_embedding=True)
     print(f"  work            {work.total:,.0f} MACs/sample ({folded.total:,.0f} with the embedding folded), "
           f"{work.macs_per_second / 1e9:.2f} GMAC/s at {SAMPLERNN_RATE / 1000:g} kHz")
-    expected, golden_seconds = _generate_samplernn(samplernn.SampleRNNFixed(params), n, args.seed)
+    model = samplernn.SampleRNNFixed(params)  # the formats chosen for these weights
+    expected, golden_seconds = _generate_samplernn(model, n, args.seed)
     with _progress(n, "sample", "SampleRNN accelerator (Verilator: building, then simulating)") as bar:
-        run = run_samplernn(engine, samplernn.SampleRNNFixed(params), n, seed=args.seed, expected=expected,
-                            backend="verilator", progress=lambda k: bar.update(k - bar.n))
+        run = run_samplernn(engine, model, n, seed=args.seed, expected=expected, backend="verilator",
+                            progress=lambda k: bar.update(k - bar.n))
     write_wav_blocks(args.output, [run.pcm.astype(np.int16)], n, SAMPLERNN_RATE)
     lay, timing = engine.layout, perf.samplernn_timing(config)
     streams = run.streams
@@ -299,11 +300,11 @@ def cmd_demo(args) -> int:
     print(f"  bit-exact       {'yes' if run.bit_exact else 'NO'}, against the fixed-point model with the same seed "
           f"(which took {golden_seconds:.1f} s)")
     with _working("comparing fixed point with float"):
-        error = samplernn.compare_teacher_forced(samplernn.SampleRNNFloat(params), samplernn.SampleRNNFixed(params),
-                                                expected)
-    num = config.numerics
-    print(f"  fixed vs float  {num.act} activations, {num.weight} weights, teacher forced on those samples: "
-          f"top-1 agreement {error.top1:.1%}, KL {error.kl_mean:.1e} nats mean ({error.kl_max:.1e} max)")
+        error = samplernn.compare_teacher_forced(samplernn.SampleRNNFloat(params), model, expected)
+    mlp = ", ".join(f"{name} {model.formats.fmt('mlp.' + name)}" for name in ("input", "hidden"))
+    print(f"  fixed vs float  per-layer formats (MLP {mlp}; `wavefabric profile samplernn` lists them all), "
+          f"teacher forced on those samples: top-1 agreement {error.top1:.1%}, KL {error.kl_mean:.1e} nats mean "
+          f"({error.kl_max:.1e} max)")
     _demo_gemm(args.seed)
     if not run.bit_exact:
         raise _fail("the simulated accelerator does not match the fixed-point model")

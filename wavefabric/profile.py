@@ -138,10 +138,7 @@ def cmd_profile_samplernn(args) -> int:
     json_path, png_path = _outputs(args, "samplernn")
     audio = None
     if args.audio:
-        samples, _ = read_wav(args.audio)
-        # 16-bit PCM to codes: the inverse of the accelerator's code-to-PCM map (model.sampler.pcm16).
-        pcm = np.round(samples * 32768).astype(np.int64)
-        audio = (pcm + 32768) * config.q_levels // 65536
+        audio = samplernn.audio_codes(read_wav(args.audio)[0], config.q_levels)  # as samplernn-pytorch trains
     params = (samplernn.load_checkpoint(args.checkpoint, config) if args.checkpoint
               else samplernn.SampleRNNParams.from_state_dict(config, samplernn.random_state_dict(config, args.seed)))
     formats, rows = samplernn.profile_samplernn(params, audio)
