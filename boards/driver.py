@@ -503,6 +503,9 @@ class SampleRNNOverlay:
     sample_rate : int
     cycles : int
         CYCLES of the last GENERATE job (clock cycles, start to done).
+    saturated : int
+        SATURATED of the last GENERATE job: bit i set when narrowing i
+        (:func:`~wavefabric.model.samplernn.saturation_names`) saturated a value.
     codes : np.ndarray
         The sample codes of the last generation.
     """
@@ -514,7 +517,7 @@ class SampleRNNOverlay:
         self.regmap = load_register_map(regmap)
         self.config = samplernn_config_from_register_map(self.regmap)
         self.sample_rate = self.config.sample_rate
-        self.cycles = 0
+        self.cycles = self.saturated = 0
         self.codes = np.zeros(0, dtype=np.int64)
         self._model = None
         if backend == "sim":
@@ -535,18 +538,23 @@ class SampleRNNOverlay:
         else:
             raise ValueError(f"backend must be 'sim' or 'pynq', not {backend!r}")
 
-    def load(self, checkpoint) -> None:
+    def load(self, checkpoint, formats=None) -> None:
         """Load the weights of ``checkpoint``: a samplernn-pytorch ``.pt`` (needs torch), an ``.npz`` of its
-        state dict (:func:`write_weights`; no torch needed), a state dict, or a ``SampleRNNParams``.
+        state dict (:func:`write_weights`; no torch needed), a state dict, or a ``SampleRNNParams``; with
+        ``formats`` (a formats JSON that ``wavefabric profile samplernn`` writes, or a ``SampleRNNFormats``; default:
+        chosen for the checkpoint) its tensors' formats, whose shifts the load gives the accelerator.
 
-        Raises ``ValueError`` for a checkpoint of other sizes than the overlay's, before anything reaches the
-        hardware.
+        Raises ``ValueError`` for a checkpoint (or formats) of other sizes than the overlay's, before anything
+        reaches the hardware.
         """
-        from ..model.samplernn import SampleRNNFixed
+        from ..model.samplernn import SampleRNNFixed, SampleRNNFormats
         from ..sim.samplernn import table_image
         from .samplernn_top import load_stream
 
-        model = SampleRNNFixed(_samplernn_params(checkpoint, self.config))
+        params = _samplernn_params(checkpoint, self.config)
+        if formats is not None and not isinstance(formats, SampleRNNFormats):
+            formats = SampleRNNFormats.load(formats, params.config)
+        model = SampleRNNFixed(params, formats=formats)
         self._backend.load(load_stream(self.config, model), table_image(self.config.layout, model, 0), model)
         self._model = model
 
@@ -586,7 +594,7 @@ class SampleRNNOverlay:
         tq = temperature_int(temperature)
         if self._model is None:
             raise RuntimeError("no weights: call load(checkpoint) first")
-        words, self.cycles = self._backend.generate(n, seed_state(int(seed)), tq, play)
+        words, self.cycles, self.saturated = self._backend.generate(n, seed_state(int(seed)), tq, play)
         self.codes = (words >> 16).astype(np.int64)
         return (words & 0xFFFF).astype(np.uint16).view(np.int16)
 
@@ -635,14 +643,15 @@ class _SampleRNNPynq:
         self.write_register("MODE", self.regmap["modes"]["LOAD"])
         self._job(stream, 0)
 
-    def generate(self, n: int, state: int, tq: int, play: bool) -> tuple[np.ndarray, int]:
+    def generate(self, n: int, state: int, tq: int, play: bool) -> tuple[np.ndarray, int, int]:
         for name, value in (("MODE", self.regmap["modes"]["GENERATE"]), ("SAMPLES", n), ("SEED", state),
                             ("TEMPERATURE", tq)):
             self.write_register(name, value)
         if "PLAY" in self.regmap["registers"]:
             self.write_register("PLAY", int(play))
         words = self._job(None, 0 if play else n, n / self.regmap["config"]["sample_rate"] if play else 0.0)
-        return (np.zeros(0, dtype=np.int64) if play else words), self.read_register("CYCLES")
+        return ((np.zeros(0, dtype=np.int64) if play else words), self.read_register("CYCLES"),
+                self.read_register("SATURATED"))
 
 
 class _SampleRNNSim:
@@ -670,7 +679,7 @@ class _SampleRNNSim:
     def load(self, stream: np.ndarray, table: bytes, model) -> None:
         self.stream, self.table = stream, table
 
-    def generate(self, n: int, state: int, tq: int, play: bool) -> tuple[np.ndarray, int]:
+    def generate(self, n: int, state: int, tq: int, play: bool) -> tuple[np.ndarray, int, int]:
         from ..sim.samplernn import TABLE_BASE
         from ..sim.streams import AxiReadMemory, run_streams
         from .samplernn_top import SampleRNNAxiCore
@@ -679,7 +688,7 @@ class _SampleRNNSim:
         regs, modes = {name: reg["offset"] for name, reg in self.regmap["registers"].items()}, self.regmap["modes"]
         writes = [("TABLE_ADDR", TABLE_BASE), ("MODE", modes["LOAD"]), ("CTRL", 1),
                   ("MODE", modes["GENERATE"]), ("SAMPLES", n), ("SEED", state), ("TEMPERATURE", tq), ("CTRL", 1)]
-        reads = ["STATUS", "CYCLES", "CTRL"]
+        reads = ["STATUS", "CYCLES", "SATURATED", "CTRL"]
         words = np.ascontiguousarray(self.stream).view("<u4").astype(np.int64)
         beats = len(words)
         load = {"tdata": words, "tlast": (np.arange(beats) == beats - 1).astype(np.int64)}
@@ -700,9 +709,10 @@ class _SampleRNNSim:
             max_cycles=budget, backend=self.simulator, name=f"{self.config.name}_twin")
         self.run = run
         responses = [beat["resp"] for beat in run.outputs["ctrl_b"]]
-        status, cycles, ctrl = ((beat["data"], beat["resp"]) for beat in run.outputs["ctrl_r"])
-        if any(responses) or status[1] or cycles[1] or ctrl[1]:
-            raise RuntimeError(f"AXI4-Lite responses {responses} to the writes, {[status, cycles, ctrl]} to the reads")
+        status, cycles, saturated, ctrl = ((beat["data"], beat["resp"]) for beat in run.outputs["ctrl_r"])
+        if any(responses) or status[1] or cycles[1] or saturated[1] or ctrl[1]:
+            raise RuntimeError(f"AXI4-Lite responses {responses} to the writes, {[status, cycles, saturated, ctrl]} "
+                               "to the reads")
         if status[0]:
             raise RuntimeError(f"STATUS {status[0]:#x} (bit 0 engine error, bit 1 s_axis TLAST error, bit 2 "
                                "unknown load region, bit 3 a zero v row)")
@@ -711,7 +721,7 @@ class _SampleRNNSim:
         out = run.outputs["m_axis"]
         if [beat["tlast"] for beat in out] != [int(i == n - 1) for i in range(n)]:
             raise RuntimeError("m_axis: TLAST not on exactly the job's last sample")
-        return np.array([beat["tdata"][0] for beat in out], dtype=np.int64), int(cycles[0])
+        return np.array([beat["tdata"][0] for beat in out], dtype=np.int64), int(cycles[0]), int(saturated[0])
 
 
 # --- The PWG vocoder overlay ----------------------------------------------------------------------------------
@@ -829,16 +839,23 @@ class PWGOverlay:
     def load(self, checkpoint, formats=None) -> None:
         """Load the weights of ``checkpoint``: a parallel-wavegan ``.pkl`` / ``.pt`` (needs torch), an ``.npz``
         of its generator's state dict (:func:`write_pwg_weights`; no torch needed), a state dict, or a
-        :class:`~wavefabric.model.pwg.PWGGenerator`; with ``formats`` (a :class:`~wavefabric.model.pwg.PWGFormats`;
-        default uniform) its tensors' formats, which the LOAD job gives the accelerator.
+        :class:`~wavefabric.model.pwg.PWGGenerator`; with ``formats`` (a formats JSON that ``wavefabric profile
+        pwg`` writes, or a :class:`~wavefabric.model.pwg.PWGFormats`; default: chosen for the checkpoint by
+        :func:`~wavefabric.model.pwg_profile.choose_formats`) its tensors' formats, which the LOAD job gives the
+        accelerator. Any checkpoint of the overlay's sizes loads (the LOAD job resets the engine first).
 
         Raises ``ValueError`` for a checkpoint of other sizes than the overlay's (or whose upsampling table or
-        formats the hardware cannot hold), before anything reaches the hardware.
+        formats the hardware cannot hold), or formats of other sizes, before anything reaches the hardware.
         """
-        from ..model.pwg import PWGFixed
+        from ..model.pwg import PWGFixed, PWGFormats
+        from ..model.pwg_profile import choose_formats
         from .pwg_top import load_stream
 
         generator = _pwg_generator(checkpoint, self.config)
+        if formats is None:
+            formats = choose_formats(generator)
+        elif not isinstance(formats, PWGFormats):
+            formats = PWGFormats.load(formats, generator.config)
         try:
             model = PWGFixed(generator, formats)
         except ValueError as error:
@@ -949,7 +966,6 @@ class _PWGPynq:
     def __init__(self, ip, dma, regmap: dict, config: PWGTopConfig):
         self.ip, self.dma, self.regmap, self.config = ip, dma, regmap, config
         self.buffers = None  # the DDR scratch buffers, kept while the overlay lives
-        self.loaded = None   # the LOAD stream the accelerator holds
 
     def read_register(self, name: str) -> int:
         return self.ip.read(self.regmap["registers"][name]["offset"])
@@ -968,11 +984,6 @@ class _PWGPynq:
     def load(self, stream: np.ndarray) -> None:
         import pynq
 
-        if self.loaded is not None:
-            if np.array_equal(stream, self.loaded):
-                return  # the weights travel with every job; the table is the same
-            raise RuntimeError("the accelerator takes its upsampling table once after reset: reload the overlay "
-                               "(pynq.Overlay) to load a checkpoint with another one")
         if self.buffers is None:
             ddr = self.regmap["ddr"]
             self.buffers = {name: pynq.allocate(shape=(ddr[f"{name}_bytes"],), dtype=np.uint8)
@@ -985,7 +996,6 @@ class _PWGPynq:
             self.write_register(f"{name.upper()}_ADDR", address)
         self.write_register("MODE", self.regmap["modes"]["LOAD"])
         self._job(stream, (0,))
-        self.loaded = stream
 
     def vocode(self, jobs: list[tuple[Callable[[], np.ndarray], int]]) -> list[tuple[np.ndarray, int, int]]:
         """Run VOCODE jobs of ``(stream, frames)`` (``stream()`` builds the job's input); each one's PCM, CYCLES and
@@ -1010,11 +1020,12 @@ class _PWGPynq:
 
 
 class _PWGSim:
-    """The PWG overlay's twin: each :meth:`vocode` simulates a whole session (the buffers' addresses, the LOAD job,
-    the VOCODE jobs, STATUS / CYCLES / SATURATION / CTRL reads after each) through the top's AXI channels with one
-    batched run.
+    """The PWG overlay's twin: each :meth:`vocode` simulates a whole session (the buffers' addresses, every LOAD
+    job given so far, the VOCODE jobs, STATUS / CYCLES / SATURATION / CTRL reads after each) through the top's AXI
+    channels with one batched run.
 
-    The board keeps its table from the LOAD job on; replaying the load before the jobs is what it holds.
+    The board keeps the last LOAD job's formats and table (each LOAD job resets the engine first); replaying the
+    loads before the jobs is what it holds.
     """
 
     #: Where the twin puts the scratch buffers (each manager has a DDR model of its own).
@@ -1032,12 +1043,12 @@ class _PWGSim:
         check_int("latency", latency)
         self.config, self.regmap, self.simulator = config, regmap, simulator
         self.latency, self.seed, self.p_valid, self.p_ready = latency, seed, p_valid, p_ready
-        self.stream = None
+        self.loads: list[np.ndarray] = []
         #: The :class:`~wavefabric.sim.streams.StreamRun` of the last job.
         self.run = None
 
     def load(self, stream: np.ndarray) -> None:
-        self.stream = stream
+        self.loads.append(stream)
 
     def vocode(self, jobs: list[tuple[Callable[[], np.ndarray], int]]) -> list[tuple[np.ndarray, int, int]]:
         """Run VOCODE jobs of ``(stream, frames)`` (``stream()`` builds the job's input) after the LOAD job, in one
@@ -1052,22 +1063,27 @@ class _PWGSim:
 
         config, net = self.config, self.config.network
         regs, modes = {name: reg["offset"] for name, reg in self.regmap["registers"].items()}, self.regmap["modes"]
-        writes = [("X_ADDR", self.X_ADDR), ("SKIP_ADDR", self.SKIP_ADDR), ("MODE", modes["LOAD"]), ("CTRL", 1)]
+        writes = [("X_ADDR", self.X_ADDR), ("SKIP_ADDR", self.SKIP_ADDR)]
         job_reads = ["STATUS", "CYCLES", *_saturation_names(self.regmap), "CTRL"]
-        streams = [self.stream] + [make() for make, _ in jobs]
+        streams = self.loads + [make() for make, _ in jobs]
         starts = np.cumsum([0] + [len(stream) for stream in streams])
         beats = [frames * net.hop_size // config.cols * net.out_channels for _, frames in jobs]
         received = np.cumsum(beats)
-        # The load streams once the addresses, MODE and CTRL are written; a VOCODE job's registers follow the
-        # load, or the previous job's reads; its stream follows its CTRL write; its reads its last PCM beat.
-        waits: dict[str, list] = {"s_axis": [(0, "ctrl_b", len(writes))], "ctrl_aw": [], "ctrl_w": [], "ctrl_ar": []}
-        for k, (_, frames) in enumerate(jobs):
-            after = (len(writes), "s_axis", int(starts[1])) if k == 0 else \
-                (len(writes), "ctrl_r", k * len(job_reads))
-            waits["ctrl_aw"].append(after)
-            waits["ctrl_w"].append(after)
-            writes += [("MODE", modes["VOCODE"]), ("FRAMES", frames), ("CTRL", 1)]
-            waits["s_axis"].append((int(starts[k + 1]), "ctrl_b", len(writes)))
+        # A load streams once its MODE and CTRL are written; the next load's registers follow its stream. A VOCODE
+        # job's registers follow the loads, or the previous job's reads; its stream follows its CTRL write; its
+        # reads its last PCM beat.
+        waits: dict[str, list] = {"s_axis": [], "ctrl_aw": [], "ctrl_w": [], "ctrl_ar": []}
+        loads = len(self.loads)
+        for k, (mode, frames) in enumerate([("LOAD", None)] * loads + [("VOCODE", frames) for _, frames in jobs]):
+            job = k - loads
+            if k:
+                after = (len(writes), "ctrl_r", job * len(job_reads)) if job > 0 else \
+                    (len(writes), "s_axis", int(starts[k]))
+                waits["ctrl_aw"].append(after)
+                waits["ctrl_w"].append(after)
+            writes += [("MODE", modes[mode])] + ([("FRAMES", frames)] if frames else []) + [("CTRL", 1)]
+            waits["s_axis"].append((int(starts[k]), "ctrl_b", len(writes)))
+        for k in range(len(jobs)):
             waits["ctrl_ar"].append((k * len(job_reads), "m_axis", int(received[k])))
         words = np.ascontiguousarray(np.concatenate(streams)).view("<u4").astype(np.int64)
         tlast = np.zeros(len(words), dtype=np.int64)

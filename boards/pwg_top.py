@@ -32,8 +32,9 @@ arbiter (or AXI IDs) in the top; two ports need none, and each has an HP port's 
 a header beat (value 0: the stream's number in bits [5:0], bit 6 "the frame's first beat carries ``first``", bit
 7 "its last beat carries ``last``"; value 1: the frame's beats - 1) and then its beats, ``elements`` values of
 ``element_bits`` each (value ``j`` in bits ``[j * E, (j + 1) * E)``; a stream takes its lanes from value 0 on).
-A job's input ends with the beat that carries TLAST, which must be a frame's last beat. **LOAD job**: the streams
-the engine takes once after reset (:data:`LOAD_STREAMS`: the upsampling table). **VOCODE job**: every other
+A job's input ends with the beat that carries TLAST, which must be a frame's last beat. **LOAD job**: the engine is
+reset at its launch, then takes the streams it takes once after reset (:data:`LOAD_STREAMS`: the checkpoint's
+formats and the upsampling table), so a LOAD job loads any checkpoint of the build's sizes. **VOCODE job**: every other
 stream of one job of FRAMES frames, the weights included (the engine takes them per job), in the order
 :func:`job_stream` gives; ``m_axis`` carries the PCM, ``cols`` 16-bit samples per beat (per block of ``cols``
 samples, per output channel), TLAST on the last. A job is done when its input has been taken and its PCM has left.
@@ -46,7 +47,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from amaranth.hdl import Array, Cat, Module, Mux, Shape, Signal, UnusedElaboratable
+from amaranth.hdl import Array, Cat, Module, Mux, ResetInserter, Shape, Signal, UnusedElaboratable
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -451,8 +452,10 @@ class PWGAxiCore(wiring.Component):
         m = Module()
         config, engine = self.config, self.engine
         net = config.network
-        m.submodules.engine = engine
         m.submodules.regs = regs = ApCtrlRegisters(register_params(config))
+        # A LOAD job starts from a reset engine, which takes the formats and the table once after reset: so any
+        # checkpoint of the build's sizes loads without reloading the bitstream.
+        m.submodules.engine = ResetInserter(regs.launch & (regs.mode == Mode.LOAD))(engine)
         wiring.connect(m, wiring.flipped(self.ctrl), regs.bus)
         for memory in ("x", "skip"):
             bus = getattr(self, f"m_axi_{memory}")

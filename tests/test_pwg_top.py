@@ -26,6 +26,7 @@ from wavefabric.boards.pwg_top import (
 from wavefabric.boards.shell import StreamView
 from wavefabric.model.perf import pwg_engine_cycles
 from wavefabric.model.pwg import PWGConfig, PWGFixed, from_state_dict, pcm16, random_state_dict
+from wavefabric.model.pwg_profile import choose_formats
 from wavefabric.sim.pwg import activation_memories, generator_streams
 from wavefabric.sim.streams import run_streams
 
@@ -42,7 +43,8 @@ SMALL = PWGTopConfig(NET, rows=4, cols=4, max_frames=6)
 
 @pytest.fixture(scope="module")
 def fixed():
-    return PWGFixed(from_state_dict(NET, random_state_dict(NET, 1)))
+    generator = from_state_dict(NET, random_state_dict(NET, 1))
+    return PWGFixed(generator, choose_formats(generator))  # the formats PWGOverlay.load chooses
 
 
 def golden(model: PWGFixed, mel: np.ndarray, seed: int) -> np.ndarray:
@@ -142,12 +144,14 @@ def test_top_has_the_vivado_ports():
 
 
 def test_vocode_with_stalls_and_ddr_latency_is_bit_exact(fixed):
-    """The twin (the core through its StreamView on Verilator): one job without stalls, CYCLES at least the
+    """The twin (the core through its StreamView on Verilator): two LOAD jobs, of which the second holds (each
+    resets the engine), then one job without stalls, CYCLES at least the
     engine's cycle model with the activations on chip (the DDR only adds); then every AXI channel and the DDR
     stalling at random, and a mel vocoded in blocks of 2 frames."""
     state = random_state_dict(NET, 1)
     mel = np.random.default_rng(4).standard_normal((5, NET.aux_channels))
     overlay = PWGOverlay(register_map(SMALL), backend="sim")
+    overlay.load(random_state_dict(NET, 5))  # another table and other formats: the next LOAD job replaces them
     overlay.load(state)
     assert np.array_equal(overlay.vocode(mel, 3), golden(fixed, mel, 3))
     (cycles,) = overlay.cycles

@@ -696,6 +696,9 @@ def cmd_play(args) -> int:
     write_wav(args.output, pcm, config.sample_rate)
     expected = overlay.model.generate(n, args.seed, args.temperature)
     exact = np.array_equal(overlay.codes, expected)
+    names = samplernn.saturation_names(config.network)
+    warn(saturation_warning([bool(overlay.saturated >> i & 1) for i in range(len(names))], names,
+                            "profile samplernn"))
     print(f"play samplernn ({args.backend}): {n:,} samples in {elapsed:.1f} s -> {args.output}; CYCLES "
           f"{overlay.cycles:,} ({overlay.cycles / n:.1f} per sample, real-time factor "
           f"{100e6 * n / (config.sample_rate * overlay.cycles):.2f} at 100 MHz); bit-exact with the fixed-point "
