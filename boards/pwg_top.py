@@ -51,8 +51,6 @@ from amaranth.hdl import Array, Cat, Module, Mux, ResetInserter, Shape, Signal, 
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..model.fixed import QFormat
-from ..model.kernels import Numerics
 from ..model.pwg import PCM_FORMAT, PWGConfig, PWGFixed
 from ..rtl.pwg import PWGEngine
 from .shell import (
@@ -63,13 +61,18 @@ from .shell import (
     axi4_signature,
     axi_lite_signature,
     axi_stream_signature,
+    check_config_id,
     check_identifier,
+    config_fields,
     config_id,
     connect_read_master,
     connect_write_master,
     element_bits,
+    format_word,
     job_cycles,
     lanes,
+    numerics_from_json,
+    numerics_json,
     register_table,
     stream_width,
     vlnv,
@@ -101,10 +104,6 @@ class Mode:
     LOAD = 0
     VOCODE = 1
     NAMES = ("LOAD", "VOCODE")
-
-
-def _format(fmt: QFormat) -> int:
-    return fmt.width | fmt.frac << 8
 
 
 def engine_streams(engine: PWGEngine) -> dict[str, tuple[int, int]]:
@@ -207,8 +206,7 @@ class PWGTopConfig:
                 "aux_channels": net.aux_channels, "aux_context_window": net.aux_context_window,
                 "upsample_scales": list(net.upsample_scales), "sample_rate": net.sample_rate,
                 "use_weight_norm": net.use_weight_norm,
-                "numerics": {"act": [num.act.width, num.act.frac], "weight": [num.weight.width, num.weight.frac],
-                             "gate": [num.gate.width, num.gate.frac], "table_bits": num.table_bits},
+                "numerics": numerics_json(num),
                 "rows": self.rows, "cols": self.cols, "max_frames": self.max_frames, "gate_lanes": self.gate_lanes,
                 "name": self.name}
 
@@ -224,16 +222,11 @@ def config_from_register_map(regmap: dict) -> PWGTopConfig:
 
     Raises ``ValueError`` for a map of another design, or one whose ``config_id`` is not its configuration's.
     """
-    if regmap.get("design") != "pwg":
-        raise ValueError(f"the register map is of design {regmap.get('design', 'gru')!r}, not 'pwg'")
-    fields = dict(regmap["config"])
-    num = fields.pop("numerics")
-    numerics = Numerics(act=QFormat(*num["act"]), weight=QFormat(*num["weight"]), gate=QFormat(*num["gate"]),
-                        table_bits=num["table_bits"])
+    fields = config_fields(regmap, "pwg")
+    numerics = numerics_from_json(fields.pop("numerics"))
     top = {key: fields.pop(key) for key in ("rows", "cols", "max_frames", "gate_lanes", "name")}
     config = PWGTopConfig(PWGConfig(**fields, numerics=numerics), **top)
-    if config_id(config.as_json()) != regmap.get("config_id"):
-        raise ValueError("the register map's config_id is not that of its configuration: the JSON was edited")
+    check_config_id(config, regmap)
     return config
 
 
@@ -281,9 +274,9 @@ def register_params(config: PWGTopConfig) -> list[Register]:
     params += [Register(f"UPSAMPLE_SCALE_{k}", "ro", f"scale of upsampling stage {k}", scale)
                for k, scale in enumerate(net.upsample_scales)]
     params += [
-        Register("ACT_FORMAT", "ro", "activation format: width | frac << 8", _format(num.act)),
-        Register("WEIGHT_FORMAT", "ro", "weight format: width | frac << 8", _format(num.weight)),
-        Register("GATE_FORMAT", "ro", "gate format: width | frac << 8", _format(num.gate)),
+        Register("ACT_FORMAT", "ro", "activation format: width | frac << 8", format_word(num.act)),
+        Register("WEIGHT_FORMAT", "ro", "weight format: width | frac << 8", format_word(num.weight)),
+        Register("GATE_FORMAT", "ro", "gate format: width | frac << 8", format_word(num.gate)),
         Register("TABLE_BITS", "ro", "segments of the tanh and sigmoid tables, log2", num.table_bits),
         Register("ROWS", "ro", "array rows", config.rows),
         Register("COLS", "ro", "array columns (samples per m_axis beat)", config.cols),

@@ -50,7 +50,6 @@ from amaranth.lib.wiring import In, Out
 
 from ..model.checks import check_int
 from ..model.fixed import QFormat
-from ..model.kernels import Numerics
 from ..model.samplernn import SampleRNNConfig, SampleRNNFixed
 from ..rtl.samplernn import LoadRegion, SampleRNNEngine, SampleRNNLayout
 from .player import PcmPlayer
@@ -62,13 +61,18 @@ from .shell import (
     axi4_read_signature,
     axi_lite_signature,
     axi_stream_signature,
+    check_config_id,
     check_identifier,
+    config_fields,
     config_id,
     connect_read_master,
     element_bits,
+    format_word,
     gpio_signature,
     job_cycles,
     lanes,
+    numerics_from_json,
+    numerics_json,
     register_table,
     stream_width,
     vlnv,
@@ -100,10 +104,6 @@ class Mode:
     LOAD = 0
     GENERATE = 1
     NAMES = ("LOAD", "GENERATE")
-
-
-def _format(fmt: QFormat) -> int:
-    return fmt.width | fmt.frac << 8
 
 
 def _pair(fmt: QFormat) -> list[int]:
@@ -181,9 +181,6 @@ class SampleRNNTopConfig:
         """TDATA bits of ``m_axis`` (the AXI DMA's S2MM): one sample per beat."""
         return SAMPLE_BITS
 
-    #: The top reads the PS DDR (the MLP input table) through an AXI4 manager, ``m_axi``.
-    reads_ddr = True
-
     def engine(self) -> SampleRNNEngine:
         return SampleRNNEngine(self.network, self.lanes, self.simd, self.gru_lanes)
 
@@ -195,8 +192,7 @@ class SampleRNNTopConfig:
         net, num = self.network, self.network.numerics
         return {"frame_sizes": list(net.frame_sizes), "n_rnn": net.n_rnn, "dim": net.dim, "q_levels": net.q_levels,
                 "learn_h0": net.learn_h0, "weight_norm": net.weight_norm,
-                "numerics": {"act": _pair(num.act), "weight": _pair(num.weight), "gate": _pair(num.gate),
-                             "table_bits": num.table_bits},
+                "numerics": numerics_json(num),
                 "logits": _pair(net.logits), "table": _pair(net.table), "gumbel_bits": net.gumbel_bits,
                 "lanes": self.lanes, "simd": self.simd, "gru_lanes": list(self.gru_lanes), "name": self.name,
                 "sample_rate": self.sample_rate, "audio_out": self.audio_out, "pwm_bits": self.pwm_bits,
@@ -214,12 +210,8 @@ def config_from_register_map(regmap: dict) -> SampleRNNTopConfig:
 
     Raises ``ValueError`` for a map of another design, or one whose ``config_id`` is not its configuration's.
     """
-    if regmap.get("design") != "samplernn":
-        raise ValueError(f"the register map is of design {regmap.get('design', 'gru')!r}, not 'samplernn'")
-    fields = dict(regmap["config"])
-    num = fields.pop("numerics")
-    numerics = Numerics(act=QFormat(*num["act"]), weight=QFormat(*num["weight"]), gate=QFormat(*num["gate"]),
-                        table_bits=num["table_bits"])
+    fields = config_fields(regmap, "samplernn")
+    numerics = numerics_from_json(fields.pop("numerics"))
     network = SampleRNNConfig(frame_sizes=tuple(fields["frame_sizes"]), n_rnn=fields["n_rnn"], dim=fields["dim"],
                               q_levels=fields["q_levels"], learn_h0=fields["learn_h0"],
                               weight_norm=fields["weight_norm"], numerics=numerics,
@@ -228,8 +220,7 @@ def config_from_register_map(regmap: dict) -> SampleRNNTopConfig:
     config = SampleRNNTopConfig(network, fields["lanes"], fields["simd"], tuple(fields["gru_lanes"]),
                                 fields["name"], fields["sample_rate"], fields["audio_out"], fields["pwm_bits"],
                                 fields["audio_period"], fields["audio_fifo"])
-    if config_id(config.as_json()) != regmap.get("config_id"):
-        raise ValueError("the register map's config_id is not that of its configuration: the JSON was edited")
+    check_config_id(config, regmap)
     return config
 
 
@@ -256,10 +247,10 @@ def register_params(config: SampleRNNTopConfig) -> list[Register]:
         Register("DIM", "ro", "GRU and MLP width", net.dim),
         Register("Q_LEVELS", "ro", "quantisation levels", net.q_levels),
         Register("WEIGHT_NORM", "ro", "1: the matrices load as (g, v)", int(net.weight_norm)),
-        Register("ACT_FORMAT", "ro", "activation format: width | frac << 8", _format(num.act)),
-        Register("WEIGHT_FORMAT", "ro", "weight format: width | frac << 8", _format(num.weight)),
-        Register("LOGITS_FORMAT", "ro", "logits format: width | frac << 8", _format(net.logits)),
-        Register("TABLE_FORMAT", "ro", "MLP input table format: width | frac << 8", _format(net.table)),
+        Register("ACT_FORMAT", "ro", "activation format: width | frac << 8", format_word(num.act)),
+        Register("WEIGHT_FORMAT", "ro", "weight format: width | frac << 8", format_word(num.weight)),
+        Register("LOGITS_FORMAT", "ro", "logits format: width | frac << 8", format_word(net.logits)),
+        Register("TABLE_FORMAT", "ro", "MLP input table format: width | frac << 8", format_word(net.table)),
         Register("GUMBEL_BITS", "ro", "bits of the sampler's Gumbel table index", net.gumbel_bits),
         Register("LANES", "ro", "matrix-vector unit lanes P", config.lanes),
         Register("SIMD", "ro", "multipliers per lane S (values per s_axis beat)", config.simd),

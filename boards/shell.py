@@ -39,6 +39,8 @@ from amaranth.hdl import Cat, ClockDomain, Const, Module, Mux, Shape, Signal, Va
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..model.fixed import QFormat
+from ..model.kernels import Numerics
 from ..rtl.axi import (
     read_address_layout,
     read_data_layout,
@@ -48,7 +50,8 @@ from ..rtl.axi import (
 )
 
 __all__ = ["ADDR_WIDTH", "OKAY", "SLVERR", "MAX_TDATA_WIDTH", "AXI4_BURST_INCR", "AXI4_CACHE", "vlnv",
-           "check_identifier", "Register", "register_table", "config_id", "axi_lite_signature",
+           "check_identifier", "Register", "register_table", "config_id", "format_word", "numerics_json",
+           "numerics_from_json", "config_fields", "check_config_id", "axi_lite_signature",
            "axi_stream_signature", "axi4_signature", "axi4_read_signature", "gpio_signature", "stream_width",
            "element_bits", "lanes", "AxiLiteSlave", "ApCtrlRegisters", "job_cycles", "connect_read_master",
            "connect_write_master", "ddr_managers", "ShellTop", "StreamView"]
@@ -143,6 +146,36 @@ def register_table(params: Sequence[Register]) -> dict[str, dict]:
 def config_id(config: dict) -> int:
     """CRC-32 of a JSON-ready configuration (keys sorted): a register a driver compares with its JSON."""
     return zlib.crc32(json.dumps(config, sort_keys=True, separators=(",", ":")).encode())
+
+
+def format_word(fmt: QFormat) -> int:
+    """A format as a configuration register holds it: ``width | frac << 8``."""
+    return fmt.width | fmt.frac << 8
+
+
+def numerics_json(num: Numerics) -> dict:
+    """The JSON of a :class:`~wavefabric.model.kernels.Numerics` in a register map's configuration."""
+    return {"act": [num.act.width, num.act.frac], "weight": [num.weight.width, num.weight.frac],
+            "gate": [num.gate.width, num.gate.frac], "table_bits": num.table_bits}
+
+
+def numerics_from_json(fields: dict) -> Numerics:
+    """The inverse of :func:`numerics_json`."""
+    return Numerics(act=QFormat(*fields["act"]), weight=QFormat(*fields["weight"]), gate=QFormat(*fields["gate"]),
+                    table_bits=fields["table_bits"])
+
+
+def config_fields(regmap: dict, design: str) -> dict:
+    """A copy of the ``config`` of a register map of ``design``; ``ValueError`` for another design's."""
+    if regmap.get("design") != design:
+        raise ValueError(f"the register map is of design {regmap.get('design', 'gru')!r}, not {design!r}")
+    return dict(regmap["config"])
+
+
+def check_config_id(config, regmap: dict) -> None:
+    """``ValueError`` unless the register map's ``config_id`` is that of ``config`` (rebuilt from the map)."""
+    if config_id(config.as_json()) != regmap.get("config_id"):
+        raise ValueError("the register map's config_id is not that of its configuration: the JSON was edited")
 
 
 def axi_lite_signature(addr_width: int = ADDR_WIDTH) -> wiring.Signature:

@@ -80,6 +80,7 @@ from .shell import (
     axi_stream_signature,
     check_identifier,
     element_bits,
+    format_word,
     job_cycles,
     lanes,
     register_table,
@@ -162,9 +163,6 @@ class GruTopConfig:
         """The AXI DMA's S2MM stream bits (from ``m_axis``)."""
         return self.tdata_width
 
-    #: Whether the top has an AXI4 read manager to the PS DDR (``m_axi``).
-    reads_ddr = False
-
     def job_beats(self) -> dict[str, int]:
         """Input beats of a WEIGHTS, BIAS and STATE job, and per step of a STEPS job in (STEP_IN) and out."""
         geo = self.geometry
@@ -181,10 +179,6 @@ class GruTopConfig:
         return GruTop(self)
 
 
-def _format(fmt) -> int:
-    return fmt.width | fmt.frac << 8
-
-
 def register_params(config: GruTopConfig) -> list[Register]:
     """The parameter registers of :class:`GruTop` (after the four ``ap_ctrl`` registers), from 0x10."""
     return [
@@ -198,8 +192,8 @@ def register_params(config: GruTopConfig) -> list[Register]:
         Register("LAYERS", "ro", "GRU layers L", config.layers),
         Register("LANES", "ro", "engine lanes P", config.lanes),
         Register("SIMD", "ro", "multipliers per lane S (values per beat)", config.simd),
-        Register("ACT_FORMAT", "ro", "activation format: width | frac << 8", _format(config.num.act)),
-        Register("WEIGHT_FORMAT", "ro", "weight format: width | frac << 8", _format(config.num.weight)),
+        Register("ACT_FORMAT", "ro", "activation format: width | frac << 8", format_word(config.num.act)),
+        Register("WEIGHT_FORMAT", "ro", "weight format: width | frac << 8", format_word(config.num.weight)),
         Register("TDATA_WIDTH", "ro", "AXI4-Stream TDATA bits", config.tdata_width),
         Register("SATURATED", "ro", "bit l: an i_n or h_n of GRU layer l saturated since the last STATE job",
                  width=config.layers),
