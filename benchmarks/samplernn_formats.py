@@ -60,8 +60,8 @@ def markdown(result: dict) -> str:
     return f"""Fixed point against float, teacher forced on held-out audio ({result['held_out']:,} samples): top-1
 agreement of the next-sample distributions and KL(float || fixed) in nats, with the global formats and with
 per-layer formats chosen from the checkpoint (`SampleRNNFormats.choose`: weights the most fractional bits that
-hold their peak, activations 1.125 times their peak and 5 rms, measured on calibration audio; without audio the float model
-generates its own). The trained-like networks are trained for seconds on a tone
+hold their peak, activations 1.125 times their peak and 5 rms, measured on calibration audio; without audio the
+float model generates its own). The trained-like networks are trained for seconds on a tone
 (`model/samplernn_torch.py train_tone`, seeded). "saturated" counts the values each narrowing saturated on that
 audio; "MLP formats" are the MLP's fractional bits (the rest are in the JSON).
 
