@@ -84,9 +84,10 @@ def test_trained_like_formats_and_saturation_flags(chosen, backend):
     engine's flags say where, as the model's counts do; with the formats chosen for it (loaded at run time with
     the table) nothing saturates. Bit-exact both ways."""
     seed = 31
-    generator = from_state_dict(SMALL, trained_like_state_dict(SMALL, seed), hardware_order=True)
-    fixed = PWGFixed(generator, choose_formats(generator) if chosen else None)
-    z, mel = fixed.job(calibration_mel(SMALL), seed)  # the mel the generator's ranges were set on
+    mel = 3 * calibration_mel(SMALL, 3, seed)  # the ranges are set and the formats chosen on this job's mel and noise
+    generator = from_state_dict(SMALL, trained_like_state_dict(SMALL, seed, mel), hardware_order=True)
+    fixed = PWGFixed(generator, choose_formats(generator, mel, seed) if chosen else None)
+    z, mel = fixed.job(mel, seed)
     frames = mel.shape[1] - 2 * SMALL.aux_context_window
     name = f"pwg_formats_{'chosen' if chosen else 'uniform'}"
     run = run_pwg(PWGEngine(SMALL, 2, 4, max_frames=frames), fixed, mel, z, seed=seed, name=name, backend=backend)

@@ -183,7 +183,7 @@ def test_bad_parameters(config, kwargs, word):
 
 
 @pytest.mark.parametrize("config, unit, n", [
-    (SampleRNNConfig(), {}, 4000),                                                      # 0.25 s at 16 kHz
+    (SampleRNNConfig(), {}, 1024),                                                      # 64 ms at 16 kHz
     (SampleRNNConfig(frame_sizes=(4, 2, 2), n_rnn=1, dim=32), dict(lanes=4, gru_lanes=4), 600),
 ])
 def test_verilator(config, unit, n):
