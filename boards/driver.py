@@ -471,6 +471,30 @@ def write_weights(config: SampleRNNTopConfig, state_dict, path: str | os.PathLik
     return path
 
 
+def _overlay_backend(backend: str, source, overlay, ip, dma, sim: Callable[[], object],
+                     board: Callable[[object, object], object]):
+    """An overlay driver's backend: ``sim()`` (the twin), or on a board ``board(ip, dma)`` of the given
+    ``overlay`` (its ``accel`` and ``dma``), of ``ip`` and ``dma``, or of the bitstream beside the register map
+    ``source`` (a path), checked against the register map's configuration registers."""
+    if backend == "sim":
+        return sim()
+    if backend != "pynq":
+        raise ValueError(f"backend must be 'sim' or 'pynq', not {backend!r}")
+    if overlay is None and ip is None:
+        if isinstance(source, dict):
+            raise ValueError("backend 'pynq' needs overlay, or ip and dma, when regmap is a dict")
+        import pynq
+
+        overlay = pynq.Overlay(str(Path(source)).removesuffix(".regmap.json") + ".bit")
+    if overlay is not None:
+        ip, dma = overlay.accel, overlay.dma
+    if ip is None or dma is None:
+        raise ValueError("backend 'pynq' needs ip (the accelerator) and dma (the AXI DMA)")
+    driver = board(ip, dma)
+    _check_hardware(driver)
+    return driver
+
+
 class SampleRNNOverlay:
     """The SampleRNN overlay (:mod:`wavefabric.boards.samplernn_top`): on a PYNQ board, or its simulated twin.
 
@@ -520,23 +544,10 @@ class SampleRNNOverlay:
         self.cycles = self.saturated = 0
         self.codes = np.zeros(0, dtype=np.int64)
         self._model = None
-        if backend == "sim":
-            self._backend = _SampleRNNSim(self.config, self.regmap, simulator, latency, seed, p_valid, p_ready)
-        elif backend == "pynq":
-            if overlay is None and ip is None:
-                if isinstance(source, dict):
-                    raise ValueError("backend 'pynq' needs overlay, or ip and dma, when regmap is a dict")
-                import pynq
-
-                overlay = pynq.Overlay(str(Path(source)).removesuffix(".regmap.json") + ".bit")
-            if overlay is not None:
-                ip, dma = overlay.accel, overlay.dma
-            if ip is None or dma is None:
-                raise ValueError("backend 'pynq' needs ip (the accelerator) and dma (the AXI DMA)")
-            self._backend = _SampleRNNPynq(ip, dma, self.regmap)
-            _check_hardware(self._backend)
-        else:
-            raise ValueError(f"backend must be 'sim' or 'pynq', not {backend!r}")
+        self._backend = _overlay_backend(
+            backend, source, overlay, ip, dma,
+            lambda: _SampleRNNSim(self.config, self.regmap, simulator, latency, seed, p_valid, p_ready),
+            lambda ip, dma: _SampleRNNPynq(ip, dma, self.regmap))
 
     def load(self, checkpoint, formats=None) -> None:
         """Load the weights of ``checkpoint``: a samplernn-pytorch ``.pt`` (needs torch), an ``.npz`` of its
@@ -818,23 +829,10 @@ class PWGOverlay:
         self.cycles: list[int] = []
         self.saturation: list[int] = []
         self._model = None
-        if backend == "sim":
-            self._backend = _PWGSim(self.config, self.regmap, simulator, latency, seed, p_valid, p_ready)
-        elif backend == "pynq":
-            if overlay is None and ip is None:
-                if isinstance(source, dict):
-                    raise ValueError("backend 'pynq' needs overlay, or ip and dma, when regmap is a dict")
-                import pynq
-
-                overlay = pynq.Overlay(str(Path(source)).removesuffix(".regmap.json") + ".bit")
-            if overlay is not None:
-                ip, dma = overlay.accel, overlay.dma
-            if ip is None or dma is None:
-                raise ValueError("backend 'pynq' needs ip (the accelerator) and dma (the AXI DMA)")
-            self._backend = _PWGPynq(ip, dma, self.regmap, self.config)
-            _check_hardware(self._backend)
-        else:
-            raise ValueError(f"backend must be 'sim' or 'pynq', not {backend!r}")
+        self._backend = _overlay_backend(
+            backend, source, overlay, ip, dma,
+            lambda: _PWGSim(self.config, self.regmap, simulator, latency, seed, p_valid, p_ready),
+            lambda ip, dma: _PWGPynq(ip, dma, self.regmap, self.config))
 
     def load(self, checkpoint, formats=None) -> None:
         """Load the weights of ``checkpoint``: a parallel-wavegan ``.pkl`` / ``.pt`` (needs torch), an ``.npz``
