@@ -665,12 +665,9 @@ class _SampleRNNPynq:
                 self.read_register("SATURATED"))
 
 
-class _SampleRNNSim:
-    """The SampleRNN overlay's twin: each :meth:`generate` simulates a whole session (table address, LOAD job,
-    GENERATE job, STATUS / CYCLES / CTRL reads) through the top's AXI channels with one batched run.
-
-    Every job starts from h0, so replaying the load before each generation is what the board computes.
-    """
+class _Twin:
+    """What an overlay's twin is run with: the simulator, the DDR model's latency, the stalls' seed and
+    probabilities (validated here), and its last :class:`~wavefabric.sim.streams.StreamRun` (``run``)."""
 
     def __init__(self, config, regmap: dict, simulator: str, latency: int, seed: int, p_valid: float,
                  p_ready: float):
@@ -681,11 +678,22 @@ class _SampleRNNSim:
         for name, p in (("p_valid", p_valid), ("p_ready", p_ready)):
             if not 0 < p <= 1:
                 raise ValueError(f"{name} must be in (0, 1], not {p!r}")
+        check_int("latency", latency)
         self.config, self.regmap, self.simulator = config, regmap, simulator
         self.latency, self.seed, self.p_valid, self.p_ready = latency, seed, p_valid, p_ready
-        self.stream = self.table = None
-        #: The :class:`~wavefabric.sim.streams.StreamRun` of the last generation.
         self.run = None
+
+
+class _SampleRNNSim(_Twin):
+    """The SampleRNN overlay's twin: each :meth:`generate` simulates a whole session (table address, LOAD job,
+    GENERATE job, STATUS / CYCLES / CTRL reads) through the top's AXI channels with one batched run.
+
+    Every job starts from h0, so replaying the load before each generation is what the board computes.
+    """
+
+    def __init__(self, *settings):
+        super().__init__(*settings)
+        self.stream = self.table = None
 
     def load(self, stream: np.ndarray, table: bytes, model) -> None:
         self.stream, self.table = stream, table
@@ -1017,7 +1025,7 @@ class _PWGPynq:
         return results
 
 
-class _PWGSim:
+class _PWGSim(_Twin):
     """The PWG overlay's twin: each :meth:`vocode` simulates a whole session (the buffers' addresses, every LOAD
     job given so far, the VOCODE jobs, STATUS / CYCLES / SATURATION / CTRL reads after each) through the top's AXI
     channels with one batched run.
@@ -1029,21 +1037,9 @@ class _PWGSim:
     #: Where the twin puts the scratch buffers (each manager has a DDR model of its own).
     X_ADDR, SKIP_ADDR = 0x1000, 0x2000
 
-    def __init__(self, config, regmap: dict, simulator: str, latency: int, seed: int, p_valid: float,
-                 p_ready: float):
-        from ..sim.streams import BACKENDS
-
-        if simulator not in BACKENDS:
-            raise ValueError(f"simulator must be one of {', '.join(BACKENDS)}, not {simulator!r}")
-        for name, p in (("p_valid", p_valid), ("p_ready", p_ready)):
-            if not 0 < p <= 1:
-                raise ValueError(f"{name} must be in (0, 1], not {p!r}")
-        check_int("latency", latency)
-        self.config, self.regmap, self.simulator = config, regmap, simulator
-        self.latency, self.seed, self.p_valid, self.p_ready = latency, seed, p_valid, p_ready
+    def __init__(self, *settings):
+        super().__init__(*settings)
         self.loads: list[np.ndarray] = []
-        #: The :class:`~wavefabric.sim.streams.StreamRun` of the last job.
-        self.run = None
 
     def load(self, stream: np.ndarray) -> None:
         self.loads.append(stream)
