@@ -288,14 +288,14 @@ def test_samplernn_bad_input_is_refused_before_the_hardware(fake_pynq, weights):
         SampleRNNOverlay(lying, ip=ip, dma=types.SimpleNamespace())
 
 
-def test_samplernn_on_pynq_loads_the_table_and_streams_in_order(fake_pynq, weights):
-    _, log = fake_pynq
-    path, model = weights
-    regmap = SMALL_OVERLAY.register_map()
+def logged_board(regmap: dict, log: list, cycles: int, fill):
+    """A board for an overlay's pynq backend that logs every register access and DMA call into ``log``: its
+    registers read their map's values, CTRL reads done and idle, CYCLES ``cycles``; ``fill(shape)`` is what the
+    DMA receives. Returns ``(register offsets by name, ip, dma)``."""
     regs = {name: reg["offset"] for name, reg in regmap["registers"].items()}
     values = {reg["offset"]: reg.get("value", 0) for reg in regmap["registers"].values()}
     values[regs["CTRL"]] = 0b1110
-    values[regs["CYCLES"]] = 1234
+    values[regs["CYCLES"]] = cycles
 
     class Ip:
         def read(self, offset):
@@ -305,10 +305,17 @@ def test_samplernn_on_pynq_loads_the_table_and_streams_in_order(fake_pynq, weigh
         def write(self, offset, value):
             log.append(("write", offset, value))
 
+    return regs, Ip(), types.SimpleNamespace(sendchannel=_Channel("send", log),
+                                             recvchannel=_Channel("recv", log, fill=fill))
+
+
+def test_samplernn_on_pynq_loads_the_table_and_streams_in_order(fake_pynq, weights):
+    _, log = fake_pynq
+    path, model = weights
+    regmap = SMALL_OVERLAY.register_map()
     samples = np.array([3 << 16 | 0xFFFE, 5 << 16 | 7], dtype=np.uint32)
-    dma = types.SimpleNamespace(sendchannel=_Channel("send", log),
-                                recvchannel=_Channel("recv", log, fill=lambda shape: samples))
-    synth = SampleRNNOverlay(regmap, ip=Ip(), dma=dma)
+    regs, ip, dma = logged_board(regmap, log, 1234, lambda shape: samples)
+    synth = SampleRNNOverlay(regmap, ip=ip, dma=dma)
     synth.load(path)
     stream_shape = load_stream(SMALL_OVERLAY, model).shape
     table = synth._backend.table
@@ -425,23 +432,9 @@ def test_pwg_on_pynq_allocates_the_buffers_and_streams_in_order(fake_pynq, pwg_w
     _, log = fake_pynq
     path, model = pwg_weights
     regmap = PWG_OVERLAY.register_map()
-    regs = {name: reg["offset"] for name, reg in regmap["registers"].items()}
-    values = {reg["offset"]: reg.get("value", 0) for reg in regmap["registers"].values()}
-    values[regs["CTRL"]] = 0b1110
-    values[regs["CYCLES"]] = 4321
-
-    class Ip:
-        def read(self, offset):
-            log.append(("read", offset))
-            return values[offset]
-
-        def write(self, offset, value):
-            log.append(("write", offset, value))
-
     samples = np.arange(12, dtype=np.int16).reshape(3, 4)  # 3 frames of hop 4: 3 beats of 4 samples
-    dma = types.SimpleNamespace(sendchannel=_Channel("send", log),
-                                recvchannel=_Channel("recv", log, fill=lambda shape: samples[:shape[0]]))
-    vocoder = PWGOverlay(regmap, ip=Ip(), dma=dma)
+    regs, ip, dma = logged_board(regmap, log, 4321, lambda shape: samples[:shape[0]])
+    vocoder = PWGOverlay(regmap, ip=ip, dma=dma)
     log.clear()
     vocoder.load(path)
     load = pwg_load_stream(PWG_OVERLAY, model).shape
