@@ -40,6 +40,11 @@ def load_regmap() -> dict:
         return json.load(file)
 
 
+def format_word(pair: list[int]) -> int:
+    """A format's ``[width, frac]`` in the register map's JSON as its configuration register reads it."""
+    return pair[0] | pair[1] << 8
+
+
 def pauses(name: str, p: float = P_PAUSE) -> Iterator[bool]:
     """A pause pattern for a cocotbext-axi channel: True (pause) with probability ``p`` per cycle, from a generator
     seeded by the test's seed and ``name``."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import cocotb
 import numpy as np
-from axi_bench import Bench, load_regmap, quiet, within
+from axi_bench import Bench, format_word, load_regmap, quiet, within
 from cocotb.task import bridge, resume
 from cocotbext.axi import AxiResp, AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
@@ -106,10 +106,6 @@ class BusGru(GruApi):
         self._bind(regmap, backend)
 
 
-def _format(pair: list[int]) -> int:
-    return pair[0] | pair[1] << 8
-
-
 @cocotb.test(timeout_time=2, timeout_unit="ms")
 async def registers(dut):
     """The configuration registers against the JSON's configuration; responses and read-only registers."""
@@ -117,8 +113,8 @@ async def registers(dut):
     regmap = bench.regmap
     cfg = regmap["config"]
     expected = {"INPUT_SIZE": cfg["input_size"], "HIDDEN": cfg["hidden"], "LAYERS": cfg["layers"],
-                "LANES": cfg["lanes"], "SIMD": cfg["simd"], "ACT_FORMAT": _format(cfg["num"]["act"]),
-                "WEIGHT_FORMAT": _format(cfg["num"]["weight"]), "TDATA_WIDTH": regmap["stream"]["tdata_width"]}
+                "LANES": cfg["lanes"], "SIMD": cfg["simd"], "ACT_FORMAT": format_word(cfg["num"]["act"]),
+                "WEIGHT_FORMAT": format_word(cfg["num"]["weight"]), "TDATA_WIDTH": regmap["stream"]["tdata_width"]}
     await bench.check_registers(expected, scratch=["STEPS"])
 
 

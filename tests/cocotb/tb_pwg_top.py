@@ -17,7 +17,7 @@ import random
 
 import cocotb
 import numpy as np
-from axi_bench import Bench, quiet, within
+from axi_bench import Bench, format_word, quiet, within
 from cocotbext.axi import AxiBus, AxiRam, AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
 from wavefabric.boards.driver import _pwg_pcm
@@ -31,10 +31,6 @@ RAM_BYTES = 1 << 18
 MELS = ((5, 3, False), (4, 7, True))
 #: Clock cycles within which a job's streams must have moved.
 STREAM_CYCLES = 50_000
-
-
-def _format(pair: list[int]) -> int:
-    return pair[0] | pair[1] << 8
 
 
 @cocotb.test(timeout_time=2, timeout_unit="ms")
@@ -52,7 +48,7 @@ async def registers(dut):
                  "S_AXIS_WIDTH": regmap["streams"]["s_axis"]["tdata_width"],
                  "M_AXIS_WIDTH": regmap["streams"]["m_axis"]["tdata_width"],
                  "X_BYTES": ddr["x_bytes"], "SKIP_BYTES": ddr["skip_bytes"]}
-    expected |= {f"{name.upper()}_FORMAT": _format(cfg["numerics"][name]) for name in ("act", "weight", "gate")}
+    expected |= {f"{name.upper()}_FORMAT": format_word(cfg["numerics"][name]) for name in ("act", "weight", "gate")}
     expected |= {f"UPSAMPLE_SCALE_{k}": scale for k, scale in enumerate(cfg["upsample_scales"])}
     await bench.check_registers(expected, scratch=["X_ADDR", "SKIP_ADDR"])
 

@@ -17,7 +17,7 @@ import random
 
 import cocotb
 import numpy as np
-from axi_bench import CTRL_DONE, CTRL_IDLE, CTRL_READY, Bench, quiet, within
+from axi_bench import CTRL_DONE, CTRL_IDLE, CTRL_READY, Bench, format_word, quiet, within
 from cocotb.triggers import RisingEdge
 from cocotbext.axi import AxiRamRead, AxiReadBus, AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
@@ -35,10 +35,6 @@ JOBS = ((120, 5, 1.0, False), (60, 6, 0.8, True))
 DONE_CYCLES = 1000
 
 
-def _format(pair: list[int]) -> int:
-    return pair[0] | pair[1] << 8
-
-
 @cocotb.test(timeout_time=2, timeout_unit="ms")
 async def registers(dut):
     """The configuration registers against the JSON's configuration; responses and read-only registers."""
@@ -47,8 +43,9 @@ async def registers(dut):
     cfg = regmap["config"]
     expected = {"CONFIG_ID": regmap["config_id"], "N_TIERS": len(cfg["frame_sizes"]), "N_RNN": cfg["n_rnn"],
                 "DIM": cfg["dim"], "Q_LEVELS": cfg["q_levels"], "WEIGHT_NORM": int(cfg["weight_norm"]),
-                "ACT_FORMAT": _format(cfg["numerics"]["act"]), "WEIGHT_FORMAT": _format(cfg["numerics"]["weight"]),
-                "LOGITS_FORMAT": _format(cfg["logits"]), "TABLE_FORMAT": _format(cfg["table"]),
+                "ACT_FORMAT": format_word(cfg["numerics"]["act"]),
+                "WEIGHT_FORMAT": format_word(cfg["numerics"]["weight"]),
+                "LOGITS_FORMAT": format_word(cfg["logits"]), "TABLE_FORMAT": format_word(cfg["table"]),
                 "GUMBEL_BITS": cfg["gumbel_bits"], "LANES": cfg["lanes"], "SIMD": cfg["simd"],
                 "AUDIO_OUT": int(cfg["audio_out"]), "S_AXIS_WIDTH": regmap["streams"]["s_axis"]["tdata_width"],
                 "M_AXIS_WIDTH": regmap["streams"]["m_axis"]["tdata_width"], "TABLE_BYTES": regmap["table_bytes"],
