@@ -26,6 +26,7 @@ __all__ = [
     "accumulator_width",
     "signed_width",
     "narrow",
+    "narrow_counted",
     "saturate",
     "shift_round",
     "bit_length",
@@ -189,6 +190,19 @@ def narrow(x, frac, out: QFormat) -> np.ndarray:
     # shift cannot overflow int64.
     x = np.where(left > 0, np.clip(x, (out.min_int >> left) - 1, (out.max_int >> left) + 1), x)
     return saturate(shift_round(x, frac - out.frac), out)
+
+
+def narrow_counted(x, shift: int, out: QFormat, relu_after: bool = False) -> tuple[np.ndarray, int]:
+    """:func:`narrow` by ``shift`` (>= 0) fractional bits into ``out``, and how many values saturated.
+
+    With ``relu_after`` the result is ``relu`` of it and only the values that saturate high count (a negative
+    value that saturates is zero either way). This is what the accelerators' saturation flags count.
+    """
+    rounded = shift_round(x, shift)
+    over = rounded > out.max_int
+    count = int(np.count_nonzero(over if relu_after else over | (rounded < out.min_int)))
+    y = saturate(rounded, out)
+    return (np.maximum(y, 0) if relu_after else y), count
 
 
 def int_matmul(a, b) -> np.ndarray:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .fixed import QFormat, bit_length, int_matmul, narrow, saturate, shift_round
+from .fixed import QFormat, bit_length, int_matmul, narrow, narrow_counted, saturate, shift_round
 
 __all__ = [
     "Numerics",
@@ -258,10 +258,10 @@ def gru_cell(x, h, w_ih, w_hh, b_ih, b_hh, num: Numerics, shift: int | None = No
     z = num.sigmoid(pre_rz[hidden:])
     acc_n = np.concatenate([accumulate(w_ih[gate_n], x, b_ih[gate_n], shift),
                             accumulate(w_hh[gate_n], h, b_hh[gate_n], shift)])
-    rounded = shift_round(acc_n, shift)
+    narrowed, count = narrow_counted(acc_n, shift, num.act)
     if saturated is not None:
-        saturated += np.count_nonzero((rounded < num.act.min_int) | (rounded > num.act.max_int))
-    i_n, h_n = np.split(saturate(rounded, num.act), 2)
+        saturated += count
+    i_n, h_n = np.split(narrowed, 2)
     prod_frac = num.gate.frac + num.act.frac
     n = num.tanh(saturate(i_n + narrow(r * h_n, prod_frac, num.act), num.act))
     n_act = narrow(n, num.gate.frac, num.act)

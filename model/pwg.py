@@ -55,10 +55,11 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import load_torch_file, read_state_dict, weight_norm
-from .fixed import MAX_WIDTH, QFormat, accumulator_width, int_matmul, narrow, saturate, shift_round
+from .fixed import MAX_WIDTH, QFormat, accumulator_width, int_matmul, narrow, narrow_counted
 from .formats import FormatsError, load_formats, save_formats
 from .kernels import (
     Numerics,
+    accumulate,
     float_sigmoid,
     gated_activation,
     im2col,
@@ -401,31 +402,19 @@ class LayerShifts:
         return cls(num.weight.frac, num.weight.frac, num.weight.frac)
 
 
-def _narrow_counted(acc: np.ndarray, shift: int, fmt: QFormat, counts: np.ndarray | None, at: int) -> np.ndarray:
-    """:func:`~.fixed.narrow` by ``shift`` bits into ``fmt``'s width, adding the saturated values to ``counts[at]``."""
-    rounded = shift_round(acc, shift)
-    out = saturate(rounded, fmt)
+def _narrow_counted(acc: np.ndarray, shift: int, fmt: QFormat, counts: np.ndarray | None, at: int,
+                    relu_after: bool = False) -> np.ndarray:
+    """:func:`~.fixed.narrow_counted` into ``fmt``'s width, adding the saturated values to ``counts[at]``."""
+    y, saturated = narrow_counted(acc, shift, fmt, relu_after)
     if counts is not None:
-        counts[at] += int(np.count_nonzero(out != rounded))
-    return out
-
-
-def _relu_narrowed(acc: np.ndarray, shift: int, fmt: QFormat, counts: np.ndarray | None, at: int) -> np.ndarray:
-    """``relu(narrow(acc))`` by ``shift`` bits into ``fmt``'s width, adding to ``counts[at]`` the values that
-    saturate high (a negative value that saturates is zero all the same)."""
-    rounded = shift_round(acc, shift)
-    if counts is not None:
-        counts[at] += int(np.count_nonzero(rounded > fmt.max_int))
-    return relu(saturate(rounded, fmt))
+        counts[at] += saturated
+    return y
 
 
 def _mac(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None, shift: int, fmt: QFormat,
          counts: np.ndarray | None = None, at: int = 0) -> np.ndarray:
     """``narrow(w @ x + (bias << shift))`` by ``shift`` bits (bias at the output's format): one exact accumulation."""
-    acc = int_matmul(w, x)
-    if bias is not None:
-        acc = acc + (np.asarray(bias, dtype=np.int64)[:, None] << np.int64(shift))
-    return _narrow_counted(acc, shift, fmt, counts, at)
+    return _narrow_counted(accumulate(w, x, bias, shift), shift, fmt, counts, at)
 
 
 def residual_layer_fixed(x: np.ndarray, c: np.ndarray, layer: ResidualLayer, num: Numerics, *,
@@ -494,11 +483,11 @@ def residual_layer_fixed(x: np.ndarray, c: np.ndarray, layer: ResidualLayer, num
     act = num.act
     s = shifts or LayerShifts.uniform(num)
     cols = im2col(x, layer.kernel_size, layer.dilation, layer.padding)
-    acc = int_matmul(layer.conv.reshape(layer.conv.shape[0], -1), cols) + (layer.conv_bias[:, None] << np.int64(s.gate))
+    acc = accumulate(layer.conv.reshape(layer.conv.shape[0], -1), cols, layer.conv_bias, s.gate)
     acc = acc + (c if aux_applied else int_matmul(layer.aux, c))
     half = acc.shape[0] // 2
     if relu_gate:
-        g = _relu_narrowed(acc[:half], s.gate, act, counts, at)
+        g = _narrow_counted(acc[:half], s.gate, act, counts, at, relu_after=True)
     else:
         h = _narrow_counted(acc, s.gate, act, None, at)
         g = gated_activation(h[:half], h[half:], num)
@@ -507,8 +496,7 @@ def residual_layer_fixed(x: np.ndarray, c: np.ndarray, layer: ResidualLayer, num
         return None, skip
     # The residual enters beside the out bias: x, the bias and y share the residual stream's format.
     wide = QFormat(act.width + 1, act.frac)
-    y = _narrow_counted(int_matmul(layer.out, g) + ((layer.out_bias[:, None] + x) << np.int64(s.out)), s.out, wide,
-                        counts, at)
+    y = _narrow_counted(accumulate(layer.out, g, layer.out_bias[:, None] + x, s.out), s.out, wide, counts, at)
     return _narrow_counted(y * num.gate.quantize(math.sqrt(0.5)), num.gate.frac, act, counts, at), skip
 
 
@@ -1260,8 +1248,8 @@ class PWGFixed:
             skips += skip
         out = self.config.layers + 1
         post = self.skip_scale(skips, counts)
-        acc = int_matmul(self.last1, post) + (self.last1_bias[:, None] << np.int64(sh.layers[-1].gate))
-        h = _relu_narrowed(acc, sh.layers[-1].gate, num.act, counts, out)  # hidden values, at formats.hidden
+        acc = accumulate(self.last1, post, self.last1_bias, sh.layers[-1].gate)
+        h = _narrow_counted(acc, sh.layers[-1].gate, num.act, counts, out, relu_after=True)  # at formats.hidden
         return _mac(self.last2, h, self.last2_bias, sh.layers[-1].skip, num.act, counts, out)
 
     def skip_scale(self, skips: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:

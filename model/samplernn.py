@@ -47,9 +47,9 @@ import numpy as np
 
 from .checkpoint import load_torch_file, read_state_dict, row_norm, weight_norm
 from .checks import check_int
-from .fixed import QFormat, int_matmul, narrow, saturate, shift_round
+from .fixed import QFormat, int_matmul, narrow, narrow_counted
 from .formats import WEIGHT_HEADROOM, FormatsError, TensorProfile, act_frac, frac_for, load_formats, save_formats
-from .kernels import Numerics, accumulate, float_sigmoid, gru_cell, quantize_weight_norm, relu
+from .kernels import Numerics, accumulate, float_sigmoid, gru_cell, quantize_weight_norm
 from .sampler import GumbelSampler, seed_state, temperature_int
 
 __all__ = [
@@ -859,11 +859,9 @@ class SampleRNNFixed(_SampleRNNModel):
     def _narrow(self, name: str, acc, out: QFormat, relu_after: bool = False, shift: int | None = None) -> np.ndarray:
         """:func:`~wavefabric.model.fixed.narrow` by ``shift`` (default: the layer's), counting the values that
         saturate."""
-        rounded = shift_round(acc, self._shifts[name] if shift is None else shift)
-        over = rounded > out.max_int
-        self.saturations[name] += int(np.count_nonzero(over if relu_after else over | (rounded < out.min_int)))
-        y = saturate(rounded, out)
-        return relu(y) if relu_after else y
+        y, saturated = narrow_counted(acc, self._shifts[name] if shift is None else shift, out, relu_after)
+        self.saturations[name] += saturated
+        return y
 
     def tier_forward(self, tier: int, prev_samples, conditioning=None, hidden=None):
         """Run frame-level tier ``tier`` over consecutive frames, in fixed point.
