@@ -70,9 +70,15 @@ def write_wav(path: str | os.PathLike, samples, sample_rate: int) -> None:
 
 
 def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """Read a 16-bit PCM WAV file: (float samples in [-1, 1) of the first channel, sample rate)."""
-    with wave.open(os.fspath(path), "rb") as w:
-        if w.getsampwidth() != 2:
-            raise ValueError(f"{path}: only 16-bit PCM is supported, not {8 * w.getsampwidth()}-bit")
-        data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, w.getnchannels())
-        return data[:, 0].astype(np.float64) / 32768, w.getframerate()
+    """Read a 16-bit PCM WAV file: (float samples in [-1, 1) of the first channel, sample rate).
+
+    Raises ``ValueError`` (one line naming the file) for a file that is not a 16-bit PCM WAV.
+    """
+    try:
+        with wave.open(os.fspath(path), "rb") as w:
+            if w.getsampwidth() != 2:
+                raise ValueError(f"{path}: only 16-bit PCM is supported, not {8 * w.getsampwidth()}-bit")
+            data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, w.getnchannels())
+            return data[:, 0].astype(np.float64) / 32768, w.getframerate()
+    except (wave.Error, EOFError) as error:
+        raise ValueError(f"{path}: not a WAV file ({str(error) or 'truncated'})") from None

@@ -77,3 +77,19 @@ def test_profile_samplernn_on_given_audio_feeds_generate(tmp_path):
                tmp_path / "samplernn.formats.json")
     assert proc.returncode == 0 and (tmp_path / "a.wav").exists(), proc.stderr
     assert formats.frac  # a format for every tensor of its own
+
+
+def test_a_corrupt_calibration_file_is_refused_in_one_line(tmp_path):
+    """Not a WAV, a truncated WAV, not a .npy: one line, exit 2, and no output folder made."""
+    (tmp_path / "bad.wav").write_bytes(b"garbage" * 10)
+    write_wav(tmp_path / "tone.wav", np.zeros(100), 16000)
+    (tmp_path / "cut.wav").write_bytes((tmp_path / "tone.wav").read_bytes()[:30])
+    (tmp_path / "bad.npy").write_bytes(b"garbage")
+    cases = [(["samplernn", "--audio", tmp_path / "bad.wav"], "bad.wav: not a WAV file (file does not start"),
+             (["samplernn", "--audio", tmp_path / "cut.wav"], "cut.wav: not a WAV file (truncated)"),
+             (["pwg", *TINY, "--mel", tmp_path / "bad.npy"], "bad.npy: not a NumPy .npy array")]
+    for argv, message in cases:
+        proc = cli("profile", *argv, "-o", tmp_path / "out")
+        assert proc.returncode == 2 and message in proc.stderr, (argv, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+

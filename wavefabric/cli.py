@@ -255,11 +255,11 @@ def cmd_generate_pwg(args) -> int:
     calibration = None if args.mel is None else np.asarray(mel)
     model = pwg_fixed(generator, args.formats, calibration) if args.fixed else generator
     counts = np.zeros(config.layers + 2, dtype=np.int64)
+    saturations = {"counts": counts} if args.fixed else {}
     start = time.perf_counter()
     with _progress(n, "sample", "ParallelWaveGAN") as bar:
-        progress = lambda k: bar.update(min(k, n - bar.n))  # noqa: E731
-        blocks = (model.inference_blocks(mel, seed=args.seed, progress=progress, counts=counts) if args.fixed
-                  else model.inference_blocks(mel, seed=args.seed, progress=progress))
+        blocks = model.inference_blocks(mel, seed=args.seed, progress=lambda k: bar.update(min(k, n - bar.n)),
+                                        **saturations)
         write_wav_blocks(args.output, _first_samples(blocks, n), n, config.sample_rate)
     warn(saturation_warning(counts, pwg_slot_names(config.layers), "profile pwg"))
     return _report_generated(args, "pwg", n, time.perf_counter() - start)

@@ -116,10 +116,10 @@ def cmd_profile_pwg(args) -> int:
     from .model.pwg_profile import profile_pwg
 
     config = pwg_config(args)
-    json_path, png_path = _outputs(args, "pwg")
     mel = pwg.load_mel(args.mel, config) if args.mel else None
     generator = (pwg.load_checkpoint(args.checkpoint, config) if args.checkpoint
                  else pwg.from_state_dict(config, pwg.random_state_dict(config, args.seed)))
+    json_path, png_path = _outputs(args, "pwg")  # once the inputs are good: no folder made for bad ones
     formats, rows = profile_pwg(generator, None if mel is None else np.asarray(mel), args.seed)
     formats.save(json_path, config)
     source = args.checkpoint or f"random weights, seed {args.seed}"
@@ -135,12 +135,12 @@ def cmd_profile_samplernn(args) -> int:
     from .model.audio import read_wav
 
     config = samplernn_config(args)
-    json_path, png_path = _outputs(args, "samplernn")
     audio = None
     if args.audio:
         audio = samplernn.audio_codes(read_wav(args.audio)[0], config.q_levels)  # as samplernn-pytorch trains
     params = (samplernn.load_checkpoint(args.checkpoint, config) if args.checkpoint
               else samplernn.SampleRNNParams.from_state_dict(config, samplernn.random_state_dict(config, args.seed)))
+    json_path, png_path = _outputs(args, "samplernn")  # once the inputs are good: no folder made for bad ones
     formats, rows = samplernn.profile_samplernn(params, audio)
     formats.save(json_path)
     source = args.checkpoint or f"random weights, seed {args.seed}"
