@@ -101,13 +101,30 @@ def write_profile_plot(path: Path, rows: Sequence[TensorProfile], title: str) ->
 
 
 def _outputs(args, stem: str) -> tuple[Path, Path]:
+    """The formats JSON's and the plot's paths, checked before any work (their folder is made when they are
+    written, so a run that fails or is interrupted leaves no empty one)."""
     folder = Path(args.output) if args.output else (Path(args.checkpoint).parent if args.checkpoint else Path("."))
     name = Path(args.checkpoint).stem if args.checkpoint else stem
-    folder.mkdir(parents=True, exist_ok=True)
     paths = folder / f"{name}.formats.json", folder / f"{name}.profile.png"
-    for path in paths:
-        check_output_file(path)
+    if folder.exists():
+        for path in paths:
+            check_output_file(path)
     return paths
+
+
+def _publish(args, paths: tuple[Path, Path], save, rows: Sequence[TensorProfile], network: str) -> int:
+    """Write the formats (``save(path)``) and the plot, print the table and a summary line."""
+    json_path, png_path = paths
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    save(json_path)
+    source = args.checkpoint or f"random weights, seed {args.seed}"
+    write_profile_plot(png_path, rows, f"{network} ({source}): ranges against the chosen formats")
+    print(profile_table(rows))
+    hits = [r for r in rows if r.saturated and not r.note]
+    print(f"{len(rows)} tensors; "
+          + (f"{len(hits)} saturate ({', '.join(r.name for r in hits[:5])})" if hits else "none saturates")
+          + f"; formats -> {json_path}, plot -> {png_path}")
+    return 0
 
 
 def cmd_profile_pwg(args) -> int:
@@ -116,17 +133,12 @@ def cmd_profile_pwg(args) -> int:
     from .model.pwg_profile import profile_pwg
 
     config = pwg_config(args)
+    paths = _outputs(args, "pwg")
     mel = pwg.load_mel(args.mel, config) if args.mel else None
     generator = (pwg.load_checkpoint(args.checkpoint, config) if args.checkpoint
                  else pwg.from_state_dict(config, pwg.random_state_dict(config, args.seed)))
-    json_path, png_path = _outputs(args, "pwg")  # once the inputs are good: no folder made for bad ones
     formats, rows = profile_pwg(generator, None if mel is None else np.asarray(mel), args.seed)
-    formats.save(json_path, config)
-    source = args.checkpoint or f"random weights, seed {args.seed}"
-    write_profile_plot(png_path, rows, f"ParallelWaveGAN ({source}): ranges against the chosen formats")
-    print(profile_table(rows))
-    _summary(rows, json_path, png_path)
-    return 0
+    return _publish(args, paths, lambda path: formats.save(path, config), rows, "ParallelWaveGAN")
 
 
 def cmd_profile_samplernn(args) -> int:
@@ -135,26 +147,14 @@ def cmd_profile_samplernn(args) -> int:
     from .model.audio import read_wav
 
     config = samplernn_config(args)
+    paths = _outputs(args, "samplernn")
     audio = None
     if args.audio:
         audio = samplernn.audio_codes(read_wav(args.audio)[0], config.q_levels)  # as samplernn-pytorch trains
     params = (samplernn.load_checkpoint(args.checkpoint, config) if args.checkpoint
               else samplernn.SampleRNNParams.from_state_dict(config, samplernn.random_state_dict(config, args.seed)))
-    json_path, png_path = _outputs(args, "samplernn")  # once the inputs are good: no folder made for bad ones
     formats, rows = samplernn.profile_samplernn(params, audio)
-    formats.save(json_path)
-    source = args.checkpoint or f"random weights, seed {args.seed}"
-    write_profile_plot(png_path, rows, f"SampleRNN ({source}): ranges against the chosen formats")
-    print(profile_table(rows))
-    _summary(rows, json_path, png_path)
-    return 0
-
-
-def _summary(rows: Sequence[TensorProfile], json_path: Path, png_path: Path) -> None:
-    hits = [r for r in rows if r.saturated and not r.note]
-    print(f"{len(rows)} tensors; "
-          + (f"{len(hits)} saturate ({', '.join(r.name for r in hits[:5])})" if hits else "none saturates")
-          + f"; formats -> {json_path}, plot -> {png_path}")
+    return _publish(args, paths, formats.save, rows, "SampleRNN")
 
 
 def add_profile_parser(commands) -> None:
